@@ -1,0 +1,37 @@
+"""Alembic environment. Run through ``python -m review db upgrade`` (see db/schema.py), which
+hands over an Engine in ``config.attributes["engine"]``; plain ``alembic -c`` use falls back to
+DATABASE_URL from the review settings."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from db.models import Base
+from db.session import make_engine
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    engine = config.attributes.get("engine")
+    if engine is None:
+        from review.config import load_settings
+
+        engine = make_engine(load_settings().database_url)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            # SQLite cannot ALTER most things in place; batch mode copies the table instead.
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (SQL script) migrations are not supported; run `python -m review db upgrade`")
+run_migrations_online()

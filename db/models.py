@@ -1,0 +1,323 @@
+"""The data model of the review desk (SQLAlchemy 2.0, typed ``Mapped[]`` columns).
+
+The schema changes only through Alembic migrations in ``db/migrations/``; a test checks that
+these models and the migrations agree. See ``docs/ARCHITECTURE.md`` for how each table is used.
+
+Conventions:
+- every timestamp is stored in UTC and comes back timezone-aware (``UTCDateTime``);
+- JSON columns are JSONB on Postgres and JSON (text) on SQLite;
+- ``verdict`` and ``review_event`` rows are never updated or deleted after insert.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite drops the offset otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; attach a timezone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# Integer primary keys: BIGINT on Postgres (millions of events), INTEGER on SQLite so that the
+# column is the rowid alias and autoincrements.
+BigID = BigInteger().with_variant(Integer(), "sqlite")
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+# Stable constraint names, so that migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class PostStatus(enum.StrEnum):
+    """Where a post is in the flow. A projection of its verdicts and review events."""
+
+    UNSCORED = "unscored"
+    QUEUED = "queued"
+    IN_REVIEW = "in_review"
+    DECIDED = "decided"
+    ESCALATED = "escalated"
+
+
+class Role(enum.StrEnum):
+    MODERATOR = "moderator"
+    LEAD = "lead"
+    ADMIN = "admin"
+
+
+class EventAction(enum.StrEnum):
+    CLAIM = "claim"
+    RELEASE = "release"
+    CONFIRM = "confirm"
+    OVERTURN = "overturn"
+    ESCALATE = "escalate"
+    SKIP = "skip"
+    COMMENT = "comment"
+    REOPEN = "reopen"
+    BULK = "bulk"
+
+
+def _in(values: type[enum.StrEnum]) -> str:
+    return ", ".join(f"'{v.value}'" for v in values)
+
+
+class User(Base):
+    __tablename__ = "app_user"  # "user" is a reserved word in Postgres
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # None: single sign-on only
+    role: Mapped[str] = mapped_column(String(16), default=Role.MODERATOR)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (CheckConstraint(f"role IN ({_in(Role)})", name="role"),)
+
+
+class Post(Base):
+    __tablename__ = "post"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # on the platform
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=PostStatus.UNSCORED)
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    # Live moderator claim (lease); the events table holds the history of claims.
+    claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    media_links: Mapped[list[PostMedia]] = relationship(
+        back_populates="post", order_by="PostMedia.position", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        CheckConstraint(f"status IN ({_in(PostStatus)})", name="status"),
+        # The review queue: next post by status, then priority, then age.
+        Index("ix_post_queue", "status", "priority", "id"),
+        Index("ix_post_created_at", "created_at"),
+        Index("ix_post_ingested_at", "ingested_at"),
+    )
+
+
+class Media(Base):
+    """One image file, stored once under MEDIA_DIR by the sha256 of its bytes."""
+
+    __tablename__ = "media"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(String(255))  # relative to MEDIA_DIR
+    thumb_path: Mapped[str] = mapped_column(String(255))  # relative to MEDIA_DIR
+    mime: Mapped[str] = mapped_column(String(32))
+    width: Mapped[int] = mapped_column(Integer)  # after EXIF orientation
+    height: Mapped[int] = mapped_column(Integer)
+    frames: Mapped[int] = mapped_column(Integer, default=1)  # > 1 for animations
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    phash: Mapped[str] = mapped_column(String(16))  # 64-bit perceptual hash, hex
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_media_phash", "phash"),)
+
+
+class PostMedia(Base):
+    __tablename__ = "post_media"
+
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"))
+    original_name: Mapped[str | None] = mapped_column(String(255))  # as named in the input
+
+    post: Mapped[Post] = relationship(back_populates="media_links")
+    media: Mapped[Media] = relationship()
+
+    __table_args__ = (Index("ix_post_media_media_id", "media_id"),)
+
+
+class Signal(Base):
+    """A cheap per-post or per-image signal: OCR text, NSFW score, duplicate cluster…"""
+
+    __tablename__ = "signal"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"))
+    media_id: Mapped[int | None] = mapped_column(ForeignKey("media.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    value: Mapped[Any] = mapped_column(JSONType)
+    producer: Mapped[str] = mapped_column(String(64))
+    producer_version: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("post_id IS NOT NULL OR media_id IS NOT NULL", name="subject"),
+        Index("ix_signal_media_kind", "media_id", "kind"),
+        Index("ix_signal_post_kind", "post_id", "kind"),
+    )
+
+
+class Verdict(Base):
+    """One model judgement of one post. Never updated; a re-score inserts a new row."""
+
+    __tablename__ = "verdict"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Provenance: enough to reproduce the verdict.
+    provider: Mapped[str] = mapped_column(String(32))
+    model_id: Mapped[str] = mapped_column(String(255))
+    model_revision: Mapped[str | None] = mapped_column(String(64))
+    adapter: Mapped[str | None] = mapped_column(String(255))
+    prompt_version: Mapped[str] = mapped_column(String(64))
+    input_hash: Mapped[str] = mapped_column(String(64))
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The verdict itself; NULL when the output could not be parsed.
+    violation: Mapped[bool | None] = mapped_column(Boolean)
+    category: Mapped[str | None] = mapped_column(String(64))
+    severity: Mapped[int | None] = mapped_column(Integer)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    image_text_consistency: Mapped[str | None] = mapped_column(String(16))
+    consistency_reason: Mapped[str | None] = mapped_column(Text)
+    sentiment: Mapped[str | None] = mapped_column(String(16))
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    ocr_text: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    rationale: Mapped[str | None] = mapped_column(Text)
+    # How it went.
+    raw_output: Mapped[str | None] = mapped_column(Text)
+    parse_status: Mapped[str] = mapped_column(String(16))  # ok / repaired / failed / error
+    error: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_verdict_post_id", "post_id", "id"),
+        Index("ix_verdict_input_hash", "input_hash"),
+        Index("ix_verdict_model_prompt", "model_id", "prompt_version"),
+        Index("ix_verdict_created_at", "created_at"),
+    )
+
+
+class ReviewEvent(Base):
+    """An append-only moderator action. Never updated or deleted."""
+
+    __tablename__ = "review_event"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The verdict that was on screen when the moderator acted (metrics compare against it).
+    verdict_id: Mapped[int | None] = mapped_column(ForeignKey("verdict.id"))
+    # The human label, for confirm / overturn / bulk.
+    label_violation: Mapped[bool | None] = mapped_column(Boolean)
+    label_category: Mapped[str | None] = mapped_column(String(64))
+    label_severity: Mapped[int | None] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text)
+    time_spent_ms: Mapped[int | None] = mapped_column(Integer)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # for claims
+    bulk_id: Mapped[str | None] = mapped_column(String(36))
+    second_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Client-chosen key: repeating an event with the same key is a no-op.
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+    __table_args__ = (
+        CheckConstraint(f"action IN ({_in(EventAction)})", name="action"),
+        Index("ix_review_event_post_id", "post_id", "id"),
+        Index("ix_review_event_user_created", "user_id", "created_at"),
+        Index("ix_review_event_action_created", "action", "created_at"),
+        Index("ix_review_event_created_at", "created_at"),
+    )
+
+
+class Export(Base):
+    """A training-data export: who made it, from what, and where it went."""
+
+    __tablename__ = "export"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    format: Mapped[str] = mapped_column(String(32))
+    filters: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    output_path: Mapped[str] = mapped_column(Text)
+
+
+class FinetuneRun(Base):
+    """A LoRA training run on an export, and its evaluation."""
+
+    __tablename__ = "finetune_run"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    export_id: Mapped[int | None] = mapped_column(ForeignKey("export.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    base_model: Mapped[str] = mapped_column(String(255))
+    adapter_path: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

@@ -1,0 +1,76 @@
+"""Schema revisions through Alembic, driven from code (``python -m review db …``).
+
+The Alembic scripts live in ``db/migrations/``; there is no alembic.ini to keep in sync.
+The app and the CLI call :func:`require_current` and refuse to run against a database that is
+behind (or ahead of) the code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from db.session import safe_url
+from review.errors import DatabaseUnavailable, SchemaOutOfDate
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+UPGRADE_HINT = "python -m review db upgrade"
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory(str(MIGRATIONS_DIR)).get_heads()
+    assert len(heads) == 1, f"migrations have several heads: {heads}"
+    return heads[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseUnavailable(
+            f"cannot open the database {safe_url(str(engine.url))}: {reason}. "
+            "Check DATABASE_URL and that the server is up"
+        ) from None
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    command.upgrade(alembic_config(engine), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    command.downgrade(alembic_config(engine), revision)
+
+
+def require_current(engine: Engine) -> None:
+    """Raise :class:`SchemaOutOfDate` unless the database is at the head revision."""
+    current = current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return
+    where = safe_url(str(engine.url))
+    if current is None:
+        raise SchemaOutOfDate(f"the database {where} has no review-desk schema yet. Run: {UPGRADE_HINT}")
+    known = {rev.revision for rev in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
+    if current not in known:
+        raise SchemaOutOfDate(
+            f"the database {where} is at revision {current}, which this code does not know "
+            f"(it was migrated by a newer version). Upgrade the code, or point DATABASE_URL elsewhere."
+        )
+    raise SchemaOutOfDate(
+        f"the database {where} is at revision {current} but the code needs {head}. Run: {UPGRADE_HINT}"
+    )

@@ -1,0 +1,133 @@
+"""Post browser: read-only list of posts with search, filters and paging; select a row to see it.
+
+Post text, author and ids are untrusted: they are shown in a table or with st.text, never as
+markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages._common import desk_or_stop
+from review.browse import PostFilter, count_posts, facet_counts, list_posts
+from review.errors import MediaError
+from review.media import data_uri, load_normalised
+
+PAGE_SIZES = (20, 50, 100)
+CURSOR = "posts_cursor"
+
+desk = desk_or_stop()
+
+
+def reset_paging() -> None:
+    st.session_state[CURSOR] = None
+
+
+st.title("Posts")
+
+with desk.sessions() as session:
+    facets = facet_counts(session)
+
+if not facets["source"]:
+    st.info(
+        "The database holds no posts yet. Load some with `python -m review ingest FILE.jsonl` "
+        "or the demo set with `python -m review demo`."
+    )
+    st.stop()
+
+col_search, col_source, col_status, col_size = st.columns([4, 2, 2, 1])
+search = col_search.text_input(
+    "Search", key="posts_search", placeholder="text, external id or author", on_change=reset_paging
+)
+source = col_source.selectbox(
+    "Source",
+    [None, *facets["source"]],
+    format_func=lambda s: "All sources" if s is None else f"{s} ({facets['source'][s]})",
+    key="posts_source",
+    on_change=reset_paging,
+)
+status = col_status.selectbox(
+    "Status",
+    [None, *facets["status"]],
+    format_func=lambda s: "Any status" if s is None else f"{s} ({facets['status'][s]})",
+    key="posts_status",
+    on_change=reset_paging,
+)
+page_size = col_size.selectbox("Per page", PAGE_SIZES, key="posts_page_size", on_change=reset_paging)
+
+flt = PostFilter(search=search, source=source, status=status)
+cursor = st.session_state.get(CURSOR)
+with desk.sessions() as session:
+    total = count_posts(session, flt)
+    page = list_posts(
+        session,
+        flt,
+        older_than=cursor[1] if cursor and cursor[0] == "older" else None,
+        newer_than=cursor[1] if cursor and cursor[0] == "newer" else None,
+        limit=page_size,
+    )
+
+st.caption(f"{total:,} posts match" + (f" · showing {len(page.rows)}" if page.rows else ""))
+if not page.rows:
+    st.info("No post matches these filters.")
+    st.stop()
+
+media_dir = desk.settings.media_dir
+table = pd.DataFrame(
+    {
+        "thumbnail": [data_uri(media_dir, r.media[0].thumb_path) if r.media else None for r in page.rows],
+        "images": [len(r.media) for r in page.rows],
+        "text": [" ".join(r.text.split())[:200] for r in page.rows],
+        "source": [r.source for r in page.rows],
+        "external id": [r.external_id for r in page.rows],
+        "author": [r.author or "" for r in page.rows],
+        "posted": [r.created_at for r in page.rows],
+        "status": [r.status for r in page.rows],
+    },
+    index=[r.id for r in page.rows],
+)
+selection = st.dataframe(
+    table,
+    key="posts_table",
+    on_select="rerun",
+    selection_mode="single-row",
+    row_height=64,
+    height=64 * (len(page.rows) + 1) + 3,
+    placeholder="—",
+    column_config={
+        "thumbnail": st.column_config.ImageColumn("", width="small"),
+        "images": st.column_config.NumberColumn("Images", width="small"),
+        "text": st.column_config.TextColumn("Text", width="medium"),
+        "posted": st.column_config.DatetimeColumn("Posted", format="YYYY-MM-DD HH:mm"),
+    },
+)
+
+newer, older = st.columns(2)
+if newer.button("← Newer", disabled=not page.has_newer, key="posts_newer", shortcut="Left"):
+    st.session_state[CURSOR] = ("newer", page.first_id)
+    st.rerun()
+if older.button("Older →", disabled=not page.has_older, key="posts_older", shortcut="Right"):
+    st.session_state[CURSOR] = ("older", page.last_id)
+    st.rerun()
+
+rows = selection.selection.rows if selection else []
+if rows:
+    post = page.rows[rows[0]]
+    st.divider()
+    st.subheader(f"Post {post.id}")
+    st.text(
+        f"source: {post.source}   external id: {post.external_id}   author: {post.author or '—'}\n"
+        f"posted: {post.created_at or '—'}   ingested: {post.ingested_at:%Y-%m-%d %H:%M}   status: {post.status}"
+    )
+    st.text(post.text or "(no text)")
+    if post.media:
+        columns = st.columns(min(3, len(post.media)))
+        for i, m in enumerate(post.media):
+            label = f"{m.width}×{m.height} {m.mime}" + (f", {m.frames} frames (first shown)" if m.frames > 1 else "")
+            try:
+                columns[i % len(columns)].image(
+                    load_normalised(media_dir, m.path, desk.settings.max_image_pixels), caption=label
+                )
+            except MediaError as exc:
+                columns[i % len(columns)].warning(f"Image unavailable: {exc}")

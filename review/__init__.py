@@ -1,0 +1,1 @@
+"""The review desk's domain core. Never imports streamlit; pages and the CLI are thin shells."""

@@ -1,0 +1,147 @@
+"""``python -m review <command>``: the operator's entry point.
+
+Errors meant for people (:class:`review.errors.ReviewError`) are printed as one line on stderr
+without a traceback, and the command exits with status 2. ``ingest`` exits with status 1 when
+any record was rejected (the good ones are stored all the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sqlalchemy import func, select
+from tqdm import tqdm
+
+from db import schema
+from db.models import Post
+from db.session import safe_url
+from review.config import load_settings
+from review.desk import Desk, open_desk
+from review.errors import ReviewError
+from review.ingest import IngestReport, ingest_paths
+
+EXIT_REJECTED = 1
+EXIT_ERROR = 2
+
+
+def _progress(label: str, total: int) -> Callable[[int], None]:
+    """A tqdm bar on stderr that appears only when the input takes more than a second."""
+    bar = tqdm(total=total, desc=Path(label).name, unit="B" if total > 10_000 else "it", delay=1.0, leave=False)
+
+    def update(done: int) -> None:
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    desk = open_desk(settings, check_schema=False)
+    where = safe_url(settings.database_url)
+    if args.db_command == "upgrade":
+        schema.upgrade(desk.engine, args.revision)
+        print(f"{where}: schema at {schema.current_revision(desk.engine)} (head {schema.head_revision()})")
+    elif args.db_command == "downgrade":
+        schema.downgrade(desk.engine, args.revision)
+        print(f"{where}: schema at {schema.current_revision(desk.engine) or 'base (empty)'}")
+    else:
+        current = schema.current_revision(desk.engine)
+        head = schema.head_revision()
+        state = "up to date" if current == head else f"out of date: run {schema.UPGRADE_HINT}"
+        print(f"{where}: schema at {current or 'nothing'}, code expects {head} ({state})")
+        return 0 if current == head else EXIT_REJECTED
+    return 0
+
+
+def _print_report(report: IngestReport, verbose_warnings: bool = True) -> None:
+    for rejection in report.rejected:
+        print(f"rejected {rejection}", file=sys.stderr)
+    if verbose_warnings:
+        for warning in report.warnings:
+            print(f"warning {warning}", file=sys.stderr)
+    for path, encoding in report.encodings.items():
+        if encoding not in ("utf-8", "utf-8-sig"):
+            print(f"note: read {path} as {encoding}", file=sys.stderr)
+    print(report.summary())
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+
+    desk = open_desk()
+    report = ingest_paths(
+        desk.sessions,
+        [Path(p) for p in args.paths],
+        desk.settings,
+        source=args.source,
+        encoding=args.encoding,
+        workers=args.workers,
+        progress=None if args.quiet else _progress,
+    )
+    _print_report(report)
+    return EXIT_REJECTED if report.rejected else 0
+
+
+def _post_count(desk: Desk) -> int:
+    with desk.sessions() as session:
+        return session.scalar(select(func.count(Post.id))) or 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from review.demo import load_demo
+
+    desk = open_desk()
+    existing = _post_count(desk)
+    if existing and not args.force:
+        print(f"the database already holds {existing} posts; the demo loads only into an empty one (--force adds it)")
+        return 0
+    report = load_demo(desk.sessions, desk.settings, progress=_progress)
+    _print_report(report, verbose_warnings=False)
+    return EXIT_REJECTED if report.rejected else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m review", description="Review desk command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database schema: upgrade, downgrade, current")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="bring the schema to the latest revision (or REVISION)")
+    up.add_argument("revision", nargs="?", default="head")
+    down = db_sub.add_parser("downgrade", help="step the schema back to REVISION (base = empty)")
+    down.add_argument("revision")
+    db_sub.add_parser("current", help="show the schema revision; exit 1 when out of date")
+    db.set_defaults(func=cmd_db)
+
+    ingest = sub.add_parser(
+        "ingest",
+        help="load posts from JSONL/CSV files or folders of images",
+        description="Load posts. Each record: external_id, source, text, author, created_at, images, metadata.",
+    )
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help=".jsonl, .csv, .tsv file or a folder of images")
+    ingest.add_argument("--source", help="source for records that name none (default: local)")
+    ingest.add_argument("--encoding", help="text encoding of the inputs (default: detect UTF-8 / GB18030)")
+    ingest.add_argument("--workers", type=int, default=2, help="threads decoding images (default 2)")
+    ingest.add_argument("--quiet", action="store_true", help="no progress bar")
+    ingest.set_defaults(func=cmd_ingest)
+
+    demo = sub.add_parser("demo", help="load the synthetic demo posts into an empty database")
+    demo.add_argument("--force", action="store_true", help="add the demo posts even if the database has posts")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ReviewError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

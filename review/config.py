@@ -1,0 +1,82 @@
+"""Settings of the review desk.
+
+Read in this order, later wins: built-in defaults, a TOML file (``REVIEW_CONFIG`` or
+``./review.toml`` when present), environment variables (``DATABASE_URL``, ``MEDIA_DIR``, …).
+Relative paths are resolved against the current working directory, so ``./data/`` is the
+default home of the embedded SQLite database and the media store.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from review.errors import ConfigError
+
+DEFAULT_DATA_DIR = Path("data")
+
+# Environment variable → setting name. The TOML file uses the setting names (lower case).
+ENV_VARS = {
+    "DATABASE_URL": "database_url",
+    "MEDIA_DIR": "media_dir",
+    "MAX_IMAGE_PIXELS": "max_image_pixels",
+    "MAX_IMAGE_BYTES": "max_image_bytes",
+    "MAX_TEXT_CHARS": "max_text_chars",
+    "THUMBNAIL_SIZE": "thumbnail_size",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = f"sqlite:///{DEFAULT_DATA_DIR / 'review.db'}"
+    media_dir: Path = DEFAULT_DATA_DIR / "media"
+    # A decoded image larger than this many pixels is refused (decompression-bomb guard).
+    # 50 MP admits long phone screenshots (1290 x 30000) and 8K photos.
+    max_image_pixels: int = 50_000_000
+    # Files larger than this are refused before any decoding.
+    max_image_bytes: int = 50 * 1024 * 1024
+    # Post text longer than this is refused at ingest (a post, not a book).
+    max_text_chars: int = 100_000
+    # Longest side of the stored thumbnail, in pixels.
+    thumbnail_size: int = 320
+
+    def with_overrides(self, **values: object) -> Settings:
+        return replace(self, **_coerce(values))
+
+
+def _coerce(values: dict[str, object]) -> dict[str, object]:
+    types = {f.name: f.type for f in fields(Settings)}
+    out: dict[str, object] = {}
+    for name, value in values.items():
+        if name not in types:
+            raise ConfigError(f"unknown setting {name!r}; known settings: {', '.join(sorted(types))}")
+        kind = types[name]
+        try:
+            if kind == "int":
+                out[name] = int(str(value).replace("_", ""))
+            elif kind == "Path":
+                out[name] = Path(str(value)).expanduser()
+            else:
+                out[name] = str(value)
+        except ValueError:
+            raise ConfigError(f"setting {name} must be a whole number, got {value!r}") from None
+    return out
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    settings = Settings()
+    config_file = env.get("REVIEW_CONFIG")
+    path = Path(config_file) if config_file else Path("review.toml")
+    if config_file and not path.is_file():
+        raise ConfigError(f"REVIEW_CONFIG points to {path}, which does not exist")
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read settings file {path}: {exc}") from None
+        settings = settings.with_overrides(**data)
+    from_env = {name: env[var] for var, name in ENV_VARS.items() if env.get(var)}
+    return settings.with_overrides(**from_env)

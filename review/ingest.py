@@ -1,0 +1,775 @@
+"""Posts and their images into the database: JSONL, CSV/TSV, folders of images, API payloads.
+
+The record schema (see README): ``external_id`` (required), ``source``, ``text``, ``author``,
+``created_at``, ``images`` (paths relative to the input file's folder, or absolute),
+``metadata`` (a JSON object). Unknown fields are kept in ``metadata``.
+
+Guarantees:
+- ``(source, external_id)`` is unique: re-ingesting a post never duplicates it (it counts as
+  "already present" and the stored post is left unchanged);
+- a bad record is rejected with its location (``file:line``) and a reason a person can act on,
+  and the good records around it are stored;
+- a record is stored whole or not at all: if one of its images is bad, the post is rejected;
+- relative image paths may not leave the input's folder (no ``../`` or symlink escapes).
+
+:func:`ingest_paths` is what ``python -m review ingest`` runs; :func:`ingest_records` takes
+already-parsed records (the API entry point).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Media, Post, PostMedia, PostStatus
+from review.config import Settings
+from review.errors import IngestError, MediaError
+from review.media import StoredImage, read_image_file, store_image
+
+DEFAULT_SOURCE = "local"
+CHUNK_SIZE = 200  # records per transaction
+SIDECAR_SUFFIXES = {".txt", ".json"}
+DATA_SUFFIXES = {".jsonl", ".ndjson", ".csv", ".tsv"}
+IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
+# progress(label, total) → callback(done): how long inputs report progress (tqdm in the CLI).
+Progress = Callable[[str, int], Callable[[int], None]]
+RECORD_FIELDS = {"external_id", "source", "text", "author", "created_at", "images", "metadata"}
+
+
+class PostRecord(BaseModel):
+    """One post as it arrives. Anything crossing the ingest boundary is validated here."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    external_id: str = Field(min_length=1, max_length=255)
+    source: str = Field(default=DEFAULT_SOURCE, min_length=1, max_length=64)
+    text: str = ""
+    author: str | None = Field(default=None, max_length=255)
+    created_at: datetime | None = None
+    images: list[str] = Field(default_factory=list, max_length=50)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("external_id", "source", mode="before")
+    @classmethod
+    def _identifier(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # numeric ids from CSV exports and JSON
+        if isinstance(value, str):
+            value = value.strip()
+            if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+                raise ValueError("must not contain control or invisible (zero-width, bidi) characters")
+        return value
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _created_at(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+            if re.match(r"^\d{4}/\d{1,2}/\d{1,2}", value):  # 2024/05/01 12:00, common in CN exports
+                date, _, time = value.partition(" ")
+                y, m, d = date.split("/")
+                value = f"{y}-{int(m):02d}-{int(d):02d}" + (f" {time}" if time else "")
+        return value
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # naive timestamps are taken as UTC (documented)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range (years 1–9999 in UTC)") from None
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _images(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        return value
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """A record before validation, with where it came from."""
+
+    location: str  # "posts.jsonl:12", shown to the operator
+    data: dict[str, Any] | None
+    base_dir: Path | None  # relative image paths resolve against this folder
+    error: str | None = None  # set when the line could not even be parsed
+
+
+@dataclass(frozen=True)
+class Rejection:
+    location: str
+    reason: str
+    order: int = field(default=0, compare=False, repr=False)  # position in the input
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.reason}"
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    already_present: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    encodings: dict[str, str] = field(default_factory=dict)  # input file → encoding used
+    post_ids: list[int] = field(default_factory=list)  # ids of the posts added
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def summary(self) -> str:
+        return f"{self.added} added, {self.already_present} already present, {len(self.rejected)} rejected"
+
+
+# --------------------------------------------------------------------------------------------
+# Text encodings
+
+
+def detect_encoding(path: Path, sample_bytes: int = 1 << 20) -> str:
+    """UTF-8 (with or without BOM), UTF-16 with BOM, else GB18030 (a superset of GBK/GB2312).
+
+    Decided on the first MiB; a file that is neither raises :class:`IngestError` asking for
+    ``--encoding``.
+    """
+    with path.open("rb") as fh:
+        sample = fh.read(sample_bytes)
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
+            return encoding
+        except UnicodeDecodeError:
+            continue
+    raise IngestError(
+        f"{path}: cannot tell the text encoding (not UTF-8 or GB18030/GBK); pass --encoding, e.g. --encoding big5"
+    )
+
+
+def _check_encoding(name: str) -> str:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise IngestError(f"unknown encoding {name!r} (try utf-8, gbk, gb18030, big5)") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Readers: each yields RawRecords and never raises for a single bad record.
+
+
+def _numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | UnicodeDecodeError]]:
+    """Lines of a text file with their numbers. For encodings that keep ASCII bytes intact
+    (UTF-8, GB18030, Big5…) each line is decoded on its own, so one bad line costs one record;
+    UTF-16/32 files are decoded as a whole stream."""
+    codec = codecs.lookup(encoding).name
+    if codec.startswith(("utf-16", "utf-32")):
+        with path.open("r", encoding=encoding, newline="") as fh:
+            yield from enumerate(fh, start=1)
+        return
+    codec = "utf-8" if codec == "utf-8-sig" else codec
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and codec == "utf-8":
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                yield lineno, raw.decode(codec)
+            except UnicodeDecodeError as exc:
+                yield lineno, exc
+
+
+def read_jsonl(path: Path, encoding: str) -> Iterator[RawRecord]:
+    base = path.parent
+    for lineno, line in _numbered_lines(path, encoding):
+        where = f"{path.name}:{lineno}"
+        if isinstance(line, UnicodeDecodeError):
+            yield RawRecord(where, None, base, f"line is not valid {encoding} ({line.reason} at byte {line.start})")
+            continue
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield RawRecord(where, None, base, f"malformed JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(data, dict):
+            yield RawRecord(where, None, base, f"expected a JSON object per line, got {type(data).__name__}")
+            continue
+        yield RawRecord(where, data, base)
+
+
+def _split_images(cell: str) -> list[str] | str:
+    cell = cell.strip()
+    if not cell:
+        return []
+    if cell.startswith("["):
+        try:
+            value = json.loads(cell)
+        except json.JSONDecodeError:
+            return "images: looks like a JSON list but is malformed"
+        return value
+    return [part.strip() for part in re.split(r"[;|\n]", cell) if part.strip()]
+
+
+def read_csv(path: Path, encoding: str) -> Iterator[RawRecord]:
+    """CSV (or TSV by extension) with a header row; fields may hold quotes and newlines."""
+    base = path.parent
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with path.open("r", encoding=encoding, newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise IngestError(f"{path}: cannot read the header row ({exc})") from None
+        header = [h.strip().lstrip("\ufeff").lower() for h in header]
+        if "external_id" not in header:
+            raise IngestError(f"{path}: the header has no external_id column (found: {', '.join(header) or 'nothing'})")
+        start = reader.line_num + 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as exc:
+                raise IngestError(
+                    f"{path}: not valid {encoding} after line {start - 1} ({exc.reason}); "
+                    "the rows before were read; pass --encoding if the file is in another encoding"
+                ) from None
+            except csv.Error as exc:
+                yield RawRecord(f"{path.name}:{start}", None, base, f"malformed CSV ({exc})")
+                start = reader.line_num + 1
+                continue
+            where = f"{path.name}:{start}"
+            start = reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                yield RawRecord(where, None, base, f"has {len(row)} fields, the header has {len(header)}")
+                continue
+            data: dict[str, Any] = {}
+            extra: dict[str, Any] = {}
+            for name, cell in zip(header, row, strict=True):
+                if name == "images":
+                    images = _split_images(cell)
+                    if isinstance(images, str):
+                        yield RawRecord(where, None, base, images)
+                        break
+                    data["images"] = images
+                elif name == "metadata":
+                    if cell.strip():
+                        try:
+                            data["metadata"] = json.loads(cell)
+                        except json.JSONDecodeError as exc:
+                            yield RawRecord(where, None, base, f"metadata is not valid JSON ({exc.msg})")
+                            break
+                elif name in RECORD_FIELDS:
+                    if cell != "" or name == "text":  # an empty cell means "not given"
+                        data[name] = cell
+                elif name:
+                    extra[name] = cell
+            else:
+                data.update(extra)  # unknown columns join metadata in _validate
+                yield RawRecord(where, data, base)
+
+
+def read_folder(folder: Path, encoding: str | None) -> Iterator[RawRecord]:
+    """Every file in the folder (recursively) is one post's image; ``name.txt`` next to
+    ``name.jpg`` is its text, ``name.json`` holds any other record fields."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not _hidden(p.relative_to(folder)))
+    by_stem = {p.with_suffix(""): p for p in files if p.suffix.lower() not in SIDECAR_SUFFIXES | DATA_SUFFIXES}
+    for path in files:
+        rel = path.relative_to(folder).as_posix()
+        suffix = path.suffix.lower()
+        if path.name.lower() in IGNORED_NAMES:
+            continue
+        if suffix in DATA_SUFFIXES:
+            yield RawRecord(rel, None, folder, "data files inside an image folder are not read; ingest them by name")
+            continue
+        if suffix in SIDECAR_SUFFIXES:
+            if path.with_suffix("") not in by_stem:
+                yield RawRecord(rel, None, folder, "sidecar file with no image of the same name next to it")
+            continue
+        data: dict[str, Any] = {"external_id": Path(rel).with_suffix("").as_posix(), "images": [rel]}
+        sidecar_json = path.with_suffix(".json")
+        sidecar_txt = path.with_suffix(".txt")
+        try:
+            if sidecar_json.is_file():
+                try:
+                    extra = json.loads(_read_text(sidecar_json, encoding))
+                except json.JSONDecodeError as exc:
+                    reason = f"{exc.msg} at line {exc.lineno}"
+                    raise ValueError(f"{sidecar_json.name} is malformed JSON ({reason})") from None
+                if not isinstance(extra, dict):
+                    raise ValueError(f"{sidecar_json.name} must hold a JSON object")
+                extra.pop("images", None)  # the image is the file itself
+                data.update(extra)
+            if sidecar_txt.is_file() and "text" not in data:
+                data["text"] = _read_text(sidecar_txt, encoding)
+        except (ValueError, IngestError) as exc:
+            yield RawRecord(rel, None, folder, f"sidecar {exc}")
+            continue
+        yield RawRecord(rel, data, folder)
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def _read_text(path: Path, encoding: str | None) -> str:
+    enc = encoding or detect_encoding(path)
+    try:
+        return path.read_text(encoding=enc).removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path.name} is not valid {enc} ({exc.reason})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Validation and storage
+
+
+@dataclass
+class _Prepared:
+    raw: RawRecord
+    record: PostRecord
+    fingerprint: str
+    order: int = 0  # position in the input
+    image_paths: list[Path] = field(default_factory=list)
+    stored: list[StoredImage] = field(default_factory=list)
+    error: str | None = None
+
+
+def _format_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "record"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown field {loc!r}")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _validate(raw: RawRecord, settings: Settings, default_source: str | None) -> _Prepared | str:
+    assert raw.data is not None
+    data = dict(raw.data)
+    extra = {k: data.pop(k) for k in list(data) if k not in RECORD_FIELDS}
+    if extra:
+        meta = data.get("metadata") or {}
+        if not isinstance(meta, dict):
+            return "metadata must be a JSON object"
+        data["metadata"] = {**extra, **meta}
+    if not data.get("source"):
+        data["source"] = default_source or DEFAULT_SOURCE
+    try:
+        record = PostRecord.model_validate(data)
+    except ValidationError as exc:
+        return _format_validation(exc)
+    if len(record.text) > settings.max_text_chars:
+        return (
+            f"text is {len(record.text):,} characters; the limit is {settings.max_text_chars:,} (MAX_TEXT_CHARS). "
+            "Shorten it or raise the limit"
+        )
+    canonical = record.model_dump(mode="json")
+    problem = _unstorable_string(canonical)
+    if problem:
+        return problem
+    fingerprint = hashlib.sha256(json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return _Prepared(raw=raw, record=record, fingerprint=fingerprint)
+
+
+def _unstorable_string(value: Any, where: str = "") -> str | None:
+    """Find a string no database can keep: NUL characters (Postgres refuses them) or lone
+    surrogates (half of a cut emoji; not valid UTF-8). Returns the reason, naming the field."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{where or 'a field'} contains NUL (\\x00) characters, which cannot be stored; remove them"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{where or 'a field'} contains a lone surrogate (a broken, half-cut character); fix the text"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            problem = _unstorable_string(key, f"{where}.{key}" if where else str(key))
+            problem = problem or _unstorable_string(item, f"{where}.{key}" if where else str(key))
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = _unstorable_string(item, f"{where}[{i}]")
+            if problem:
+                return problem
+    return None
+
+
+def _resolve_images(prep: _Prepared, allow_absolute: bool) -> str | None:
+    base = prep.raw.base_dir
+    for name in prep.record.images:
+        candidate = Path(name).expanduser()
+        if candidate.is_absolute():
+            if not allow_absolute:
+                return f"image {name!r}: absolute paths are not accepted here"
+            resolved = candidate.resolve()
+        else:
+            if base is None:
+                return f"image {name!r}: a relative path needs an input folder"
+            resolved = (base / candidate).resolve()
+            if not resolved.is_relative_to(base.resolve()):
+                return (
+                    f"image {name!r} points outside the input folder {base} "
+                    "(relative paths may not leave it; use an absolute path if this is intended)"
+                )
+        prep.image_paths.append(resolved)
+    return None
+
+
+def _store_images(prep: _Prepared, settings: Settings) -> None:
+    """Runs in a worker thread: read, validate and store every image of one record."""
+    for name, path in zip(prep.record.images, prep.image_paths, strict=True):
+        try:
+            data = read_image_file(path, settings.max_image_bytes)
+            prep.stored.append(
+                store_image(
+                    data,
+                    settings.media_dir,
+                    max_pixels=settings.max_image_pixels,
+                    thumbnail_size=settings.thumbnail_size,
+                )
+            )
+        except MediaError as exc:
+            prep.error = f"image {name!r}: {exc}"
+            return
+        except Exception as exc:  # a decoder bug must cost one record, not the batch
+            prep.error = f"image {name!r}: could not be processed ({type(exc).__name__}: {exc})"
+            return
+
+
+def _media_row(img: StoredImage) -> Media:
+    return Media(
+        sha256=img.sha256,
+        path=img.path,
+        thumb_path=img.thumb_path,
+        mime=img.mime,
+        width=img.width,
+        height=img.height,
+        frames=img.frames,
+        size_bytes=img.size_bytes,
+        phash=img.phash,
+    )
+
+
+def _get_or_create_media(session: Session, img: StoredImage, cache: dict[str, int]) -> int:
+    media_id = cache.get(img.sha256)
+    if media_id is None:
+        media_id = session.scalar(select(Media.id).where(Media.sha256 == img.sha256))
+    if media_id is None:
+        media = _media_row(img)
+        try:
+            with session.begin_nested():
+                session.add(media)
+            media_id = media.id
+        except IntegrityError:  # another process stored the same bytes a moment ago
+            media_id = session.scalar(select(Media.id).where(Media.sha256 == img.sha256))
+    cache[img.sha256] = media_id
+    return media_id
+
+
+class _Ingestor:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        settings: Settings,
+        *,
+        default_source: str | None,
+        allow_absolute_paths: bool,
+        workers: int,
+    ) -> None:
+        self.session_factory = session_factory
+        self.settings = settings
+        self.default_source = default_source
+        self.allow_absolute = allow_absolute_paths
+        self.workers = max(1, workers)
+        self.report = IngestReport()
+        self.seen: dict[tuple[str, str], tuple[str, str]] = {}  # key → (location, fingerprint)
+        self.rejected_keys: set[tuple[str, str]] = set()
+        self.position = 0  # records read so far; orders the rejections
+        self.media_cache: dict[str, int] = {}
+
+    def reject(self, order: int, location: str, reason: str) -> None:
+        self.report.rejected.append(Rejection(location, reason, order))
+
+    def reject_prep(self, prep: _Prepared, reason: str) -> None:
+        self.reject(prep.order, prep.raw.location, reason)
+        self.rejected_keys.add((prep.record.source, prep.record.external_id))
+
+    def run(self, records: Iterable[RawRecord]) -> None:
+        chunk: list[RawRecord] = []
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            for raw in records:
+                chunk.append(raw)
+                if len(chunk) >= CHUNK_SIZE:
+                    self._chunk(chunk, pool)
+                    chunk = []
+            if chunk:
+                self._chunk(chunk, pool)
+        self.report.rejected.sort(key=lambda r: r.order)  # input order, whatever stage refused them
+
+    def _chunk(self, chunk: list[RawRecord], pool: ThreadPoolExecutor) -> None:
+        fresh: list[_Prepared] = []
+        repeats: list[tuple[int, RawRecord, tuple[str, str], str]] = []
+        for raw in chunk:
+            self.position += 1
+            order = self.position
+            if raw.error is not None or raw.data is None:
+                self.reject(order, raw.location, raw.error or "empty record")
+                continue
+            prep = _validate(raw, self.settings, self.default_source)
+            if isinstance(prep, str):
+                self.reject(order, raw.location, prep)
+                continue
+            prep.order = order
+            key = (prep.record.source, prep.record.external_id)
+            earlier = self.seen.get(key)
+            if earlier is None:
+                self.seen[key] = (raw.location, prep.fingerprint)
+                fresh.append(prep)
+            elif earlier[1] == prep.fingerprint:
+                repeats.append((order, raw, key, earlier[0]))  # settled once the first one is
+            else:
+                self.reject(
+                    order,
+                    raw.location,
+                    f"external_id {key[1]!r} (source {key[0]!r}) already appeared at {earlier[0]} "
+                    "with different content; give each post its own id",
+                )
+
+        with self.session_factory() as session:
+            existing = self._existing_keys(session, [(p.record.source, p.record.external_id) for p in fresh])
+        todo = []
+        for prep in fresh:
+            if (prep.record.source, prep.record.external_id) in existing:
+                self.report.already_present += 1
+                continue
+            error = _resolve_images(prep, self.allow_absolute)
+            if error:
+                self.reject_prep(prep, error)
+                continue
+            todo.append(prep)
+
+        list(pool.map(lambda p: _store_images(p, self.settings), todo))
+
+        ready = []
+        for prep in todo:
+            if prep.error:
+                self.reject_prep(prep, prep.error)
+            else:
+                ready.append(prep)
+        if ready:
+            self._store(ready)
+
+        for order, raw, key, first_location in repeats:
+            if key in self.rejected_keys:
+                self.reject(order, raw.location, f"repeats {first_location}, which was rejected")
+            else:
+                self.report.already_present += 1
+                self.report.warnings.append(f"{raw.location}: repeats {first_location} exactly; stored once")
+
+    @staticmethod
+    def _existing_keys(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), 400):
+            part = keys[start : start + 400]
+            if part:
+                rows = session.execute(
+                    select(Post.source, Post.external_id).where(tuple_(Post.source, Post.external_id).in_(part))
+                )
+                found.update((r.source, r.external_id) for r in rows)
+        return found
+
+    def _store(self, ready: list[_Prepared]) -> None:
+        """Insert a chunk in one transaction with batched statements; if another process stored
+        some of the same posts or images meanwhile, redo the chunk record by record."""
+        cache_before = dict(self.media_cache)
+        try:
+            with self.session_factory() as session, session.begin():
+                posts = self._insert_batch(session, ready)
+        except IntegrityError:
+            self.media_cache = cache_before  # ids from the rolled-back transaction are void
+            with self.session_factory() as session, session.begin():
+                results = [self._insert_one(session, prep) for prep in ready]
+            posts = [p for p in results if p is not None]
+            self.report.already_present += results.count(None)
+        self.report.added += len(posts)
+        self.report.post_ids.extend(p.id for p in posts)
+
+    def _insert_batch(self, session: Session, ready: list[_Prepared]) -> list[Post]:
+        wanted = {img.sha256: img for prep in ready for img in prep.stored if img.sha256 not in self.media_cache}
+        if wanted:
+            rows = session.execute(select(Media.sha256, Media.id).where(Media.sha256.in_(list(wanted))))
+            self.media_cache.update({sha: media_id for sha, media_id in rows})
+            new_media = [_media_row(img) for sha, img in wanted.items() if sha not in self.media_cache]
+            session.add_all(new_media)
+            session.flush()
+            self.media_cache.update({m.sha256: m.id for m in new_media})
+        posts = [self._post_row(prep) for prep in ready]
+        session.add_all(posts)
+        session.flush()
+        return posts
+
+    def _insert_one(self, session: Session, prep: _Prepared) -> Post | None:
+        """One record in a savepoint; None when the post is already there."""
+        for img in prep.stored:
+            _get_or_create_media(session, img, self.media_cache)
+        post = self._post_row(prep)
+        try:
+            with session.begin_nested():
+                session.add(post)
+        except IntegrityError:
+            return None
+        return post
+
+    def _post_row(self, prep: _Prepared) -> Post:
+        rec = prep.record
+        post = Post(
+            source=rec.source,
+            external_id=rec.external_id,
+            text=rec.text,
+            author=rec.author,
+            created_at=rec.created_at,
+            meta=rec.metadata,
+            status=PostStatus.UNSCORED,
+        )
+        post.media_links = [
+            PostMedia(position=i, media_id=self.media_cache[img.sha256], original_name=name[-255:])
+            for i, (img, name) in enumerate(zip(prep.stored, rec.images, strict=True))
+        ]
+        return post
+
+
+def ingest_records(
+    session_factory: sessionmaker[Session],
+    records: Iterable[dict[str, Any]],
+    settings: Settings,
+    *,
+    source: str | None = None,
+    base_dir: Path | None = None,
+    allow_absolute_paths: bool = False,
+    workers: int = 2,
+) -> IngestReport:
+    """Ingest already-parsed records (the API entry point). Locations are ``record N``."""
+    ingestor = _Ingestor(
+        session_factory, settings, default_source=source, allow_absolute_paths=allow_absolute_paths, workers=workers
+    )
+    raws = (
+        RawRecord(f"record {i}", r, base_dir)
+        if isinstance(r, dict)
+        else RawRecord(f"record {i}", None, base_dir, "expected an object")
+        for i, r in enumerate(records, start=1)
+    )
+    ingestor.run(raws)
+    return ingestor.report
+
+
+def input_kind(path: Path) -> str:
+    if not path.exists():
+        raise IngestError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return "folder"
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    raise IngestError(f"{path}: unknown input type {suffix!r}; give a .jsonl, .csv, .tsv file or a folder of images")
+
+
+def count_units(path: Path) -> int:
+    """Size of an input for the progress bar: records for folders, bytes for files."""
+    if path.is_dir():
+        return sum(1 for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def ingest_paths(
+    session_factory: sessionmaker[Session],
+    paths: Iterable[Path],
+    settings: Settings,
+    *,
+    source: str | None = None,
+    encoding: str | None = None,
+    workers: int = 2,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest files and folders given by an operator (absolute image paths are allowed).
+
+    ``progress(label, total)`` may return a callback taking the number of units done so far.
+    """
+    ingestor = _Ingestor(session_factory, settings, default_source=source, allow_absolute_paths=True, workers=workers)
+    if encoding:
+        encoding = _check_encoding(encoding)
+    for path in paths:
+        kind = input_kind(path)
+        if kind == "folder":
+            records = read_folder(path, encoding)
+        else:
+            enc = encoding or detect_encoding(path)
+            ingestor.report.encodings[str(path)] = enc
+            records = read_jsonl(path, enc) if kind == "jsonl" else read_csv(path, enc)
+        update = progress(str(path), count_units(path)) if progress else None
+        ingestor.run(_tracked(records, path, update) if update else records)
+    return ingestor.report
+
+
+def _tracked(records: Iterator[RawRecord], path: Path, update: Callable[[int], None]) -> Iterator[RawRecord]:
+    """Report progress as records are read: by count for folders, by line/bytes for files."""
+    if path.is_dir():
+        for done, raw in enumerate(records, start=1):
+            update(done)
+            yield raw
+        return
+    total = path.stat().st_size
+    lines = max(1, _count_lines(path))
+    for raw in records:
+        line = raw.location.rsplit(":", 1)[-1]
+        if line.isdigit():
+            update(min(total, int(line) * total // lines))
+        yield raw
+    update(total)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run the test suite. Sets up .venv with the test requirements first. When no Postgres is given
+# in REVIEW_TEST_POSTGRES_URL and the Postgres server binaries are installed, a throwaway
+# server is started on a free loopback port for the run. Arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh requirements-dev.txt
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if [ -z "${REVIEW_TEST_POSTGRES_URL:-}" ]; then
+  export PG_STATE_DIR; PG_STATE_DIR="$(mktemp -d)"
+  if url="$(bash scripts/pg_throwaway.sh start)"; then
+    export REVIEW_TEST_POSTGRES_URL="$url"
+    trap 'bash scripts/pg_throwaway.sh stop' EXIT
+  else
+    echo "note: no Postgres server binaries found; Postgres tests will be skipped (CI runs them)" >&2
+  fi
+fi
+.venv/bin/ruff check .
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,537 @@
+"""Tests of review.media: safe decoding, mode normalisation, the content-addressed store, hashing.
+
+Every input is generated here with Pillow, numpy, zlib or plain bytes; nothing is downloaded and no
+database is needed. The decompression bomb is a real, valid 30000×30000 PNG written by hand (about
+100 KB on disk, 900 megapixels decoded) and must be refused from its header alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import re
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps, features
+
+from review.config import Settings
+from review.errors import MediaError
+from review.media import data_uri, decode_image, load_normalised, read_image_file, store_image
+
+MAX_PIXELS = Settings().max_image_pixels
+THUMB = 64
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _encode(im: Image.Image, fmt: str, **params: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _bilevel_png(width: int, height: int) -> bytes:
+    """A valid all-black 1-bit grayscale PNG of any size, compressed row by row (never held whole)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # bit depth 1, colour type 0 (grey)
+    row = b"\x00" + bytes((width + 7) // 8)  # filter byte 0 + packed pixels
+    comp = zlib.compressobj(9)
+    parts = []
+    rows_per_block = 1000
+    for start in range(0, height, rows_per_block):
+        parts.append(comp.compress(row * min(rows_per_block, height - start)))
+    parts.append(comp.flush())
+    idat = b"".join(parts)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def _photo(size: tuple[int, int] = (256, 192)) -> Image.Image:
+    """A deterministic photo-like RGB image: smooth gradients plus a few shapes."""
+    w, h = size
+    x = np.linspace(0, 1, w)[None, :]
+    y = np.linspace(0, 1, h)[:, None]
+    arr = np.stack(
+        [255 * x * np.ones_like(y), 255 * y * np.ones_like(x), 255 * (0.5 + 0.5 * np.sin(6 * x + 4 * y))], axis=-1
+    ).astype(np.uint8)
+    im = Image.fromarray(arr)
+    draw = ImageDraw.Draw(im)
+    draw.ellipse((w * 0.1, h * 0.2, w * 0.45, h * 0.7), fill=(250, 240, 30))
+    draw.rectangle((w * 0.6, h * 0.1, w * 0.9, h * 0.5), fill=(20, 20, 120))
+    return im
+
+
+def _unrelated() -> Image.Image:
+    """A checkerboard with diagonal stripes: structurally nothing like :func:`_photo`."""
+    yy, xx = np.mgrid[0:192, 0:256]
+    arr = (((xx // 16 + yy // 16) % 2) * 200 + ((xx + yy) // 8 % 2) * 55).astype(np.uint8)
+    return Image.fromarray(arr).convert("RGB")
+
+
+def _hamming(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def _jpeg_bytes() -> bytes:
+    return _encode(_photo(), "JPEG", quality=90)
+
+
+def _close(pixel: tuple[int, ...], expected: tuple[int, int, int], tol: int = 24) -> bool:
+    return all(abs(p - e) <= tol for p, e in zip(pixel, expected, strict=True))
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_truncated_jpeg_is_refused_as_truncated() -> None:
+    data = _jpeg_bytes()
+    with pytest.raises(MediaError, match="truncated"):
+        decode_image(data[: len(data) // 2], MAX_PIXELS)
+
+
+def test_truncated_jpeg_is_not_stored(tmp_path: Path) -> None:
+    data = _jpeg_bytes()
+    media = tmp_path / "media"
+    with pytest.raises(MediaError, match="truncated"):
+        store_image(data[: len(data) // 2], media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    assert not media.exists() or not any(p.is_file() for p in media.rglob("*"))
+
+
+def test_zero_bytes_are_refused_as_empty() -> None:
+    with pytest.raises(MediaError, match="empty"):
+        decode_image(b"", MAX_PIXELS)
+
+
+def test_zero_byte_file_is_refused_as_empty(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(MediaError, match=r"empty \(0 bytes\)") as info:
+        read_image_file(path, max_bytes=1 << 20)
+    assert "photo.jpg" in str(info.value)
+
+
+def test_missing_file_is_refused_with_its_name(tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="not found") as info:
+        read_image_file(tmp_path / "nope.png", max_bytes=1 << 20)
+    assert "nope.png" in str(info.value)
+
+
+def test_directory_is_not_a_regular_file(tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="not a regular file"):
+        read_image_file(tmp_path, max_bytes=1 << 20)
+
+
+def test_text_file_named_jpg_is_refused_by_content(tmp_path: Path) -> None:
+    path = tmp_path / "holiday.jpg"
+    path.write_text("user,comment\nalice,this is a CSV export, not a photo\n", encoding="utf-8")
+    data = read_image_file(path, max_bytes=1 << 20)
+    with pytest.raises(MediaError, match="text file") as info:
+        decode_image(data, MAX_PIXELS)
+    assert "user,comment" in str(info.value)  # shows what the file starts with
+
+
+def test_svg_is_refused_with_advice(tmp_path: Path) -> None:
+    svg = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+        b'<script>alert(1)</script><rect width="10" height="10"/></svg>\n'
+    )
+    with pytest.raises(MediaError, match="SVG") as info:
+        store_image(svg, tmp_path / "media", max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    assert "PNG" in str(info.value)  # tells the person what to do instead
+    assert not (tmp_path / "media").exists()
+
+
+def test_bare_svg_element_is_refused_as_svg() -> None:
+    with pytest.raises(MediaError, match="SVG"):
+        decode_image(b'\xef\xbb\xbf  <svg xmlns="http://www.w3.org/2000/svg"/>', MAX_PIXELS)
+
+
+@pytest.mark.parametrize(
+    "svg",
+    [
+        b'<!-- Created with Inkscape -->\n<svg xmlns="http://www.w3.org/2000/svg"/>',
+        b'<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n'
+        b'<svg xmlns="http://www.w3.org/2000/svg"/>',
+    ],
+    ids=["comment-first", "doctype-first"],
+)
+def test_svg_with_leading_comment_or_doctype_is_refused_as_svg(svg: bytes) -> None:
+    with pytest.raises(MediaError) as info:
+        decode_image(svg, MAX_PIXELS)
+    message = str(info.value)
+    assert "text file" not in message, message
+    assert "SVG" in message and "PNG" in message, message
+
+
+def test_html_page_is_refused_as_html() -> None:
+    page = b"\n<!DOCTYPE html>\n<html><head><title>Login</title></head><body>hi</body></html>\n"
+    with pytest.raises(MediaError, match="HTML"):
+        decode_image(page, MAX_PIXELS)
+
+
+def test_pdf_is_refused_as_pdf() -> None:
+    pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
+    with pytest.raises(MediaError, match="PDF"):
+        decode_image(pdf, MAX_PIXELS)
+
+
+def test_unknown_binary_lists_accepted_formats() -> None:
+    with pytest.raises(MediaError, match="not a recognised image format") as info:
+        decode_image(bytes(range(256)) * 4, MAX_PIXELS)
+    assert "JPEG" in str(info.value) and "PNG" in str(info.value)
+
+
+def test_handmade_bomb_png_is_valid() -> None:
+    """The generator itself: a small instance decodes to the size and colour it claims."""
+    data = _bilevel_png(37, 11)
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    assert (im.format, im.mode, im.size) == ("PNG", "1", (37, 11))
+    assert im.getextrema() == (0, 0)
+
+
+def test_decompression_bomb_is_refused_fast_without_decoding(tmp_path: Path) -> None:
+    data = _bilevel_png(30000, 30000)
+    assert 50_000 < len(data) < 300_000  # tiny on disk, 900 megapixels decoded
+    media = tmp_path / "media"
+    start = time.perf_counter()
+    with pytest.raises(MediaError, match="megapixels") as info:
+        decode_image(data, MAX_PIXELS)
+    with pytest.raises(MediaError, match="megapixels"):
+        store_image(data, media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 5, f"refusing the bomb took {elapsed:.1f}s: were the pixels decoded?"
+    assert "decompression bomb" in str(info.value)
+    assert "MAX_IMAGE_PIXELS" in str(info.value)
+    assert not media.exists()
+
+
+def test_image_over_configured_pixel_limit_is_refused_with_its_size() -> None:
+    data = _encode(Image.new("RGB", (300, 200)), "PNG")
+    with pytest.raises(MediaError, match="megapixels") as info:
+        decode_image(data, max_pixels=50_000)
+    assert "300×200" in str(info.value)
+
+
+def test_pixel_limit_message_does_not_contradict_itself() -> None:
+    data = _bilevel_png(7100, 7100)  # 50.41 MP, refused from the header before decoding
+    with pytest.raises(MediaError) as info:
+        decode_image(data, MAX_PIXELS)
+    numbers = [float(n) for n in re.findall(r"([\d.]+) megapixels", str(info.value))]
+    assert len(numbers) == 2, str(info.value)
+    image_mp, limit_mp = numbers
+    assert image_mp > limit_mp, str(info.value)
+
+
+def test_configured_pixel_limit_wins_over_pillows_global_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Scaled-down stand-in for MAX_IMAGE_PIXELS=150_000_000 and a 100 MP panorama: Pillow's own
+    # guard is lowered to 1 MP so that a 1.5 MP image sits between Pillow's limit and ours.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    data = _bilevel_png(1500, 1000)
+    decoded = decode_image(data, max_pixels=2_000_000)
+    assert decoded.image.size == (1500, 1000)
+
+
+def test_file_over_max_bytes_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(_encode(_photo(), "PNG"))
+    with pytest.raises(MediaError, match="refused") as info:
+        read_image_file(path, max_bytes=1000)
+    message = str(info.value)
+    assert "MAX_IMAGE_BYTES" in message
+    assert "big.png" in message
+    # at the limit itself the file is read unchanged
+    assert read_image_file(path, max_bytes=path.stat().st_size) == path.read_bytes()
+
+
+def test_byte_limit_message_does_not_contradict_itself(tmp_path: Path) -> None:
+    path = tmp_path / "scan.png"
+    path.write_bytes(b"\0" * int(1.7 * 2**20))
+    with pytest.raises(MediaError) as info:
+        read_image_file(path, max_bytes=int(1.6 * 2**20))
+    numbers = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) bytes", str(info.value))]
+    assert numbers == [path.stat().st_size, int(1.6 * 2**20)], str(info.value)
+
+
+# --------------------------------------------------------------------------- accepted and normalised
+
+
+def test_plain_jpeg_is_decoded_as_rgb() -> None:
+    decoded = decode_image(_jpeg_bytes(), MAX_PIXELS)
+    assert (decoded.format, decoded.mime, decoded.ext) == ("JPEG", "image/jpeg", "jpg")
+    assert decoded.image.mode == "RGB"
+    assert (decoded.width, decoded.height, decoded.frames) == (256, 192, 1)
+
+
+def test_cmyk_jpeg_converts_to_rgb_colours() -> None:
+    im = Image.new("CMYK", (60, 40), (255, 0, 0, 0))  # pure cyan
+    im.paste((0, 0, 0, 0), (30, 0, 60, 40))  # right half: no ink → white
+    data = _encode(im, "JPEG", quality=95)
+    assert Image.open(io.BytesIO(data)).mode == "CMYK"
+    decoded = decode_image(data, MAX_PIXELS)
+    assert decoded.image.mode == "RGB"
+    assert decoded.image.size == (60, 40)
+    r, g, b = decoded.image.getpixel((10, 20))
+    assert r < 60 and g > 200 and b > 200, (r, g, b)
+    assert _close(decoded.image.getpixel((50, 20)), (255, 255, 255))
+
+
+def test_16_bit_grayscale_png_keeps_its_range() -> None:
+    ramp = np.linspace(0, 65535, 256).round().astype(np.uint16)
+    arr = np.tile(ramp, (8, 1))
+    src = Image.fromarray(arr)
+    assert src.mode == "I;16"
+    data = _encode(src, "PNG")
+    assert Image.open(io.BytesIO(data)).mode.startswith("I")
+    decoded = decode_image(data, MAX_PIXELS)
+    out = np.asarray(decoded.image)
+    assert decoded.image.mode == "RGB" and decoded.image.size == (256, 8)
+    assert out[:, :4].max() < 10, "the dark end must stay dark"
+    assert out[:, -4:].min() > 245, "the bright end must be bright"
+    mid = int(out[0, 128, 0])
+    assert 100 < mid < 155, f"mid-grey came out as {mid}"
+    # monotonic: a gradient, not a clipped step
+    assert np.all(np.diff(out[0, :, 0].astype(int)) >= 0)
+    assert len(np.unique(out[0, :, 0])) > 200
+
+
+def test_animated_gif_uses_first_frame_and_counts_frames() -> None:
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    frames = [Image.new("RGB", (40, 30), c) for c in colours]
+    data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    decoded = decode_image(data, MAX_PIXELS)
+    assert (decoded.format, decoded.mime, decoded.frames) == ("GIF", "image/gif", 3)
+    assert decoded.image.mode == "RGB" and decoded.image.size == (40, 30)
+    assert _close(decoded.image.getpixel((20, 15)), colours[0], tol=8)
+
+
+def test_animated_webp_uses_first_frame_and_counts_frames() -> None:
+    if not features.check("webp"):
+        pytest.skip("this Pillow has no WebP support")
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    frames = [Image.new("RGB", (40, 30), c) for c in colours]
+    try:
+        data = _encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    except (OSError, ValueError, KeyError) as exc:
+        pytest.skip(f"this Pillow cannot write animated WebP: {exc}")
+    if getattr(Image.open(io.BytesIO(data)), "n_frames", 1) != 3:
+        pytest.skip("this Pillow wrote a still WebP instead of an animation")
+    decoded = decode_image(data, MAX_PIXELS)
+    assert (decoded.format, decoded.mime, decoded.ext, decoded.frames) == ("WEBP", "image/webp", "webp", 3)
+    assert decoded.image.mode == "RGB" and decoded.image.size == (40, 30)
+    assert _close(decoded.image.getpixel((20, 15)), colours[0], tol=8)
+
+
+def test_exif_orientation_6_is_applied() -> None:
+    im = Image.new("RGB", (200, 100), (0, 0, 255))
+    im.paste((255, 0, 0), (0, 0, 100, 100))  # left half red, right half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _encode(im, "JPEG", exif=exif, quality=95)
+    # Orientation 6 = "rotate 90° clockwise to display": Pillow's own reading puts the left half on top.
+    reference = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    assert reference.size == (100, 200)
+    assert _close(reference.getpixel((50, 40)), (255, 0, 0))
+    assert _close(reference.getpixel((50, 160)), (0, 0, 255))
+
+    decoded = decode_image(data, MAX_PIXELS)
+    assert (decoded.width, decoded.height) == (100, 200)
+    assert decoded.image.size == (100, 200)
+    assert _close(decoded.image.getpixel((50, 40)), (255, 0, 0)), "red (the left half) must be on top"
+    assert _close(decoded.image.getpixel((50, 160)), (0, 0, 255)), "blue must be at the bottom"
+
+
+def test_palette_image_with_transparency_becomes_white() -> None:
+    im = Image.new("P", (20, 10), 0)
+    im.putpalette([255, 0, 0] + [0, 128, 0] + [0, 0, 0] * 254)  # 0 = red, 1 = green
+    im.paste(1, (10, 0, 20, 10))
+    data = _encode(im, "PNG", transparency=0)  # the red half is transparent
+    assert Image.open(io.BytesIO(data)).mode == "P"
+    out = decode_image(data, MAX_PIXELS).image
+    assert out.mode == "RGB" and out.size == (20, 10)
+    assert out.getpixel((3, 5)) == (255, 255, 255)
+    assert out.getpixel((15, 5)) == (0, 128, 0)
+
+
+def test_transparent_gif_becomes_white() -> None:
+    im = Image.new("P", (20, 10), 0)
+    im.putpalette([255, 0, 0] + [0, 0, 255] + [0, 0, 0] * 254)
+    im.paste(1, (10, 0, 20, 10))
+    data = _encode(im, "GIF", transparency=0)
+    out = decode_image(data, MAX_PIXELS).image
+    assert out.getpixel((3, 5)) == (255, 255, 255)
+    assert out.getpixel((15, 5)) == (0, 0, 255)
+
+
+def test_la_image_transparent_pixels_become_white() -> None:
+    lum = np.full((10, 20), 40, np.uint8)
+    alpha = np.zeros((10, 20), np.uint8)
+    alpha[:, 10:] = 255  # left half fully transparent, right half opaque dark grey
+    im = Image.merge("LA", [Image.fromarray(lum), Image.fromarray(alpha)])
+    data = _encode(im, "PNG")
+    assert Image.open(io.BytesIO(data)).mode == "LA"
+    out = decode_image(data, MAX_PIXELS).image
+    assert out.mode == "RGB" and out.size == (20, 10)
+    assert out.getpixel((3, 5)) == (255, 255, 255)
+    assert out.getpixel((15, 5)) == (40, 40, 40)
+
+
+def test_rgba_png_transparent_pixels_become_white() -> None:
+    im = Image.new("RGBA", (20, 10), (255, 0, 0, 0))
+    im.paste((0, 0, 255, 255), (10, 0, 20, 10))
+    out = decode_image(_encode(im, "PNG"), MAX_PIXELS).image
+    assert out.getpixel((3, 5)) == (255, 255, 255)
+    assert out.getpixel((15, 5)) == (0, 0, 255)
+
+
+def test_bilevel_mode_1_image_becomes_black_and_white_rgb() -> None:
+    im = Image.new("1", (16, 8), 0)
+    im.paste(1, (8, 0, 16, 8))
+    data = _encode(im, "PNG")
+    assert Image.open(io.BytesIO(data)).mode == "1"
+    out = decode_image(data, MAX_PIXELS).image
+    assert out.mode == "RGB" and out.size == (16, 8)
+    assert out.getpixel((2, 4)) == (0, 0, 0)
+    assert out.getpixel((12, 4)) == (255, 255, 255)
+
+
+def test_float_mode_f_tiff_keeps_its_range() -> None:
+    arr = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (4, 1))
+    im = Image.fromarray(arr)
+    assert im.mode == "F"
+    data = _encode(im, "TIFF")
+    assert Image.open(io.BytesIO(data)).mode == "F"
+    decoded = decode_image(data, MAX_PIXELS)
+    out = np.asarray(decoded.image)
+    assert decoded.format == "TIFF" and decoded.image.mode == "RGB" and decoded.image.size == (64, 4)
+    assert out[:, 0].max() < 10
+    assert out[:, -1].min() > 245
+    assert 100 < int(out[0, 32, 0]) < 155
+
+
+def test_float_mode_f_in_0_255_range_is_not_clipped() -> None:
+    arr = np.tile(np.linspace(0.0, 255.0, 64, dtype=np.float32), (4, 1))
+    out = np.asarray(decode_image(_encode(Image.fromarray(arr), "TIFF"), MAX_PIXELS).image)
+    assert out[:, 0].max() < 10
+    assert out[:, -1].min() > 245
+    assert 100 < int(out[0, 32, 0]) < 155
+
+
+# --------------------------------------------------------------------------- the media store
+
+
+def test_store_image_writes_original_content_addressed(tmp_path: Path) -> None:
+    data = _jpeg_bytes()
+    media = tmp_path / "media"
+    stored = store_image(data, media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    sha = hashlib.sha256(data).hexdigest()
+    assert stored.sha256 == sha
+    assert stored.path == f"{sha[:2]}/{sha[2:4]}/{sha}.jpg"
+    assert (media / stored.path).read_bytes() == data
+    assert (stored.mime, stored.width, stored.height, stored.frames) == ("image/jpeg", 256, 192, 1)
+    assert stored.size_bytes == len(data)
+    assert not list(media.rglob(".tmp-*")), "temporary files must not be left behind"
+
+
+def test_store_image_extension_follows_content_not_name(tmp_path: Path) -> None:
+    data = _encode(_photo((40, 30)), "PNG")
+    stored = store_image(data, tmp_path / "media", max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    assert stored.path.endswith(".png") and stored.mime == "image/png"
+
+
+def test_store_image_writes_a_small_jpeg_thumbnail(tmp_path: Path) -> None:
+    data = _encode(_photo((300, 120)), "PNG")
+    media = tmp_path / "media"
+    stored = store_image(data, media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    sha = stored.sha256
+    assert stored.thumb_path == f"thumbs/{sha[:2]}/{sha}.jpg"
+    with Image.open(media / stored.thumb_path) as thumb:
+        assert thumb.format == "JPEG"
+        assert thumb.mode == "RGB"
+        assert max(thumb.size) == THUMB
+        assert thumb.size == (THUMB, round(THUMB * 120 / 300))
+
+
+def test_store_image_thumbnail_does_not_upscale_small_images(tmp_path: Path) -> None:
+    data = _encode(_photo((30, 20)), "PNG")
+    media = tmp_path / "media"
+    stored = store_image(data, media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    with Image.open(media / stored.thumb_path) as thumb:
+        assert thumb.size == (30, 20)
+
+
+def test_store_image_returns_a_64_bit_hex_phash(tmp_path: Path) -> None:
+    stored = store_image(_jpeg_bytes(), tmp_path / "media", max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    assert re.fullmatch(r"[0-9a-f]{16}", stored.phash), stored.phash
+
+
+def test_storing_the_same_bytes_twice_is_idempotent(tmp_path: Path) -> None:
+    data = _jpeg_bytes()
+    media = tmp_path / "media"
+    first = store_image(data, media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    original, thumb = media / first.path, media / first.thumb_path
+    before = (original.stat().st_mtime_ns, original.stat().st_ino, thumb.stat().st_mtime_ns, thumb.stat().st_ino)
+    time.sleep(0.02)
+    second = store_image(data, media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    assert second == first
+    after = (original.stat().st_mtime_ns, original.stat().st_ino, thumb.stat().st_mtime_ns, thumb.stat().st_ino)
+    assert after == before, "the stored files must not be rewritten"
+    assert sorted(p.relative_to(media).as_posix() for p in media.rglob("*") if p.is_file()) == sorted(
+        [first.path, first.thumb_path]
+    )
+
+
+def test_phash_survives_reencoding_but_separates_unrelated_images(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    photo = _photo()
+    original = store_image(_encode(photo, "PNG"), media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    reencoded = store_image(_encode(photo, "JPEG", quality=15), media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    unrelated = store_image(_encode(_unrelated(), "PNG"), media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    assert reencoded.sha256 != original.sha256  # different bytes, so a different stored file
+    assert _hamming(original.phash, reencoded.phash) <= 10
+    assert _hamming(original.phash, unrelated.phash) > 20
+
+
+def test_load_normalised_returns_the_rgb_image(tmp_path: Path) -> None:
+    im = Image.new("RGB", (200, 100), (0, 0, 255))
+    im.paste((255, 0, 0), (0, 0, 100, 100))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _encode(im, "JPEG", exif=exif, quality=95)
+    media = tmp_path / "media"
+    stored = store_image(data, media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    loaded = load_normalised(media, stored.path, MAX_PIXELS)
+    assert loaded.mode == "RGB"
+    assert loaded.size == (stored.width, stored.height) == (100, 200)
+    assert _close(loaded.getpixel((50, 40)), (255, 0, 0))
+
+
+def test_load_normalised_of_missing_file_is_a_media_error(tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="not found"):
+        load_normalised(tmp_path, "ab/cd/missing.jpg", MAX_PIXELS)
+
+
+def test_data_uri_of_a_thumbnail(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    stored = store_image(_jpeg_bytes(), media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
+    uri = data_uri(media, stored.thumb_path)
+    assert uri is not None
+    prefix = "data:image/jpeg;base64,"
+    assert uri.startswith(prefix)
+    payload = base64.b64decode(uri[len(prefix) :], validate=True)
+    assert payload == (media / stored.thumb_path).read_bytes()
+    assert Image.open(io.BytesIO(payload)).format == "JPEG"
+
+
+def test_data_uri_of_a_missing_file_is_none(tmp_path: Path) -> None:
+    assert data_uri(tmp_path, "thumbs/ab/" + "0" * 64 + ".jpg") is None

@@ -1,0 +1,171 @@
+"""Schema: migrations up and down on SQLite and Postgres, models == migrations, refusal of an
+out-of-date schema by the CLI and the app, SQLite pragmas, UTC timestamps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+
+from db import schema
+from db.models import Base, Post
+from db.session import make_engine, normalise_url
+from review.cli import main
+from review.desk import open_desk
+from review.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
+
+TABLES = {
+    "app_user",
+    "post",
+    "media",
+    "post_media",
+    "signal",
+    "verdict",
+    "review_event",
+    "export",
+    "finetune_run",
+}
+
+
+def test_upgrade_downgrade_upgrade(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        schema.upgrade(engine)
+        assert TABLES <= set(inspect(engine).get_table_names())
+        assert schema.current_revision(engine) == schema.head_revision()
+
+        schema.downgrade(engine, "base")
+        assert set(inspect(engine).get_table_names()) & TABLES == set()
+        assert schema.current_revision(engine) is None
+
+        schema.upgrade(engine)
+        assert TABLES <= set(inspect(engine).get_table_names())
+        schema.require_current(engine)
+    finally:
+        engine.dispose()
+
+
+def test_models_match_migrations(db_url: str) -> None:
+    """Every model change must come with a migration: autogenerate finds nothing to do."""
+    engine = make_engine(db_url)
+    try:
+        schema.upgrade(engine)
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        assert diff == []
+    finally:
+        engine.dispose()
+
+
+def test_unique_source_external_id_enforced(desk) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import IntegrityError
+
+    with desk.sessions() as session:
+        session.add(Post(source="s", external_id="1"))
+        session.commit()
+        session.add(Post(source="s", external_id="1"))
+        with pytest.raises(IntegrityError):
+            session.commit()
+
+
+def test_timestamps_come_back_aware_utc(desk) -> None:  # type: ignore[no-untyped-def]
+    beijing = timezone(timedelta(hours=8))
+    with desk.sessions() as session:
+        session.add(Post(source="s", external_id="t", created_at=datetime(2026, 5, 1, 20, 0, tzinfo=beijing)))
+        session.commit()
+    with desk.sessions() as session:
+        post = session.scalars(select(Post)).one()
+        assert post.created_at == datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+        assert post.created_at.tzinfo is not None
+        assert post.ingested_at.tzinfo is not None
+
+
+def test_naive_timestamp_is_refused(sqlite_desk) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import StatementError
+
+    with sqlite_desk.sessions() as session:
+        session.add(Post(source="s", external_id="n", created_at=datetime(2026, 5, 1, 12, 0)))
+        with pytest.raises(StatementError, match="naive datetime"):
+            session.commit()
+
+
+def test_sqlite_pragmas(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'sub' / 'x.db'}")  # parent folder is created
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+    engine.dispose()
+
+
+def test_require_current_on_empty_database(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(SchemaOutOfDate, match="python -m review db upgrade"):
+        schema.require_current(engine)
+    with pytest.raises(SchemaOutOfDate):
+        open_desk(_settings(tmp_path / "empty.db"))
+
+
+def test_require_current_behind_and_ahead(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        schema.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
+        with pytest.raises(SchemaOutOfDate, match="newer version"):
+            schema.require_current(engine)
+    finally:
+        engine.dispose()
+
+
+def test_unreachable_postgres_is_a_clear_error() -> None:
+    engine = make_engine("postgresql://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(DatabaseUnavailable) as info:
+        schema.require_current(engine)
+    message = str(info.value)
+    assert "127.0.0.1:1" in message and "DATABASE_URL" in message
+    assert "secret" not in message  # passwords never reach messages
+
+
+def test_url_normalisation_and_refusals() -> None:
+    assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    with pytest.raises(ConfigError, match="psycopg"):
+        make_engine("postgresql+psycopg2://u@h/db")
+    with pytest.raises(ConfigError, match="unsupported"):
+        make_engine("mysql+pymysql://u@h/db")
+
+
+def _settings(db_file: Path):  # type: ignore[no-untyped-def]
+    from review.config import Settings
+
+    return Settings(database_url=f"sqlite:///{db_file}", media_dir=db_file.parent / "media")
+
+
+def test_cli_db_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REVIEW_CONFIG", raising=False)
+
+    # Any command on an unmigrated database: one line that says what to run, exit 2.
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "python -m review db upgrade" in err and "Traceback" not in err
+
+    assert main(["db", "current"]) == 1
+    assert "out of date" in capsys.readouterr().out
+
+    assert main(["db", "upgrade"]) == 0
+    assert schema.head_revision() in capsys.readouterr().out
+    assert (tmp_path / "data" / "review.db").is_file()  # the default lives under ./data/
+
+    assert main(["db", "current"]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+    assert main(["db", "downgrade", "base"]) == 0
+    assert "base" in capsys.readouterr().out
+    assert main(["db", "current"]) == 1
