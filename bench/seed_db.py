@@ -26,25 +26,27 @@ from sqlalchemy import func, select  # noqa: E402
 from db import schema  # noqa: E402
 from db.models import Post  # noqa: E402
 from db.session import make_engine, normalise_url  # noqa: E402
+from review.policy import load_policy  # noqa: E402
 
-CATEGORIES = [
-    "none",
-    "sexual",
-    "violence_gore",
-    "hate_harassment",
-    "self_harm",
-    "illegal_goods",
-    "fraud_spam",
-    "false_advertising",
-    "misinformation",
-    "minors_safety",
-    "privacy_pii",
-    "ip_infringement",
-    "other",
-]
 # How often each category is the truth, and how often the model gets a post of it right.
-WEIGHTS = [55, 3, 3, 5, 1, 3, 12, 9, 4, 1, 2, 1, 1]
-MODEL_ACCURACY = [0.93, 0.85, 0.8, 0.7, 0.75, 0.8, 0.86, 0.78, 0.6, 0.7, 0.75, 0.65, 0.5]
+BASE_RATES = {
+    "none": (55, 0.93),
+    "sexual": (3, 0.85),
+    "violence_gore": (3, 0.8),
+    "hate_harassment": (5, 0.7),
+    "self_harm": (1, 0.75),
+    "illegal_goods": (3, 0.8),
+    "fraud_spam": (12, 0.86),
+    "false_advertising": (9, 0.78),
+    "misinformation": (4, 0.6),
+    "minors_safety": (1, 0.7),
+    "privacy_pii": (2, 0.75),
+    "ip_infringement": (1, 0.65),
+}
+CATEGORIES = load_policy().ids  # categories missing above get a small default rate
+WEIGHTS = [BASE_RATES.get(c, (1, 0.5))[0] for c in CATEGORIES]
+MODEL_ACCURACY = [BASE_RATES.get(c, (1, 0.5))[1] for c in CATEGORIES]
+NONE = CATEGORIES.index("none")
 MODERATORS = 20
 START = datetime(2026, 8, 1, tzinfo=UTC)
 BATCH = 50_000
@@ -87,8 +89,8 @@ def generate(n_posts: int, rng: random.Random, sqlite: bool):  # type: ignore[no
             verdict_id += 1
             scored = created + timedelta(seconds=rng.randint(5, 600))
             verdicts.append((verdict_id, pid, _ts(scored, sqlite), "transformers", model_id, None, prompt,
-                             f"{pid:064x}", False, predicted != 0, CATEGORIES[predicted],
-                             0 if predicted == 0 else rng.randint(1, 3), confidence, "consistent", "neutral",
+                             f"{pid:064x}", False, predicted != NONE, CATEGORIES[predicted],
+                             0 if predicted == NONE else rng.randint(1, 3), confidence, "consistent", "neutral",
                              "[]", "seeded", "ok", rng.gauss(1800, 400), 900, 120))  # fmt: skip
             if status == "queued":
                 continue
@@ -106,16 +108,17 @@ def generate(n_posts: int, rng: random.Random, sqlite: bool):  # type: ignore[no
                 continue
             human = truth if rng.random() < 0.95 else rng.choices(range(len(CATEGORIES)), WEIGHTS)[0]
             action = "confirm" if human == predicted else "overturn"
-            events.append((event_id, pid, mod, action, _ts(decided_at, sqlite), verdict_id, human != 0,
-                           CATEGORIES[human], 0 if human == 0 else rng.randint(1, 3), spent, None, False))  # fmt: skip
+            severity = 0 if human == NONE else rng.randint(1, 3)
+            events.append((event_id, pid, mod, action, _ts(decided_at, sqlite), verdict_id, human != NONE,
+                           CATEGORIES[human], severity, spent, None, False))  # fmt: skip
             if rng.random() < 0.05:  # blind second review by another moderator
                 second = mod % MODERATORS + 1
                 again = human if rng.random() < 0.85 else rng.choices(range(len(CATEGORIES)), WEIGHTS)[0]
                 at = decided_at + timedelta(hours=rng.randint(1, 48))
                 event_id += 1
                 events.append((event_id, pid, second, "confirm" if again == predicted else "overturn",
-                               _ts(at, sqlite), verdict_id, again != 0, CATEGORIES[again],
-                               0 if again == 0 else rng.randint(1, 3), spent, None, True))  # fmt: skip
+                               _ts(at, sqlite), verdict_id, again != NONE, CATEGORIES[again],
+                               0 if again == NONE else rng.randint(1, 3), spent, None, True))  # fmt: skip
         yield posts, verdicts, events
 
 

@@ -1,0 +1,53 @@
+"""The policy taxonomy in prompts/policy.toml: complete, consistent, reloaded when edited."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from review.errors import ConfigError
+from review.policy import POLICY_FILE, load_policy
+
+REQUIRED = {
+    "none", "sexual", "violence_gore", "hate_harassment", "self_harm", "illegal_goods", "fraud_spam",
+    "false_advertising", "misinformation", "minors_safety", "privacy_pii", "ip_infringement", "other",
+}  # fmt: skip
+
+
+def test_shipped_taxonomy_is_complete() -> None:
+    policy = load_policy()
+    assert set(policy.ids) == REQUIRED
+    assert len(policy.digest) == 64
+    for category in policy.category:
+        assert category.name_zh and category.name_en and category.definition and category.severity
+    blurred = {c.id for c in policy.category if c.blur}
+    assert {"sexual", "violence_gore", "self_harm", "minors_safety"} <= blurred
+    assert "none" not in blurred
+    assert policy.get("fraud_spam").name_zh == "诈骗与引流"
+    with pytest.raises(KeyError):
+        policy.get("nope")
+
+
+def test_edits_are_picked_up_and_bad_files_refused(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    text = POLICY_FILE.read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    first = load_policy(path)
+    path.write_text(text.replace('name_en = "Fraud, scam and spam"', 'name_en = "Scams"'), encoding="utf-8")
+    os.utime(path, ns=(1, 2))  # a different mtime, whatever the clock's resolution
+    second = load_policy(path)
+    assert second.get("fraud_spam").name_en == "Scams" and second.digest != first.digest
+
+    path.write_text(text.replace('id = "other"', 'id = "none"'), encoding="utf-8")
+    with pytest.raises(ConfigError, match="unique"):
+        load_policy(path)
+    path.write_text(text.replace('id = "other"', 'id = "misc"'), encoding="utf-8")
+    with pytest.raises(ConfigError, match="'other'"):
+        load_policy(path)
+    path.write_text("version = ", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_policy(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_policy(tmp_path / "missing.toml")
