@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Media, Post, PostMedia, PostStatus
+from db.session import writing
 from review.config import Settings
 from review.errors import IngestError, MediaError
 from review.media import StoredImage, read_image_file, store_image
@@ -624,11 +625,11 @@ class _Ingestor:
         some of the same posts or images meanwhile, redo the chunk record by record."""
         cache_before = dict(self.media_cache)
         try:
-            with self.session_factory() as session, session.begin():
+            with writing(self.session_factory) as session:
                 posts = self._insert_batch(session, ready)
         except IntegrityError:
             self.media_cache = cache_before  # ids from the rolled-back transaction are void
-            with self.session_factory() as session, session.begin():
+            with writing(self.session_factory) as session:
                 results = [self._insert_one(session, prep) for prep in ready]
             posts = [p for p in results if p is not None]
             self.report.already_present += results.count(None)
