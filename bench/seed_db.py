@@ -147,12 +147,17 @@ def seed(url: str, n_posts: int, seed_value: int) -> dict[str, int]:
         cur = raw.cursor()
         if sqlite:
             cur.execute("PRAGMA synchronous=OFF")
+            cur.execute("PRAGMA cache_size=-1000000")  # 1 GB page cache: index inserts stay in memory
+            cur.execute("BEGIN")
             cur.executemany(_insert_sql("app_user", USER_COLS), _users(sqlite))
+            raw.commit()
         else:
             with cur.copy(f"COPY app_user ({', '.join(USER_COLS)}) FROM STDIN") as copy:
                 for row in _users(sqlite):
                     copy.write_row(row)
         for posts, verdicts, events in generate(n_posts, rng, sqlite):
+            if sqlite:  # the engine leaves transactions to us (db/session.py): one per batch
+                cur.execute("BEGIN")
             for table, cols, rows in (("post", POST_COLS, posts), ("verdict", VERDICT_COLS, verdicts),
                                       ("review_event", EVENT_COLS, events)):  # fmt: skip
                 if sqlite:

@@ -26,8 +26,17 @@ def reset_paging() -> None:
 
 st.title("Posts")
 
-with desk.sessions() as session:
-    facets = facet_counts(session)
+@st.cache_data(ttl=30, show_spinner=False)
+def cached_facets(database_url: str) -> dict[str, dict[str, int]]:
+    """Per-source and per-status counts: a full scan on big databases, so refreshed every 30 s."""
+    with desk.sessions() as session:
+        return facet_counts(session)
+
+
+facets = cached_facets(desk.settings.database_url)
+if not facets["source"]:  # an empty database is cheap to recount: show new posts at once
+    cached_facets.clear()
+    facets = cached_facets(desk.settings.database_url)
 
 if not facets["source"]:
     st.info(
