@@ -26,6 +26,7 @@ def reset_paging() -> None:
 
 st.title("Posts")
 
+
 @st.cache_data(ttl=30, show_spinner=False)
 def cached_facets(database_url: str) -> dict[str, dict[str, int]]:
     """Per-source and per-status counts: a full scan on big databases, so refreshed every 30 s."""
@@ -86,57 +87,55 @@ media_dir = desk.settings.media_dir
 table = pd.DataFrame(
     {
         "thumbnail": [data_uri(media_dir, r.media[0].thumb_path) if r.media else None for r in page.rows],
-        "images": [len(r.media) for r in page.rows],
         "text": [" ".join(r.text.split())[:200] for r in page.rows],
         "source": [r.source for r in page.rows],
-        "external id": [r.external_id for r in page.rows],
         "author": [r.author or "" for r in page.rows],
         "posted": [r.created_at for r in page.rows],
         "status": [r.status for r in page.rows],
     },
     index=[r.id for r in page.rows],
 )
-selection = st.dataframe(
-    table,
-    key="posts_table",
-    on_select="rerun",
-    selection_mode="single-row",
-    row_height=64,
-    height=64 * (len(page.rows) + 1) + 3,
-    placeholder="—",
-    column_config={
-        "thumbnail": st.column_config.ImageColumn("", width="small"),
-        "images": st.column_config.NumberColumn("Images", width="small"),
-        "text": st.column_config.TextColumn("Text", width="medium"),
-        "posted": st.column_config.DatetimeColumn("Posted", format="YYYY-MM-DD HH:mm"),
-    },
-)
-
-newer, older = st.columns(2)
-if newer.button("← Newer", disabled=not page.has_newer, key="posts_newer", shortcut="Left"):
-    st.session_state[CURSOR] = ("newer", page.first_id)
-    st.rerun()
-if older.button("Older →", disabled=not page.has_older, key="posts_older", shortcut="Right"):
-    st.session_state[CURSOR] = ("older", page.last_id)
-    st.rerun()
-
-rows = selection.selection.rows if selection else []
-if rows:
-    post = page.rows[rows[0]]
-    st.divider()
-    st.subheader(f"Post {post.id}")
-    st.text(
-        f"source: {post.source}   external id: {post.external_id}   author: {post.author or '—'}\n"
-        f"posted: {post.created_at or '—'}   ingested: {post.ingested_at:%Y-%m-%d %H:%M}   status: {post.status}"
+list_column, detail_column = st.columns([3, 2], gap="medium")
+with list_column:
+    selection = st.dataframe(
+        table,
+        key="posts_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        row_height=64,
+        height=64 * (len(page.rows) + 1) + 3,
+        placeholder="—",
+        column_config={
+            "thumbnail": st.column_config.ImageColumn("", width="small"),
+            "text": st.column_config.TextColumn("Text", width="medium"),
+            "posted": st.column_config.DatetimeColumn("Posted", format="YYYY-MM-DD HH:mm"),
+        },
     )
-    st.text(post.text or "(no text)")
-    if post.media:
-        columns = st.columns(min(3, len(post.media)))
-        for i, m in enumerate(post.media):
+    newer, older = st.columns(2)
+    if newer.button("← Newer", disabled=not page.has_newer, key="posts_newer", shortcut="Left"):
+        st.session_state[CURSOR] = ("newer", page.first_id)
+        st.rerun()
+    if older.button("Older →", disabled=not page.has_older, key="posts_older", shortcut="Right"):
+        st.session_state[CURSOR] = ("older", page.last_id)
+        st.rerun()
+
+with detail_column:
+    rows = selection.selection.rows if selection else []
+    if not rows:
+        st.caption("Select a row to see the post.")
+    else:
+        post = page.rows[rows[0]]
+        st.subheader(f"Post {post.id}")
+        posted = f"{post.created_at:%Y-%m-%d %H:%M} UTC" if post.created_at else "—"
+        st.text(
+            f"{post.source} · {post.external_id} · by {post.author or '—'}\n"
+            f"posted {posted} · ingested {post.ingested_at:%Y-%m-%d %H:%M} UTC · {post.status}"
+        )
+        with st.container(border=True):
+            st.text(post.text or "(no text)")
+        for m in post.media:
             label = f"{m.width}×{m.height} {m.mime}" + (f", {m.frames} frames (first shown)" if m.frames > 1 else "")
             try:
-                columns[i % len(columns)].image(
-                    load_normalised(media_dir, m.path, desk.settings.max_image_pixels), caption=label
-                )
+                st.image(load_normalised(media_dir, m.path, desk.settings.max_image_pixels), caption=label)
             except MediaError as exc:
-                columns[i % len(columns)].warning(f"Image unavailable: {exc}")
+                st.warning(f"Image unavailable: {exc}")
