@@ -7,12 +7,14 @@ behind (or ahead of) the code.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -30,6 +32,7 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+@cache
 def head_revision() -> str:
     heads = ScriptDirectory(str(MIGRATIONS_DIR)).get_heads()
     assert len(heads) == 1, f"migrations have several heads: {heads}"
@@ -49,11 +52,19 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(alembic_config(engine), revision)
+    _run(command.upgrade, engine, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    command.downgrade(alembic_config(engine), revision)
+    _run(command.downgrade, engine, revision)
+
+
+def _run(step, engine: Engine, revision: str) -> None:  # type: ignore[no-untyped-def]
+    current_revision(engine)  # a clear DatabaseUnavailable before Alembic tries
+    try:
+        step(alembic_config(engine), revision)
+    except CommandError as exc:  # unknown revision, a head that cannot be reached, …
+        raise SchemaOutOfDate(f"cannot migrate to {revision!r}: {exc}") from None
 
 
 def require_current(engine: Engine) -> None:

@@ -17,12 +17,23 @@ def _open() -> Desk:
     return open_desk(check_schema=False)
 
 
+def show_error(headline: str, detail: str) -> None:
+    """An error box; the detail (which may quote paths, URLs or input) is shown verbatim."""
+    st.error(headline, icon="🚫")
+    st.code(detail, language=None, wrap_lines=True)
+
+
 def desk_or_stop() -> Desk:
-    """The desk, or an error box that says what to run, and a stopped script."""
+    """For dashboard.py, once per run: the desk, or an error that says what to run, and a stop."""
     try:
         desk = _open()
         require_current(desk.engine)  # checked on every run: the schema may change under us
     except ReviewError as exc:
-        st.error(f"The review desk cannot start: {exc}", icon="🚫")
+        show_error("The review desk cannot start.", str(exc))
         st.stop()
     return desk
+
+
+def current_desk() -> Desk:
+    """For pages: the desk that dashboard.py has already checked in this run."""
+    return _open()

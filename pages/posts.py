@@ -6,22 +6,31 @@ markdown or HTML.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
-from pages._common import desk_or_stop
+from pages._common import current_desk
 from review.browse import PostFilter, count_posts, facet_counts, list_posts
 from review.errors import MediaError
-from review.media import data_uri, load_normalised
+from review.media import data_uri, display_jpeg
 
 PAGE_SIZES = (20, 50, 100)
 CURSOR = "posts_cursor"
 
-desk = desk_or_stop()
+desk = current_desk()
+DISPLAY_SIDE = 1600  # longest side of an image in the detail panel
 
 
 def reset_paging() -> None:
     st.session_state[CURSOR] = None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def display_image(media_dir: str, rel_path: str, max_pixels: int) -> bytes:
+    """A stored image as a JPEG for the browser (oriented, first frame, at most 1600 px)."""
+    return display_jpeg(Path(media_dir), rel_path, max_pixels, DISPLAY_SIDE)
 
 
 st.title("Posts")
@@ -99,7 +108,8 @@ list_column, detail_column = st.columns([3, 2], gap="medium")
 with list_column:
     selection = st.dataframe(
         table,
-        key="posts_table",
+        # A new key per page and filter: a row chosen on one page is not applied to another.
+        key=f"posts_table:{flt}:{cursor}:{page_size}",
         on_select="rerun",
         selection_mode="single-row",
         row_height=64,
@@ -120,7 +130,7 @@ with list_column:
         st.rerun()
 
 with detail_column:
-    rows = selection.selection.rows if selection else []
+    rows = [i for i in (selection.selection.rows if selection else []) if i < len(page.rows)]
     if not rows:
         st.caption("Select a row to see the post.")
     else:
@@ -136,6 +146,7 @@ with detail_column:
         for m in post.media:
             label = f"{m.width}×{m.height} {m.mime}" + (f", {m.frames} frames (first shown)" if m.frames > 1 else "")
             try:
-                st.image(load_normalised(media_dir, m.path, desk.settings.max_image_pixels), caption=label)
+                st.image(display_image(str(media_dir), m.path, desk.settings.max_image_pixels), caption=label)
             except MediaError as exc:
-                st.warning(f"Image unavailable: {exc}")
+                st.warning("Image unavailable:")
+                st.text(str(exc))

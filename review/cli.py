@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,16 +21,17 @@ from db.models import Post
 from db.session import safe_url
 from review.config import load_settings
 from review.desk import Desk, open_desk
-from review.errors import ReviewError
+from review.errors import ReviewError, SchemaOutOfDate
 from review.ingest import IngestReport, ingest_paths
 
 EXIT_REJECTED = 1
 EXIT_ERROR = 2
+EXIT_INTERNAL = 3
 
 
 def _progress(label: str, total: int) -> Callable[[int], None]:
     """A tqdm bar on stderr that appears only when the input takes more than a second."""
-    bar = tqdm(total=total, desc=Path(label).name, unit="B" if total > 10_000 else "it", delay=1.0, leave=False)
+    bar = tqdm(total=total, desc=Path(label).name, unit="rec", delay=1.0, leave=False)
 
     def update(done: int) -> None:
         bar.update(done - bar.n)
@@ -50,11 +52,12 @@ def cmd_db(args: argparse.Namespace) -> int:
         schema.downgrade(desk.engine, args.revision)
         print(f"{where}: schema at {schema.current_revision(desk.engine) or 'base (empty)'}")
     else:
-        current = schema.current_revision(desk.engine)
-        head = schema.head_revision()
-        state = "up to date" if current == head else f"out of date: run {schema.UPGRADE_HINT}"
-        print(f"{where}: schema at {current or 'nothing'}, code expects {head} ({state})")
-        return 0 if current == head else EXIT_REJECTED
+        try:
+            schema.require_current(desk.engine)
+        except SchemaOutOfDate as exc:
+            print(f"out of date: {exc}")
+            return EXIT_REJECTED
+        print(f"{where}: schema at {schema.head_revision()} (up to date)")
     return 0
 
 
@@ -79,6 +82,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         desk.settings,
         source=args.source,
         encoding=args.encoding,
+        allow_absolute_paths=args.allow_absolute_paths,
         workers=args.workers,
         progress=None if args.quiet else _progress,
     )
@@ -125,7 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("paths", nargs="+", metavar="PATH", help=".jsonl, .csv, .tsv file or a folder of images")
     ingest.add_argument("--source", help="source for records that name none (default: local)")
     ingest.add_argument("--encoding", help="text encoding of the inputs (default: detect UTF-8 / GB18030)")
-    ingest.add_argument("--workers", type=int, default=2, help="threads decoding images (default 2)")
+    ingest.add_argument(
+        "--allow-absolute-paths",
+        action="store_true",
+        help="accept absolute image paths inside the inputs (relative paths never leave the input's folder)",
+    )
+    ingest.add_argument("--workers", type=int, default=2, help="threads decoding images (default 2, at most 16)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(func=cmd_ingest)
 
@@ -145,3 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug: keep the traceback for the report, with its own exit status
+        traceback.print_exc()
+        print("error: internal error (the traceback above is worth a bug report)", file=sys.stderr)
+        return EXIT_INTERNAL

@@ -22,6 +22,7 @@ import codecs
 import csv
 import hashlib
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
@@ -33,22 +34,27 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Media, Post, PostMedia, PostStatus
 from db.session import writing
 from review.config import Settings
 from review.errors import IngestError, MediaError
-from review.media import StoredImage, read_image_file, store_image
+from review.media import StoredImage, prepare_image, read_image_file, write_image
 
 DEFAULT_SOURCE = "local"
+MAX_RECORD_BYTES = 16 * 2**20  # one JSONL line or sidecar file; larger ones are refused unread
 CHUNK_SIZE = 200  # records per transaction
 SIDECAR_SUFFIXES = {".txt", ".json"}
-DATA_SUFFIXES = {".jsonl", ".ndjson", ".csv", ".tsv"}
+JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+CSV_SUFFIXES = {".csv", ".tsv"}
+DATA_SUFFIXES = JSONL_SUFFIXES | CSV_SUFFIXES
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 # progress(label, total) → callback(done): how long inputs report progress (tqdm in the CLI).
 Progress = Callable[[str, int], Callable[[int], None]]
+# Python's csv module refuses fields over 128 KiB by default; our own MAX_TEXT_CHARS applies instead.
+csv.field_size_limit(2**31 - 1)
 RECORD_FIELDS = {"external_id", "source", "text", "author", "created_at", "images", "metadata"}
 
 
@@ -88,7 +94,9 @@ class PostRecord(BaseModel):
             value = value.strip()
             if not value:
                 return None
-            if re.match(r"^\d{4}/\d{1,2}/\d{1,2}", value):  # 2024/05/01 12:00, common in CN exports
+            if re.fullmatch(r"\d{8}", value):  # 20261120: a compact date, not Unix seconds
+                value = f"{value[:4]}-{value[4:6]}-{value[6:]}"
+            elif re.match(r"^\d{4}/\d{1,2}/\d{1,2}", value):  # 2024/05/01 12:00, common in CN exports
                 date, _, time = value.partition(" ")
                 y, m, d = date.split("/")
                 value = f"{y}-{int(m):02d}-{int(d):02d}" + (f" {time}" if time else "")
@@ -191,18 +199,61 @@ def _check_encoding(name: str) -> str:
 # Readers: each yields RawRecords and never raises for a single bad record.
 
 
-def _numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | UnicodeDecodeError]]:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str) -> Any:
+    """json.loads for untrusted input: NaN/Infinity are refused (not JSON, and Postgres rejects
+    them), and absurd numbers or nesting are a ValueError, not a crash."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def json_problem(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return str(exc)
+
+
+Line = str | UnicodeDecodeError | ValueError  # a decoded line, or why it could not be read
+
+
+def _numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, Line]]:
     """Lines of a text file with their numbers. For encodings that keep ASCII bytes intact
-    (UTF-8, GB18030, Big5…) each line is decoded on its own, so one bad line costs one record;
-    UTF-16/32 files are decoded as a whole stream."""
+    (UTF-8, GB18030, Big5…) each line is decoded on its own, so one bad line costs one record,
+    and a line over MAX_RECORD_BYTES is skipped unread. UTF-16/32 files are decoded as a stream:
+    a lone surrogate passes through (its record is refused later), bytes that cannot be decoded
+    at all end the file."""
     codec = codecs.lookup(encoding).name
     if codec.startswith(("utf-16", "utf-32")):
-        with path.open("r", encoding=encoding, newline="") as fh:
-            yield from enumerate(fh, start=1)
-        return
+        with path.open("r", encoding=encoding, errors="surrogatepass", newline="") as fh:
+            lineno = 0
+            while True:
+                try:
+                    line = fh.readline()
+                except UnicodeDecodeError as exc:
+                    yield (
+                        lineno + 1,
+                        ValueError(f"not valid {encoding} ({exc.reason}); the rest of the file was not read"),
+                    )
+                    return
+                if not line:
+                    return
+                lineno += 1
+                yield lineno, line
     codec = "utf-8" if codec == "utf-8-sig" else codec
     with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
+        lineno = 0
+        while raw := fh.readline(MAX_RECORD_BYTES + 1):
+            lineno += 1
+            if len(raw) > MAX_RECORD_BYTES:
+                while (rest := fh.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass  # skip the remainder of the oversized line
+                yield lineno, ValueError(f"the line is longer than {MAX_RECORD_BYTES // 2**20} MiB")
+                continue
             if lineno == 1 and codec == "utf-8":
                 raw = raw.removeprefix(codecs.BOM_UTF8)
             try:
@@ -218,12 +269,15 @@ def read_jsonl(path: Path, encoding: str) -> Iterator[RawRecord]:
         if isinstance(line, UnicodeDecodeError):
             yield RawRecord(where, None, base, f"line is not valid {encoding} ({line.reason} at byte {line.start})")
             continue
+        if isinstance(line, ValueError):
+            yield RawRecord(where, None, base, str(line))
+            continue
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield RawRecord(where, None, base, f"malformed JSON ({exc.msg} at column {exc.colno})")
+            data = parse_json(line)
+        except ValueError as exc:
+            yield RawRecord(where, None, base, f"malformed JSON ({json_problem(exc)})")
             continue
         if not isinstance(data, dict):
             yield RawRecord(where, None, base, f"expected a JSON object per line, got {type(data).__name__}")
@@ -237,10 +291,9 @@ def _split_images(cell: str) -> list[str] | str:
         return []
     if cell.startswith("["):
         try:
-            value = json.loads(cell)
-        except json.JSONDecodeError:
+            return parse_json(cell)
+        except ValueError:
             return "images: looks like a JSON list but is malformed"
-        return value
     return [part.strip() for part in re.split(r"[;|\n]", cell) if part.strip()]
 
 
@@ -249,16 +302,19 @@ def read_csv(path: Path, encoding: str) -> Iterator[RawRecord]:
     base = path.parent
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     with path.open("r", encoding=encoding, newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
+        reader = csv.reader(fh, delimiter=delimiter, strict=True)  # bad quoting is an error, not a guess
         try:
             header = next(reader)
         except StopIteration:
             return
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise IngestError(f"{path}: cannot read the header row ({exc})") from None
+            yield RawRecord(f"{path.name}:1", None, base, f"cannot read the header row ({exc}); file not read")
+            return
         header = [h.strip().lstrip("\ufeff").lower() for h in header]
         if "external_id" not in header:
-            raise IngestError(f"{path}: the header has no external_id column (found: {', '.join(header) or 'nothing'})")
+            found = ", ".join(header) or "nothing"
+            yield RawRecord(f"{path.name}:1", None, base, f"the header has no external_id column (found: {found})")
+            return
         start = reader.line_num + 1
         while True:
             try:
@@ -266,14 +322,16 @@ def read_csv(path: Path, encoding: str) -> Iterator[RawRecord]:
             except StopIteration:
                 return
             except UnicodeDecodeError as exc:
-                raise IngestError(
-                    f"{path}: not valid {encoding} after line {start - 1} ({exc.reason}); "
-                    "the rows before were read; pass --encoding if the file is in another encoding"
-                ) from None
-            except csv.Error as exc:
-                yield RawRecord(f"{path.name}:{start}", None, base, f"malformed CSV ({exc})")
-                start = reader.line_num + 1
-                continue
+                reason = (
+                    f"not valid {encoding} ({exc.reason}); the rest of the file was not read "
+                    "(pass --encoding if the file is in another encoding)"
+                )
+                yield RawRecord(f"{path.name}:{start}", None, base, reason)
+                return
+            except csv.Error as exc:  # the reader cannot find the next record reliably after this
+                reason = f"malformed CSV ({exc}); the rest of the file was not read"
+                yield RawRecord(f"{path.name}:{start}", None, base, reason)
+                return
             where = f"{path.name}:{start}"
             start = reader.line_num + 1
             if not any(cell.strip() for cell in row):
@@ -293,9 +351,9 @@ def read_csv(path: Path, encoding: str) -> Iterator[RawRecord]:
                 elif name == "metadata":
                     if cell.strip():
                         try:
-                            data["metadata"] = json.loads(cell)
-                        except json.JSONDecodeError as exc:
-                            yield RawRecord(where, None, base, f"metadata is not valid JSON ({exc.msg})")
+                            data["metadata"] = parse_json(cell)
+                        except ValueError as exc:
+                            yield RawRecord(where, None, base, f"metadata is not valid JSON ({json_problem(exc)})")
                             break
                 elif name in RECORD_FIELDS:
                     if cell != "" or name == "text":  # an empty cell means "not given"
@@ -310,13 +368,10 @@ def read_csv(path: Path, encoding: str) -> Iterator[RawRecord]:
 def read_folder(folder: Path, encoding: str | None) -> Iterator[RawRecord]:
     """Every file in the folder (recursively) is one post's image; ``name.txt`` next to
     ``name.jpg`` is its text, ``name.json`` holds any other record fields."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not _hidden(p.relative_to(folder)))
-    by_stem = {p.with_suffix(""): p for p in files if p.suffix.lower() not in SIDECAR_SUFFIXES | DATA_SUFFIXES}
+    files, by_stem = _folder_listing(folder)
     for path in files:
         rel = path.relative_to(folder).as_posix()
         suffix = path.suffix.lower()
-        if path.name.lower() in IGNORED_NAMES:
-            continue
         if suffix in DATA_SUFFIXES:
             yield RawRecord(rel, None, folder, "data files inside an image folder are not read; ingest them by name")
             continue
@@ -330,30 +385,47 @@ def read_folder(folder: Path, encoding: str | None) -> Iterator[RawRecord]:
         try:
             if sidecar_json.is_file():
                 try:
-                    extra = json.loads(_read_text(sidecar_json, encoding))
-                except json.JSONDecodeError as exc:
-                    reason = f"{exc.msg} at line {exc.lineno}"
-                    raise ValueError(f"{sidecar_json.name} is malformed JSON ({reason})") from None
+                    extra = parse_json(_read_sidecar(folder, sidecar_json, encoding))
+                except IngestError:
+                    raise
+                except ValueError as exc:
+                    raise ValueError(f"{sidecar_json.name} is malformed JSON ({json_problem(exc)})") from None
                 if not isinstance(extra, dict):
                     raise ValueError(f"{sidecar_json.name} must hold a JSON object")
                 extra.pop("images", None)  # the image is the file itself
                 data.update(extra)
             if sidecar_txt.is_file() and "text" not in data:
-                data["text"] = _read_text(sidecar_txt, encoding)
+                data["text"] = _read_sidecar(folder, sidecar_txt, encoding)
         except (ValueError, IngestError) as exc:
             yield RawRecord(rel, None, folder, f"sidecar {exc}")
             continue
         yield RawRecord(rel, data, folder)
 
 
-def _hidden(rel: Path) -> bool:
-    return any(part.startswith(".") for part in rel.parts)
+def _folder_listing(folder: Path) -> tuple[list[Path], dict[Path, Path]]:
+    """The folder's visible files (sorted, recursive) and its image candidates by stem."""
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.name.lower() not in IGNORED_NAMES
+    )
+    by_stem = {p.with_suffix(""): p for p in files if p.suffix.lower() not in SIDECAR_SUFFIXES | DATA_SUFFIXES}
+    return files, by_stem
 
 
-def _read_text(path: Path, encoding: str | None) -> str:
+def _read_sidecar(folder: Path, path: Path, encoding: str | None) -> str:
+    """A sidecar's text, exactly (no newline translation). It must really live inside the
+    folder (a symlink out of it is refused) and stay under MAX_RECORD_BYTES."""
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise IngestError(f"{path.name} points outside the input folder {folder}")
+    if path.stat().st_size > MAX_RECORD_BYTES:
+        raise IngestError(f"{path.name} is larger than {MAX_RECORD_BYTES // 2**20} MiB")
     enc = encoding or detect_encoding(path)
     try:
-        return path.read_text(encoding=enc).removeprefix("\ufeff")
+        with path.open(encoding=enc, newline="") as fh:
+            return fh.read().removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise IngestError(f"{path.name} is not valid {enc} ({exc.reason})") from None
 
@@ -404,17 +476,20 @@ def _validate(raw: RawRecord, settings: Settings, default_source: str | None) ->
             f"text is {len(record.text):,} characters; the limit is {settings.max_text_chars:,} (MAX_TEXT_CHARS). "
             "Shorten it or raise the limit"
         )
-    canonical = record.model_dump(mode="json")
-    problem = _unstorable_string(canonical)
+    problem = _unstorable_value(record.model_dump())
     if problem:
         return problem
+    canonical = record.model_dump(mode="json")
     fingerprint = hashlib.sha256(json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     return _Prepared(raw=raw, record=record, fingerprint=fingerprint)
 
 
-def _unstorable_string(value: Any, where: str = "") -> str | None:
-    """Find a string no database can keep: NUL characters (Postgres refuses them) or lone
-    surrogates (half of a cut emoji; not valid UTF-8). Returns the reason, naming the field."""
+def _unstorable_value(value: Any, where: str = "") -> str | None:
+    """Find a value no database can keep: NUL characters (Postgres refuses them), lone
+    surrogates (half of a cut emoji; not valid UTF-8), NaN or infinite numbers (not JSON).
+    Returns the reason, naming the field."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where or 'a field'} is {value}, which is not a valid JSON number"
     if isinstance(value, str):
         if "\x00" in value:
             return f"{where or 'a field'} contains NUL (\\x00) characters, which cannot be stored; remove them"
@@ -424,13 +499,13 @@ def _unstorable_string(value: Any, where: str = "") -> str | None:
             return f"{where or 'a field'} contains a lone surrogate (a broken, half-cut character); fix the text"
     elif isinstance(value, dict):
         for key, item in value.items():
-            problem = _unstorable_string(key, f"{where}.{key}" if where else str(key))
-            problem = problem or _unstorable_string(item, f"{where}.{key}" if where else str(key))
+            problem = _unstorable_value(key, f"{where}.{key}" if where else str(key))
+            problem = problem or _unstorable_value(item, f"{where}.{key}" if where else str(key))
             if problem:
                 return problem
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            problem = _unstorable_string(item, f"{where}[{i}]")
+            problem = _unstorable_value(item, f"{where}[{i}]")
             if problem:
                 return problem
     return None
@@ -442,7 +517,10 @@ def _resolve_images(prep: _Prepared, allow_absolute: bool) -> str | None:
         candidate = Path(name).expanduser()
         if candidate.is_absolute():
             if not allow_absolute:
-                return f"image {name!r}: absolute paths are not accepted here"
+                return (
+                    f"image {name!r}: absolute paths are refused unless the operator allows them "
+                    "(python -m review ingest --allow-absolute-paths)"
+                )
             resolved = candidate.resolve()
         else:
             if base is None:
@@ -458,17 +536,14 @@ def _resolve_images(prep: _Prepared, allow_absolute: bool) -> str | None:
 
 
 def _store_images(prep: _Prepared, settings: Settings) -> None:
-    """Runs in a worker thread: read, validate and store every image of one record."""
+    """Runs in a worker thread: validate every image of one record, then store them all (a
+    record with a bad image leaves no file behind)."""
+    prepared = []
     for name, path in zip(prep.record.images, prep.image_paths, strict=True):
         try:
             data = read_image_file(path, settings.max_image_bytes)
-            prep.stored.append(
-                store_image(
-                    data,
-                    settings.media_dir,
-                    max_pixels=settings.max_image_pixels,
-                    thumbnail_size=settings.thumbnail_size,
-                )
+            prepared.append(
+                prepare_image(data, max_pixels=settings.max_image_pixels, thumbnail_size=settings.thumbnail_size)
             )
         except MediaError as exc:
             prep.error = f"image {name!r}: {exc}"
@@ -476,6 +551,11 @@ def _store_images(prep: _Prepared, settings: Settings) -> None:
         except Exception as exc:  # a decoder bug must cost one record, not the batch
             prep.error = f"image {name!r}: could not be processed ({type(exc).__name__}: {exc})"
             return
+    prep.stored = [write_image(image, settings.media_dir) for image in prepared]
+
+
+def _is_deadlock(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "40P01"  # Postgres deadlock_detected
 
 
 def _media_row(img: StoredImage) -> Media:
@@ -492,22 +572,6 @@ def _media_row(img: StoredImage) -> Media:
     )
 
 
-def _get_or_create_media(session: Session, img: StoredImage, cache: dict[str, int]) -> int:
-    media_id = cache.get(img.sha256)
-    if media_id is None:
-        media_id = session.scalar(select(Media.id).where(Media.sha256 == img.sha256))
-    if media_id is None:
-        media = _media_row(img)
-        try:
-            with session.begin_nested():
-                session.add(media)
-            media_id = media.id
-        except IntegrityError:  # another process stored the same bytes a moment ago
-            media_id = session.scalar(select(Media.id).where(Media.sha256 == img.sha256))
-    cache[img.sha256] = media_id
-    return media_id
-
-
 class _Ingestor:
     def __init__(
         self,
@@ -522,7 +586,7 @@ class _Ingestor:
         self.settings = settings
         self.default_source = default_source
         self.allow_absolute = allow_absolute_paths
-        self.workers = max(1, workers)
+        self.workers = min(max(1, workers), 16)
         self.report = IngestReport()
         self.seen: dict[tuple[str, str], tuple[str, str]] = {}  # key → (location, fingerprint)
         self.rejected_keys: set[tuple[str, str]] = set()
@@ -554,8 +618,8 @@ class _Ingestor:
         for raw in chunk:
             self.position += 1
             order = self.position
-            if raw.error is not None or raw.data is None:
-                self.reject(order, raw.location, raw.error or "empty record")
+            if raw.data is None:
+                self.reject(order, raw.location, raw.error or "no record")
                 continue
             prep = _validate(raw, self.settings, self.default_source)
             if isinstance(prep, str):
@@ -627,7 +691,9 @@ class _Ingestor:
         try:
             with writing(self.session_factory) as session:
                 posts = self._insert_batch(session, ready)
-        except IntegrityError:
+        except (IntegrityError, OperationalError) as exc:
+            if isinstance(exc, OperationalError) and not _is_deadlock(exc):
+                raise
             self.media_cache = cache_before  # ids from the rolled-back transaction are void
             with writing(self.session_factory) as session:
                 results = [self._insert_one(session, prep) for prep in ready]
@@ -637,30 +703,36 @@ class _Ingestor:
         self.report.post_ids.extend(p.id for p in posts)
 
     def _insert_batch(self, session: Session, ready: list[_Prepared]) -> list[Post]:
+        # Rows go in sorted by their unique keys, so that concurrent writers take locks in the
+        # same order (no deadlocks on Postgres).
         wanted = {img.sha256: img for prep in ready for img in prep.stored if img.sha256 not in self.media_cache}
         if wanted:
             rows = session.execute(select(Media.sha256, Media.id).where(Media.sha256.in_(list(wanted))))
             self.media_cache.update({sha: media_id for sha, media_id in rows})
-            new_media = [_media_row(img) for sha, img in wanted.items() if sha not in self.media_cache]
+            new_media = [_media_row(wanted[sha]) for sha in sorted(wanted) if sha not in self.media_cache]
             session.add_all(new_media)
             session.flush()
             self.media_cache.update({m.sha256: m.id for m in new_media})
-        posts = [self._post_row(prep) for prep in ready]
-        session.add_all(posts)
+        ordered = sorted(ready, key=lambda p: (p.record.source, p.record.external_id))
+        posts = {id(prep): self._post_row(prep) for prep in ordered}
+        session.add_all(posts.values())
         session.flush()
-        return posts
+        return [posts[id(prep)] for prep in ready]
 
     def _insert_one(self, session: Session, prep: _Prepared) -> Post | None:
-        """One record in a savepoint; None when the post is already there."""
-        for img in prep.stored:
-            _get_or_create_media(session, img, self.media_cache)
-        post = self._post_row(prep)
-        try:
-            with session.begin_nested():
-                session.add(post)
-        except IntegrityError:
-            return None
-        return post
+        """One record in a savepoint; None when the post is already there. A clash on an image
+        that another process stored meanwhile is retried: that image is then found, not added."""
+        key = (prep.record.source, prep.record.external_id)
+        for _attempt in range(3):
+            cache_before = dict(self.media_cache)
+            try:
+                with session.begin_nested():
+                    return self._insert_batch(session, [prep])[0]
+            except IntegrityError:
+                self.media_cache = cache_before
+                if session.scalar(select(Post.id).where(Post.source == key[0], Post.external_id == key[1])):
+                    return None
+        raise IngestError(f"{prep.raw.location}: could not be stored after 3 attempts (concurrent writers)")
 
     def _post_row(self, prep: _Prepared) -> Post:
         rec = prep.record
@@ -710,18 +782,11 @@ def input_kind(path: Path) -> str:
     if path.is_dir():
         return "folder"
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
+    if suffix in JSONL_SUFFIXES:
         return "jsonl"
-    if suffix in (".csv", ".tsv"):
+    if suffix in CSV_SUFFIXES:
         return "csv"
     raise IngestError(f"{path}: unknown input type {suffix!r}; give a .jsonl, .csv, .tsv file or a folder of images")
-
-
-def count_units(path: Path) -> int:
-    """Size of an input for the progress bar: records for folders, bytes for files."""
-    if path.is_dir():
-        return sum(1 for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
 
 
 def ingest_paths(
@@ -731,46 +796,53 @@ def ingest_paths(
     *,
     source: str | None = None,
     encoding: str | None = None,
+    allow_absolute_paths: bool = False,
     workers: int = 2,
     progress: Progress | None = None,
 ) -> IngestReport:
-    """Ingest files and folders given by an operator (absolute image paths are allowed).
+    """Ingest files and folders given by an operator.
 
-    ``progress(label, total)`` may return a callback taking the number of units done so far.
+    Every input is checked (exists, known type, readable encoding) before anything is stored,
+    so a typo in the last path does not leave the first ones half-reported. Absolute image
+    paths inside the inputs are refused unless ``allow_absolute_paths``. ``progress(label,
+    total)`` may return a callback taking the number of records done so far.
     """
-    ingestor = _Ingestor(session_factory, settings, default_source=source, allow_absolute_paths=True, workers=workers)
     if encoding:
         encoding = _check_encoding(encoding)
+    plan = []
     for path in paths:
         kind = input_kind(path)
+        plan.append((path, kind, None if kind == "folder" else encoding or detect_encoding(path)))
+    ingestor = _Ingestor(
+        session_factory, settings, default_source=source, allow_absolute_paths=allow_absolute_paths, workers=workers
+    )
+    for path, kind, enc in plan:
         if kind == "folder":
             records = read_folder(path, encoding)
         else:
-            enc = encoding or detect_encoding(path)
+            assert enc is not None
             ingestor.report.encodings[str(path)] = enc
             records = read_jsonl(path, enc) if kind == "jsonl" else read_csv(path, enc)
-        update = progress(str(path), count_units(path)) if progress else None
-        ingestor.run(_tracked(records, path, update) if update else records)
+        if progress:
+            records = _tracked(records, path, progress(str(path), _count_units(path)))
+        ingestor.run(records)
     return ingestor.report
 
 
-def _tracked(records: Iterator[RawRecord], path: Path, update: Callable[[int], None]) -> Iterator[RawRecord]:
-    """Report progress as records are read: by count for folders, by line/bytes for files."""
+def _count_units(path: Path) -> int:
+    """Progress total: lines of a file, entries of a folder."""
     if path.is_dir():
-        for done, raw in enumerate(records, start=1):
-            update(done)
-            yield raw
-        return
-    total = path.stat().st_size
-    lines = max(1, _count_lines(path))
-    for raw in records:
-        line = raw.location.rsplit(":", 1)[-1]
-        if line.isdigit():
-            update(min(total, int(line) * total // lines))
-        yield raw
-    update(total)
-
-
-def _count_lines(path: Path) -> int:
+        files, by_stem = _folder_listing(path)
+        return sum(1 for p in files if p.suffix.lower() not in SIDECAR_SUFFIXES or p.with_suffix("") not in by_stem)
     with path.open("rb") as fh:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+
+
+def _tracked(records: Iterator[RawRecord], path: Path, update: Callable[[int], None]) -> Iterator[RawRecord]:
+    """Report progress as records are read: the line reached in a file, the count in a folder."""
+    done = 0
+    for raw in records:
+        line = raw.location.rsplit(":", 1)[-1]
+        done = int(line) if not path.is_dir() and line.isdigit() else done + 1
+        update(done)
+        yield raw

@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +48,9 @@ THUMB_QUALITY = 82
 
 # Truncated files must fail loudly (Pillow's default, restated because it is a global).
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-# The pixel limit is ours (Settings.max_image_pixels, checked in decode_image before any pixel
-# is decoded); Pillow's global guard would otherwise refuse images the operator allowed.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS, a process-wide setting) stays
+# on; decode_image applies the operator's limit (Settings.max_image_pixels) first, and raises
+# Pillow's only when the operator allows more than Pillow does.
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def _describe_unknown(data: bytes) -> str:
     except UnicodeDecodeError:
         sample = ""
     if sample.strip() and all(c.isprintable() or c.isspace() for c in sample):
-        return f"this is a text file, not an image (it starts with {sample[:40]!r})"
+        return "this is a text file, not an image"  # its content is not echoed: it may be private
     return f"not a recognised image format ({SUPPORTED} are accepted)"
 
 
@@ -148,8 +149,17 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     """Decode untrusted image bytes into a normalised RGB image, or raise :class:`MediaError`."""
     if not data:
         raise MediaError("the file is empty (0 bytes)")
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > 2 * Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1  # Pillow refuses above twice its setting
     try:
-        im = Image.open(io.BytesIO(data), formats=OPEN_FORMATS)  # reads the header only
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides
+            im = Image.open(io.BytesIO(data), formats=OPEN_FORMATS)  # reads the header only
+    except Image.DecompressionBombError:
+        raise MediaError(
+            f"the image is larger than the limit of {max_pixels / 1e6:.1f} megapixels (MAX_IMAGE_PIXELS); "
+            "it may be a decompression bomb"
+        ) from None
     except UnidentifiedImageError:
         raise MediaError(_describe_unknown(data)) from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -211,23 +221,25 @@ def _write_atomic(target: Path, write) -> None:  # type: ignore[no-untyped-def]
         raise
 
 
-def store_image(data: bytes, media_dir: Path, *, max_pixels: int, thumbnail_size: int) -> StoredImage:
-    """Validate image bytes and keep them (and a thumbnail) in the content-addressed store."""
+@dataclass(frozen=True)
+class PreparedImage:
+    """A validated image and its thumbnail, in memory, not yet in the store."""
+
+    stored: StoredImage
+    data: bytes
+    thumbnail: Image.Image
+
+
+def prepare_image(data: bytes, *, max_pixels: int, thumbnail_size: int) -> PreparedImage:
+    """Validate image bytes and compute everything the store keeps, without writing anything
+    (so that a record whose second image is bad leaves no file behind from its first)."""
     decoded = decode_image(data, max_pixels)
     sha = hashlib.sha256(data).hexdigest()
-    rel = f"{sha[:2]}/{sha[2:4]}/{sha}.{decoded.ext}"
-    thumb_rel = f"thumbs/{sha[:2]}/{sha}.jpg"
-    original = media_dir / rel
-    if not original.exists():
-        _write_atomic(original, lambda fh: fh.write(data))
     thumb = make_thumbnail(decoded.image, thumbnail_size)
-    thumb_file = media_dir / thumb_rel
-    if not thumb_file.exists():
-        _write_atomic(thumb_file, lambda fh: thumb.save(fh, "JPEG", quality=THUMB_QUALITY))
-    return StoredImage(
+    stored = StoredImage(
         sha256=sha,
-        path=rel,
-        thumb_path=thumb_rel,
+        path=f"{sha[:2]}/{sha[2:4]}/{sha}.{decoded.ext}",
+        thumb_path=f"thumbs/{sha[:2]}/{sha}.jpg",
         mime=decoded.mime,
         width=decoded.width,
         height=decoded.height,
@@ -235,11 +247,38 @@ def store_image(data: bytes, media_dir: Path, *, max_pixels: int, thumbnail_size
         size_bytes=len(data),
         phash=perceptual_hash(thumb),
     )
+    return PreparedImage(stored=stored, data=data, thumbnail=thumb)
+
+
+def write_image(prepared: PreparedImage, media_dir: Path) -> StoredImage:
+    """Put a prepared image and its thumbnail into the content-addressed store (idempotent)."""
+    stored = prepared.stored
+    original = media_dir / stored.path
+    if not original.exists():
+        _write_atomic(original, lambda fh: fh.write(prepared.data))
+    thumb_file = media_dir / stored.thumb_path
+    if not thumb_file.exists():
+        _write_atomic(thumb_file, lambda fh: prepared.thumbnail.save(fh, "JPEG", quality=THUMB_QUALITY))
+    return stored
+
+
+def store_image(data: bytes, media_dir: Path, *, max_pixels: int, thumbnail_size: int) -> StoredImage:
+    """Validate image bytes and keep them (and a thumbnail) in the content-addressed store."""
+    return write_image(prepare_image(data, max_pixels=max_pixels, thumbnail_size=thumbnail_size), media_dir)
 
 
 def load_normalised(media_dir: Path, rel_path: str, max_pixels: int) -> Image.Image:
     """Open a stored image for display or a model: RGB, oriented, first frame."""
     return decode_image(read_image_file(media_dir / rel_path, max_bytes=2**40), max_pixels).image
+
+
+def display_jpeg(media_dir: Path, rel_path: str, max_pixels: int, max_side: int) -> bytes:
+    """A stored image for a screen: normalised, at most ``max_side`` pixels, as JPEG bytes."""
+    image = load_normalised(media_dir, rel_path, max_pixels)
+    image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=88)
+    return buffer.getvalue()
 
 
 def data_uri(media_dir: Path, rel_path: str) -> str | None:

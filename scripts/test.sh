@@ -8,11 +8,16 @@ bash scripts/setup.sh requirements-dev.txt
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [ -z "${REVIEW_TEST_POSTGRES_URL:-}" ]; then
   export PG_STATE_DIR; PG_STATE_DIR="$(mktemp -d)"
-  if url="$(bash scripts/pg_throwaway.sh start)"; then
+  trap 'bash scripts/pg_throwaway.sh stop' EXIT
+  rc=0; url="$(bash scripts/pg_throwaway.sh start)" || rc=$?
+  if [ "$rc" = 0 ]; then
     export REVIEW_TEST_POSTGRES_URL="$url"
-    trap 'bash scripts/pg_throwaway.sh stop' EXIT
-  else
+  elif [ "$rc" = 3 ]; then
     echo "note: no Postgres server binaries found; Postgres tests will be skipped (CI runs them)" >&2
+  else
+    echo "error: the throwaway Postgres server did not start; its log:" >&2
+    cat "$PG_STATE_DIR"/*.log "$PG_STATE_DIR"/server.log >&2 2>/dev/null || true
+    exit 1
   fi
 fi
 .venv/bin/ruff check .

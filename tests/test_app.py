@@ -31,7 +31,8 @@ def test_out_of_date_schema_stops_the_app(tmp_path: Path, monkeypatch: pytest.Mo
     at = AppTest.from_file(DASHBOARD, default_timeout=30).run()
     assert not at.exception
     assert len(at.error) == 1
-    assert "python -m review db upgrade" in at.error[0].value
+    assert "cannot start" in at.error[0].value
+    assert "python -m review db upgrade" in at.code[0].value  # verbatim, ready to copy
     assert not at.dataframe  # nothing else rendered
 
 
@@ -73,5 +74,6 @@ def test_post_text_is_plain_text(sqlite_desk, monkeypatch: pytest.MonkeyPatch) -
     with sqlite_desk.sessions() as session, session.begin():
         session.add(Post(source="x", external_id="evil", text=hostile, author="<b>me</b>"))
     at = _app(monkeypatch, sqlite_desk).run()
-    assert at.dataframe[0].value["text"].iloc[0] == hostile
-    assert all(hostile not in md.value for md in at.markdown)
+    row = at.dataframe[0].value.iloc[0]
+    assert (row["text"], row["author"]) == (hostile, "<b>me</b>")
+    assert all("alert" not in md.value and "<b>me" not in md.value for md in at.markdown)

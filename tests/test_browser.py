@@ -3,6 +3,7 @@ on 127.0.0.1, with the demo data loaded the way the README's first command loads
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -27,6 +28,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
+HOSTILE = "**bold** <script>window.pwned=1</script> <img src=x onerror=window.pwned=1> [x](javascript:alert(1))"
+
 pytestmark = pytest.mark.browser
 
 
@@ -45,7 +48,9 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("app")
     env = {**os.environ, "PYTHONPATH": str(REPO), "DATABASE_URL": f"sqlite:///{home / 'review.db'}"}
     env["MEDIA_DIR"] = str(home / "media")
-    for command in (["db", "upgrade"], ["demo"]):
+    hostile = {"external_id": "x1", "source": "zz", "author": "**eve**", "text": HOSTILE}
+    (home / "hostile.jsonl").write_text(json.dumps(hostile) + "\n", encoding="utf-8")
+    for command in (["db", "upgrade"], ["demo"], ["ingest", "hostile.jsonl"]):
         subprocess.run([sys.executable, "-m", "review", *command], cwd=home, env=env, check=True, capture_output=True)
     port = _free_port()
     streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent))
@@ -86,7 +91,7 @@ def browser():  # type: ignore[no-untyped-def]
 def test_post_browser_in_chromium(app_url: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(app_url)
-    page.get_by_text("40 posts match").wait_for(timeout=30_000)
+    page.get_by_text("41 posts match").wait_for(timeout=30_000)
     grid = page.locator('[data-testid="stDataFrame"]')
     grid.wait_for()
     page.screenshot(path=str(tmp_path / "posts.png"))
@@ -95,9 +100,15 @@ def test_post_browser_in_chromium(app_url: str, browser, tmp_path: Path) -> None
     box = grid.bounding_box()
     assert box is not None
     page.mouse.click(box["x"] + 14, box["y"] + 36 + 32)  # header ~36 px, rows 64 px
-    page.get_by_text("Post 40").wait_for(timeout=15_000)
-    page.locator('[data-testid="stText"]', has_text="Great deal").wait_for()
+    page.get_by_text("Post 41").wait_for(timeout=15_000)
+    # Untrusted text is shown verbatim: no markup rendered, no script run.
+    page.locator('[data-testid="stText"]', has_text="<script>window.pwned=1</script>").wait_for()
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("main strong", has_text="bold").count() == 0
 
+    # Select a row far down the page, then narrow the list: no stale selection, no crash.
+    page.mouse.click(box["x"] + 14, box["y"] + 36 + 64 * 6 + 32)
+    page.get_by_text("Post 35").wait_for(timeout=15_000)
     # Older → shows the next page; search narrows the list.
     page.get_by_role("button", name="Older").click()
     page.get_by_role("button", name="Newer").wait_for()
@@ -105,6 +116,7 @@ def test_post_browser_in_chromium(app_url: str, browser, tmp_path: Path) -> None
     search.fill("岁月静好")
     search.press("Enter")
     page.get_by_text("3 posts match").wait_for(timeout=15_000)
+    page.get_by_text("Select a row to see the post.").wait_for()  # the old selection is not carried over
     page.screenshot(path=str(tmp_path / "search.png"))
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()

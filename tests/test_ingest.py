@@ -349,11 +349,15 @@ def test_symlink_inside_the_folder_pointing_outside_is_rejected(sqlite_desk: Des
     assert count(sqlite_desk, Media) == 1
 
 
-def test_absolute_image_path_allowed_for_operator_refused_for_api(sqlite_desk: Desk, tmp_path: Path) -> None:
+def test_absolute_image_path_needs_the_operators_opt_in(sqlite_desk: Desk, tmp_path: Path) -> None:
     absolute = make_image(tmp_path / "elsewhere" / "abs.jpg", 5).resolve()
     path = write_jsonl(tmp_path / "inbox" / "posts.jsonl", [{"external_id": "abs", "images": [str(absolute)]}])
 
-    report = ingest_file(sqlite_desk, path)
+    refused = ingest_file(sqlite_desk, path)  # a data file alone cannot reach outside its folder
+    assert refused.added == 0
+    assert "--allow-absolute-paths" in rejections(refused)["posts.jsonl:1"]
+
+    report = ingest_file(sqlite_desk, path, allow_absolute_paths=True)
     assert report.rejected == []
     assert report.added == 1
     post = stored_posts(sqlite_desk)["abs"]
@@ -367,7 +371,7 @@ def test_absolute_image_path_allowed_for_operator_refused_for_api(sqlite_desk: D
     assert api.added == 1
     reason = rejections(api)["record 1"]
     assert list(rejections(api)) == ["record 1"]
-    assert str(absolute) in reason and "absolute paths are not accepted" in reason
+    assert str(absolute) in reason and "absolute paths are refused" in reason
     assert set(stored_posts(sqlite_desk)) == {"abs", "api-ok"}
 
     # An API caller that opts in may use it.
