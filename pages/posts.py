@@ -59,20 +59,22 @@ col_search, col_source, col_status, col_size = st.columns([4, 2, 2, 1])
 search = col_search.text_input(
     "Search", key="posts_search", placeholder="text, external id or author", on_change=reset_paging
 )
-source = col_source.selectbox(
-    "Source",
-    [None, *facets["source"]],
-    format_func=lambda s: "All sources" if s is None else f"{s} ({facets['source'][s]})",
-    key="posts_source",
-    on_change=reset_paging,
-)
-status = col_status.selectbox(
-    "Status",
-    [None, *facets["status"]],
-    format_func=lambda s: "Any status" if s is None else f"{s} ({facets['status'][s]})",
-    key="posts_status",
-    on_change=reset_paging,
-)
+
+
+def facet_filter(column, label: str, facet: str, anything: str) -> str | None:  # type: ignore[no-untyped-def]
+    """A select box over one facet's values with their counts; None means no filter."""
+    counts = facets[facet]
+    return column.selectbox(
+        label,
+        [None, *counts],
+        format_func=lambda value: anything if value is None else f"{value} ({counts[value]})",
+        key=f"posts_{facet}",
+        on_change=reset_paging,
+    )
+
+
+source = facet_filter(col_source, "Source", "source", "All sources")
+status = facet_filter(col_status, "Status", "status", "Any status")
 page_size = col_size.selectbox("Per page", PAGE_SIZES, key="posts_page_size", on_change=reset_paging)
 
 flt = PostFilter(search=search, source=source, status=status)
@@ -87,7 +89,8 @@ with desk.sessions() as session:
         limit=page_size,
     )
 
-st.caption(f"{total:,} posts match" + (f" · showing {len(page.rows)}" if page.rows else ""))
+matches = "1 post matches" if total == 1 else f"{total:,} posts match"
+st.caption(matches + (f" · showing {len(page.rows)}" if page.rows else ""))
 if not page.rows:
     st.info("No post matches these filters.")
     st.stop()

@@ -67,6 +67,23 @@ def test_browser_lists_searches_and_pages(sqlite_desk, monkeypatch: pytest.Monke
     assert any("No post matches" in info.value for info in at.info)
 
 
+def test_source_and_status_filters(sqlite_desk, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    _clear_cache()
+    with sqlite_desk.sessions() as session, session.begin():
+        for i in range(5):
+            session.add(Post(source="weibo" if i < 3 else "douyin", external_id=str(i), text=f"t{i}"))
+        session.add(Post(source="weibo", external_id="q", text="queued one", status="queued"))
+    at = _app(monkeypatch, sqlite_desk).run()
+    source = at.selectbox(key="posts_source")
+    assert source.options == ["All sources", "douyin (2)", "weibo (4)"]
+    source.select("weibo").run()
+    assert len(at.dataframe[0].value) == 4
+    at.selectbox(key="posts_status").select("queued").run()
+    table = at.dataframe[0].value
+    assert list(table["text"]) == ["queued one"]
+    assert "1 post matches" in at.caption[0].value
+
+
 def test_post_text_is_plain_text(sqlite_desk, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """Untrusted text never reaches markdown or HTML rendering."""
     _clear_cache()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 
 import pytest
@@ -47,9 +48,13 @@ def test_demo_loads_realistic_posts(desk) -> None:  # type: ignore[no-untyped-de
 
 
 def test_demo_is_deterministic() -> None:
-    first = [(p.text, p.scenario, [n for n, _, _ in p.images]) for p in demo_posts()]
-    second = [(p.text, p.scenario, [n for n, _, _ in p.images]) for p in demo_posts()]
-    assert first == second
+    def fingerprint() -> list[tuple[str, str, list[tuple[str, str]]]]:
+        return [
+            (p.text, p.scenario, [(n, hashlib.sha256(im.tobytes()).hexdigest()) for n, im, _ in p.images])
+            for p in demo_posts()
+        ]
+
+    assert fingerprint() == fingerprint()  # same posts, same pixels
 
 
 def test_demo_command_only_fills_an_empty_database(sqlite_desk, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
