@@ -1,7 +1,7 @@
 """Posts and their images into the database: JSONL, CSV/TSV, folders of images, API payloads.
 
 The record schema (see README): ``external_id`` (required), ``source``, ``text``, ``author``,
-``created_at``, ``images`` (paths relative to the input file's folder, or absolute),
+``created_at``, ``images`` (paths relative to the input file's folder; absolute ones only when allowed),
 ``metadata`` (a JSON object). Unknown fields are kept in ``metadata``.
 
 Guarantees:
