@@ -1,0 +1,1 @@
+"""The verdict engine: the verdict schema, output parsing, and providers behind one interface."""

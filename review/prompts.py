@@ -1,0 +1,147 @@
+"""Versioned prompt templates from prompts/: rendered into provider-neutral chat messages.
+
+A template is a Jinja file with a system part and a user part (see prompts/moderation.jinja).
+Its version is a content hash: of the template file, the policy file, the verdict schema and
+the render options (such as OCR hints on or off). Every verdict records the version of the
+prompt it was produced with, so editing the policy or a template starts a new version.
+
+Messages use the Hugging Face chat format: ``{"role": ..., "content": [parts]}`` where a part is
+``{"type": "image"}`` (the next image of the post, in order) or ``{"type": "text", "text": ...}``.
+Providers turn image parts into pixels (transformers) or data URLs (OpenAI-compatible servers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from review.errors import ConfigError
+from review.inference.schema import schema_text
+from review.policy import PROMPTS_DIR, Policy, load_policy
+
+SYSTEM_MARK = "=== SYSTEM ==="
+USER_MARK = "=== USER ==="
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    source: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    messages: list[Message]
+    version: str  # "<name>@<12 hex digits>"
+
+
+def load_template(name: str, folder: Path = PROMPTS_DIR) -> Template:
+    path = folder / f"{name}.jinja"
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"prompt template {path} not found") from None
+    if SYSTEM_MARK not in source or USER_MARK not in source:
+        raise ConfigError(f"prompt template {path} needs a '{SYSTEM_MARK}' and a '{USER_MARK}' line")
+    return Template(name=name, source=source)
+
+
+@cache
+def _compiled(source: str) -> jinja2.Template:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+    try:
+        return env.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"prompt template has a syntax error at line {exc.lineno}: {exc.message}") from None
+
+
+def prompt_version(template: Template, policy: Policy, options: dict[str, Any]) -> str:
+    """The version every verdict records: what the model was told, as a content hash."""
+    material = json.dumps(
+        {"template": template.digest, "policy": policy.digest, "schema": schema_text(policy), "options": options},
+        sort_keys=True,
+    )
+    return f"{template.name}@{hashlib.sha256(material.encode('utf-8')).hexdigest()[:12]}"
+
+
+def _split(rendered: str) -> tuple[str, str]:
+    system, _, user = rendered.partition(USER_MARK)
+    return system.replace(SYSTEM_MARK, "", 1).strip(), user.strip()
+
+
+def _messages(system: str, user: str, n_images: int) -> list[Message]:
+    return [
+        {"role": "system", "content": [{"type": "text", "text": system}]},
+        {"role": "user", "content": [*({"type": "image"} for _ in range(n_images)), {"type": "text", "text": user}]},
+    ]
+
+
+def moderation_prompt(
+    post_text: str,
+    n_images: int,
+    *,
+    ocr_hints: str | None = None,
+    use_ocr_hints: bool = False,
+    policy: Policy | None = None,
+    template: Template | None = None,
+) -> RenderedPrompt:
+    """The messages that ask for one post's verdict, and their version."""
+    policy = policy or load_policy()
+    template = template or load_template("moderation")
+    rendered = _compiled(template.source).render(
+        policy=policy,
+        schema=schema_text(policy),
+        ocr_hints=(ocr_hints or None) if use_ocr_hints else None,
+        post_text=post_text,
+        n_images=n_images,
+    )
+    system, user = _split(rendered)
+    version = prompt_version(template, policy, {"ocr_hints": use_ocr_hints})
+    return RenderedPrompt(messages=_messages(system, user, n_images), version=version)
+
+
+def followup_prompt(
+    post_text: str,
+    n_images: int,
+    turns: list[tuple[str, str]],
+    question: str,
+    *,
+    verdict_json: str | None = None,
+    max_turns: int = 6,
+    policy: Policy | None = None,
+    template: Template | None = None,
+) -> RenderedPrompt:
+    """Messages for a moderator's question about a post: the post (images first), the last
+    ``max_turns`` (question, answer) turns, then the new question."""
+    policy = policy or load_policy()
+    template = template or load_template("followup")
+    rendered = _compiled(template.source).render(
+        verdict=verdict_json, post_text=post_text, n_images=n_images, policy=policy
+    )
+    system, intro = _split(rendered)
+    messages = _messages(system, intro, n_images)
+    recent = turns[-max_turns:] if max_turns else []
+    for i, (asked, answered) in enumerate(recent):
+        if i == 0:  # the first question joins the post's own user message
+            messages[1]["content"].append({"type": "text", "text": "\n\n" + asked})
+        else:
+            messages.append({"role": "user", "content": [{"type": "text", "text": asked}]})
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answered}]})
+    if recent:
+        messages.append({"role": "user", "content": [{"type": "text", "text": question}]})
+    else:
+        messages[1]["content"].append({"type": "text", "text": "\n\n" + question})
+    version = prompt_version(template, policy, {"max_turns": max_turns})
+    return RenderedPrompt(messages=messages, version=version)
