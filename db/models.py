@@ -143,6 +143,9 @@ class Post(Base):
     # Live moderator claim (lease); the events table holds the history of claims.
     claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Scoring worker claim (lease): which worker is scoring the post, until when.
+    score_lease_owner: Mapped[str | None] = mapped_column(String(64))
+    score_lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     media_links: Mapped[list[PostMedia]] = relationship(
@@ -229,8 +232,10 @@ class Verdict(Base):
     model_revision: Mapped[str | None] = mapped_column(String(64))
     adapter: Mapped[str | None] = mapped_column(String(255))
     prompt_version: Mapped[str] = mapped_column(String(64))
-    input_hash: Mapped[str] = mapped_column(String(64))
+    input_hash: Mapped[str] = mapped_column(String(64))  # images + text + model + prompt
+    text_hash: Mapped[str | None] = mapped_column(String(64))  # text + model + prompt (near-duplicate cache)
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    cached_from_id: Mapped[int | None] = mapped_column(ForeignKey("verdict.id"))  # the verdict reused
     # The verdict itself; NULL when the output could not be parsed.
     violation: Mapped[bool | None] = mapped_column(Boolean)
     category: Mapped[str | None] = mapped_column(String(64))
@@ -246,6 +251,7 @@ class Verdict(Base):
     # How it went.
     raw_output: Mapped[str | None] = mapped_column(Text)
     parse_status: Mapped[str] = mapped_column(String(16))  # ok / repaired / failed / error
+    parse_notes: Mapped[list[str]] = mapped_column(JSONType, default=list)  # repairs made to the output
     error: Mapped[str | None] = mapped_column(Text)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
@@ -254,6 +260,7 @@ class Verdict(Base):
     __table_args__ = (
         Index("ix_verdict_post_id", "post_id", "id"),
         Index("ix_verdict_input_hash", "input_hash"),
+        Index("ix_verdict_text_hash", "text_hash"),
         Index("ix_verdict_model_prompt", "model_id", "prompt_version"),
         Index("ix_verdict_created_at", "created_at"),
     )

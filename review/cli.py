@@ -8,9 +8,11 @@ any record was rejected (the good ones are stored all the same).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -19,9 +21,10 @@ from tqdm import tqdm
 from db import schema
 from db.models import Post
 from db.session import safe_url
-from review.config import load_settings
+from review.config import Settings, load_settings
 from review.desk import Desk, open_desk
-from review.errors import ReviewError, SchemaOutOfDate
+from review.errors import ConfigError, ReviewError, SchemaOutOfDate
+from review.inference.base import Provider
 from review.ingest import IngestReport, ingest_paths
 
 EXIT_REJECTED = 1
@@ -108,6 +111,64 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if report.rejected else 0
 
 
+def make_provider(settings: Settings, name: str, model: str, base_url: str | None, adapter: str | None) -> Provider:
+    if name == "transformers":
+        from review.inference.hf import TransformersProvider
+
+        print(f"loading {model} …", file=sys.stderr)
+        return TransformersProvider(model, adapter=adapter, max_pixels=settings.model_max_pixels)
+    if name == "openai":
+        from review.inference.openai_server import OpenAIProvider
+
+        url = base_url or settings.model_base_url
+        if not url:
+            raise ConfigError("--provider openai needs --base-url (or MODEL_BASE_URL), e.g. http://127.0.0.1:8000/v1")
+        if adapter:
+            raise ConfigError("with --provider openai, serve the adapter on the server (vLLM --lora-modules)")
+        return OpenAIProvider(url, model, max_pixels=settings.model_max_pixels)
+    raise ConfigError(f"unknown provider {name!r}: use transformers or openai")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from review.scoring import Scorer, unscored_count
+
+    desk = open_desk()
+    settings = desk.settings
+    provider = make_provider(
+        settings, args.provider or settings.provider, args.model or settings.model, args.base_url, args.adapter
+    )
+    scorer = Scorer(
+        desk.sessions,
+        settings,
+        provider,
+        batch_size=args.batch_size,
+        lease=timedelta(seconds=args.lease_seconds),
+        near_duplicates=args.near_duplicates,
+        max_new_tokens=args.max_new_tokens,
+    )
+    with desk.sessions() as session:
+        total = unscored_count(session)
+    if args.limit is not None:
+        total = min(total, args.limit)
+    stopping = {"requested": False}
+
+    def on_sigint(_signum, _frame):  # type: ignore[no-untyped-def]
+        if stopping["requested"]:
+            raise KeyboardInterrupt
+        stopping["requested"] = True
+        print("\nfinishing the current batch, then stopping (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    bar = tqdm(total=total, desc="scoring", unit="post", disable=args.quiet)
+    try:
+        stats = scorer.run(limit=args.limit, should_stop=lambda: stopping["requested"], on_batch=bar.update)
+    finally:
+        bar.close()
+        signal.signal(signal.SIGINT, previous)
+    print(stats.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m review", description="Review desk command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +198,23 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--workers", type=int, default=2, help="threads decoding images (default 2, at most 16)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(func=cmd_ingest)
+
+    score = sub.add_parser("score", help="give every unscored post a model verdict")
+    score.add_argument(
+        "--provider", choices=["transformers", "openai"], help="default: PROVIDER setting (transformers)"
+    )
+    score.add_argument("--model", help="hub id or local folder (default: MODEL setting)")
+    score.add_argument("--base-url", help="OpenAI-compatible server URL, for --provider openai")
+    score.add_argument("--adapter", help="a PEFT LoRA adapter folder to apply to the model")
+    score.add_argument("--batch-size", type=int, default=4, help="posts per model call (default 4)")
+    score.add_argument("--limit", type=int, help="score at most this many posts")
+    score.add_argument("--max-new-tokens", type=int, default=768, help="answer length limit (default 768)")
+    score.add_argument("--near-duplicates", action="store_true", help="reuse verdicts of near-duplicate images")
+    score.add_argument(
+        "--lease-seconds", type=int, default=600, help="how long a claimed post stays with this worker (default 600)"
+    )
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    score.set_defaults(func=cmd_score)
 
     demo = sub.add_parser("demo", help="load the synthetic demo posts into an empty database")
     demo.add_argument("--force", action="store_true", help="add the demo posts even if the database has posts")

@@ -25,6 +25,10 @@ ENV_VARS = {
     "MAX_IMAGE_BYTES": "max_image_bytes",
     "MAX_TEXT_CHARS": "max_text_chars",
     "THUMBNAIL_SIZE": "thumbnail_size",
+    "PROVIDER": "provider",
+    "MODEL": "model",
+    "MODEL_BASE_URL": "model_base_url",
+    "MODEL_MAX_PIXELS": "model_max_pixels",
 }
 
 
@@ -41,6 +45,13 @@ class Settings:
     max_text_chars: int = 100_000
     # Longest side of the stored thumbnail, in pixels.
     thumbnail_size: int = 320
+    # The verdict model: provider "transformers" (in this process) or "openai" (a server such as
+    # vLLM at model_base_url); a hub id or a local folder.
+    provider: str = "transformers"
+    model: str = "Qwen/Qwen3-VL-2B-Instruct"
+    model_base_url: str = ""
+    # Pixels per image given to the model (Qwen-VL cost grows with them).
+    model_max_pixels: int = 1024 * 28 * 28
 
     def with_overrides(self, **values: object) -> Settings:
         return replace(self, **_coerce(values))

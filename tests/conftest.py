@@ -79,3 +79,11 @@ def desk(db_url: str, tmp_path: Path) -> Iterator[Desk]:
 def sqlite_desk(tmp_path: Path) -> Iterator[Desk]:
     """A migrated SQLite database, for tests whose subject is not the database."""
     yield from _desk(f"sqlite:///{tmp_path / 'review.db'}", tmp_path / "media")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen3-VL saved to disk once per test run (tests/tiny_model.py)."""
+    from tests.tiny_model import build_tiny_qwen3_vl
+
+    return build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny-qwen3-vl"))

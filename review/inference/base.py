@@ -1,0 +1,54 @@
+"""The one interface every verdict provider implements.
+
+A provider turns rendered prompts plus the post's images into raw model text. It knows nothing
+about the database; :mod:`review.scoring` renders prompts, calls a provider in batches, parses
+the output (:mod:`review.inference.parsing`) and stores verdict rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from PIL import Image
+
+from review.errors import ReviewError
+from review.prompts import RenderedPrompt
+
+
+class ModelUnavailable(ReviewError):
+    """The configured model cannot be loaded or reached (no weights, no server, no network)."""
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One prompt for the model: the rendered messages and the images their image parts use."""
+
+    prompt: RenderedPrompt
+    images: list[Image.Image] = field(default_factory=list)
+    json_schema: dict | None = None  # constrain the answer to this schema (None: free text)
+    max_new_tokens: int = 768
+
+
+@dataclass
+class Generation:
+    """What the model said for one request, with the cost of saying it."""
+
+    text: str | None
+    error: str | None = None
+    latency_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None  # "stop", "length", …
+
+
+class Provider(Protocol):
+    name: str  # "transformers", "openai", "baseline"
+    model_id: str
+    model_revision: str | None
+    adapter: str | None
+
+    def generate(self, requests: list[ModelRequest]) -> list[Generation]:
+        """One Generation per request, in order. Never raises for one bad request: its
+        Generation carries the error instead."""
+        ...

@@ -1,0 +1,414 @@
+"""The scoring worker: claim unscored posts, reuse cached verdicts, ask the model, store verdicts.
+
+Several workers (processes, machines) can share one database: each claims a batch of posts
+with a lease (``post.score_lease_owner`` / ``score_lease_expires_at``; on Postgres with
+``FOR UPDATE SKIP LOCKED``, on SQLite inside a ``BEGIN IMMEDIATE`` transaction). A worker that
+dies (even ``kill -9``) leaves no half-written post: each post's verdict row and its status
+change are one transaction, and its unfinished posts are claimed again when the lease ends.
+
+Every post ends with a verdict row: a parsed verdict (``ok`` / ``repaired``), or the raw output
+and the reason it could not be used (``failed``), or the provider's error (``error``). Either
+way the post moves to the moderators' queue; failures are marked and sorted first.
+
+The duplicate cache: a post whose images (by sha256, in order) and normalised text were already
+judged by the same model, adapter and prompt version reuses that verdict (a new row with
+``cache_hit`` and ``cached_from_id``); with ``near_duplicates`` on, images within a perceptual
+hash distance do too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import unicodedata
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from PIL import Image
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Media, Post, PostMedia, PostStatus, Verdict
+from db.session import writing
+from review.config import Settings
+from review.errors import MediaError
+from review.inference.base import Generation, ModelRequest, Provider
+from review.inference.parsing import ParseResult, parse
+from review.inference.schema import verdict_json_schema
+from review.media import load_normalised
+from review.policy import Policy, load_policy
+from review.prompts import moderation_prompt
+
+FAILURE_PRIORITY = 100.0  # model failures sort before every verdict (severity × confidence ≤ 3)
+DEFAULT_LEASE = timedelta(minutes=10)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def normalise_text(text: str) -> str:
+    """The text as the cache compares it: NFKC, whitespace collapsed, case folded."""
+    return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
+
+
+@dataclass(frozen=True)
+class PostInput:
+    post_id: int
+    text: str
+    media: list[tuple[str, str, str]]  # (sha256, path under MEDIA_DIR, phash), in order
+
+
+@dataclass
+class ScoreStats:
+    scored: int = 0  # verdicts stored (all kinds)
+    model_calls: int = 0
+    cache_hits: int = 0
+    near_duplicate_hits: int = 0
+    failed: int = 0  # parse failures and provider errors
+    lost_leases: int = 0  # posts another worker finished first
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (
+            f"{self.scored} scored ({self.model_calls} by the model, {self.cache_hits} from the cache"
+            + (f" incl. {self.near_duplicate_hits} near-duplicates" if self.near_duplicate_hits else "")
+            + f"), {self.failed} failed"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Leases
+
+
+def claim(sessions: sessionmaker[Session], worker: str, limit: int, lease: timedelta = DEFAULT_LEASE) -> list[int]:
+    """Claim up to ``limit`` unscored posts whose lease is free or expired; oldest first."""
+    now = datetime.now(UTC)
+    free = and_(
+        Post.status == PostStatus.UNSCORED,
+        or_(Post.score_lease_expires_at.is_(None), Post.score_lease_expires_at < now),
+    )
+    with writing(sessions) as session:
+        query = select(Post.id).where(free).order_by(Post.id).limit(limit)
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = list(session.scalars(query))
+        if ids:
+            session.execute(
+                update(Post)
+                .where(Post.id.in_(ids), free)
+                .values(score_lease_owner=worker, score_lease_expires_at=now + lease)
+                .execution_options(synchronize_session=False)
+            )
+    return ids
+
+
+def release(sessions: sessionmaker[Session], worker: str, post_ids: list[int]) -> None:
+    """Give back claimed posts that were not scored (on Ctrl-C or an error)."""
+    if not post_ids:
+        return
+    with writing(sessions) as session:
+        session.execute(
+            update(Post)
+            .where(Post.id.in_(post_ids), Post.score_lease_owner == worker, Post.status == PostStatus.UNSCORED)
+            .values(score_lease_owner=None, score_lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs and the cache
+
+
+def load_inputs(session: Session, post_ids: list[int]) -> list[PostInput]:
+    posts = {p.id: p for p in session.scalars(select(Post).where(Post.id.in_(post_ids)))}
+    rows = session.execute(
+        select(PostMedia.post_id, Media.sha256, Media.path, Media.phash)
+        .join(Media, Media.id == PostMedia.media_id)
+        .where(PostMedia.post_id.in_(post_ids))
+        .order_by(PostMedia.post_id, PostMedia.position)
+    )
+    media: dict[int, list[tuple[str, str, str]]] = {}
+    for r in rows:
+        media.setdefault(r.post_id, []).append((r.sha256, r.path, r.phash))
+    return [PostInput(pid, posts[pid].text, media.get(pid, [])) for pid in post_ids if pid in posts]
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """Everything about the model side that makes two verdicts comparable."""
+
+    provider: str
+    model_id: str
+    model_revision: str | None
+    adapter: str | None
+    prompt_version: str
+
+    def text_hash(self, post: PostInput) -> str:
+        return _hash(self.provider, self.model_id, self.model_revision, self.adapter, self.prompt_version,
+                     normalise_text(post.text))  # fmt: skip
+
+    def input_hash(self, post: PostInput) -> str:
+        return _hash(self.text_hash(post), [sha for sha, _, _ in post.media])
+
+
+def _hamming(a: str, b: str) -> int:
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+def find_cached(
+    session: Session, key: ModelKey, post: PostInput, near_duplicates: bool, max_distance: int
+) -> tuple[Verdict | None, bool]:
+    """A usable earlier verdict for the same input: (verdict, found by near-duplicate)."""
+    usable = Verdict.parse_status.in_(("ok", "repaired"))
+    exact = session.scalars(
+        select(Verdict).where(Verdict.input_hash == key.input_hash(post), usable).order_by(Verdict.id).limit(1)
+    ).first()
+    if exact is not None or not near_duplicates or not post.media:
+        return exact, False
+    candidates = session.scalars(
+        select(Verdict).where(Verdict.text_hash == key.text_hash(post), usable).order_by(Verdict.id).limit(50)
+    )
+    ours = [ph for _, _, ph in post.media]
+    for candidate in candidates:
+        theirs = list(
+            session.scalars(
+                select(Media.phash)
+                .join(PostMedia, PostMedia.media_id == Media.id)
+                .where(PostMedia.post_id == candidate.post_id)
+                .order_by(PostMedia.position)
+            )
+        )
+        if len(theirs) == len(ours) and all(_hamming(a, b) <= max_distance for a, b in zip(ours, theirs, strict=True)):
+            return candidate, True
+    return None, False
+
+
+# --------------------------------------------------------------------------------------------
+# Storing
+
+
+def _priority(result_verdict: Verdict) -> float:
+    if result_verdict.parse_status in ("failed", "error"):
+        return FAILURE_PRIORITY
+    return float((result_verdict.severity or 0) * (result_verdict.confidence or 0.0))
+
+
+def _store(session: Session, worker: str, row: Verdict) -> bool:
+    """Insert a verdict and move its post to the queue, if this worker still holds the post.
+    Returns False (and writes nothing) when another worker finished the post first."""
+    moved = session.execute(
+        update(Post)
+        .where(Post.id == row.post_id, Post.status == PostStatus.UNSCORED, Post.score_lease_owner == worker)
+        .values(
+            status=PostStatus.QUEUED,
+            priority=_priority(row),
+            score_lease_owner=None,
+            score_lease_expires_at=None,
+            updated_at=datetime.now(UTC),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:
+        return False
+    session.add(row)
+    return True
+
+
+def verdict_row(post: PostInput, key: ModelKey, generation: Generation, result: ParseResult | None) -> Verdict:
+    common = {
+        "post_id": post.post_id,
+        "provider": key.provider,
+        "model_id": key.model_id,
+        "model_revision": key.model_revision,
+        "adapter": key.adapter,
+        "prompt_version": key.prompt_version,
+        "input_hash": key.input_hash(post),
+        "text_hash": key.text_hash(post),
+        "raw_output": generation.text,
+        "latency_ms": generation.latency_ms,
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+    }
+    if result is None:  # the provider failed: nothing to parse
+        return Verdict(**common, parse_status="error", error=generation.error, tags=[], parse_notes=[])
+    notes = list(result.notes)
+    if generation.finish_reason == "length":
+        notes.append("the answer reached the token limit")
+    if result.verdict is None:
+        return Verdict(**common, parse_status="failed", error=result.error, tags=[], parse_notes=notes)
+    v = result.verdict
+    return Verdict(
+        **common,
+        parse_status=result.status,
+        parse_notes=notes,
+        violation=v.violation,
+        category=v.category,
+        severity=v.severity,
+        confidence=v.confidence,
+        image_text_consistency=v.image_text_consistency.label,
+        consistency_reason=v.image_text_consistency.reason,
+        sentiment=v.sentiment,
+        tags=v.tags,
+        ocr_text=v.ocr_text,
+        description=v.description,
+        rationale=v.rationale,
+    )
+
+
+def copy_of(cached: Verdict, post: PostInput, key: ModelKey) -> Verdict:
+    """A new verdict row for ``post`` that reuses ``cached`` (and says so)."""
+    fields = {  # fmt: skip
+        c: getattr(cached, c)
+        for c in (
+            "violation",
+            "category",
+            "severity",
+            "confidence",
+            "image_text_consistency",
+            "consistency_reason",
+            "sentiment",
+            "tags",
+            "ocr_text",
+            "description",
+            "rationale",
+            "raw_output",
+            "parse_status",
+            "parse_notes",
+            "error",
+        )
+    }
+    return Verdict(
+        post_id=post.post_id,
+        provider=key.provider,
+        model_id=key.model_id,
+        model_revision=key.model_revision,
+        adapter=key.adapter,
+        prompt_version=key.prompt_version,
+        input_hash=key.input_hash(post),
+        text_hash=key.text_hash(post),
+        cache_hit=True,
+        cached_from_id=cached.id,
+        latency_ms=0.0,
+        prompt_tokens=0,
+        completion_tokens=0,
+        **fields,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The worker
+
+
+@dataclass
+class Scorer:
+    sessions: sessionmaker[Session]
+    settings: Settings
+    provider: Provider
+    batch_size: int = 4
+    lease: timedelta = DEFAULT_LEASE
+    near_duplicates: bool = False
+    max_phash_distance: int = 8
+    max_new_tokens: int = 768
+    worker: str = field(default_factory=worker_name)
+    policy: Policy = field(default_factory=load_policy)
+    stats: ScoreStats = field(default_factory=ScoreStats)
+
+    def _images(self, post: PostInput) -> list[Image.Image] | str:
+        images = []
+        for _sha, path, _ph in post.media:
+            try:
+                images.append(load_normalised(Path(self.settings.media_dir), path, self.settings.max_image_pixels))
+            except MediaError as exc:
+                return f"image {path}: {exc}"
+        return images
+
+    def score_batch(self, post_ids: list[int]) -> None:
+        with self.sessions() as session:
+            posts = load_inputs(session, post_ids)
+        schema = verdict_json_schema(self.policy)
+        todo: list[tuple[PostInput, ModelKey, ModelRequest]] = []
+        twins: dict[str, list[tuple[PostInput, ModelKey]]] = {}  # same input twice in this batch
+        done: list[Verdict] = []
+        with self.sessions() as session:
+            for post in posts:
+                prompt = moderation_prompt(post.text, len(post.media), policy=self.policy)
+                key = ModelKey(self.provider.name, self.provider.model_id, self.provider.model_revision,
+                               self.provider.adapter, prompt.version)  # fmt: skip
+                cached, near = find_cached(session, key, post, self.near_duplicates, self.max_phash_distance)
+                if cached is not None:
+                    done.append(copy_of(cached, post, key))
+                    self.stats.cache_hits += 1
+                    self.stats.near_duplicate_hits += near
+                    continue
+                if key.input_hash(post) in twins:
+                    twins[key.input_hash(post)].append((post, key))
+                    continue
+                images = self._images(post)
+                if isinstance(images, str):
+                    done.append(verdict_row(post, key, Generation(text=None, error=images), None))
+                    continue
+                todo.append((post, key, ModelRequest(prompt, images, schema, self.max_new_tokens)))
+                twins[key.input_hash(post)] = []
+        if todo:
+            generations = self.provider.generate([request for _, _, request in todo])
+            self.stats.model_calls += len(todo)
+            for (post, key, _), generation in zip(todo, generations, strict=True):
+                result = None if generation.error else parse(generation.text, self.policy)
+                done.append(verdict_row(post, key, generation, result))
+        with writing(self.sessions) as session:
+            for row in done:
+                if self._store(session, row):
+                    session.flush()  # the row's id, for the copies made from it
+                    # Twins had the very same input: under greedy decoding the model would answer
+                    # the same, so they share the answer (a failure too) instead of a second call.
+                    for post, key in twins.get(row.input_hash, []):
+                        if self._store(session, copy_of(row, post, key)):
+                            self.stats.cache_hits += 1
+
+    def _store(self, session: Session, row: Verdict) -> bool:
+        if not _store(session, self.worker, row):
+            self.stats.lost_leases += 1
+            return False
+        self.stats.scored += 1
+        self.stats.failed += row.parse_status in ("failed", "error")
+        self.stats.statuses[row.parse_status] = self.stats.statuses.get(row.parse_status, 0) + 1
+        return True
+
+    def run(
+        self,
+        limit: int | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> ScoreStats:
+        """Score until no unscored post is left (or ``limit`` posts, or ``should_stop()``)."""
+        handled = 0
+        while not should_stop() and (limit is None or handled < limit):
+            want = self.batch_size if limit is None else min(self.batch_size, limit - handled)
+            ids = claim(self.sessions, self.worker, want, self.lease)
+            if not ids:
+                break
+            try:
+                self.score_batch(ids)
+            except BaseException:
+                release(self.sessions, self.worker, ids)
+                raise
+            handled += len(ids)
+            if on_batch:
+                on_batch(len(ids))
+        return self.stats
+
+
+def unscored_count(session: Session) -> int:
+    from sqlalchemy import func
+
+    return session.scalar(select(func.count(Post.id)).where(Post.status == PostStatus.UNSCORED)) or 0
