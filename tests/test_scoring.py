@@ -141,3 +141,41 @@ def test_kill_9_leaves_nothing_half_written(desk: Desk, tmp_path: Path, tiny_mod
     with desk.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Verdict)) == 12
         assert session.scalar(select(func.count()).where(Post.status == PostStatus.UNSCORED)) == 0
+
+
+@pytest.fixture(scope="module")
+def constrained(tiny_model_dir: Path) -> TransformersProvider:
+    return TransformersProvider(str(tiny_model_dir), constrained=True, max_pixels=64 * 64)
+
+
+def test_constrained_answers_parse_and_feed_the_cache(
+    desk: Desk, tmp_path: Path, constrained: TransformersProvider
+) -> None:
+    """Even random weights give schema-valid verdicts under constrained decoding; a later exact
+    repost and a resized repost (near-duplicates on) reuse them instead of calling the model."""
+    base = Image.new("RGB", (96, 96), (230, 230, 230))
+    for x in range(0, 96, 12):
+        for y in range(0, 96, 12):
+            if (x + y) % 24 == 0:
+                base.paste((20, 20, 120), (x, y, x + 12, y + 12))
+    base.save(tmp_path / "orig.png")
+    base.resize((48, 48)).save(tmp_path / "small.png")
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(tmp_path / "other.png")
+    records = [
+        {"external_id": "orig", "text": "看图", "images": ["orig.png"]},
+        {"external_id": "other", "text": "other post", "images": ["other.png"]},
+        {"external_id": "repost", "text": "  看图 ", "images": ["orig.png"]},  # same bytes, same text
+        {"external_id": "resized", "text": "看图", "images": ["small.png"]},  # near-duplicate image
+    ]
+    ingest_records(desk.sessions, records, desk.settings, base_dir=tmp_path)
+    scorer = Scorer(desk.sessions, desk.settings, constrained, batch_size=2, max_new_tokens=320, near_duplicates=True)
+    stats = scorer.run()
+    assert stats.scored == 4 and stats.model_calls == 2
+    assert (stats.cache_hits, stats.near_duplicate_hits) == (2, 1)
+    rows = {v.post_id: v for v in _verdicts(desk)}
+    assert all(v.parse_status in ("ok", "repaired") for v in rows.values()), [v.error for v in rows.values()]
+    assert all(v.category is not None and 0 <= (v.confidence or 0) <= 1 for v in rows.values())
+    originals = {v.id for v in rows.values() if not v.cache_hit}
+    copies = [v for v in rows.values() if v.cache_hit]
+    assert {v.cached_from_id for v in copies} <= originals and len(copies) == 2
+    assert "cached_from" not in stats.summary() and "2 from the cache" in stats.summary()

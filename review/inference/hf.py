@@ -128,7 +128,9 @@ class TransformersProvider:
             return []
         from review.inference.constrained import json_schema_processor
 
-        return [json_schema_processor(self, schemas)]
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        budget = max(r.max_new_tokens for r in requests)
+        return [json_schema_processor(self.processor.tokenizer, vocab, self.stop_ids, schemas, budget)]
 
     def generate(self, requests: list[ModelRequest]) -> list[Generation]:
         import torch
