@@ -160,6 +160,19 @@ class ModelKey:
     def input_hash(self, post: PostInput) -> str:
         return _hash(self.text_hash(post), [sha for sha, _, _ in post.media])
 
+    def provenance(self, post: PostInput) -> dict[str, object]:
+        """The columns every verdict row of ``post`` made under this key carries."""
+        return {
+            "post_id": post.post_id,
+            "provider": self.provider,
+            "model_id": self.model_id,
+            "model_revision": self.model_revision,
+            "adapter": self.adapter,
+            "prompt_version": self.prompt_version,
+            "input_hash": self.input_hash(post),
+            "text_hash": self.text_hash(post),
+        }
+
 
 def _hamming(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
@@ -226,14 +239,7 @@ def _store(session: Session, worker: str, row: Verdict) -> bool:
 
 def verdict_row(post: PostInput, key: ModelKey, generation: Generation, result: ParseResult | None) -> Verdict:
     common = {
-        "post_id": post.post_id,
-        "provider": key.provider,
-        "model_id": key.model_id,
-        "model_revision": key.model_revision,
-        "adapter": key.adapter,
-        "prompt_version": key.prompt_version,
-        "input_hash": key.input_hash(post),
-        "text_hash": key.text_hash(post),
+        **key.provenance(post),
         "raw_output": generation.text,
         "latency_ms": generation.latency_ms,
         "prompt_tokens": generation.prompt_tokens,
@@ -288,14 +294,7 @@ def copy_of(cached: Verdict, post: PostInput, key: ModelKey) -> Verdict:
         )
     }
     return Verdict(
-        post_id=post.post_id,
-        provider=key.provider,
-        model_id=key.model_id,
-        model_revision=key.model_revision,
-        adapter=key.adapter,
-        prompt_version=key.prompt_version,
-        input_hash=key.input_hash(post),
-        text_hash=key.text_hash(post),
+        **key.provenance(post),
         cache_hit=True,
         cached_from_id=cached.id,
         latency_ms=0.0,
