@@ -11,7 +11,7 @@ import argparse
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -111,12 +111,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if report.rejected else 0
 
 
-def make_provider(settings: Settings, name: str, model: str, base_url: str | None, adapter: str | None) -> Provider:
+def make_provider(settings: Settings, args: argparse.Namespace) -> Provider:
+    """The provider named by the command's model arguments (see _model_arguments)."""
+    name = args.provider or settings.provider
+    model = args.model or settings.model
+    base_url, adapter, revision = args.base_url, args.adapter, args.revision
     if name == "transformers":
         from review.inference.hf import TransformersProvider
 
         print(f"loading {model} …", file=sys.stderr)
-        return TransformersProvider(model, adapter=adapter, max_pixels=settings.model_max_pixels)
+        return TransformersProvider(model, adapter=adapter, revision=revision, max_pixels=settings.model_max_pixels)
     if name == "openai":
         from review.inference.openai_server import OpenAIProvider
 
@@ -125,7 +129,7 @@ def make_provider(settings: Settings, name: str, model: str, base_url: str | Non
             raise ConfigError("--provider openai needs --base-url (or MODEL_BASE_URL), e.g. http://127.0.0.1:8000/v1")
         if adapter:
             raise ConfigError("with --provider openai, serve the adapter on the server (vLLM --lora-modules)")
-        return OpenAIProvider(url, model, max_pixels=settings.model_max_pixels)
+        return OpenAIProvider(url, model, revision=revision, max_pixels=settings.model_max_pixels)
     raise ConfigError(f"unknown provider {name!r}: use transformers or openai")
 
 
@@ -134,9 +138,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     desk = open_desk()
     settings = desk.settings
-    provider = make_provider(
-        settings, args.provider or settings.provider, args.model or settings.model, args.base_url, args.adapter
-    )
+    provider = make_provider(settings, args)
     scorer = Scorer(
         desk.sessions,
         settings,
@@ -167,6 +169,59 @@ def cmd_score(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
     print(stats.summary())
     return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from review.followup import Turn, ask, conversation_json, load_post
+
+    desk = open_desk()
+    settings = desk.settings
+    with desk.sessions() as session:
+        post = load_post(session, settings, args.post_id)
+    provider = make_provider(settings, args)
+    interactive = args.question is None and sys.stdin.isatty()
+
+    def typed() -> Iterator[str]:
+        while True:
+            try:
+                yield input("question> ")
+            except EOFError:
+                return
+
+    questions: Iterable[str] = [args.question] if args.question is not None else typed() if interactive else sys.stdin
+    turns: list[Turn] = []
+    failed = 0
+    if interactive:
+        print(f"post {post.post_id}: one question per line; an empty line or Ctrl-D ends", file=sys.stderr)
+    for question in questions:
+        if not question.strip():
+            if interactive:
+                break
+            continue
+        turn = ask(provider, post, turns, question, max_new_tokens=args.max_new_tokens)
+        turns.append(turn)
+        if turn.error:
+            failed += 1
+            print(f"error: the model gave no answer: {turn.error}", file=sys.stderr)
+        else:
+            print(turn.answer if not interactive else f"{turn.answer}\n", flush=True)
+    if args.save:
+        args.save.write_text(conversation_json(post, turns, provider), encoding="utf-8")
+    return EXIT_REJECTED if failed else 0
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--provider", choices=["transformers", "openai"], help="default: PROVIDER setting (transformers)"
+    )
+    parser.add_argument("--model", help="hub id or local folder (default: MODEL setting)")
+    parser.add_argument("--base-url", help="OpenAI-compatible server URL, for --provider openai")
+    parser.add_argument("--adapter", help="a PEFT LoRA adapter folder to apply to the model")
+    parser.add_argument(
+        "--revision",
+        help="hub revision (branch, tag or commit) to load; with --provider openai, the revision the server "
+        "was started with, recorded on every verdict",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,12 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=cmd_ingest)
 
     score = sub.add_parser("score", help="give every unscored post a model verdict")
-    score.add_argument(
-        "--provider", choices=["transformers", "openai"], help="default: PROVIDER setting (transformers)"
-    )
-    score.add_argument("--model", help="hub id or local folder (default: MODEL setting)")
-    score.add_argument("--base-url", help="OpenAI-compatible server URL, for --provider openai")
-    score.add_argument("--adapter", help="a PEFT LoRA adapter folder to apply to the model")
+    _model_arguments(score)
     score.add_argument("--batch-size", type=int, default=4, help="posts per model call (default 4)")
     score.add_argument("--limit", type=int, help="score at most this many posts")
     score.add_argument("--max-new-tokens", type=int, default=768, help="answer length limit (default 768)")
@@ -215,6 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(func=cmd_score)
+
+    ask = sub.add_parser(
+        "ask",
+        help="ask the model about a post",
+        description="Ask the model questions about one post. Without QUESTION, each line of standard input is "
+        "a question of one conversation (the images are encoded once for all of them).",
+    )
+    ask.add_argument("post_id", type=int, metavar="POST_ID")
+    ask.add_argument("question", nargs="?", metavar="QUESTION")
+    _model_arguments(ask)
+    ask.add_argument("--max-new-tokens", type=int, default=512, help="answer length limit (default 512)")
+    ask.add_argument("--save", type=Path, metavar="FILE", help="write the conversation as JSON to FILE")
+    ask.set_defaults(func=cmd_ask)
 
     demo = sub.add_parser("demo", help="load the synthetic demo posts into an empty database")
     demo.add_argument("--force", action="store_true", help="add the demo posts even if the database has posts")

@@ -142,3 +142,14 @@ def test_a_good_answer_is_parsed_and_stored(server: str, tiny_model_dir: Path) -
 
     result = parse(generation.text)
     assert result.status == "ok" and result.verdict is not None and result.verdict.category == "misinformation"
+
+
+def test_follow_up_questions_through_the_server(server: str, tiny_model_dir: Path, sqlite_desk: Desk) -> None:
+    from review.followup import PostContext, ask
+
+    provider = OpenAIProvider(server, str(tiny_model_dir))
+    post = PostContext(post_id=1, text="岁月静好", images=[Image.new("RGB", (64, 64), "orange")], verdict_json=None)
+    first = ask(provider, post, [], "图里有什么？", max_new_tokens=8)
+    second = ask(provider, post, [first], "and the price?", max_new_tokens=8)
+    assert first.error is None and second.error is None
+    assert first.prompt_version == second.prompt_version and first.prompt_version.startswith("followup@")

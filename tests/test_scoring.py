@@ -143,6 +143,27 @@ def test_kill_9_leaves_nothing_half_written(desk: Desk, tmp_path: Path, tiny_mod
         assert session.scalar(select(func.count()).where(Post.status == PostStatus.UNSCORED)) == 0
 
 
+def test_ctrl_c_finishes_the_batch_then_stops(sqlite_desk: Desk, tmp_path: Path, tiny_model_dir: Path) -> None:
+    _posts(sqlite_desk, tmp_path, 12)
+    proc = _score_process(sqlite_desk, tiny_model_dir, "--batch-size", "3")
+    deadline = time.monotonic() + 120
+    while not _verdicts(sqlite_desk):  # the first batch is stored: the worker is mid-run
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "finishing the current batch" in err
+    scored = len(_verdicts(sqlite_desk))
+    assert scored % 3 == 0 and 3 <= scored < 12  # whole batches only, and it did stop early
+    assert f"{scored} scored" in out
+    with sqlite_desk.sessions() as session:
+        posts = list(session.scalars(select(Post)))
+    assert sum(p.status == PostStatus.UNSCORED for p in posts) == 12 - scored
+    assert all(p.score_lease_owner is None for p in posts)  # nothing left claimed
+
+
 @pytest.fixture(scope="module")
 def constrained(tiny_model_dir: Path) -> TransformersProvider:
     return TransformersProvider(str(tiny_model_dir), constrained=True, max_pixels=64 * 64)

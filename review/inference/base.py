@@ -52,3 +52,8 @@ class Provider(Protocol):
         """One Generation per request, in order. Never raises for one bad request: its
         Generation carries the error instead."""
         ...
+
+    def chat(self, request: ModelRequest) -> Generation:
+        """A free-text answer in a conversation about one post (follow-up questions). Providers
+        that can, reuse the work on the conversation's images across its questions."""
+        ...

@@ -72,6 +72,7 @@ class OpenAIProvider:
         max_retries: int = 3,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         extra_body: dict[str, Any] | None = None,
+        revision: str | None = None,
     ) -> None:
         from openai import OpenAI
 
@@ -79,7 +80,10 @@ class OpenAIProvider:
         if not self.base_url.endswith("/v1"):
             self.base_url += "/v1"
         self.model_id = model_id
-        self.model_revision: str | None = None  # the server's own name for what it serves, once seen
+        # The revision the server was started with (vllm serve --revision) when the operator says
+        # so; else the server's own name for what it serves, when that differs from model_id.
+        self.model_revision: str | None = revision
+        self._revision_given = revision is not None
         self.adapter: str | None = None
         self.concurrency = max(1, concurrency)
         self.max_pixels = max_pixels
@@ -121,7 +125,7 @@ class OpenAIProvider:
             elapsed = (time.perf_counter() - started) * 1000
             return Generation(text=None, error=f"{type(exc).__name__}: {exc}", latency_ms=elapsed)
         elapsed = (time.perf_counter() - started) * 1000
-        if response.model and response.model != self.model_id:
+        if not self._revision_given and response.model and response.model != self.model_id:
             self.model_revision = response.model[:64]
         choice = response.choices[0] if response.choices else None
         usage = response.usage
@@ -133,6 +137,11 @@ class OpenAIProvider:
             completion_tokens=usage.completion_tokens if usage else None,
             finish_reason=choice.finish_reason if choice else None,
         )
+
+    def chat(self, request: ModelRequest) -> Generation:
+        """A follow-up answer. The server keeps its own caches (vLLM's prefix caching reuses the
+        image tokens of a conversation when the images are sent the same way each time)."""
+        return self._one(request)
 
     def generate(self, requests: list[ModelRequest]) -> list[Generation]:
         if not requests:
