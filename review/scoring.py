@@ -349,8 +349,9 @@ class Scorer:
                     self.stats.cache_hits += 1
                     self.stats.near_duplicate_hits += near
                     continue
-                if key.input_hash(post) in twins:
-                    twins[key.input_hash(post)].append((post, key))
+                twin_of = self._twin_in_batch(post, key, todo)
+                if twin_of is not None:
+                    twins[twin_of].append((post, key))
                     continue
                 images = self._images(post)
                 if isinstance(images, str):
@@ -373,6 +374,25 @@ class Scorer:
                     for post, key in twins.get(row.input_hash, []):
                         if self._store(session, copy_of(row, post, key)):
                             self.stats.cache_hits += 1
+
+    def _twin_in_batch(
+        self, post: PostInput, key: ModelKey, todo: list[tuple[PostInput, ModelKey, ModelRequest]]
+    ) -> str | None:
+        """The input hash of a post already in this batch's model call that this post can share
+        the answer of: the same input, or (near-duplicates on) the same text and images within
+        the distance."""
+        for other, other_key, _ in todo:
+            if other_key.input_hash(other) == key.input_hash(post):
+                return other_key.input_hash(other)
+        if not self.near_duplicates or not post.media:
+            return None
+        for other, other_key, _ in todo:
+            if other_key.text_hash(other) == key.text_hash(post) and len(other.media) == len(post.media):
+                pairs = zip(other.media, post.media, strict=True)
+                if all(_hamming(a[2], b[2]) <= self.max_phash_distance for a, b in pairs):
+                    self.stats.near_duplicate_hits += 1
+                    return other_key.input_hash(other)
+        return None
 
     def _store(self, session: Session, row: Verdict) -> bool:
         if not _store(session, self.worker, row):

@@ -169,11 +169,13 @@ def constrained(tiny_model_dir: Path) -> TransformersProvider:
     return TransformersProvider(str(tiny_model_dir), constrained=True, max_pixels=64 * 64)
 
 
+@pytest.mark.parametrize("batch_size", [2, 4])
 def test_constrained_answers_parse_and_feed_the_cache(
-    desk: Desk, tmp_path: Path, constrained: TransformersProvider
+    desk: Desk, tmp_path: Path, constrained: TransformersProvider, batch_size: int
 ) -> None:
     """Even random weights give schema-valid verdicts under constrained decoding; a later exact
-    repost and a resized repost (near-duplicates on) reuse them instead of calling the model."""
+    repost and a resized repost (near-duplicates on) reuse them instead of calling the model,
+    whether they come in a later batch (2) or in the same one (4)."""
     base = Image.new("RGB", (96, 96), (230, 230, 230))
     for x in range(0, 96, 12):
         for y in range(0, 96, 12):
@@ -189,7 +191,9 @@ def test_constrained_answers_parse_and_feed_the_cache(
         {"external_id": "resized", "text": "看图", "images": ["small.png"]},  # near-duplicate image
     ]
     ingest_records(desk.sessions, records, desk.settings, base_dir=tmp_path)
-    scorer = Scorer(desk.sessions, desk.settings, constrained, batch_size=2, max_new_tokens=320, near_duplicates=True)
+    scorer = Scorer(
+        desk.sessions, desk.settings, constrained, batch_size=batch_size, max_new_tokens=320, near_duplicates=True
+    )
     stats = scorer.run()
     assert stats.scored == 4 and stats.model_calls == 2
     assert (stats.cache_hits, stats.near_duplicate_hits) == (2, 1)

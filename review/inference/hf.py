@@ -6,6 +6,11 @@ in fp32 otherwise, optionally with a PEFT LoRA adapter. Batches are padded on th
 generated greedily; with a JSON schema the decoding is constrained to it (see
 :mod:`review.inference.constrained`), so every answer parses unless it runs out of tokens.
 
+The moderation prompt's system message (policy and schema, about 1,600 of a post's 1,800 prompt
+tokens) is the same for every post: it runs through the decoder once per prompt version and
+each batch continues its key/value cache (in a static cache, filled in place), so a batch only
+prefills its user turns (images and post text).
+
 Follow-up questions (:meth:`TransformersProvider.chat`) keep the key/value cache of the
 conversation's prefix — the system message and the images, through the last ``<|vision_end|>``
 — in a small LRU: the vision tower and the prefill of the image tokens run once per
@@ -31,6 +36,7 @@ from review.inference.base import Generation, ModelRequest, ModelUnavailable
 DEFAULT_MAX_PIXELS = 1024 * 28 * 28  # ≈ 0.8 MP per image: enough for text in screenshots
 MIN_PIXELS = 32 * 32
 VISION_END = "<|vision_end|>"  # Qwen-VL's token after each image: where a conversation's prefix ends
+SYSTEM_START, TURN_END = "<|im_start|>system", "<|im_end|>"  # the system message's bounds
 
 
 def _revision(model_id: str, config: Any) -> str | None:
@@ -77,7 +83,8 @@ def check_loadable(model_id: str, timeout_s: float = 3.0) -> None:
 
 @dataclass
 class _Prefix:
-    """A conversation's prefix, run once: its token ids, its key/value cache and M-RoPE offset."""
+    """A prompt prefix run once (a system message; or a conversation's system message and
+    images): its token ids, its key/value cache and its M-RoPE offset."""
 
     ids: Any  # (1, L) tensor
     cache: Any  # DynamicCache holding exactly L positions between calls
@@ -105,6 +112,7 @@ class TransformersProvider:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         constrained: bool = True,
         prefix_cache_size: int = 4,
+        share_system_prefix: bool = True,
     ) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -139,8 +147,10 @@ class TransformersProvider:
         self.stop_ids = [i for i in {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id} if i is not None]
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self._lock = threading.Lock()
-        self._prefixes: OrderedDict[str, _Prefix] = OrderedDict()
+        self._prefixes: OrderedDict[str, _Prefix] = OrderedDict()  # conversations (chat)
+        self._system_prefixes: OrderedDict[str, _Prefix] = OrderedDict()  # system messages (generate)
         self.prefix_cache_size = prefix_cache_size
+        self.share_system_prefix = share_system_prefix
         # The module holding M-RoPE's per-call offset (Qwen3VLModel / Qwen2_5_VLModel), if any.
         self._rope_holder = next((m for m in self.model.modules() if hasattr(m, "rope_deltas")), None)
 
@@ -155,6 +165,76 @@ class TransformersProvider:
             kwargs["images"] = images
             kwargs["images_kwargs"] = {"size": {"shortest_edge": MIN_PIXELS, "longest_edge": self.max_pixels}}
         return self.processor(**kwargs).to(self.device)
+
+    # ----------------------------------------------------------------------------------------
+    # Batches (verdicts)
+
+    def _system_prefix(self, texts: list[str]) -> str | None:
+        """The system message every text of the batch starts with, if they share one."""
+        cut = texts[0].find(TURN_END)
+        if cut < 0 or not texts[0].startswith(SYSTEM_START):
+            return None
+        prefix = texts[0][: cut + len(TURN_END)]
+        return prefix if all(t.startswith(prefix) for t in texts) else None
+
+    def _system_cache(self, prefix_text: str) -> _Prefix:
+        """The system message run through the decoder once; kept for the next batches."""
+        import torch
+        from transformers import DynamicCache
+
+        entry = self._system_prefixes.get(prefix_text)
+        if entry is not None:
+            self._system_prefixes.move_to_end(prefix_text)
+            return entry
+        ids = self.processor.tokenizer(prefix_text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = ids.to(self.device)
+        cache = DynamicCache(config=self.model.config)
+        if self._rope_holder is not None:
+            self._rope_holder.rope_deltas = None  # text only: plain positions 0…L-1
+        with torch.inference_mode():
+            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True,
+                       logits_to_keep=1)  # fmt: skip
+        entry = _Prefix(ids=ids, cache=cache, rope_deltas=None)
+        self._system_prefixes[prefix_text] = entry
+        while len(self._system_prefixes) > 2:  # one per prompt version in use
+            self._system_prefixes.popitem(last=False)
+        return entry
+
+    def _batch_inputs(self, requests: list[ModelRequest]) -> tuple[Any, Any]:
+        """Model inputs for a batch, and the key/value cache they continue (or None).
+
+        The moderation prompt's system message (policy and schema: most of the prompt's tokens) is
+        the same for every post, so it is run once and its cache is shared: each row is
+        ``[system][padding][user turn]``, and only the user turns (images, post text) are
+        prefilled per batch. The padding sits in the middle, masked; M-RoPE positions are
+        computed from the attention mask, so they equal those of the unpadded prompt."""
+        import torch
+
+        texts = [
+            self.processor.apply_chat_template(r.prompt.messages, add_generation_prompt=True, tokenize=False)
+            for r in requests
+        ]
+        prefix = self._system_prefix(texts) if self.share_system_prefix and self._rope_holder is not None else None
+        if prefix is None:
+            return self._inputs(requests, texts), None
+        entry = self._system_cache(prefix)
+        inputs = self._inputs(requests, [t[len(prefix) :] for t in texts])  # the special token ends the prefix,
+        rows, length = len(requests), entry.ids.shape[1]  # so the rest tokenises as it does in the whole
+        inputs["input_ids"] = torch.cat([entry.ids.expand(rows, -1), inputs["input_ids"]], dim=1)
+        for name in ("attention_mask", "mm_token_type_ids", "token_type_ids"):
+            if name in inputs:
+                fill = 1 if name == "attention_mask" else 0
+                head = torch.full((rows, length), fill, dtype=inputs[name].dtype, device=inputs[name].device)
+                inputs[name] = torch.cat([head, inputs[name]], dim=1)
+        from transformers import StaticCache
+
+        # A static cache (filled in place) instead of a copy of the dynamic one: a dynamic cache
+        # concatenates, i.e. copies every row's keys and values, at every generated token.
+        longest = max(r.max_new_tokens for r in requests)
+        past = StaticCache(config=self.model.config, max_cache_len=inputs["input_ids"].shape[1] + longest + 1)
+        for layer, cached in zip(past.layers, entry.cache.layers, strict=True):
+            layer.update(cached.keys.expand(rows, -1, -1, -1), cached.values.expand(rows, -1, -1, -1))
+        return inputs, past
 
     def _logits_processors(self, requests: list[ModelRequest]) -> list[Any]:
         schemas = [r.json_schema for r in requests]
@@ -196,10 +276,13 @@ class TransformersProvider:
             started = time.perf_counter()
             logits_processors = self._logits_processors(requests)
             try:
-                inputs = self._inputs(requests)
+                inputs, past = self._batch_inputs(requests)
+                if self._rope_holder is not None:
+                    self._rope_holder.rope_deltas = None  # M-RoPE offsets are computed afresh
                 with torch.inference_mode():
                     output = self.model.generate(
                         **inputs,
+                        past_key_values=past,
                         **self._generate_kwargs(max(r.max_new_tokens for r in requests)),
                         logits_processor=logits_processors,
                     )
