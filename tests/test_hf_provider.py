@@ -1,6 +1,7 @@
 """The transformers provider's shared system prefix: a batch continues one cached run of the
 system message (policy and schema), with the padding in the middle, and answers exactly as the
-plain full-prompt path does — batched or one by one, with and without images."""
+plain full-prompt path does — batched or one by one, with and without images; on Qwen3-VL and
+on Qwen2.5-VL, whose follow-up conversations also encode their images once."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from review.policy import load_policy
 from review.prompts import RenderedPrompt, moderation_prompt
 
 
-@pytest.fixture(scope="module")
-def providers(tiny_model_dir: Path) -> tuple[TransformersProvider, TransformersProvider]:
-    shared = TransformersProvider(str(tiny_model_dir), max_pixels=96 * 96)
-    plain = TransformersProvider(str(tiny_model_dir), max_pixels=96 * 96, share_system_prefix=False)
+@pytest.fixture(scope="module", params=["qwen3_vl", "qwen2_5_vl"])
+def providers(request: pytest.FixtureRequest) -> tuple[TransformersProvider, TransformersProvider]:
+    folder = request.getfixturevalue("tiny_model_dir" if request.param == "qwen3_vl" else "tiny_qwen2_5_dir")
+    shared = TransformersProvider(str(folder), max_pixels=96 * 96)
+    plain = TransformersProvider(str(folder), max_pixels=96 * 96, share_system_prefix=False)
     return shared, plain
 
 
@@ -71,3 +73,20 @@ def test_the_system_prefix_is_run_once_per_prompt_version(
     )  # fmt: skip
     shared.generate([ModelRequest(other, [], None, 4)])
     assert len(shared._system_prefixes) == 2 and entry in shared._system_prefixes.values()
+
+
+def test_qwen2_5_vl_conversations_encode_the_images_once(tiny_qwen2_5_dir: Path) -> None:
+    from review.followup import PostContext, ask
+
+    provider = TransformersProvider(str(tiny_qwen2_5_dir), max_pixels=96 * 96)
+    tower = next(m for name, m in provider.model.named_modules() if name.endswith("visual"))
+    calls = []
+    tower.register_forward_hook(lambda *_: calls.append(1))
+    post = PostContext(1, "岁月静好", [Image.new("RGB", (100, 70), (220, 80, 10))], None)
+    turns = []
+    for question in ("what burns?", "and where?"):
+        turns.append(ask(provider, post, turns, question, max_new_tokens=8))
+    assert len(calls) == 1 and all(t.error is None for t in turns)
+    provider._prefixes.clear()
+    again = ask(provider, post, turns[:1], "and where?", max_new_tokens=8)
+    assert again.answer == turns[1].answer and len(calls) == 2

@@ -61,17 +61,8 @@ SIZES = {
 }  # fmt: skip
 
 
-def build_tiny_qwen3_vl(target: Path, seed: int = 0, size: str = "tiny") -> Path:
-    """Write a loadable random Qwen3-VL (config, weights, tokenizer, processor) to ``target``."""
-    import torch
-    from transformers import (
-        AutoTokenizer,
-        Qwen2VLImageProcessor,
-        Qwen3VLConfig,
-        Qwen3VLForConditionalGeneration,
-        Qwen3VLProcessor,
-        Qwen3VLVideoProcessor,
-    )
+def _tokenizer(target: Path):  # type: ignore[no-untyped-def]
+    from transformers import AutoTokenizer
 
     target.mkdir(parents=True, exist_ok=True)
     tok_dir = target / "_tokenizer_src"
@@ -79,6 +70,76 @@ def build_tiny_qwen3_vl(target: Path, seed: int = 0, size: str = "tiny") -> Path
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
     shutil.rmtree(tok_dir)
     tokenizer.chat_template = CHAT_TEMPLATE  # the text-only Qwen template it ships with cannot place images
+    return tokenizer
+
+
+def _special_ids(tokenizer) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    return {
+        "image_token_id": tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        "video_token_id": tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+        "vision_start_token_id": tokenizer.convert_tokens_to_ids("<|vision_start|>"),
+        "vision_end_token_id": tokenizer.convert_tokens_to_ids("<|vision_end|>"),
+    }
+
+
+def _finish(model, tokenizer, processor, target: Path) -> Path:  # type: ignore[no-untyped-def]
+    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
+    model.save_pretrained(target)
+    processor.save_pretrained(target)  # writes the tokenizer and the chat template too
+    return target
+
+
+def build_tiny_qwen2_5_vl(target: Path, seed: int = 0) -> Path:
+    """A tiny random Qwen2.5-VL (window-attention vision tower, 14-pixel patches), the previous
+    generation the providers also support."""
+    import torch
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tokenizer = _tokenizer(target)
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 8192,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [4, 2, 2]},
+        },
+        vision_config={
+            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 14,
+            "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 64, "window_size": 56,
+            "fullatt_block_indexes": [1],
+        },
+        **_special_ids(tokenizer),
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    image_processor = Qwen2VLImageProcessor(
+        patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=28 * 28, max_pixels=252 * 252
+    )
+    processor = Qwen2_5_VLProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
+        chat_template=CHAT_TEMPLATE,
+    )  # fmt: skip
+    return _finish(model, tokenizer, processor, target)
+
+
+def build_tiny_qwen3_vl(target: Path, seed: int = 0, size: str = "tiny") -> Path:
+    """Write a loadable random Qwen3-VL (config, weights, tokenizer, processor) to ``target``."""
+    import torch
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    tokenizer = _tokenizer(target)
 
     text, vision = SIZES[size]["text"], SIZES[size]["vision"]
     config = Qwen3VLConfig(
@@ -101,17 +162,10 @@ def build_tiny_qwen3_vl(target: Path, seed: int = 0, size: str = "tiny") -> Path
             "num_position_embeddings": 256,
             **vision,
         },
-        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
-        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
-        vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"),
-        vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
+        **_special_ids(tokenizer),
     )
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(config).eval()
-    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
-    model.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
-    model.save_pretrained(target)
-
     image_processor = Qwen2VLImageProcessor(
         patch_size=16, merge_size=2, temporal_patch_size=2, min_pixels=32 * 32, max_pixels=256 * 256
     )
@@ -121,8 +175,7 @@ def build_tiny_qwen3_vl(target: Path, seed: int = 0, size: str = "tiny") -> Path
         video_processor=Qwen3VLVideoProcessor(),
         chat_template=CHAT_TEMPLATE,
     )
-    processor.save_pretrained(target)  # writes the tokenizer and the chat template too
-    return target
+    return _finish(model, tokenizer, processor, target)
 
 
 if __name__ == "__main__":
