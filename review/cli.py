@@ -174,6 +174,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     from review.followup import Turn, ask, conversation_json, load_post
 
+    if args.max_new_tokens < 1:
+        raise ConfigError("--max-new-tokens must be at least 1")
     desk = open_desk()
     settings = desk.settings
     with desk.sessions() as session:
@@ -193,20 +195,27 @@ def cmd_ask(args: argparse.Namespace) -> int:
     failed = 0
     if interactive:
         print(f"post {post.post_id}: one question per line; an empty line or Ctrl-D ends", file=sys.stderr)
-    for question in questions:
-        if not question.strip():
-            if interactive:
-                break
-            continue
-        turn = ask(provider, post, turns, question, max_new_tokens=args.max_new_tokens)
-        turns.append(turn)
-        if turn.error:
-            failed += 1
-            print(f"error: the model gave no answer: {turn.error}", file=sys.stderr)
-        else:
-            print(turn.answer if not interactive else f"{turn.answer}\n", flush=True)
-    if args.save:
-        args.save.write_text(conversation_json(post, turns, provider), encoding="utf-8")
+    try:
+        for question in questions:
+            if not question.strip():
+                if interactive:
+                    break
+                continue
+            try:
+                turn = ask(provider, post, turns, question, max_new_tokens=args.max_new_tokens)
+            except ReviewError as exc:  # a question refused (too long…): say so, go on
+                failed += 1
+                print(f"error: {exc}", file=sys.stderr)
+                continue
+            turns.append(turn)
+            if turn.error:
+                failed += 1
+                print(f"error: the model gave no answer: {turn.error}", file=sys.stderr)
+            else:
+                print(turn.answer if not interactive else f"{turn.answer}\n", flush=True)
+    finally:  # the turns answered so far are kept, also on Ctrl-C
+        if args.save:
+            args.save.write_text(conversation_json(post, turns, provider), encoding="utf-8")
     return EXIT_REJECTED if failed else 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,6 +25,18 @@ import jinja2
 from review.errors import ConfigError
 from review.inference.schema import schema_text
 from review.policy import PROMPTS_DIR, Policy, load_policy
+
+# Control tokens of the Qwen chat format (<|im_start|>, <|image_pad|>, <|vision_end|>, …) and
+# its tag-like added tokens (<think>, <tool_call>, …): written inside a post they would be read
+# as the real tokens (a fake turn, an image placeholder with no pixels). Untrusted text gets a
+# zero-width space after the "<", which the tokenizer cannot match; people see the same text.
+CONTROL = re.compile(r"<(?=\||/?(?:think|tool_call|tool_response)>)", re.IGNORECASE)
+
+
+def inert(text: str | None) -> str | None:
+    """Untrusted text (a post, OCR, a moderator's question) with chat control tokens defused."""
+    return None if text is None else CONTROL.sub("<\u200b", text)
+
 
 SYSTEM_MARK = "=== SYSTEM ==="
 USER_MARK = "=== USER ==="
@@ -103,8 +116,8 @@ def moderation_prompt(
     rendered = _compiled(template.source).render(
         policy=policy,
         schema=schema_text(policy),
-        ocr_hints=(ocr_hints or None) if use_ocr_hints else None,
-        post_text=post_text,
+        ocr_hints=inert(ocr_hints or None) if use_ocr_hints else None,
+        post_text=inert(post_text),
         n_images=n_images,
     )
     system, user = _split(rendered)
@@ -128,11 +141,13 @@ def followup_prompt(
     policy = policy or load_policy()
     template = template or load_template("followup")
     rendered = _compiled(template.source).render(
-        verdict=verdict_json, post_text=post_text, n_images=n_images, policy=policy
+        verdict=inert(verdict_json), post_text=inert(post_text), n_images=n_images, policy=policy
     )
     system, intro = _split(rendered)
     messages = _messages(system, intro, n_images)
     recent = turns[-max_turns:] if max_turns else []
+    recent = [(inert(asked), inert(answered)) for asked, answered in recent]
+    question = inert(question)
     for i, (asked, answered) in enumerate(recent):
         if i == 0:  # the first question joins the post's own user message
             messages[1]["content"].append({"type": "text", "text": "\n\n" + asked})

@@ -336,7 +336,7 @@ class Scorer:
             posts = load_inputs(session, post_ids)
         schema = verdict_json_schema(self.policy)
         todo: list[tuple[PostInput, ModelKey, ModelRequest]] = []
-        twins: dict[str, list[tuple[PostInput, ModelKey]]] = {}  # same input twice in this batch
+        twins: dict[str, list[tuple[PostInput, ModelKey, bool]]] = {}  # (near) duplicates in this batch
         done: list[Verdict] = []
         with self.sessions() as session:
             for post in posts:
@@ -349,9 +349,9 @@ class Scorer:
                     self.stats.cache_hits += 1
                     self.stats.near_duplicate_hits += near
                     continue
-                twin_of = self._twin_in_batch(post, key, todo)
-                if twin_of is not None:
-                    twins[twin_of].append((post, key))
+                twin = self._twin_in_batch(post, key, todo)
+                if twin is not None:
+                    twins[twin[0]].append((post, key, twin[1]))
                     continue
                 images = self._images(post)
                 if isinstance(images, str):
@@ -365,33 +365,38 @@ class Scorer:
             for (post, key, _), generation in zip(todo, generations, strict=True):
                 result = None if generation.error else parse(generation.text, self.policy)
                 done.append(verdict_row(post, key, generation, result))
+        retry: list[int] = []  # near twins of an unusable answer: their own call, in a later batch
         with writing(self.sessions) as session:
             for row in done:
                 if self._store(session, row):
                     session.flush()  # the row's id, for the copies made from it
-                    # Twins had the very same input: under greedy decoding the model would answer
-                    # the same, so they share the answer (a failure too) instead of a second call.
-                    for post, key in twins.get(row.input_hash, []):
-                        if self._store(session, copy_of(row, post, key)):
+                    # Exact twins had the very same input: under greedy decoding the model would
+                    # answer the same, so they share the answer (a failure too) instead of a second
+                    # call. Near twins share only a usable answer, as the cache does.
+                    for post, key, near in twins.get(row.input_hash, []):
+                        if near and row.parse_status not in ("ok", "repaired"):
+                            retry.append(post.post_id)
+                        elif self._store(session, copy_of(row, post, key)):
                             self.stats.cache_hits += 1
+                            self.stats.near_duplicate_hits += near
+        release(self.sessions, self.worker, retry)
 
     def _twin_in_batch(
         self, post: PostInput, key: ModelKey, todo: list[tuple[PostInput, ModelKey, ModelRequest]]
-    ) -> str | None:
-        """The input hash of a post already in this batch's model call that this post can share
-        the answer of: the same input, or (near-duplicates on) the same text and images within
-        the distance."""
+    ) -> tuple[str, bool] | None:
+        """(input hash, near) of a post already in this batch's model call whose answer this post
+        can share: the same input, or (near-duplicates on) the same text and images within the
+        distance."""
         for other, other_key, _ in todo:
             if other_key.input_hash(other) == key.input_hash(post):
-                return other_key.input_hash(other)
+                return other_key.input_hash(other), False
         if not self.near_duplicates or not post.media:
             return None
         for other, other_key, _ in todo:
             if other_key.text_hash(other) == key.text_hash(post) and len(other.media) == len(post.media):
                 pairs = zip(other.media, post.media, strict=True)
                 if all(_hamming(a[2], b[2]) <= self.max_phash_distance for a, b in pairs):
-                    self.stats.near_duplicate_hits += 1
-                    return other_key.input_hash(other)
+                    return other_key.input_hash(other), True
         return None
 
     def _store(self, session: Session, row: Verdict) -> bool:

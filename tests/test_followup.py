@@ -41,6 +41,21 @@ class VisionCalls:
         self._handle.remove()
 
 
+class FullPrompt:
+    """A provider whose chat runs the whole conversation through plain ``generate``."""
+
+    name = "transformers"
+    model_revision = None
+    adapter = None
+
+    def __init__(self, inner: TransformersProvider) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+
+    def chat(self, request):  # type: ignore[no-untyped-def]
+        return self.inner.generate([request])[0]
+
+
 @pytest.fixture
 def vision_calls(provider: TransformersProvider):  # type: ignore[no-untyped-def]
     provider._prefixes.clear()
@@ -89,8 +104,15 @@ def test_the_vision_tower_runs_once_per_conversation(
     vision_calls.count = 0
     uncached = _conversation(provider, post, fresh_each_time=True)
     assert vision_calls.count == len(QUESTIONS)
-    # The cache changes the cost, not the answers (greedy decoding, same model).
+    # The cache changes the cost, not the answers (greedy decoding, same model) — also against
+    # the plain path that runs the whole prompt with no prefix cache at all.
     assert [t.answer for t in cached] == [t.answer for t in uncached]
+    full = FullPrompt(TransformersProvider(provider.model_id, max_pixels=96 * 96, share_system_prefix=False))
+    reference: list[Turn] = []
+    for question in QUESTIONS:
+        reference.append(ask(full, post, reference, question, max_new_tokens=12))
+    assert [t.answer for t in cached] == [t.answer for t in reference]
+    assert len({t.answer for t in cached}) > 1  # the answers do depend on the question
 
 
 def test_conversations_about_different_posts_do_not_mix(

@@ -91,6 +91,15 @@ class _Prefix:
     rope_deltas: Any
 
 
+def _cut_back(cache: Any, length: int) -> None:
+    """Keep the first ``length`` positions of every layer of a dynamic cache, as copies (a view
+    would keep the memory of the whole conversation alive)."""
+    for layer in cache.layers:
+        if getattr(layer, "keys", None) is not None:
+            layer.keys = layer.keys[..., :length, :].clone()
+            layer.values = layer.values[..., :length, :].clone()
+
+
 def _images_digest(images: list[Any]) -> str:
     h = hashlib.sha256()
     for image in images:
@@ -285,6 +294,9 @@ class TransformersProvider:
                         past_key_values=past,
                         **self._generate_kwargs(max(r.max_new_tokens for r in requests)),
                         logits_processor=logits_processors,
+                        # Each batch's static cache has its own size: compiling (transformers does
+                        # so for static caches on CUDA) would recompile for every batch.
+                        disable_compile=True,
                     )
             # What the model itself can raise (out of memory, an input it cannot take) is reported
             # per request as that post's failure; a bug in our code is not caught here.
@@ -356,11 +368,14 @@ class TransformersProvider:
                             past_key_values=prefix.cache,
                             **self._generate_kwargs(request.max_new_tokens),
                         )
-                finally:  # back to the prefix alone, for the next question
-                    prefix.cache.crop(prefix.ids.shape[1] - prefix.cache.get_seq_length())
+                finally:  # back to the prefix alone (every layer, copied), for the next question
+                    _cut_back(prefix.cache, prefix.ids.shape[1])
             except (RuntimeError, ValueError, IndexError, torch.OutOfMemoryError) as exc:
                 self._prefixes.clear()  # a cache left in an unknown state is not reused
                 elapsed = (time.perf_counter() - started) * 1000
                 return Generation(text=None, error=f"{type(exc).__name__}: {exc}", latency_ms=elapsed)
+            except BaseException:  # Ctrl-C or a bug: drop the caches, then let it through
+                self._prefixes.clear()
+                raise
         elapsed_ms = (time.perf_counter() - started) * 1000
         return self._decode(output[0, ids.shape[1] :].tolist(), request, ids.shape[1], elapsed_ms)
