@@ -119,7 +119,7 @@ def bare_run(model: TransformersProvider, run: dict, batch: int, schema: dict) -
     for start in range(0, len(inputs), batch):
         chunk = inputs[start : start + batch]
         requests = [ModelRequest(moderation_prompt(text, len(ims)), ims, schema) for text, ims in chunk]
-        processed = model._inputs(requests)
+        processed = model._inputs([model._render(r) for r in requests], [im for r in requests for im in r.images])
         steps = max(run["tokens"][start : start + batch]) + 1
         started = time.perf_counter()
         with torch.inference_mode():
@@ -185,9 +185,10 @@ def cache(n: int, seed: int = 7) -> dict:
             name = f"r{j}.png" if kind != "exact" else f"o{i}.png"
             if kind != "exact":
                 repost(images[i], kind).save(root / name)
-            record = {"external_id": f"r{j}", "text": stream[[s["external_id"] for s in stream].index(f"o{i}")]["text"],
+            where = [s["external_id"] for s in stream].index(f"o{i}")  # the original's place in the stream
+            record = {"external_id": f"r{j}", "text": stream[where]["text"],
                       "images": [name], "metadata": {"original": f"o{i}", "kind": kind}}  # fmt: skip
-            at = max(rng.randrange(len(stream) + 1), [s["external_id"] for s in stream].index(f"o{i}") + 17)
+            at = max(rng.randrange(len(stream) + 1), where + 17)
             stream.insert(min(at, len(stream)), record)
         desk = fresh_desk(root)
         report = ingest_records(desk.sessions, stream, desk.settings, base_dir=root)

@@ -25,7 +25,7 @@ from review.errors import ReviewError
 from review.inference.base import ModelRequest, Provider
 from review.media import load_normalised
 from review.prompts import followup_prompt
-from review.scoring import load_inputs
+from review.scoring import USABLE, load_inputs
 
 DEFAULT_MAX_TURNS = 6  # earlier turns than this are left out of the prompt
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -56,7 +56,7 @@ VERDICT_FIELDS = ("violation", "category", "severity", "confidence", "image_text
 
 def verdict_summary(verdict: Verdict | None) -> str | None:
     """A verdict as the follow-up prompt shows it: the parsed fields only (never raw output)."""
-    if verdict is None or verdict.parse_status not in ("ok", "repaired"):
+    if verdict is None or verdict.parse_status not in USABLE:
         return None
     return json.dumps({f: getattr(verdict, f) for f in VERDICT_FIELDS}, ensure_ascii=False)
 

@@ -44,6 +44,7 @@ from review.media import load_normalised
 from review.policy import Policy, load_policy
 from review.prompts import moderation_prompt
 
+USABLE = ("ok", "repaired")  # verdict parse statuses whose verdict can be shown and reused
 FAILURE_PRIORITY = 100.0  # model failures sort before every verdict (severity × confidence ≤ 3)
 DEFAULT_LEASE = timedelta(minutes=10)
 
@@ -178,11 +179,16 @@ def _hamming(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
 
 
+def near_images(ours: list[str], theirs: list[str], max_distance: int) -> bool:
+    """Two posts' images (phashes, in order) are the same pictures within ``max_distance`` bits."""
+    return len(ours) == len(theirs) and all(_hamming(a, b) <= max_distance for a, b in zip(ours, theirs, strict=True))
+
+
 def find_cached(
     session: Session, key: ModelKey, post: PostInput, near_duplicates: bool, max_distance: int
 ) -> tuple[Verdict | None, bool]:
     """A usable earlier verdict for the same input: (verdict, found by near-duplicate)."""
-    usable = Verdict.parse_status.in_(("ok", "repaired"))
+    usable = Verdict.parse_status.in_(USABLE)
     exact = session.scalars(
         select(Verdict).where(Verdict.input_hash == key.input_hash(post), usable).order_by(Verdict.id).limit(1)
     ).first()
@@ -201,7 +207,7 @@ def find_cached(
                 .order_by(PostMedia.position)
             )
         )
-        if len(theirs) == len(ours) and all(_hamming(a, b) <= max_distance for a, b in zip(ours, theirs, strict=True)):
+        if near_images(ours, theirs, max_distance):
             return candidate, True
     return None, False
 
@@ -374,7 +380,7 @@ class Scorer:
                     # answer the same, so they share the answer (a failure too) instead of a second
                     # call. Near twins share only a usable answer, as the cache does.
                     for post, key, near in twins.get(row.input_hash, []):
-                        if near and row.parse_status not in ("ok", "repaired"):
+                        if near and row.parse_status not in USABLE:
                             retry.append(post.post_id)
                         elif self._store(session, copy_of(row, post, key)):
                             self.stats.cache_hits += 1
@@ -392,11 +398,11 @@ class Scorer:
                 return other_key.input_hash(other), False
         if not self.near_duplicates or not post.media:
             return None
+        ours = [ph for _, _, ph in post.media]
         for other, other_key, _ in todo:
-            if other_key.text_hash(other) == key.text_hash(post) and len(other.media) == len(post.media):
-                pairs = zip(other.media, post.media, strict=True)
-                if all(_hamming(a[2], b[2]) <= self.max_phash_distance for a, b in pairs):
-                    return other_key.input_hash(other), True
+            theirs = [ph for _, _, ph in other.media]
+            if other_key.text_hash(other) == key.text_hash(post) and near_images(ours, theirs, self.max_phash_distance):
+                return other_key.input_hash(other), True
         return None
 
     def _store(self, session: Session, row: Verdict) -> bool:

@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,24 @@ def _cut_back(cache: Any, length: int) -> None:
             layer.values = layer.values[..., :length, :].clone()
 
 
+def _remember(entries: OrderedDict[str, _Prefix], key: str, size: int, make: Callable[[], _Prefix]) -> _Prefix:
+    """The entry under ``key``, made by ``make()`` when missing; least recently used out first."""
+    entry = entries.get(key)
+    if entry is not None:
+        entries.move_to_end(key)
+        return entry
+    entries[key] = entry = make()
+    while len(entries) > max(1, size):
+        entries.popitem(last=False)
+    return entry
+
+
+def _failure(exc: BaseException, started: float) -> Generation:
+    return Generation(
+        text=None, error=f"{type(exc).__name__}: {exc}", latency_ms=(time.perf_counter() - started) * 1000
+    )
+
+
 def _images_digest(images: list[Any]) -> str:
     h = hashlib.sha256()
     for image in images:
@@ -163,12 +182,12 @@ class TransformersProvider:
         # The module holding M-RoPE's per-call offset (Qwen3VLModel / Qwen2_5_VLModel), if any.
         self._rope_holder = next((m for m in self.model.modules() if hasattr(m, "rope_deltas")), None)
 
-    def _inputs(self, requests: list[ModelRequest], texts: list[str] | None = None) -> Any:
-        texts = texts or [
-            self.processor.apply_chat_template(r.prompt.messages, add_generation_prompt=True, tokenize=False)
-            for r in requests
-        ]
-        images = [im for r in requests for im in r.images]
+    def _render(self, request: ModelRequest) -> str:
+        """The request's chat as the model reads it, up to the assistant's turn."""
+        return self.processor.apply_chat_template(request.prompt.messages, add_generation_prompt=True, tokenize=False)
+
+    def _inputs(self, texts: list[str], images: list[Any]) -> Any:
+        """Processor output (token ids, mask, pixels) for rendered ``texts`` and their images."""
         kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
         if images:
             kwargs["images"] = images
@@ -187,27 +206,23 @@ class TransformersProvider:
         return prefix if all(t.startswith(prefix) for t in texts) else None
 
     def _system_cache(self, prefix_text: str) -> _Prefix:
-        """The system message run through the decoder once; kept for the next batches."""
+        """The system message run through the decoder once; kept for the next batches (one entry
+        per prompt version in use)."""
         import torch
         from transformers import DynamicCache
 
-        entry = self._system_prefixes.get(prefix_text)
-        if entry is not None:
-            self._system_prefixes.move_to_end(prefix_text)
-            return entry
-        ids = self.processor.tokenizer(prefix_text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        ids = ids.to(self.device)
-        cache = DynamicCache(config=self.model.config)
-        if self._rope_holder is not None:
-            self._rope_holder.rope_deltas = None  # text only: plain positions 0…L-1
-        with torch.inference_mode():
-            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True,
-                       logits_to_keep=1)  # fmt: skip
-        entry = _Prefix(ids=ids, cache=cache, rope_deltas=None)
-        self._system_prefixes[prefix_text] = entry
-        while len(self._system_prefixes) > 2:  # one per prompt version in use
-            self._system_prefixes.popitem(last=False)
-        return entry
+        def run() -> _Prefix:
+            ids = self.processor.tokenizer(prefix_text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            ids = ids.to(self.device)
+            cache = DynamicCache(config=self.model.config)
+            if self._rope_holder is not None:
+                self._rope_holder.rope_deltas = None  # text only: plain positions 0…L-1
+            with torch.inference_mode():
+                self.model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache,
+                           use_cache=True, logits_to_keep=1)  # fmt: skip
+            return _Prefix(ids=ids, cache=cache, rope_deltas=None)
+
+        return _remember(self._system_prefixes, prefix_text, 2, run)
 
     def _batch_inputs(self, requests: list[ModelRequest]) -> tuple[Any, Any]:
         """Model inputs for a batch, and the key/value cache they continue (or None).
@@ -218,16 +233,15 @@ class TransformersProvider:
         prefilled per batch. The padding sits in the middle, masked; M-RoPE positions are
         computed from the attention mask, so they equal those of the unpadded prompt."""
         import torch
+        from transformers import StaticCache
 
-        texts = [
-            self.processor.apply_chat_template(r.prompt.messages, add_generation_prompt=True, tokenize=False)
-            for r in requests
-        ]
+        texts = [self._render(r) for r in requests]
+        images = [im for r in requests for im in r.images]
         prefix = self._system_prefix(texts) if self.share_system_prefix and self._rope_holder is not None else None
         if prefix is None:
-            return self._inputs(requests, texts), None
+            return self._inputs(texts, images), None
         entry = self._system_cache(prefix)
-        inputs = self._inputs(requests, [t[len(prefix) :] for t in texts])  # the special token ends the prefix,
+        inputs = self._inputs([t[len(prefix) :] for t in texts], images)  # the special token ends the prefix,
         rows, length = len(requests), entry.ids.shape[1]  # so the rest tokenises as it does in the whole
         inputs["input_ids"] = torch.cat([entry.ids.expand(rows, -1), inputs["input_ids"]], dim=1)
         for name in ("attention_mask", "mm_token_type_ids", "token_type_ids"):
@@ -235,8 +249,6 @@ class TransformersProvider:
                 fill = 1 if name == "attention_mask" else 0
                 head = torch.full((rows, length), fill, dtype=inputs[name].dtype, device=inputs[name].device)
                 inputs[name] = torch.cat([head, inputs[name]], dim=1)
-        from transformers import StaticCache
-
         # A static cache (filled in place) instead of a copy of the dynamic one: a dynamic cache
         # concatenates, i.e. copies every row's keys and values, at every generated token.
         longest = max(r.max_new_tokens for r in requests)
@@ -301,10 +313,7 @@ class TransformersProvider:
             # What the model itself can raise (out of memory, an input it cannot take) is reported
             # per request as that post's failure; a bug in our code is not caught here.
             except (RuntimeError, ValueError, IndexError, torch.OutOfMemoryError) as exc:
-                elapsed = (time.perf_counter() - started) * 1000
-                return [
-                    Generation(text=None, error=f"{type(exc).__name__}: {exc}", latency_ms=elapsed) for _ in requests
-                ]
+                return [_failure(exc, started) for _ in requests]
         elapsed_ms = (time.perf_counter() - started) * 1000
         prompt_len = inputs["input_ids"].shape[1]
         return [
@@ -325,28 +334,23 @@ class TransformersProvider:
         import torch
         from transformers import DynamicCache
 
+        def run() -> _Prefix:
+            inputs = self._inputs([prefix_text], request.images)
+            cache = DynamicCache(config=self.model.config)
+            with torch.inference_mode():
+                self.model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            rope = getattr(self._rope_holder, "rope_deltas", None)
+            return _Prefix(ids=inputs["input_ids"], cache=cache, rope_deltas=None if rope is None else rope.clone())
+
         key = hashlib.sha256(f"{prefix_text}\0{self.max_pixels}\0{_images_digest(request.images)}".encode()).hexdigest()
-        entry = self._prefixes.get(key)
-        if entry is not None:
-            self._prefixes.move_to_end(key)
-            return entry
-        inputs = self._inputs([ModelRequest(request.prompt, request.images)], texts=[prefix_text])
-        cache = DynamicCache(config=self.model.config)
-        with torch.inference_mode():
-            self.model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        rope = getattr(self._rope_holder, "rope_deltas", None)
-        entry = _Prefix(ids=inputs["input_ids"], cache=cache, rope_deltas=None if rope is None else rope.clone())
-        self._prefixes[key] = entry
-        while len(self._prefixes) > max(1, self.prefix_cache_size):
-            self._prefixes.popitem(last=False)
-        return entry
+        return _remember(self._prefixes, key, self.prefix_cache_size, run)
 
     def chat(self, request: ModelRequest) -> Generation:
         """Free-text answer to a conversation (no schema). The prefix through the last image is
         cached across calls, so a follow-up question does not run the vision tower again."""
         import torch
 
-        text = self.processor.apply_chat_template(request.prompt.messages, add_generation_prompt=True, tokenize=False)
+        text = self._render(request)
         cut = text.rfind(VISION_END)
         if not request.images or cut < 0 or self._rope_holder is None:
             return self.generate([request])[0]
@@ -372,8 +376,7 @@ class TransformersProvider:
                     _cut_back(prefix.cache, prefix.ids.shape[1])
             except (RuntimeError, ValueError, IndexError, torch.OutOfMemoryError) as exc:
                 self._prefixes.clear()  # a cache left in an unknown state is not reused
-                elapsed = (time.perf_counter() - started) * 1000
-                return Generation(text=None, error=f"{type(exc).__name__}: {exc}", latency_ms=elapsed)
+                return _failure(exc, started)
             except BaseException:  # Ctrl-C or a bug: drop the caches, then let it through
                 self._prefixes.clear()
                 raise
