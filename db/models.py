@@ -178,8 +178,16 @@ class Media(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     phash: Mapped[str] = mapped_column(String(16))  # 64-bit perceptual hash, hex
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set by the signals step (review/signals/runner.py): the phash without uniform edge bands
+    # (caption bars; NULL when none was found), those of its four corner crops (comma-separated),
+    # its colour signature, and the near-duplicate cluster (the id of the cluster's first image;
+    # NULL: not computed yet).
+    content_phash: Mapped[str | None] = mapped_column(String(16))
+    corner_phashes: Mapped[str | None] = mapped_column(String(67))
+    colour_signature: Mapped[str | None] = mapped_column(String(96))
+    dup_cluster: Mapped[int | None] = mapped_column(BigInteger)
 
-    __table_args__ = (Index("ix_media_phash", "phash"),)
+    __table_args__ = (Index("ix_media_phash", "phash"), Index("ix_media_dup_cluster", "dup_cluster", "id"))
 
 
 class PostMedia(Base):

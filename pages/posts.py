@@ -1,7 +1,9 @@
-"""Post browser: read-only list of posts with search, filters and paging; select a row to see it.
+"""Post browser: read-only list of posts with search, filters and paging; select a row to see it
+with its latest verdict, the OCR text of its images and their signals.
 
-Post text, author and ids are untrusted: they are shown in a table or with st.text, never as
-markdown or HTML.
+Post text, author, ids, OCR text and model output are untrusted: they are shown in a table or
+with st.text, never as markdown or HTML. Images the NSFW score or the verdict's category marks
+are blurred, in the table and in the detail, until a moderator reveals them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import current_desk
-from review.browse import PostFilter, count_posts, facet_counts, list_posts
+from review.browse import MediaRow, PostFilter, VerdictRow, count_posts, facet_counts, list_posts
 from review.errors import MediaError
 from review.media import data_uri, display_jpeg
 
@@ -28,9 +30,9 @@ def reset_paging() -> None:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def display_image(media_dir: str, rel_path: str, max_pixels: int) -> bytes:
+def display_image(media_dir: str, rel_path: str, max_pixels: int, blur: bool) -> bytes:
     """A stored image as a JPEG for the browser (oriented, first frame, at most 1600 px)."""
-    return display_jpeg(Path(media_dir), rel_path, max_pixels, DISPLAY_SIDE)
+    return display_jpeg(Path(media_dir), rel_path, max_pixels, DISPLAY_SIDE, blur=blur)
 
 
 st.title("Posts")
@@ -98,8 +100,12 @@ if not page.rows:
 media_dir = desk.settings.media_dir
 table = pd.DataFrame(
     {
-        "thumbnail": [data_uri(media_dir, r.media[0].thumb_path) if r.media else None for r in page.rows],
+        "thumbnail": [
+            data_uri(media_dir, r.media[0].thumb_path, blur=r.media[0].blur is not None) if r.media else None
+            for r in page.rows
+        ],
         "text": [" ".join(r.text.split())[:200] for r in page.rows],
+        "verdict": [r.verdict.badge if r.verdict else "not scored yet" for r in page.rows],
         "source": [r.source for r in page.rows],
         "author": [r.author or "" for r in page.rows],
         "posted": [r.created_at for r in page.rows],
@@ -121,6 +127,7 @@ with list_column:
         column_config={
             "thumbnail": st.column_config.ImageColumn("", width="small"),
             "text": st.column_config.TextColumn("Text", width="medium"),
+            "verdict": st.column_config.TextColumn("Verdict", width="medium"),
             "posted": st.column_config.DatetimeColumn("Posted", format="YYYY-MM-DD HH:mm"),
         },
     )
@@ -131,6 +138,54 @@ with list_column:
     if older.button("Older →", disabled=not page.has_older, key="posts_older", shortcut="Right"):
         st.session_state[CURSOR] = ("older", page.last_id)
         st.rerun()
+
+
+def show_verdict(verdict: VerdictRow | None) -> None:
+    with st.container(border=True):
+        if verdict is None:
+            st.caption("Not scored yet: `python -m review score`")
+            return
+        if not verdict.usable:
+            st.error(f"Model failure ({verdict.parse_status}); moderators decide this post without a verdict.")
+            if verdict.error:
+                st.text(verdict.error)
+        else:
+            headline = f"{verdict.category} · severity {verdict.severity}" if verdict.violation else "No violation"
+            (st.warning if verdict.violation else st.success)(f"{headline} · confidence {verdict.confidence:.2f}")
+            st.text(verdict.rationale or "")
+        source = "baseline rules, not a model" if verdict.provider == "baseline" else verdict.provider
+        cached = " · reused from the duplicate cache" if verdict.cache_hit else ""
+        st.caption(f"{source} · {verdict.model_id} · prompt {verdict.prompt_version}{cached}")
+
+
+def show_media(post_id: int, position: int, m: MediaRow) -> None:
+    details = [f"{m.width}×{m.height} {m.mime}"]
+    if m.frames > 1:
+        details.append(f"{m.frames} frames (first shown)")
+    if m.nsfw is not None:
+        details.append(f"NSFW {m.nsfw:.2f}")
+    if m.similar_posts:
+        details.append(f"{m.similar_posts} similar post{'s' if m.similar_posts > 1 else ''}")
+    reveal_key = f"reveal:{post_id}:{position}"
+    blurred = m.blur is not None and not st.session_state.get(reveal_key)
+    try:
+        picture = display_image(str(media_dir), m.path, desk.settings.max_image_pixels, blurred)
+    except MediaError as exc:
+        st.warning(f"Image {position} unavailable:")
+        st.text(str(exc))
+        return
+    st.image(picture, caption=" · ".join(details))
+    if blurred:
+        st.caption(f"Blurred: {m.blur}.")
+        if st.button("Reveal image", key=f"reveal_button:{post_id}:{position}"):
+            st.session_state[reveal_key] = True
+            st.rerun()
+    if m.ocr_text:
+        with st.expander(f"Text read in image {position} (OCR)"):
+            st.text(m.ocr_text)
+    for error in m.signal_errors:  # exception text: plain, never markdown
+        st.text(f"signal failed: {error}")
+
 
 with detail_column:
     rows = [i for i in (selection.selection.rows if selection else []) if i < len(page.rows)]
@@ -146,10 +201,6 @@ with detail_column:
         )
         with st.container(border=True):
             st.text(post.text or "(no text)")
-        for m in post.media:
-            label = f"{m.width}×{m.height} {m.mime}" + (f", {m.frames} frames (first shown)" if m.frames > 1 else "")
-            try:
-                st.image(display_image(str(media_dir), m.path, desk.settings.max_image_pixels), caption=label)
-            except MediaError as exc:
-                st.warning("Image unavailable:")
-                st.text(str(exc))
+        show_verdict(post.verdict)
+        for i, m in enumerate(post.media, start=1):
+            show_media(post.id, i, m)

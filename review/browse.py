@@ -1,7 +1,9 @@
 """Read-only post listing for the post browser: filters, text search, keyset paging.
 
 Pages are ordered newest-ingested first by post id, and paged by id (keyset), so a page costs
-the same on the first and the thousandth page.
+the same on the first and the thousandth page. Each post comes with its latest verdict and,
+per image, its signals (OCR text, NSFW score, near-duplicate cluster and its size) and whether
+it is shown blurred.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from datetime import datetime
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import Media, Post, PostMedia
+from db.models import Media, Post, PostMedia, Verdict
+from review.policy import Policy, load_policy
+from review.signals.nsfw import blur_reason
+from review.signals.runner import load_media_signals
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,39 @@ class MediaRow:
     width: int
     height: int
     frames: int
+    ocr_text: str = ""
+    nsfw: float | None = None
+    similar_posts: int = 0  # other posts with an image in its near-duplicate cluster
+    blur: str | None = None  # why it is blurred until revealed (None: shown plainly)
+    signal_errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    provider: str
+    model_id: str
+    prompt_version: str
+    parse_status: str
+    violation: bool | None
+    category: str | None
+    severity: int | None
+    confidence: float | None
+    rationale: str | None
+    error: str | None
+    cache_hit: bool
+
+    @property
+    def usable(self) -> bool:
+        return self.parse_status in ("ok", "repaired")
+
+    @property
+    def badge(self) -> str:
+        """One line for a table cell, e.g. "⚠ fraud_spam 0.95 · baseline"."""
+        who = " · baseline" if self.provider == "baseline" else ""
+        if not self.usable:
+            return f"✗ model failure ({self.parse_status}){who}"
+        label = f"⚠ {self.category}" if self.violation else "✓ no violation"
+        return f"{label} {self.confidence:.2f}{who}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +97,7 @@ class PostRow:
     ingested_at: datetime
     status: str
     media: list[MediaRow] = field(default_factory=list)
+    verdict: VerdictRow | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +122,7 @@ def list_posts(
     older_than: int | None = None,
     newer_than: int | None = None,
     limit: int = 20,
+    policy: Policy | None = None,
 ) -> PostPage:
     """One page of posts, newest first. Pass the last id of a page as ``older_than`` for the
     next page, or the first id as ``newer_than`` for the previous one."""
@@ -98,7 +138,8 @@ def list_posts(
     posts = posts[:limit]
     if newer_than is not None:
         posts.reverse()
-    media = _media_for(session, [p.id for p in posts])
+    verdicts = _latest_verdicts(session, [p.id for p in posts])
+    media = _media_for(session, [p.id for p in posts], verdicts, policy or load_policy())
     rows = [
         PostRow(
             id=p.id,
@@ -110,6 +151,7 @@ def list_posts(
             ingested_at=p.ingested_at,
             status=p.status,
             media=media.get(p.id, []),
+            verdict=verdicts.get(p.id),
         )
         for p in posts
     ]
@@ -130,18 +172,85 @@ def _exists(session: Session, flt: PostFilter, *, older_than: int | None = None,
     return session.scalar(query.limit(1)) is not None
 
 
-def _media_for(session: Session, post_ids: list[int]) -> dict[int, list[MediaRow]]:
+def _latest_verdicts(session: Session, post_ids: list[int]) -> dict[int, VerdictRow]:
     if not post_ids:
         return {}
-    rows = session.execute(
-        select(PostMedia.post_id, Media.thumb_path, Media.path, Media.mime, Media.width, Media.height, Media.frames)
-        .join(Media, Media.id == PostMedia.media_id)
-        .where(PostMedia.post_id.in_(post_ids))
-        .order_by(PostMedia.post_id, PostMedia.position)
+    latest = (
+        select(func.max(Verdict.id)).where(Verdict.post_id.in_(post_ids)).group_by(Verdict.post_id).scalar_subquery()
     )
+    found = session.scalars(select(Verdict).where(Verdict.id.in_(latest)))
+    return {
+        v.post_id: VerdictRow(
+            v.provider,
+            v.model_id,
+            v.prompt_version,
+            v.parse_status,
+            v.violation,
+            v.category,
+            v.severity,
+            v.confidence,
+            v.rationale,
+            v.error,
+            v.cache_hit,
+        )  # fmt: skip
+        for v in found
+    }
+
+
+def _media_for(
+    session: Session, post_ids: list[int], verdicts: dict[int, VerdictRow], policy: Policy
+) -> dict[int, list[MediaRow]]:
+    if not post_ids:
+        return {}
+    rows = list(
+        session.execute(
+            select(
+                PostMedia.post_id,
+                Media.id,
+                Media.thumb_path,
+                Media.path,
+                Media.mime,
+                Media.width,
+                Media.height,
+                Media.frames,
+                Media.dup_cluster,
+            )  # fmt: skip
+            .join(Media, Media.id == PostMedia.media_id)
+            .where(PostMedia.post_id.in_(post_ids))
+            .order_by(PostMedia.post_id, PostMedia.position)
+        )
+    )
+    signals = load_media_signals(session, [r.id for r in rows])
+    clusters = {r.dup_cluster for r in rows if r.dup_cluster is not None}
+    sizes: dict[int, int] = {}
+    if clusters:
+        query = (
+            select(Media.dup_cluster, func.count(func.distinct(PostMedia.post_id)))
+            .join(PostMedia, PostMedia.media_id == Media.id)
+            .where(Media.dup_cluster.in_(clusters))
+            .group_by(Media.dup_cluster)
+        )
+        sizes = {cluster: n for cluster, n in session.execute(query)}
     out: dict[int, list[MediaRow]] = {}
     for r in rows:
-        out.setdefault(r.post_id, []).append(MediaRow(r.thumb_path, r.path, r.mime, r.width, r.height, r.frames))
+        found = signals[r.id]
+        verdict = verdicts.get(r.post_id)
+        category = verdict.category if verdict is not None and verdict.usable else None
+        out.setdefault(r.post_id, []).append(
+            MediaRow(
+                r.thumb_path,
+                r.path,
+                r.mime,
+                r.width,
+                r.height,
+                r.frames,
+                ocr_text=found.ocr_text,
+                nsfw=found.nsfw,
+                similar_posts=max(0, sizes.get(r.dup_cluster, 1) - 1),
+                blur=blur_reason(found.nsfw, category, policy),
+                signal_errors=found.errors,
+            )  # fmt: skip
+        )
     return out
 
 

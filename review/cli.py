@@ -14,18 +14,22 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from tqdm import tqdm
 
 from db import schema
-from db.models import Post
+from db.models import Post, PostStatus
 from db.session import safe_url
 from review.config import Settings, load_settings
 from review.desk import Desk, open_desk
 from review.errors import ConfigError, ReviewError, SchemaOutOfDate
-from review.inference.base import Provider
+from review.inference.base import ModelUnavailable, Provider
 from review.ingest import IngestReport, ingest_paths
+
+if TYPE_CHECKING:
+    from review.scoring import Scorer
 
 EXIT_REJECTED = 1
 EXIT_ERROR = 2
@@ -105,10 +109,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
     existing = _post_count(desk)
     if existing and not args.force:
         print(f"the database already holds {existing} posts; the demo loads only into an empty one (--force adds it)")
+        with desk.sessions() as session:
+            unscored = session.scalar(select(func.count(Post.id)).where(Post.status == PostStatus.UNSCORED)) or 0
+        if unscored:
+            print(f"{unscored} posts have no verdict yet: python -m review score", file=sys.stderr)
         return 0
     report = load_demo(desk.sessions, desk.settings, progress=_progress)
     _print_report(report, verbose_warnings=False)
+    if args.no_score:
+        return EXIT_REJECTED if report.rejected else 0
+    try:
+        provider = make_provider(desk.settings, args)
+    except ModelUnavailable as exc:  # a fresh machine: no weights, no network
+        from review.signals.baseline import BaselineProvider
+
+        print(f"note: {exc}. Scoring with the baseline rules instead.", file=sys.stderr)
+        provider = BaselineProvider()
+    from review.scoring import Scorer
+
+    _compute_signals(desk)
+    _score(desk, Scorer(desk.sessions, desk.settings, provider))
     return EXIT_REJECTED if report.rejected else 0
+
+
+def _compute_signals(desk: Desk, limit: int | None = None, quiet: bool = False, posts: Select | None = None) -> None:  # type: ignore[type-arg]
+    from review.signals.runner import compute_signals, pending_count
+
+    with desk.sessions() as session:
+        total = pending_count(session, posts)
+    if limit is not None:
+        total = min(total, limit)
+    if not total:
+        return
+    bar = tqdm(total=total, desc="signals (OCR, NSFW, near-duplicates)", unit="image", disable=quiet)
+    try:
+        stats = compute_signals(
+            desk.sessions, desk.settings, limit=limit, posts=posts, progress=lambda n: bar.update(n - bar.n)
+        )
+    finally:
+        bar.close()
+    print(stats.summary())
+
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    desk = open_desk()
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    _compute_signals(desk, args.limit, args.quiet)
+    from review.signals.runner import pending_count
+
+    with desk.sessions() as session:
+        left = pending_count(session)
+    print(f"{left} images still without signals" if left else "every image has its signals")
+    return 0
 
 
 def make_provider(settings: Settings, args: argparse.Namespace) -> Provider:
@@ -116,6 +169,12 @@ def make_provider(settings: Settings, args: argparse.Namespace) -> Provider:
     name = args.provider or settings.provider
     model = args.model or settings.model
     base_url, adapter, revision = args.base_url, args.adapter, args.revision
+    if name == "baseline":
+        from review.signals.baseline import BaselineProvider
+
+        if adapter:
+            raise ConfigError("the baseline provider takes no adapter")
+        return BaselineProvider()
     if name == "transformers":
         from review.inference.hf import TransformersProvider
 
@@ -130,28 +189,42 @@ def make_provider(settings: Settings, args: argparse.Namespace) -> Provider:
         if adapter:
             raise ConfigError("with --provider openai, serve the adapter on the server (vLLM --lora-modules)")
         return OpenAIProvider(url, model, revision=revision, max_pixels=settings.model_max_pixels)
-    raise ConfigError(f"unknown provider {name!r}: use transformers or openai")
+    raise ConfigError(f"unknown provider {name!r}: use transformers, openai or baseline")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from review.scoring import Scorer, unscored_count
+    from review.scoring import Scorer
 
     desk = open_desk()
-    settings = desk.settings
-    provider = make_provider(settings, args)
+    if args.skip_signals and (args.provider or desk.settings.provider) == "baseline":
+        raise ConfigError("the baseline provider decides from the signals: drop --skip-signals")
     scorer = Scorer(
         desk.sessions,
-        settings,
-        provider,
+        desk.settings,
+        make_provider(desk.settings, args),
         batch_size=args.batch_size,
         lease=timedelta(seconds=args.lease_seconds),
         near_duplicates=args.near_duplicates,
         max_new_tokens=args.max_new_tokens,
+        ocr_hints=args.ocr_hints,
     )
+    if not args.skip_signals:  # the images of the posts this run will score
+        unscored = select(Post.id).where(Post.status == PostStatus.UNSCORED).order_by(Post.id)
+        _compute_signals(desk, quiet=args.quiet, posts=unscored if args.limit is None else unscored.limit(args.limit))
+    _score(desk, scorer, args.limit, args.quiet)
+    return 0
+
+
+def _score(desk: Desk, scorer: Scorer, limit: int | None = None, quiet: bool = False) -> None:
+    """Score unscored posts with a progress bar; Ctrl-C finishes the current batch and stops."""
+    from review.scoring import unscored_count
+
+    if scorer.provider.name == "baseline":
+        print("scoring with the baseline provider (rules over text, OCR and NSFW signals)", file=sys.stderr)
     with desk.sessions() as session:
         total = unscored_count(session)
-    if args.limit is not None:
-        total = min(total, args.limit)
+    if limit is not None:
+        total = min(total, limit)
     stopping = {"requested": False}
 
     def on_sigint(_signum, _frame):  # type: ignore[no-untyped-def]
@@ -161,14 +234,13 @@ def cmd_score(args: argparse.Namespace) -> int:
         print("\nfinishing the current batch, then stopping (Ctrl-C again to abort)", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
-    bar = tqdm(total=total, desc="scoring", unit="post", disable=args.quiet)
+    bar = tqdm(total=total, desc="scoring", unit="post", disable=quiet)
     try:
-        stats = scorer.run(limit=args.limit, should_stop=lambda: stopping["requested"], on_batch=bar.update)
+        stats = scorer.run(limit=limit, should_stop=lambda: stopping["requested"], on_batch=bar.update)
     finally:
         bar.close()
         signal.signal(signal.SIGINT, previous)
-    print(stats.summary())
-    return 0
+    print(f"{scorer.provider.name} {scorer.provider.model_id}: {stats.summary()}")
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -221,7 +293,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--provider", choices=["transformers", "openai"], help="default: PROVIDER setting (transformers)"
+        "--provider",
+        choices=["transformers", "openai", "baseline"],
+        help="default: PROVIDER setting (transformers); baseline: rules over the signals, no model",
     )
     parser.add_argument("--model", help="hub id or local folder (default: MODEL setting)")
     parser.add_argument("--base-url", help="OpenAI-compatible server URL, for --provider openai")
@@ -270,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--max-new-tokens", type=int, default=768, help="answer length limit (default 768)")
     score.add_argument("--near-duplicates", action="store_true", help="reuse verdicts of near-duplicate images")
     score.add_argument(
+        "--ocr-hints", action="store_true", help="give the model the OCR text of the images (a new prompt version)"
+    )
+    score.add_argument("--skip-signals", action="store_true", help="do not compute missing signals first")
+    score.add_argument(
         "--lease-seconds", type=int, default=600, help="how long a claimed post stays with this worker (default 600)"
     )
     score.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -288,8 +366,20 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--save", type=Path, metavar="FILE", help="write the conversation as JSON to FILE")
     ask.set_defaults(func=cmd_ask)
 
-    demo = sub.add_parser("demo", help="load the synthetic demo posts into an empty database")
+    signals = sub.add_parser("signals", help="compute missing image signals: OCR, NSFW score, near-duplicate clusters")
+    signals.add_argument("--limit", type=int, help="at most this many images")
+    signals.add_argument("--quiet", action="store_true", help="no progress bar")
+    signals.set_defaults(func=cmd_signals)
+
+    demo = sub.add_parser(
+        "demo",
+        help="load the synthetic demo posts into an empty database, then compute signals and score them",
+        description="Load the demo posts, compute their signals and score them with the configured model; when "
+        "that model cannot be loaded (no weights, no network), the baseline provider scores them instead.",
+    )
     demo.add_argument("--force", action="store_true", help="add the demo posts even if the database has posts")
+    demo.add_argument("--no-score", action="store_true", help="only load the posts")
+    _model_arguments(demo)
     demo.set_defaults(func=cmd_demo)
     return parser
 

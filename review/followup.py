@@ -73,7 +73,7 @@ def load_post(session: Session, settings: Settings, post_id: int, verdict: Verdi
     if not found:
         raise ReviewError(f"there is no post {post_id}")
     post = found[0]
-    images = [load_normalised(Path(settings.media_dir), path, settings.max_image_pixels) for _, path, _ in post.media]
+    images = [load_normalised(Path(settings.media_dir), m.path, settings.max_image_pixels) for m in post.media]
     verdict = verdict if verdict is not None else latest_verdict(session, post_id)
     return PostContext(post_id=post_id, text=post.text, images=images, verdict_json=verdict_summary(verdict))
 

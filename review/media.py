@@ -22,6 +22,7 @@ import io
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,6 +209,73 @@ def perceptual_hash(image: Image.Image) -> str:
     return str(imagehash.phash(small))
 
 
+def content_box(
+    image: Image.Image, tolerance: int = 24, share: float = 0.5, work: int = 512
+) -> tuple[int, int, int, int]:
+    """The image's box without a caption bar: a white or black band added above or below a
+    picture (meme captions, "repost" banners, letterboxing). A band is the run of rows from the
+    top or bottom edge in which at least ``share`` of the pixels are within ``tolerance`` of the
+    edge row's main colour (text inside the bar leaves most of a row in the bar's colour); it
+    counts when that colour is near white or near black and the band is 4–45 % of the height.
+    Computed on a copy at most ``work`` pixels on its long side."""
+    w, h = image.size
+    scale = min(1.0, work / max(w, h))
+    small = image.convert("RGB").resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    pixels = np.asarray(small).astype(np.int16)
+    rows = pixels.shape[0]
+
+    def bar(order: Iterable[int]) -> int:
+        count, colour = 0, None
+        for i in order:
+            line = pixels[i]
+            if colour is None:
+                values, counts = np.unique(line // 16, axis=0, return_counts=True)
+                colour = line[np.all(line // 16 == values[counts.argmax()], axis=1)].mean(axis=0)
+                if not (colour.min() >= 225 or colour.max() <= 30):
+                    return 0  # not a white or black bar
+            if np.all(np.abs(line - colour) <= tolerance, axis=1).mean() < share:
+                break
+            count += 1
+        return count if 0.04 * rows <= count <= 0.45 * rows else 0
+
+    top, bottom = bar(range(rows)), bar(range(rows - 1, -1, -1))
+    if top + bottom > 0.6 * rows:
+        top, bottom = (top, 0) if top >= bottom else (0, bottom)
+    return (0, round(top / scale), w, round(h - bottom / scale))
+
+
+def content_phash(image: Image.Image) -> str:
+    """The perceptual hash of :func:`content_box`: matches a repost that added a caption bar."""
+    return perceptual_hash(image.crop(content_box(image)))
+
+
+def colour_signature(image: Image.Image) -> str:
+    """The mean colours of a 4×4 grid over :func:`content_box`, as 96 hex digits. Perceptual
+    hashes see only brightness structure, so two ads drawn on one template in different colours
+    are a few bits apart; their colours are not (a mean difference of 25–70 of 255 against at
+    most about 15 for a re-encoded, resized, cropped, captioned or watermarked copy)."""
+    box = image.convert("RGB").crop(content_box(image))
+    return box.resize((4, 4), Image.Resampling.BOX).tobytes().hex()
+
+
+def colour_difference(a: bytes, b: bytes) -> float:
+    """Mean absolute difference (0–255) of two colour signatures (as bytes, not hex)."""
+    return float(np.abs(np.frombuffer(a, np.uint8).astype(np.int16) - np.frombuffer(b, np.uint8)).mean())
+
+
+CORNER_KEEP = 0.94  # share of each side a corner crop keeps
+
+
+def corner_phashes(image: Image.Image, keep: float = CORNER_KEEP) -> list[str]:
+    """Perceptual hashes of the four corner crops that keep ``keep`` of each side. A perceptual
+    hash does not survive a shift: a repost cut at one corner is 12–20 bits from its original,
+    but within a few bits of the original's crop at that corner."""
+    w, h = image.size
+    cw, ch = max(1, round(w * keep)), max(1, round(h * keep))
+    boxes = ((0, 0, cw, ch), (w - cw, 0, w, ch), (0, h - ch, cw, h), (w - cw, h - ch, w, h))
+    return [perceptual_hash(image.crop(box)) for box in boxes]
+
+
 def _write_atomic(target: Path, write) -> None:  # type: ignore[no-untyped-def]
     """Write through a temporary file in the same folder, then rename (no half-written files)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -272,20 +340,38 @@ def load_normalised(media_dir: Path, rel_path: str, max_pixels: int) -> Image.Im
     return decode_image(read_image_file(media_dir / rel_path, max_bytes=2**40), max_pixels).image
 
 
-def display_jpeg(media_dir: Path, rel_path: str, max_pixels: int, max_side: int) -> bytes:
-    """A stored image for a screen: normalised, at most ``max_side`` pixels, as JPEG bytes."""
-    image = load_normalised(media_dir, rel_path, max_pixels)
-    image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
+def obscured(image: Image.Image) -> Image.Image:
+    """The image shrunk to 12 pixels across and blown up again: colours and rough shapes stay,
+    nothing graphic can be made out."""
+    w, h = image.size
+    scale = 12 / max(w, h)
+    tiny = image.convert("RGB").resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
+    return tiny.resize((w, h), Image.Resampling.BICUBIC)
+
+
+def _jpeg(image: Image.Image, quality: int = 88) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=88)
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
 
 
-def data_uri(media_dir: Path, rel_path: str) -> str | None:
-    """A stored file (a thumbnail) as a data: URI for tables; None if the file is missing."""
+def display_jpeg(media_dir: Path, rel_path: str, max_pixels: int, max_side: int, blur: bool = False) -> bytes:
+    """A stored image for a screen: normalised, at most ``max_side`` pixels, as JPEG bytes;
+    :func:`obscured` when ``blur``."""
+    image = load_normalised(media_dir, rel_path, max_pixels)
+    image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return _jpeg(obscured(image) if blur else image)
+
+
+def data_uri(media_dir: Path, rel_path: str, blur: bool = False) -> str | None:
+    """A stored file (a thumbnail) as a data: URI for tables, :func:`obscured` when ``blur``;
+    None if the file is missing or unreadable."""
     try:
         payload = (media_dir / rel_path).read_bytes()
-    except OSError:
+        if blur:
+            with Image.open(io.BytesIO(payload)) as image:
+                payload = _jpeg(obscured(image))
+    except (OSError, Image.DecompressionBombError):
         return None
-    mime = "image/jpeg" if rel_path.endswith(".jpg") else "image/png"
+    mime = "image/jpeg" if blur or rel_path.endswith(".jpg") else "image/png"
     return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from PIL import Image
 from sqlalchemy import and_, or_, select, update
@@ -37,12 +38,13 @@ from db.models import Media, Post, PostMedia, PostStatus, Verdict
 from db.session import writing
 from review.config import Settings
 from review.errors import MediaError
-from review.inference.base import Generation, ModelRequest, Provider
+from review.inference.base import Generation, ModelRequest, PostSignals, Provider
 from review.inference.parsing import ParseResult, parse
 from review.inference.schema import verdict_json_schema
 from review.media import load_normalised
 from review.policy import Policy, load_policy
 from review.prompts import moderation_prompt
+from review.signals.runner import load_media_signals
 
 USABLE = ("ok", "repaired")  # verdict parse statuses whose verdict can be shown and reused
 FAILURE_PRIORITY = 100.0  # model failures sort before every verdict (severity × confidence ≤ 3)
@@ -58,11 +60,21 @@ def normalise_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
 
 
+class PostImage(NamedTuple):
+    media_id: int
+    sha256: str
+    path: str  # under MEDIA_DIR
+    phash: str
+    dup_cluster: int | None  # near-duplicate cluster (None until the signals step ran)
+    ocr_text: str = ""  # from the signals step ("" when none was read or not run yet)
+
+
 @dataclass(frozen=True)
 class PostInput:
     post_id: int
     text: str
-    media: list[tuple[str, str, str]]  # (sha256, path under MEDIA_DIR, phash), in order
+    media: list[PostImage]  # in order
+    signals: PostSignals = field(default_factory=PostSignals)
 
 
 @dataclass
@@ -77,7 +89,7 @@ class ScoreStats:
 
     def summary(self) -> str:
         return (
-            f"{self.scored} scored ({self.model_calls} by the model, {self.cache_hits} from the cache"
+            f"{self.scored} scored ({self.model_calls} newly answered, {self.cache_hits} from the cache"
             + (f" incl. {self.near_duplicate_hits} near-duplicates" if self.near_duplicate_hits else "")
             + f"), {self.failed} failed"
         )
@@ -128,16 +140,31 @@ def release(sessions: sessionmaker[Session], worker: str, post_ids: list[int]) -
 
 def load_inputs(session: Session, post_ids: list[int]) -> list[PostInput]:
     posts = {p.id: p for p in session.scalars(select(Post).where(Post.id.in_(post_ids)))}
-    rows = session.execute(
-        select(PostMedia.post_id, Media.sha256, Media.path, Media.phash)
-        .join(Media, Media.id == PostMedia.media_id)
-        .where(PostMedia.post_id.in_(post_ids))
-        .order_by(PostMedia.post_id, PostMedia.position)
+    rows = list(
+        session.execute(
+            select(PostMedia.post_id, Media.id, Media.sha256, Media.path, Media.phash, Media.dup_cluster)
+            .join(Media, Media.id == PostMedia.media_id)
+            .where(PostMedia.post_id.in_(post_ids))
+            .order_by(PostMedia.post_id, PostMedia.position)
+        )
     )
-    media: dict[int, list[tuple[str, str, str]]] = {}
+    found = load_media_signals(session, [r.id for r in rows])
+    media: dict[int, list[PostImage]] = {}
     for r in rows:
-        media.setdefault(r.post_id, []).append((r.sha256, r.path, r.phash))
-    return [PostInput(pid, posts[pid].text, media.get(pid, [])) for pid in post_ids if pid in posts]
+        image = PostImage(r.id, r.sha256, r.path, r.phash, r.dup_cluster, found[r.id].ocr_text)
+        media.setdefault(r.post_id, []).append(image)
+    out = []
+    for pid in post_ids:
+        if pid in posts:
+            images = media.get(pid, [])
+            signals = PostSignals(
+                text=posts[pid].text,
+                ocr_texts=[m.ocr_text for m in images],
+                nsfw_scores=[found[m.media_id].nsfw for m in images],
+                missing=sum(m.dup_cluster is None for m in images),
+            )
+            out.append(PostInput(pid, posts[pid].text, images, signals))
+    return out
 
 
 def _hash(*parts: object) -> str:
@@ -159,7 +186,7 @@ class ModelKey:
                      normalise_text(post.text))  # fmt: skip
 
     def input_hash(self, post: PostInput) -> str:
-        return _hash(self.text_hash(post), [sha for sha, _, _ in post.media])
+        return _hash(self.text_hash(post), [m.sha256 for m in post.media])
 
     def provenance(self, post: PostInput) -> dict[str, object]:
         """The columns every verdict row of ``post`` made under this key carries."""
@@ -179,9 +206,19 @@ def _hamming(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
 
 
-def near_images(ours: list[str], theirs: list[str], max_distance: int) -> bool:
-    """Two posts' images (phashes, in order) are the same pictures within ``max_distance`` bits."""
-    return len(ours) == len(theirs) and all(_hamming(a, b) <= max_distance for a, b in zip(ours, theirs, strict=True))
+def _squash(text: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", text).split()).casefold()
+
+
+def near_images(ours: list[PostImage], theirs: list[PostImage], max_distance: int) -> bool:
+    """Two posts' images (in order) are the same pictures: each pair is in one near-duplicate
+    cluster or within ``max_distance`` bits of perceptual hash, and the text read in them is the
+    same (a repost that adds a caption bar "加微信 …" is a different post)."""
+    return len(ours) == len(theirs) and all(
+        ((a.dup_cluster is not None and a.dup_cluster == b.dup_cluster) or _hamming(a.phash, b.phash) <= max_distance)
+        and _squash(a.ocr_text) == _squash(b.ocr_text)
+        for a, b in zip(ours, theirs, strict=True)
+    )
 
 
 def find_cached(
@@ -197,17 +234,9 @@ def find_cached(
     candidates = session.scalars(
         select(Verdict).where(Verdict.text_hash == key.text_hash(post), usable).order_by(Verdict.id).limit(50)
     )
-    ours = [ph for _, _, ph in post.media]
     for candidate in candidates:
-        theirs = list(
-            session.scalars(
-                select(Media.phash)
-                .join(PostMedia, PostMedia.media_id == Media.id)
-                .where(PostMedia.post_id == candidate.post_id)
-                .order_by(PostMedia.position)
-            )
-        )
-        if near_images(ours, theirs, max_distance):
+        found = load_inputs(session, [candidate.post_id])
+        if found and near_images(post.media, found[0].media, max_distance):
             return candidate, True
     return None, False
 
@@ -324,17 +353,19 @@ class Scorer:
     near_duplicates: bool = False
     max_phash_distance: int = 8
     max_new_tokens: int = 768
+    ocr_hints: bool = False  # give the model the OCR text of the images (part of the prompt version)
     worker: str = field(default_factory=worker_name)
     policy: Policy = field(default_factory=load_policy)
     stats: ScoreStats = field(default_factory=ScoreStats)
 
     def _images(self, post: PostInput) -> list[Image.Image] | str:
         images = []
-        for _sha, path, _ph in post.media:
+        folder, limit = Path(self.settings.media_dir), self.settings.max_image_pixels
+        for image in post.media:
             try:
-                images.append(load_normalised(Path(self.settings.media_dir), path, self.settings.max_image_pixels))
+                images.append(load_normalised(folder, image.path, limit))
             except MediaError as exc:
-                return f"image {path}: {exc}"
+                return f"image {image.path}: {exc}"
         return images
 
     def score_batch(self, post_ids: list[int]) -> None:
@@ -346,9 +377,13 @@ class Scorer:
         done: list[Verdict] = []
         with self.sessions() as session:
             for post in posts:
-                prompt = moderation_prompt(post.text, len(post.media), policy=self.policy)
+                prompt = moderation_prompt(post.text, len(post.media), policy=self.policy,
+                                           ocr_hints="\n\n".join(t for t in post.signals.ocr_texts if t),
+                                           use_ocr_hints=self.ocr_hints)  # fmt: skip
+                # A provider that reads no prompt (the baseline) names its own version.
+                version = self.provider.prompt_version or prompt.version
                 key = ModelKey(self.provider.name, self.provider.model_id, self.provider.model_revision,
-                               self.provider.adapter, prompt.version)  # fmt: skip
+                               self.provider.adapter, version)  # fmt: skip
                 cached, near = find_cached(session, key, post, self.near_duplicates, self.max_phash_distance)
                 if cached is not None:
                     done.append(copy_of(cached, post, key))
@@ -363,7 +398,8 @@ class Scorer:
                 if isinstance(images, str):
                     done.append(verdict_row(post, key, Generation(text=None, error=images), None))
                     continue
-                todo.append((post, key, ModelRequest(prompt, images, schema, self.max_new_tokens)))
+                request = ModelRequest(prompt, images, schema, self.max_new_tokens, post.signals)
+                todo.append((post, key, request))
                 twins[key.input_hash(post)] = []
         if todo:
             generations = self.provider.generate([request for _, _, request in todo])
@@ -398,10 +434,10 @@ class Scorer:
                 return other_key.input_hash(other), False
         if not self.near_duplicates or not post.media:
             return None
-        ours = [ph for _, _, ph in post.media]
         for other, other_key, _ in todo:
-            theirs = [ph for _, _, ph in other.media]
-            if other_key.text_hash(other) == key.text_hash(post) and near_images(ours, theirs, self.max_phash_distance):
+            if other_key.text_hash(other) == key.text_hash(post) and near_images(
+                post.media, other.media, self.max_phash_distance
+            ):
                 return other_key.input_hash(other), True
         return None
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from db.models import Post
+from db.models import Media, Post, PostMedia, Verdict
 from review.demo import load_demo
+from review.ingest import ingest_records
+from review.media import data_uri
 
 DASHBOARD = str(Path(__file__).resolve().parents[1] / "dashboard.py")
 
@@ -94,3 +98,50 @@ def test_post_text_is_plain_text(sqlite_desk, monkeypatch: pytest.MonkeyPatch) -
     row = at.dataframe[0].value.iloc[0]
     assert (row["text"], row["author"]) == (hostile, "<b>me</b>")
     assert all("alert" not in md.value and "<b>me" not in md.value for md in at.markdown)
+
+
+def test_verdicts_and_blurred_thumbnails_in_the_table(sqlite_desk, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The latest verdict is a badge in the table; a post whose verdict is in a category the
+    policy blurs gets an obscured thumbnail, the others the stored one."""
+    _clear_cache()
+    Image.new("RGB", (200, 150), (200, 40, 40)).save(tmp_path / "a.png")
+    Image.new("RGB", (200, 150), (40, 40, 200)).save(tmp_path / "b.png")
+    records = [
+        {"external_id": "gore", "text": "warning", "images": ["a.png"]},
+        {"external_id": "calm", "text": "a lake", "images": ["b.png"]},
+    ]
+    ids = ingest_records(sqlite_desk.sessions, records, sqlite_desk.settings, base_dir=tmp_path).post_ids
+    with sqlite_desk.sessions() as session, session.begin():
+        for post_id, violation, category in ((ids[0], True, "violence_gore"), (ids[1], False, "none")):
+            session.add(
+                Verdict(
+                    post_id=post_id,
+                    provider="transformers",
+                    model_id="m",
+                    prompt_version="p@1",
+                    input_hash=f"h{post_id}",
+                    text_hash=f"t{post_id}",
+                    parse_status="ok",
+                    violation=violation,
+                    category=category,
+                    severity=2 if violation else 0,
+                    confidence=0.9,
+                    tags=[],
+                    parse_notes=[],
+                    rationale="r",
+                )  # fmt: skip
+            )
+        thumbs = dict(
+            session.execute(
+                select(PostMedia.post_id, Media.thumb_path).join(Media, Media.id == PostMedia.media_id)
+            ).all()
+        )
+    at = _app(monkeypatch, sqlite_desk).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    media_dir = sqlite_desk.settings.media_dir
+    assert table.loc[ids[0], "verdict"] == "⚠ violence_gore 0.90"
+    assert table.loc[ids[1], "verdict"] == "✓ no violation 0.90"
+    assert table.loc[ids[0], "thumbnail"] == data_uri(media_dir, thumbs[ids[0]], blur=True)
+    assert table.loc[ids[0], "thumbnail"] != data_uri(media_dir, thumbs[ids[0]])
+    assert table.loc[ids[1], "thumbnail"] == data_uri(media_dir, thumbs[ids[1]])

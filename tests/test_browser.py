@@ -48,6 +48,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("app")
     env = {**os.environ, "PYTHONPATH": str(REPO), "DATABASE_URL": f"sqlite:///{home / 'review.db'}"}
     env["MEDIA_DIR"] = str(home / "media")
+    env["MODEL"] = str(home / "no-weights")  # as on a fresh machine: the demo is scored by the baseline
     hostile = {"external_id": "x1", "source": "zz", "author": "**eve**", "text": HOSTILE}
     (home / "hostile.jsonl").write_text(json.dumps(hostile) + "\n", encoding="utf-8")
     for command in (["db", "upgrade"], ["demo"], ["ingest", "hostile.jsonl"]):
@@ -109,6 +110,9 @@ def test_post_browser_in_chromium(app_url: str, browser, tmp_path: Path) -> None
     # Select a row far down the page, then narrow the list: no stale selection, no crash.
     page.mouse.click(box["x"] + 14, box["y"] + 36 + 64 * 6 + 32)
     page.get_by_text("Post 35").wait_for(timeout=15_000)
+    # Its verdict, labelled as the baseline's, with the rationale as plain text.
+    page.get_by_text("baseline rules, not a model", exact=False).wait_for(timeout=15_000)
+    page.locator('[data-testid="stText"]', has_text="Baseline rules —").first.wait_for()
     # Older → shows the next page; search narrows the list.
     page.get_by_role("button", name="Older").click()
     page.get_by_role("button", name="Newer").wait_for()

@@ -60,11 +60,13 @@ def test_demo_is_deterministic() -> None:
 def test_demo_command_only_fills_an_empty_database(sqlite_desk, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATABASE_URL", sqlite_desk.settings.database_url)
     monkeypatch.setenv("MEDIA_DIR", str(sqlite_desk.settings.media_dir))
-    assert main(["demo"]) == 0
+    assert main(["demo", "--no-score"]) == 0  # scoring: tests/test_signals_pipeline.py
     assert "40 added" in capsys.readouterr().out
     assert main(["demo"]) == 0
-    assert "already holds 40 posts" in capsys.readouterr().out
-    assert main(["demo", "--force"]) == 0
+    out, err = capsys.readouterr()
+    assert "already holds 40 posts" in out
+    assert "40 posts have no verdict yet: python -m review score" in err
+    assert main(["demo", "--force", "--no-score"]) == 0
     assert "0 added, 40 already present" in capsys.readouterr().out
     with sqlite_desk.sessions() as session:
         assert session.scalar(select(func.count(Post.id))) == 40

@@ -49,6 +49,22 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
         engine.dispose()
 
 
+def test_signal_columns_step_down_and_up(db_url: str) -> None:
+    """0003 adds the near-duplicate columns to media and takes them away again."""
+    engine = make_engine(db_url)
+    added = {"content_phash", "corner_phashes", "colour_signature", "dup_cluster"}
+    try:
+        schema.upgrade(engine)
+        assert added <= {c["name"] for c in inspect(engine).get_columns("media")}
+        schema.downgrade(engine, "0002")
+        assert not added & {c["name"] for c in inspect(engine).get_columns("media")}
+        assert "ix_media_dup_cluster" not in {i["name"] for i in inspect(engine).get_indexes("media")}
+        schema.upgrade(engine)
+        assert "ix_media_dup_cluster" in {i["name"] for i in inspect(engine).get_indexes("media")}
+    finally:
+        engine.dispose()
+
+
 def test_models_match_migrations(db_url: str) -> None:
     """Every model change must come with a migration: autogenerate finds nothing to do."""
     engine = make_engine(db_url)

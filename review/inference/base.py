@@ -21,6 +21,16 @@ class ModelUnavailable(ReviewError):
 
 
 @dataclass(frozen=True)
+class PostSignals:
+    """What the cheap signals found in a post (the baseline provider decides from these)."""
+
+    text: str = ""
+    ocr_texts: list[str] = field(default_factory=list)  # per image, in order ("" when none read)
+    nsfw_scores: list[float | None] = field(default_factory=list)  # per image (None: not computed)
+    missing: int = 0  # images whose signals have not been computed yet
+
+
+@dataclass(frozen=True)
 class ModelRequest:
     """One prompt for the model: the rendered messages and the images their image parts use."""
 
@@ -28,6 +38,7 @@ class ModelRequest:
     images: list[Image.Image] = field(default_factory=list)
     json_schema: dict | None = None  # constrain the answer to this schema (None: free text)
     max_new_tokens: int = 768
+    signals: PostSignals = field(default_factory=PostSignals)
 
 
 @dataclass
@@ -47,6 +58,9 @@ class Provider(Protocol):
     model_id: str
     model_revision: str | None
     adapter: str | None
+    # None for providers that answer the rendered prompt; a provider that reads no prompt (the
+    # baseline) names the version of what it decides by, recorded on its verdicts instead.
+    prompt_version: str | None
 
     def generate(self, requests: list[ModelRequest]) -> list[Generation]:
         """One Generation per request, in order. Never raises for one bad request: its

@@ -129,6 +129,7 @@ def _images_digest(images: list[Any]) -> str:
 
 class TransformersProvider:
     name = "transformers"
+    prompt_version = None  # verdicts record the rendered prompt's version
 
     def __init__(
         self,

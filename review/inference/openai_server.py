@@ -60,6 +60,7 @@ def to_openai_messages(messages: list[dict[str, Any]], images: list[Image.Image]
 
 class OpenAIProvider:
     name = "openai"
+    prompt_version = None  # verdicts record the rendered prompt's version
 
     def __init__(
         self,

@@ -78,23 +78,48 @@ class MultiIndex:
 
     def near(self, hash_value: int, radius: int) -> list[tuple[int, int]]:
         """(key, distance) of every stored hash within ``radius`` bits, nearest first."""
-        query = np.uint64(hash_value)
-        found: list[np.ndarray] = []
+        keys, distances = self.near_many([hash_value], radius)
+        return sorted(zip(keys.tolist(), distances.tolist(), strict=True), key=lambda kd: (kd[1], kd[0]))
+
+    def near_many(self, hash_values: list[int], radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and distances of the stored hashes within ``radius`` bits of any of
+        ``hash_values`` (for each key, its smallest distance), in no particular order. One
+        vectorised pass for all the queries: no Python loop over probes or candidates."""
+        if not hash_values:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        queries = np.array(hash_values, dtype=np.uint64)
         masks = _masks(radius // CHUNKS)
-        for c in range(CHUNKS):
-            mine = (hash_value >> (c * CHUNK_BITS)) & CHUNK_MASK
-            probes = mine ^ masks
-            starts = self._offsets[c][probes]
-            ends = self._offsets[c][probes + 1]
-            order = self._orders[c]
-            found.extend(order[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True) if e > s)
-        result: list[tuple[int, int]] = []
-        if found:
-            rows = np.unique(np.concatenate(found))
-            distances = _popcount(self._hashes[rows] ^ query)
-            close = distances <= radius
-            result = list(zip(self._keys[rows[close]].tolist(), distances[close].tolist(), strict=True))
+        keys, distances = [], []
+        if len(self._keys):
+            for c in range(CHUNKS):
+                mine = ((queries >> np.uint64(c * CHUNK_BITS)) & np.uint64(CHUNK_MASK)).astype(np.int64)
+                probes = (mine[:, None] ^ masks[None, :]).ravel()  # query-major: query i owns a block
+                starts = self._offsets[c][probes]
+                lengths = self._offsets[c][probes + 1] - starts
+                total = int(lengths.sum())
+                if not total:
+                    continue
+                # positions starts[j] .. starts[j] + lengths[j] - 1 for every probe j, flattened
+                first = np.cumsum(lengths) - lengths
+                positions = np.arange(total) - np.repeat(first - starts, lengths)
+                rows = self._orders[c][positions]
+                asked = np.repeat(np.repeat(np.arange(len(queries)), len(masks)), lengths)
+                found = _popcount(self._hashes[rows] ^ queries[asked]).astype(np.int64)
+                close = found <= radius
+                keys.append(self._keys[rows[close]])
+                distances.append(found[close])
         if self._tail_keys:
-            tail = _popcount(np.array(self._tail_hashes, dtype=np.uint64) ^ query)
-            result += [(k, int(d)) for k, d in zip(self._tail_keys, tail.tolist(), strict=True) if d <= radius]
-        return sorted(result, key=lambda kd: (kd[1], kd[0]))
+            tail = np.array(self._tail_hashes, dtype=np.uint64)
+            found = _popcount(tail[None, :] ^ queries[:, None]).astype(np.int64)  # (queries, tail)
+            best = found.min(axis=0)
+            close = best <= radius
+            keys.append(np.array(self._tail_keys, dtype=np.int64)[close])
+            distances.append(best[close])
+        if not keys:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        all_keys, all_distances = np.concatenate(keys), np.concatenate(distances)
+        order = np.lexsort((all_distances, all_keys))  # by key, then distance: keep each key's first
+        all_keys, all_distances = all_keys[order], all_distances[order]
+        first = np.ones(len(all_keys), dtype=bool)
+        first[1:] = all_keys[1:] != all_keys[:-1]
+        return all_keys[first], all_distances[first]

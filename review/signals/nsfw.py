@@ -12,7 +12,9 @@ from importlib.metadata import version
 
 from PIL import Image
 
-BLUR_AT = 0.5  # thumbnails of images scoring at least this are blurred until revealed
+from review.policy import Policy
+
+BLUR_AT = 0.5  # images scoring at least this are blurred until revealed
 
 
 def producer_version() -> str:
@@ -31,3 +33,13 @@ def scores(images: list[Image.Image]) -> list[float]:
     if not images:
         return []
     return [round(float(s), 4) for s in _classifier().score_images(images)]
+
+
+def blur_reason(score: float | None, category: str | None, policy: Policy) -> str | None:
+    """Why an image is shown blurred until revealed (None: shown plainly): its NSFW score, or
+    the category of the post's verdict when the policy blurs that category's media."""
+    if score is not None and score >= BLUR_AT:
+        return f"NSFW score {score:.2f}"
+    if category and category in policy.ids and policy.get(category).blur:
+        return f"category {category}"
+    return None

@@ -59,7 +59,7 @@ def _engine() -> object:
 
     from rapidocr import RapidOCR
 
-    logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+    logging.getLogger("RapidOCR").setLevel(logging.ERROR)
     return RapidOCR(params={"Global.log_level": "warning"})
 
 
