@@ -161,6 +161,9 @@ def test_baseline_quotes_the_evidence_and_weighs_it() -> None:
     assert (nude.category, nude.severity) == ("sexual", 2) and "0.93" in nude.rationale
     borderline = _baseline("", [""], [0.6])
     assert borderline.category == "sexual" and borderline.confidence < nude.confidence
+    assert _baseline("", ["GRAPHIC CONTENT\n血腥慎入"]).category == "violence_gore"
+    assert _baseline("I want to kill myself").category == "self_harm"
+    assert not _baseline("gorgeous sunset, Algore").violation
     gun = _baseline("出售仿真枪，货到付款")
     assert (gun.category, gun.severity) == ("illegal_goods", 3)
     assert _baseline("Lose 10 kg in 7 days with this tea").category == "false_advertising"
@@ -271,6 +274,13 @@ def test_demo_falls_back_to_the_baseline_in_one_line(tmp_path: Path) -> None:
     for ext, (category, quote) in expected.items():
         violation, got, rationale = verdicts[ext]
         assert violation and got == category and quote in rationale, (ext, verdicts[ext])
+    # The graphic placeholders' warning text puts them in a category the policy blurs.
+    for ext in ("demo-027", "demo-028"):
+        assert verdicts[ext][1] == "violence_gore" and "image text" in verdicts[ext][2], (ext, verdicts[ext])
+    with desk.sessions() as session:
+        rows = {r.external_id: r for r in list_posts(session, PostFilter(search="demo-02"), limit=20).rows}
+    assert rows["demo-027"].media[0].blur == "category violence_gore"
+    assert rows["demo-021"].media[0].blur is None
     for ext in ("demo-012", "demo-013", "demo-014", "demo-015", "demo-016", "demo-018", "demo-019"):
         assert verdicts[ext][0] is False, (ext, verdicts[ext])  # plain product and everyday photos
 
