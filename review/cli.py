@@ -291,6 +291,51 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if failed else 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    """From one line of stdin with --password-stdin; else typed twice at a terminal."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise ConfigError("no terminal to type a password: pipe it in with --password-stdin")
+    import getpass
+
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise ConfigError("the two passwords differ")
+    return first
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from review import auth
+
+    desk = open_desk()
+    operator = auth.Actor(id=0, username="(command line)", role="admin")  # whoever runs the CLI owns the desk
+    if args.user_command == "add":
+        password = None if args.sso_only else _read_password(args)
+        actor = auth.add_user_as_operator(desk.sessions, args.name, password, args.role)
+        print(f"added {actor.username} ({actor.role})")
+    elif args.user_command == "list":
+        with desk.sessions() as session:
+            users = auth.list_users(session, by=operator)
+        for u in users:
+            state = "active" if u["active"] else "deactivated"
+            login = f"{u['last_login_at']:%Y-%m-%d %H:%M} UTC" if u["last_login_at"] else "never"
+            print(f"{u['username']}\t{u['role']}\t{state}\tlast login {login}")
+        if not users:
+            print("no users yet: python -m review user add NAME --role admin", file=sys.stderr)
+    elif args.user_command == "passwd":
+        auth.set_password(desk.sessions, args.name, _read_password(args), by=operator)
+        print(f"password of {auth.normalise_username(args.name)} changed (and the account unlocked)")
+    elif args.user_command == "role":
+        auth.set_role(desk.sessions, args.name, args.role, by=operator)
+        print(f"{auth.normalise_username(args.name)} is now {args.role}")
+    else:
+        active = args.user_command == "activate"
+        auth.set_active(desk.sessions, args.name, active, by=operator)
+        print(f"{auth.normalise_username(args.name)} {'activated' if active else 'deactivated'}")
+    return 0
+
+
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provider",
@@ -365,6 +410,30 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--max-new-tokens", type=int, default=512, help="answer length limit (default 512)")
     ask.add_argument("--save", type=Path, metavar="FILE", help="write the conversation as JSON to FILE")
     ask.set_defaults(func=cmd_ask)
+
+    user = sub.add_parser("user", help="accounts: add, list, passwd, role, activate, deactivate")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    roles = ["moderator", "lead", "admin"]
+    add = user_sub.add_parser(
+        "add",
+        help="add an account (the first one must be an admin)",
+        description="Add an account. The password is typed twice at a terminal, or read from one line of "
+        "standard input with --password-stdin.",
+    )
+    add.add_argument("name")
+    add.add_argument("--role", choices=roles, required=True)
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.add_argument("--sso-only", action="store_true", help="no password: the user signs in with single sign-on")
+    user_sub.add_parser("list", help="list the accounts")
+    passwd = user_sub.add_parser("passwd", help="set a new password (also unlocks the account)")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    role = user_sub.add_parser("role", help="change an account's role")
+    role.add_argument("name")
+    role.add_argument("role", choices=roles)
+    for verb in ("activate", "deactivate"):
+        user_sub.add_parser(verb, help=f"{verb} an account").add_argument("name")
+    user.set_defaults(func=cmd_user)
 
     signals = sub.add_parser("signals", help="compute missing image signals: OCR, NSFW score, near-duplicate clusters")
     signals.add_argument("--limit", type=int, help="at most this many images")

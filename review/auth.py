@@ -1,0 +1,253 @@
+"""Users, roles, password hashing, login throttling and permission checks.
+
+Passwords are hashed with argon2id (``argon2-cffi``, its default parameters); a hash made with
+older parameters is upgraded at the next successful login. Logins fail with one message whether
+the user is unknown, inactive or the password wrong (and an unknown user costs a hash check
+too), so the form does not tell which usernames exist. After ``MAX_FAILURES`` failures in a row
+an account is locked for ``LOCK_SECONDS``, doubling with each further failure up to
+``MAX_LOCK_SECONDS``; a successful login resets the count.
+
+Permissions are checked here, in the core, by the functions that act (``require(actor, …)``),
+not only by hiding pages. Roles, from least to most: moderator (review posts), lead (also
+metrics, exports, ingest and scoring, everyone's notes), admin (also users).
+"""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Role, User
+from db.session import writing
+from review.errors import ReviewError
+
+MAX_FAILURES = 5
+LOCK_SECONDS = 60
+MAX_LOCK_SECONDS = 15 * 60
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024  # argon2 hashes anything, but a megabyte "password" is an attack
+USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
+
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("not a real password: makes unknown users cost the same")
+
+
+class Permission(enum.StrEnum):
+    REVIEW = "review"  # claim and decide posts, ask the model
+    READ_ALL_NOTES = "read_all_notes"  # other moderators' notes in post histories
+    BULK = "bulk"  # one decision for many posts
+    METRICS = "metrics"
+    EXPORT = "export"
+    INGEST = "ingest"
+    SCORE = "score"
+    MANAGE_USERS = "manage_users"
+
+
+GRANTS: dict[str, frozenset[Permission]] = {
+    Role.MODERATOR: frozenset({Permission.REVIEW}),
+    Role.LEAD: frozenset(Permission) - {Permission.MANAGE_USERS},
+    Role.ADMIN: frozenset(Permission),
+}
+
+
+class AuthError(ReviewError):
+    """A login that did not succeed; the message never says which part was wrong."""
+
+
+class PermissionDenied(ReviewError):
+    """The user's role does not allow the action."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a logged-in user (pages pass it to every core function that acts)."""
+
+    id: int
+    username: str
+    role: str
+
+    def can(self, permission: Permission) -> bool:
+        return permission in GRANTS.get(self.role, frozenset())
+
+
+def require(actor: Actor | None, permission: Permission) -> Actor:
+    """``actor`` if its role grants ``permission``; otherwise PermissionDenied."""
+    if actor is None:
+        raise PermissionDenied("log in first")
+    if not actor.can(permission):
+        raise PermissionDenied(f"a {actor.role} may not {permission.value.replace('_', ' ')}")
+    return actor
+
+
+def normalise_username(name: str) -> str:
+    """Usernames are compared case-insensitively: NFKC, stripped, lower case."""
+    return unicodedata.normalize("NFKC", name).strip().lower()
+
+
+def check_username(name: str) -> str:
+    username = normalise_username(name)
+    if not 2 <= len(username) <= 64 or not set(username) <= USERNAME_CHARS:
+        raise ReviewError("a username is 2–64 characters: letters, digits, '.', '_' or '-'")
+    return username
+
+
+def check_password(password: str, username: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ReviewError(f"a password needs at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise ReviewError(f"a password may have at most {MAX_PASSWORD} characters")
+    if normalise_username(password) == username:
+        raise ReviewError("the password may not be the username")
+
+
+def _actor(user: User) -> Actor:
+    return Actor(user.id, user.username, user.role)
+
+
+def user_count(session: Session) -> int:
+    return session.scalar(select(func.count(User.id))) or 0
+
+
+def create_user(
+    sessions: sessionmaker[Session], username: str, password: str | None, role: str, *, by: Actor | None
+) -> Actor:
+    """A new account. ``by`` must be an admin, except for the very first account of a desk,
+    which is created by whoever runs the desk (``by=None``) and must be an admin.
+    ``password=None`` makes a single-sign-on-only account."""
+    username = check_username(username)
+    if role not in set(Role):
+        raise ReviewError(f"unknown role {role!r}: use moderator, lead or admin")
+    if password is not None:
+        check_password(password, username)
+    hashed = _hasher.hash(password) if password is not None else None
+    try:
+        with writing(sessions) as session:
+            if by is None:
+                if user_count(session):
+                    raise PermissionDenied("only an admin can add users once the first admin exists")
+                if role != Role.ADMIN:
+                    raise ReviewError("the first account must be an admin (--role admin)")
+            else:
+                require(by, Permission.MANAGE_USERS)
+            user = User(username=username, password_hash=hashed, role=role, active=True, failed_logins=0)
+            session.add(user)
+            session.flush()
+            return _actor(user)
+    except IntegrityError:
+        raise ReviewError(f"a user named {username!r} already exists") from None
+
+
+def add_user_as_operator(sessions: sessionmaker[Session], username: str, password: str | None, role: str) -> Actor:
+    """``python -m review user add``: whoever can run the CLI on the desk's database already
+    holds every right over it, so the command acts as the desk itself."""
+    system = Actor(id=0, username="(command line)", role=Role.ADMIN)
+    with sessions() as session:
+        first = user_count(session) == 0
+    return create_user(sessions, username, password, role, by=None if first else system)
+
+
+def authenticate(sessions: sessionmaker[Session], username: str, password: str, now: datetime | None = None) -> Actor:
+    """The actor for a correct username and password; AuthError otherwise (also when the
+    account is locked after repeated failures, with how long it stays locked)."""
+    now = now or datetime.now(UTC)
+    name = normalise_username(username)
+    wrong = AuthError("wrong username or password")
+    if len(password) > MAX_PASSWORD:
+        raise wrong
+    with writing(sessions) as session:
+        user = session.scalars(select(User).where(User.username == name)).first()
+        if user is None or user.password_hash is None or not user.active:
+            _verify(_DUMMY_HASH, password)  # the same cost as a real check
+            raise wrong
+        if user.locked_until is not None and user.locked_until > now:
+            wait = int((user.locked_until - now).total_seconds()) + 1
+            raise AuthError(f"too many failed logins: this account is locked for {wait} more seconds")
+        if not _verify(user.password_hash, password):
+            user.failed_logins += 1
+            if user.failed_logins >= MAX_FAILURES:
+                extra = user.failed_logins - MAX_FAILURES
+                user.locked_until = now + timedelta(seconds=min(MAX_LOCK_SECONDS, LOCK_SECONDS * 2**extra))
+            failure = wrong
+        else:
+            if _hasher.check_needs_rehash(user.password_hash):
+                user.password_hash = _hasher.hash(password)
+            user.failed_logins = 0
+            user.locked_until = None
+            user.last_login_at = now
+            return _actor(user)
+    raise failure  # after the transaction: the failure count is stored
+
+
+def _verify(hashed: str, password: str) -> bool:
+    try:
+        return _hasher.verify(hashed, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def sso_actor(sessions: sessionmaker[Session], username: str) -> Actor:
+    """The actor for a user that single sign-on (``st.login``) vouched for. The account must
+    exist and be active: sign-on proves who someone is, the desk decides what they may do."""
+    with sessions() as session:
+        user = session.scalars(select(User).where(User.username == normalise_username(username))).first()
+        if user is None or not user.active:
+            raise AuthError(f"{username!r} signed in, but has no active account here: ask an admin to add it")
+        return _actor(user)
+
+
+def set_password(sessions: sessionmaker[Session], username: str, password: str, *, by: Actor) -> None:
+    """A new password: by its owner, or by an admin. Unlocks the account."""
+    name = normalise_username(username)
+    if by.username != name:
+        require(by, Permission.MANAGE_USERS)
+    check_password(password, name)
+    _update(sessions, name, password_hash=_hasher.hash(password), failed_logins=0, locked_until=None)
+
+
+def set_role(sessions: sessionmaker[Session], username: str, role: str, *, by: Actor) -> None:
+    require(by, Permission.MANAGE_USERS)
+    if role not in set(Role):
+        raise ReviewError(f"unknown role {role!r}: use moderator, lead or admin")
+    name = normalise_username(username)
+    if name == by.username and role != Role.ADMIN:
+        raise ReviewError("an admin cannot take away their own admin role")
+    _update(sessions, name, role=role)
+
+
+def set_active(sessions: sessionmaker[Session], username: str, active: bool, *, by: Actor) -> None:
+    require(by, Permission.MANAGE_USERS)
+    name = normalise_username(username)
+    if name == by.username and not active:
+        raise ReviewError("an admin cannot deactivate their own account")
+    _update(sessions, name, active=active)
+
+
+def _update(sessions: sessionmaker[Session], username: str, **values: object) -> None:
+    with writing(sessions) as session:
+        done = session.execute(update(User).where(User.username == username).values(**values))
+        if done.rowcount != 1:
+            raise ReviewError(f"there is no user {username!r}")
+
+
+def list_users(session: Session, *, by: Actor) -> list[dict[str, object]]:
+    require(by, Permission.MANAGE_USERS)
+    users = session.scalars(select(User).order_by(User.username))
+    return [
+        {
+            "username": u.username,
+            "role": u.role,
+            "active": u.active,
+            "last_login_at": u.last_login_at,
+            "locked_until": u.locked_until,
+            "single_sign_on_only": u.password_hash is None,
+        }  # fmt: skip
+        for u in users
+    ]
