@@ -9,7 +9,8 @@ an account is locked for ``LOCK_SECONDS``, doubling with each further failure up
 
 Permissions are checked here, in the core, by the functions that act (``require(actor, …)``),
 not only by hiding pages. Roles, from least to most: moderator (review posts), lead (also
-metrics, exports, ingest and scoring, everyone's notes), admin (also users).
+escalated posts, bulk decisions, metrics, exports, ingest and scoring, everyone's notes), admin
+(also users).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Permission(enum.StrEnum):
     REVIEW = "review"  # claim and decide posts, ask the model
     READ_ALL_NOTES = "read_all_notes"  # other moderators' notes in post histories
     BULK = "bulk"  # one decision for many posts
+    ESCALATIONS = "escalations"  # claim and decide escalated posts
     METRICS = "metrics"
     EXPORT = "export"
     INGEST = "ingest"

@@ -1,0 +1,380 @@
+"""Moderator claims and decisions: append-only events, one transaction per action.
+
+A post waiting for a moderator has status ``queued`` (or ``escalated``, for leads). A moderator
+claims it with a lease (``post.claimed_by_id``, ``post.lease_expires_at``); while the lease is
+live the post is "in review" and nobody else can claim or decide it. When the lease runs out
+the post is claimable again, with no sweeper needed. A decision (confirm, overturn, escalate,
+skip) is accepted only from the holder of a live claim: the post's row is updated with a
+condition on the claim, and the event is inserted in the same transaction, so a decision on an
+expired or foreign claim writes nothing. Every action is a ``review_event`` row; nothing is
+updated or deleted there. Undo is a new ``reopen`` event that hands the post back to the
+moderator who decided it.
+
+Transactions take the write lock first (``BEGIN IMMEDIATE`` on SQLite) and, on Postgres, the
+claim picks its post with ``FOR UPDATE SKIP LOCKED``; the conditional updates make both safe
+under any number of processes.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import EventAction, Post, PostStatus, ReviewEvent, Verdict
+from db.session import writing
+from review.auth import Actor, Permission, require
+from review.errors import ReviewError
+from review.policy import Policy, load_policy
+from review.scoring import USABLE
+
+DEFAULT_LEASE = timedelta(minutes=10)
+ESCALATED_PRIORITY = 200.0  # escalations sort before model failures (100) and every verdict
+MAX_NOTE = 2000
+
+
+class ClaimLost(ReviewError):
+    """The action needs a live claim on the post by this moderator, and there is none."""
+
+
+class Decision(enum.StrEnum):
+    CONFIRM = "confirm"  # the model's verdict is right
+    OVERTURN = "overturn"  # the moderator's own label replaces it
+    ESCALATE = "escalate"  # for a lead to decide
+    SKIP = "skip"  # back to the queue, undecided
+
+
+@dataclass(frozen=True)
+class Label:
+    violation: bool
+    category: str
+    severity: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    post_id: int
+    lease_expires_at: datetime
+    event_id: int
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+def _waiting(actor: Actor) -> list[str]:
+    """The statuses of posts this actor may claim."""
+    return [PostStatus.QUEUED, PostStatus.ESCALATED] if actor.can(Permission.ESCALATIONS) else [PostStatus.QUEUED]
+
+
+def _free(now: datetime):  # type: ignore[no-untyped-def]
+    return or_(Post.lease_expires_at.is_(None), Post.lease_expires_at <= now)
+
+
+def _mine(actor: Actor, now: datetime):  # type: ignore[no-untyped-def]
+    return and_(Post.claimed_by_id == actor.id, Post.lease_expires_at > now)
+
+
+def _event(session: Session, **values: object) -> ReviewEvent:
+    event = ReviewEvent(**values)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def claim(
+    sessions: sessionmaker[Session],
+    actor: Actor,
+    post_id: int | None = None,
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+    now: datetime | None = None,
+) -> Claim | None:
+    """Claim ``post_id``, or (None) the first waiting post in queue order: escalations, then
+    model failures, then severity × confidence, then the oldest. None when there is nothing
+    to claim (or ``post_id`` is taken, decided or not waiting for this actor)."""
+    require(actor, Permission.REVIEW)
+    now = _now(now)
+    waiting = and_(Post.status.in_(_waiting(actor)), _free(now))
+    with writing(sessions) as session:
+        query = select(Post.id).where(waiting)
+        if post_id is not None:
+            query = query.where(Post.id == post_id)
+        query = query.order_by(Post.priority.desc(), Post.id).limit(1)
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        chosen = session.scalar(query)
+        if chosen is None:
+            return None
+        expires = now + lease
+        taken = session.execute(
+            update(Post)
+            .where(Post.id == chosen, waiting)
+            .values(claimed_by_id=actor.id, lease_expires_at=expires)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount != 1:
+            return None
+        event = _event(session, post_id=chosen, user_id=actor.id, action=EventAction.CLAIM, lease_expires_at=expires,
+                       created_at=now)  # fmt: skip
+        return Claim(chosen, expires, event.id)
+
+
+def renew(
+    sessions: sessionmaker[Session],
+    actor: Actor,
+    post_id: int,
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+    now: datetime | None = None,
+) -> datetime:
+    """Extend a live claim (the review page does it while the moderator is active)."""
+    now = _now(now)
+    with writing(sessions) as session:
+        expires = now + lease
+        done = session.execute(
+            update(Post)
+            .where(Post.id == post_id, _mine(actor, now))
+            .values(lease_expires_at=expires)
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:
+            raise ClaimLost(_lost(session, actor, post_id, now))
+    return expires
+
+
+def release(sessions: sessionmaker[Session], actor: Actor, post_id: int, *, now: datetime | None = None) -> None:
+    """Give a claimed post back to the queue undecided (a no-op when the claim is gone)."""
+    now = _now(now)
+    with writing(sessions) as session:
+        done = session.execute(
+            update(Post)
+            .where(Post.id == post_id, _mine(actor, now))
+            .values(claimed_by_id=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount == 1:
+            _event(session, post_id=post_id, user_id=actor.id, action=EventAction.RELEASE, created_at=now)
+
+
+def _lost(session: Session, actor: Actor, post_id: int, now: datetime) -> str:
+    post = session.get(Post, post_id)
+    if post is None:
+        return f"there is no post {post_id}"
+    if post.claimed_by_id == actor.id:
+        return f"your claim on post {post_id} expired; nothing was saved: take it again with Next"
+    if post.claimed_by_id is not None and post.lease_expires_at is not None and post.lease_expires_at > now:
+        return f"another moderator is reviewing post {post_id}; nothing was saved"
+    return f"you do not hold post {post_id} (status {post.status}); nothing was saved: take it again with Next"
+
+
+def current_verdict(session: Session, post_id: int) -> Verdict | None:
+    """The verdict moderators see for a post: its latest."""
+    return session.scalars(
+        select(Verdict).where(Verdict.post_id == post_id).order_by(Verdict.id.desc()).limit(1)
+    ).first()
+
+
+def decide(
+    sessions: sessionmaker[Session],
+    actor: Actor,
+    post_id: int,
+    decision: Decision | str,
+    *,
+    label: Label | None = None,
+    note: str | None = None,
+    time_spent_ms: int | None = None,
+    idempotency_key: str | None = None,
+    policy: Policy | None = None,
+    now: datetime | None = None,
+) -> ReviewEvent:
+    """Record a decision on a post this moderator holds a live claim on, and end the claim.
+
+    confirm: the on-screen verdict becomes the label (it must be a usable verdict); overturn:
+    ``label`` replaces it; escalate: the post waits for a lead, first in their queue; skip: back
+    to the queue undecided. Repeating a call with the same ``idempotency_key`` returns the
+    first event and writes nothing (a double-click, a retried request)."""
+    require(actor, Permission.REVIEW)
+    try:
+        decision = Decision(decision)
+    except ValueError:
+        raise ReviewError(f"unknown decision {decision!r}: use confirm, overturn, escalate or skip") from None
+    now = _now(now)
+    policy = policy or load_policy()
+    note = (note or "").strip() or None
+    if note is not None and len(note) > MAX_NOTE:
+        raise ReviewError(f"a note may have at most {MAX_NOTE} characters")
+    if decision is Decision.OVERTURN:
+        label = _checked(label, policy)
+    elif label is not None:
+        raise ReviewError(f"{decision.value} takes no label (overturn does)")
+    with writing(sessions) as session:
+        if idempotency_key is not None:
+            seen = session.scalars(select(ReviewEvent).where(ReviewEvent.idempotency_key == idempotency_key)).first()
+            if seen is not None:
+                return seen
+        if session.scalar(select(Post.id).where(Post.id == post_id, _mine(actor, now))) is None:
+            raise ClaimLost(_lost(session, actor, post_id, now))  # before anything about the post is told
+        verdict = current_verdict(session, post_id)
+        if decision is Decision.CONFIRM:
+            if verdict is None or verdict.parse_status not in USABLE:
+                raise ReviewError(f"post {post_id} has no usable model verdict to confirm: overturn it with a label")
+            label = Label(bool(verdict.violation), verdict.category or "none", verdict.severity or 0)
+        status, priority = _after(decision, session, post_id)
+        values: dict[str, object] = {"claimed_by_id": None, "lease_expires_at": None, "status": status}
+        values["updated_at"] = now
+        if priority is not None:
+            values["priority"] = priority
+        done = session.execute(
+            update(Post)
+            .where(Post.id == post_id, _mine(actor, now))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:
+            raise ClaimLost(_lost(session, actor, post_id, now))
+        return _event(
+            session,
+            post_id=post_id,
+            user_id=actor.id,
+            action=EventAction(decision.value),
+            created_at=now,
+            verdict_id=verdict.id if verdict is not None else None,
+            label_violation=label.violation if label else None,
+            label_category=label.category if label else None,
+            label_severity=label.severity if label else None,
+            note=note,
+            time_spent_ms=time_spent_ms,
+            idempotency_key=idempotency_key,
+        )
+
+
+def _checked(label: Label | None, policy: Policy) -> Label:
+    if label is None:
+        raise ReviewError("overturn needs a label: violation, category and severity")
+    if label.category not in policy.ids:
+        raise ReviewError(f"unknown category {label.category!r}")
+    if not label.violation:
+        return Label(False, "none", 0)  # "no violation" has no category or severity
+    if label.category == "none" or not 1 <= label.severity <= 3:
+        raise ReviewError("a violation needs a category other than none and a severity of 1–3")
+    return label
+
+
+def _after(decision: Decision, session: Session, post_id: int) -> tuple[str, float | None]:
+    """The post's status (and new priority, if it changes) after ``decision``."""
+    if decision in (Decision.CONFIRM, Decision.OVERTURN):
+        return PostStatus.DECIDED, None
+    if decision is Decision.ESCALATE:
+        return PostStatus.ESCALATED, ESCALATED_PRIORITY
+    status = session.scalar(select(Post.status).where(Post.id == post_id))
+    return status or PostStatus.QUEUED, None  # skip: stays where it waited
+
+
+def undo(
+    sessions: sessionmaker[Session],
+    actor: Actor,
+    event_id: int,
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+    now: datetime | None = None,
+) -> Claim:
+    """Take back this moderator's decision ``event_id``: a ``reopen`` event, and the post is
+    claimed by them again to decide anew. Only the post's latest event can be undone (not after
+    someone else has claimed or decided it since)."""
+    require(actor, Permission.REVIEW)
+    now = _now(now)
+    with writing(sessions) as session:
+        event = session.get(ReviewEvent, event_id)
+        decisions = {d.value for d in Decision}
+        if event is None or event.user_id != actor.id or event.action not in decisions:
+            raise ReviewError(f"event {event_id} is not a decision of yours")
+        latest = session.scalar(
+            select(ReviewEvent.id).where(ReviewEvent.post_id == event.post_id).order_by(ReviewEvent.id.desc()).limit(1)
+        )
+        if latest != event.id:
+            raise ReviewError(f"post {event.post_id} has changed since that decision; it cannot be undone")
+        post = session.get(Post, event.post_id)
+        assert post is not None
+        if post.lease_expires_at is not None and post.lease_expires_at > now and post.claimed_by_id != actor.id:
+            raise ReviewError(f"another moderator is reviewing post {event.post_id}; it cannot be undone")
+        before = _status_before(session, event)
+        expires = now + lease
+        session.execute(
+            update(Post)
+            .where(Post.id == event.post_id)
+            .values(status=before, claimed_by_id=actor.id, lease_expires_at=expires, updated_at=now,
+                    **({"priority": _queue_priority(session, event.post_id)} if event.action == "escalate" else {}))
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
+        reopened = _event(session, post_id=event.post_id, user_id=actor.id, action=EventAction.REOPEN,
+                          note=f"undo of event {event.id} ({event.action})", lease_expires_at=expires,
+                          created_at=now)  # fmt: skip
+        return Claim(event.post_id, expires, reopened.id)
+
+
+def _status_before(session: Session, event: ReviewEvent) -> str:
+    """Where the post waited before ``event``: escalated if an earlier escalation stands."""
+    earlier = session.scalar(
+        select(ReviewEvent.action)
+        .where(
+            ReviewEvent.post_id == event.post_id,
+            ReviewEvent.id < event.id,
+            ReviewEvent.action.in_([d.value for d in Decision] + [EventAction.REOPEN]),
+        )
+        .order_by(ReviewEvent.id.desc())
+        .limit(1)
+    )
+    return PostStatus.ESCALATED if earlier == Decision.ESCALATE else PostStatus.QUEUED
+
+
+def _queue_priority(session: Session, post_id: int) -> float:
+    """The priority scoring gave a post (for an undone escalation)."""
+    from review.scoring import FAILURE_PRIORITY
+
+    verdict = current_verdict(session, post_id)
+    if verdict is None or verdict.parse_status not in USABLE:
+        return FAILURE_PRIORITY
+    return float((verdict.severity or 0) * (verdict.confidence or 0.0))
+
+
+def new_idempotency_key() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: datetime
+    who: str | None
+    action: str
+    label: str | None
+    note: str | None  # None also when the viewer may not read it
+    note_hidden: bool
+
+
+def history(session: Session, actor: Actor, post_id: int) -> list[HistoryEntry]:
+    """Every event of a post, oldest first. Other moderators' notes are shown only to roles
+    that may read them (leads, admins)."""
+    from db.models import User
+
+    require(actor, Permission.REVIEW)
+    rows = session.execute(
+        select(ReviewEvent, User.username)
+        .outerjoin(User, User.id == ReviewEvent.user_id)
+        .where(ReviewEvent.post_id == post_id)
+        .order_by(ReviewEvent.id)
+    )
+    out = []
+    for event, username in rows:
+        label = None
+        if event.label_violation is not None:
+            violated = f"{event.label_category} · severity {event.label_severity}"
+            label = violated if event.label_violation else "no violation"
+        hidden = bool(event.note) and event.user_id != actor.id and not actor.can(Permission.READ_ALL_NOTES)
+        note = None if hidden else event.note
+        out.append(HistoryEntry(event.created_at, username, event.action, label, note, hidden))
+    return out
