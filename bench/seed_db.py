@@ -52,7 +52,7 @@ START = datetime(2026, 8, 1, tzinfo=UTC)
 BATCH = 50_000
 
 POST_COLS = ("id", "source", "external_id", "text", "author", "created_at", "ingested_at", "metadata",
-             "status", "priority", "updated_at")  # fmt: skip
+             "status", "priority", "updated_at", "verdict_id", "verdict_category", "verdict_violation")  # fmt: skip
 VERDICT_COLS = ("id", "post_id", "created_at", "provider", "model_id", "model_revision", "prompt_version",
                 "input_hash", "cache_hit", "violation", "category", "severity", "confidence",
                 "image_text_consistency", "sentiment", "tags", "rationale", "parse_status", "latency_ms",
@@ -79,18 +79,21 @@ def generate(n_posts: int, rng: random.Random, sqlite: bool):  # type: ignore[no
             truth = rng.choices(range(len(CATEGORIES)), WEIGHTS)[0]
             r = rng.random()
             status = "queued" if r < 0.08 else "escalated" if r < 0.1 else "decided"
-            posts.append((pid, sources[pid % 5], f"seed-{pid}", f"seeded post {pid}", f"user{pid % 50_000}",
-                          _ts(created, sqlite), _ts(created, sqlite), "{}", status, 0.0,
-                          _ts(created, sqlite)))  # fmt: skip
             model_id, prompt = models[0] if created < START + timedelta(days=45) else models[1]
             right = rng.random() < MODEL_ACCURACY[truth]
             predicted = truth if right else rng.choices(range(len(CATEGORIES)), WEIGHTS)[0]
             confidence = round(min(0.99, max(0.05, rng.gauss(0.85 if right else 0.6, 0.12))), 3)
+            severity = 0 if predicted == NONE else rng.randint(1, 3)
+            # the queue's priority, as scoring and escalation set it
+            priority = 200.0 if status == "escalated" else round(severity * confidence, 4)
             verdict_id += 1
+            posts.append((pid, sources[pid % 5], f"seed-{pid}", f"seeded post {pid}", f"user{pid % 50_000}",
+                          _ts(created, sqlite), _ts(created, sqlite), "{}", status, priority,
+                          _ts(created, sqlite), verdict_id, CATEGORIES[predicted], predicted != NONE))  # fmt: skip
             scored = created + timedelta(seconds=rng.randint(5, 600))
             verdicts.append((verdict_id, pid, _ts(scored, sqlite), "transformers", model_id, None, prompt,
                              f"{pid:064x}", False, predicted != NONE, CATEGORIES[predicted],
-                             0 if predicted == NONE else rng.randint(1, 3), confidence, "consistent", "neutral",
+                             severity, confidence, "consistent", "neutral",
                              "[]", "seeded", "ok", rng.gauss(1800, 400), 900, 120))  # fmt: skip
             if status == "queued":
                 continue

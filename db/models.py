@@ -31,6 +31,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -146,6 +147,11 @@ class Post(Base):
     # Scoring worker claim (lease): which worker is scoring the post, until when.
     score_lease_owner: Mapped[str | None] = mapped_column(String(64))
     score_lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The current (latest) verdict, set by scoring; its category and violation when it is usable
+    # (NULL: unscored or a model failure), kept here so that queue filters use an index.
+    verdict_id: Mapped[int | None] = mapped_column(BigInteger)
+    verdict_category: Mapped[str | None] = mapped_column(String(64))
+    verdict_violation: Mapped[bool | None] = mapped_column(Boolean)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     media_links: Mapped[list[PostMedia]] = relationship(
@@ -155,8 +161,11 @@ class Post(Base):
     __table_args__ = (
         UniqueConstraint("source", "external_id"),
         CheckConstraint(f"status IN ({_in(PostStatus)})", name="status"),
-        # The review queue: next post by status, then priority, then age.
-        Index("ix_post_queue", "status", "priority", "id"),
+        # The review queue: next post by status, then priority (highest first), then age; the
+        # same order within a category or a violation flag of the current verdict (filters).
+        Index("ix_post_queue", "status", sql_text("priority DESC"), "id"),
+        Index("ix_post_queue_category", "status", "verdict_category", sql_text("priority DESC"), "id"),
+        Index("ix_post_queue_violation", "status", "verdict_violation", sql_text("priority DESC"), "id"),
         Index("ix_post_created_at", "created_at"),
         Index("ix_post_ingested_at", "ingested_at"),
     )

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import EventAction, Post, PostStatus, ReviewEvent, Verdict
@@ -30,6 +30,7 @@ from db.session import writing
 from review.auth import Actor, Permission, require
 from review.errors import ReviewError
 from review.policy import Policy, load_policy
+from review.queue import ANY, QueueFilter, free, in_queue_order, waiting_statuses, with_verdict
 from review.scoring import USABLE
 
 DEFAULT_LEASE = timedelta(minutes=10)
@@ -66,15 +67,6 @@ def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
 
 
-def _waiting(actor: Actor) -> list[str]:
-    """The statuses of posts this actor may claim."""
-    return [PostStatus.QUEUED, PostStatus.ESCALATED] if actor.can(Permission.ESCALATIONS) else [PostStatus.QUEUED]
-
-
-def _free(now: datetime):  # type: ignore[no-untyped-def]
-    return or_(Post.lease_expires_at.is_(None), Post.lease_expires_at <= now)
-
-
 def _mine(actor: Actor, now: datetime):  # type: ignore[no-untyped-def]
     return and_(Post.claimed_by_id == actor.id, Post.lease_expires_at > now)
 
@@ -91,25 +83,26 @@ def claim(
     actor: Actor,
     post_id: int | None = None,
     *,
+    flt: QueueFilter = ANY,
     lease: timedelta = DEFAULT_LEASE,
     now: datetime | None = None,
 ) -> Claim | None:
-    """Claim ``post_id``, or (None) the first waiting post in queue order: escalations, then
-    model failures, then severity × confidence, then the oldest. None when there is nothing
-    to claim (or ``post_id`` is taken, decided or not waiting for this actor)."""
+    """Claim ``post_id``, or (None) the first free post under ``flt`` in queue order:
+    escalations, then model failures, then severity × confidence, then the oldest. None when
+    there is nothing to claim (or ``post_id`` is taken, decided or not waiting for this actor)."""
     require(actor, Permission.REVIEW)
     now = _now(now)
-    waiting = and_(Post.status.in_(_waiting(actor)), _free(now))
+    waiting = and_(Post.status.in_(waiting_statuses(actor, flt)), free(now))
     with writing(sessions) as session:
-        query = select(Post.id).where(waiting)
+        query = with_verdict(select(Post.priority, Post.id), flt).where(free(now))
         if post_id is not None:
             query = query.where(Post.id == post_id)
-        query = query.order_by(Post.priority.desc(), Post.id).limit(1)
         if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        chosen = session.scalar(query)
-        if chosen is None:
+            query = query.with_for_update(of=Post, skip_locked=True)
+        first = in_queue_order(query, actor, flt, 1, session, now)
+        if not first:
             return None
+        chosen = first[0][1]
         expires = now + lease
         taken = session.execute(
             update(Post)

@@ -269,7 +269,25 @@ def _store(session: Session, worker: str, row: Verdict) -> bool:
     if moved.rowcount != 1:
         return False
     session.add(row)
+    session.flush()  # the row's id
+    point_at(session, row)
     return True
+
+
+def point_at(session: Session, verdict: Verdict) -> None:
+    """Make ``verdict`` (flushed) its post's current verdict: the post keeps its id, and its
+    category and violation when it is usable, for the queue's indexed filters."""
+    usable = verdict.parse_status in USABLE
+    session.execute(
+        update(Post)
+        .where(Post.id == verdict.post_id)
+        .values(
+            verdict_id=verdict.id,
+            verdict_category=verdict.category if usable else None,
+            verdict_violation=verdict.violation if usable else None,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def verdict_row(post: PostInput, key: ModelKey, generation: Generation, result: ParseResult | None) -> Verdict:

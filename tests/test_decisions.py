@@ -27,6 +27,7 @@ from review.decisions import (
     undo,
 )
 from review.errors import ReviewError
+from review.scoring import point_at
 from tests.conftest import REPO
 
 PASSWORD = "correct horse battery"
@@ -52,13 +53,16 @@ def _queue(desk, n: int, *, failed: tuple[int, ...] = ()) -> list[int]:  # type:
                         priority=100.0 if bad else severity * 0.9)  # fmt: skip
             session.add(post)
             session.flush()
-            session.add(
+            verdict = (
                 Verdict(post_id=post.id, provider="transformers", model_id="m", prompt_version="v", input_hash=f"i{i}",
                         text_hash=f"t{i}", parse_status="failed" if bad else "ok",
                         violation=None if bad else severity > 0,
                         category=None if bad else ("fraud_spam" if severity else "none"),
                         severity=None if bad else severity, confidence=None if bad else 0.9, tags=[], parse_notes=[])
             )  # fmt: skip
+            session.add(verdict)
+            session.flush()
+            point_at(session, verdict)
             ids.append(post.id)
     return ids
 

@@ -72,7 +72,63 @@ def test_models_match_migrations(db_url: str) -> None:
         schema.upgrade(engine)
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
-        assert diff == []
+        # Autogenerate cannot compare an index with a DESC column (it approximates the model's
+        # side and sees a different index); the queue indexes are checked by definition below.
+        assert [d for d in diff if not _is_queue_index(d)] == []
+    finally:
+        engine.dispose()
+
+
+def _is_queue_index(change) -> bool:  # type: ignore[no-untyped-def]
+    return change[0] in ("add_index", "remove_index") and change[1].name.startswith("ix_post_queue")
+
+
+def test_current_verdict_is_backfilled(db_url: str) -> None:
+    """0004 points each post at its latest verdict and copies a usable one's category."""
+    engine = make_engine(db_url)
+    now = "2026-11-23 10:00:00"
+    try:
+        schema.upgrade(engine, "0003")
+        with engine.begin() as conn:
+            for pid in (1, 2, 3):
+                conn.exec_driver_sql(
+                    "INSERT INTO post (id, source, external_id, text, ingested_at, metadata, status, priority, "
+                    f"updated_at) VALUES ({pid}, 's', 'e{pid}', 't', '{now}', '{{}}', 'queued', 0, '{now}')"
+                )
+            rows = [(1, 1, "ok", "fraud_spam", True), (2, 1, "ok", "sexual", True), (3, 2, "failed", None, None)]
+            for vid, pid, status, category, violation in rows:
+                conn.exec_driver_sql(
+                    "INSERT INTO verdict (id, post_id, created_at, provider, model_id, prompt_version, input_hash, "
+                    "cache_hit, tags, parse_status, category, violation) VALUES "
+                    f"({vid}, {pid}, '{now}', 'p', 'm', 'v', 'h{vid}', false, '[]', '{status}', "
+                    f"{repr(category) if category else 'NULL'}, {'true' if violation else 'NULL'})"
+                )
+        schema.upgrade(engine)
+        with engine.connect() as conn:
+            got = conn.exec_driver_sql(
+                "SELECT id, verdict_id, verdict_category, verdict_violation FROM post ORDER BY id"
+            ).all()
+        assert [tuple(r) for r in got] == [(1, 2, "sexual", True), (2, 3, None, None), (3, None, None, None)]
+    finally:
+        engine.dispose()
+
+
+def _queue_index_sql(engine) -> str:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            return conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'ix_post_queue'").scalar()
+        return conn.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_post_queue'").scalar()
+
+
+def test_queue_index_sorts_priority_descending(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        schema.upgrade(engine)
+        sql = _queue_index_sql(engine)
+        assert "status" in sql and "priority DESC" in sql and sql.rstrip(")").endswith("id")
+        schema.downgrade(engine, "0003")
+        sql = _queue_index_sql(engine)
+        assert "DESC" not in sql
     finally:
         engine.dispose()
 

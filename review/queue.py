@@ -1,0 +1,200 @@
+"""The review queue: which posts wait for a moderator, in what order, under which filters.
+
+Order: ``post.priority`` descending (escalations 200, model failures 100, otherwise severity ×
+confidence of the verdict), then the oldest post first. The listing pages by keyset on
+(priority, id) through the ``(status, priority DESC, id)`` index; each post's current verdict
+(its latest, ``post.verdict_id``) is joined for the listing and for filters on its other
+fields, at one primary-key lookup per post. Filters on the current verdict's category or
+violation read copies kept on the post row, with indexes in the same order.
+``review.decisions.claim`` takes the next post under the same filter.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from db.models import Post, PostStatus, User, Verdict
+from review.auth import Actor, Permission, require
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    category: str | None = None  # the current verdict's category
+    violation: bool | None = None  # the current verdict says violation (True) or not (False)
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    model_failure: bool | None = None  # True: only posts whose verdict failed; False: only usable ones
+    escalated: bool | None = None  # True: only escalated posts; False: only the ordinary queue
+    source: str | None = None
+    model_id: str | None = None
+    prompt_version: str | None = None
+    min_age: timedelta | None = None  # ingested at least this long ago
+    max_age: timedelta | None = None  # ingested at most this long ago
+
+    def needs_verdict(self) -> bool:
+        """Whether the filter reads verdict columns that the post row does not keep."""
+        fields = (self.min_confidence, self.max_confidence, self.model_id, self.prompt_version)
+        return any(v is not None for v in fields)
+
+
+ANY = QueueFilter()  # no filter
+
+
+def waiting_statuses(actor: Actor, flt: QueueFilter) -> list[str]:
+    statuses = [PostStatus.QUEUED]
+    if actor.can(Permission.ESCALATIONS):
+        statuses.append(PostStatus.ESCALATED)
+    if flt.escalated is True:
+        statuses = [s for s in statuses if s == PostStatus.ESCALATED]
+    elif flt.escalated is False:
+        statuses = [PostStatus.QUEUED]
+    return statuses
+
+
+def conditions(actor: Actor, flt: QueueFilter, now: datetime) -> list[ColumnElement[bool]]:
+    """WHERE conditions on ``post`` (and on ``verdict``, joined as the current verdict, when
+    the filter needs it) for the posts waiting for ``actor`` under ``flt``."""
+    return [Post.status.in_(waiting_statuses(actor, flt)), *_filters(flt, now)]
+
+
+def in_queue_order(  # type: ignore[type-arg]
+    query: Select, actor: Actor, flt: QueueFilter, limit: int, session: Session, now: datetime
+) -> list:
+    """Rows of ``query`` (which must select ``Post.priority`` and ``Post.id`` as its first two
+    columns) for the posts waiting for ``actor``, in queue order, at most ``limit``. One query
+    per waiting status, merged: a status range of the ``(status, priority, id)`` index is read in
+    order, where ``status IN (…)`` would make the database sort all the waiting posts."""
+    runs = [
+        session.execute(
+            query.where(Post.status == status, *_filters(flt, now)).order_by(Post.priority.desc(), Post.id).limit(limit)
+        ).all()
+        for status in waiting_statuses(actor, flt)
+    ]
+    return list(heapq.merge(*runs, key=lambda row: (-row[0], row[1])))[:limit]
+
+
+def _filters(flt: QueueFilter, now: datetime) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = []
+    if flt.source:
+        out.append(Post.source == flt.source)
+    if flt.min_age is not None:
+        out.append(Post.ingested_at <= now - flt.min_age)
+    if flt.max_age is not None:
+        out.append(Post.ingested_at >= now - flt.max_age)
+    if flt.category:
+        out.append(Post.verdict_category == flt.category)
+    if flt.violation is not None:
+        out.append(Post.verdict_violation.is_(flt.violation))
+    if flt.min_confidence is not None:
+        out.append(Verdict.confidence >= flt.min_confidence)
+    if flt.max_confidence is not None:
+        out.append(Verdict.confidence <= flt.max_confidence)
+    if flt.model_failure is True:  # the post keeps no category for a failed verdict
+        out.append(and_(Post.verdict_id.is_not(None), Post.verdict_category.is_(None)))
+    elif flt.model_failure is False:
+        out.append(Post.verdict_category.is_not(None))
+    if flt.model_id:
+        out.append(Verdict.model_id == flt.model_id)
+    if flt.prompt_version:
+        out.append(Verdict.prompt_version == flt.prompt_version)
+    return out
+
+
+def free(now: datetime) -> ColumnElement[bool]:
+    """Not claimed, or the claim's lease has run out."""
+    return or_(Post.lease_expires_at.is_(None), Post.lease_expires_at <= now)
+
+
+def with_verdict(query: Select, flt: QueueFilter, outer: bool = False) -> Select:  # type: ignore[type-arg]
+    """Join the current verdict when the filter (or the caller) needs its columns."""
+    on = Verdict.id == Post.verdict_id
+    if flt.needs_verdict():
+        return query.join(Verdict, on)
+    return query.outerjoin(Verdict, on) if outer else query
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    post_id: int
+    source: str
+    text: str
+    ingested_at: datetime
+    status: str
+    priority: float
+    in_review_by: str | None  # who holds a live claim
+    verdict_id: int | None
+    parse_status: str | None
+    violation: bool | None
+    category: str | None
+    severity: int | None
+    confidence: float | None
+    provider: str | None
+    model_id: str | None
+    prompt_version: str | None
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    rows: list[QueueRow] = field(default_factory=list)
+    next_cursor: tuple[float, int] | None = None  # pass as ``after`` for the next page
+
+
+def queue_page(
+    session: Session,
+    actor: Actor,
+    flt: QueueFilter = ANY,
+    *,
+    after: tuple[float, int] | None = None,
+    limit: int = 50,
+    now: datetime | None = None,
+) -> QueuePage:
+    """One page of the queue in claim order (claimed posts included, marked in review)."""
+    require(actor, Permission.REVIEW)
+    now = now or datetime.now(UTC)
+    holder = aliased(User)
+    query = select(
+        Post.priority, Post.id, Post.source, Post.text, Post.ingested_at, Post.status, Post.lease_expires_at,
+        holder.username, Verdict.id, Verdict.parse_status, Verdict.violation, Verdict.category, Verdict.severity,
+        Verdict.confidence, Verdict.provider, Verdict.model_id, Verdict.prompt_version,
+    ).outerjoin(holder, holder.id == Post.claimed_by_id)  # fmt: skip
+    query = with_verdict(query, flt, outer=True)
+    if after is not None:
+        priority, post_id = after
+        query = query.where(or_(Post.priority < priority, and_(Post.priority == priority, Post.id > post_id)))
+    rows = in_queue_order(query, actor, flt, limit + 1, session, now)
+    page = [
+        QueueRow(
+            post_id=r[1],
+            source=r[2],
+            text=r[3],
+            ingested_at=r[4],
+            status=r[5],
+            priority=r[0],
+            in_review_by=r[7] if r[6] is not None and r[6] > now else None,
+            verdict_id=r[8],
+            parse_status=r[9],
+            violation=r[10],
+            category=r[11],
+            severity=r[12],
+            confidence=r[13],
+            provider=r[14],
+            model_id=r[15],
+            prompt_version=r[16],
+        )  # fmt: skip
+        for r in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return QueuePage(page, (page[-1].priority, page[-1].post_id) if more and page else None)
+
+
+def queue_count(session: Session, actor: Actor, flt: QueueFilter = ANY, now: datetime | None = None) -> int:
+    """How many posts wait under ``flt`` (claimed ones included)."""
+    require(actor, Permission.REVIEW)
+    now = now or datetime.now(UTC)
+    query = with_verdict(select(func.count(Post.id)), flt).where(*conditions(actor, flt, now))
+    return session.scalar(query) or 0
