@@ -303,6 +303,8 @@ class ReviewEvent(Base):
     time_spent_ms: Mapped[int | None] = mapped_column(Integer)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # for claims
     bulk_id: Mapped[str | None] = mapped_column(String(36))
+    # For decisions: where the post waited before (queued / escalated); undo restores it.
+    status_before: Mapped[str | None] = mapped_column(String(16))
     second_review: Mapped[bool] = mapped_column(Boolean, default=False)
     # Client-chosen key: repeating an event with the same key is a no-op.
     idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)

@@ -2,8 +2,8 @@
 
 Passwords are hashed with argon2id (``argon2-cffi``, its default parameters); a hash made with
 older parameters is upgraded at the next successful login. Logins fail with one message whether
-the user is unknown, inactive or the password wrong (and an unknown user costs a hash check
-too), so the form does not tell which usernames exist. After ``MAX_FAILURES`` failures in a row
+the user is unknown, inactive, locked or the password wrong (and each costs one hash check), so
+the form does not tell which usernames exist. After ``MAX_FAILURES`` failures in a row
 an account is locked for ``LOCK_SECONDS``, doubling with each further failure up to
 ``MAX_LOCK_SECONDS``; a successful login resets the count.
 
@@ -156,36 +156,47 @@ def add_user_as_operator(sessions: sessionmaker[Session], username: str, passwor
     return create_user(sessions, username, password, role, by=None if first else system)
 
 
+FAILED = "wrong username or password, or too many failed attempts (then wait a few minutes)"
+
+
 def authenticate(sessions: sessionmaker[Session], username: str, password: str, now: datetime | None = None) -> Actor:
-    """The actor for a correct username and password; AuthError otherwise (also when the
-    account is locked after repeated failures, with how long it stays locked)."""
+    """The actor for a correct username and password; AuthError otherwise. Every failure has
+    the same message and the same hashing cost: unknown user, inactive account, wrong password,
+    or an account locked after repeated failures. The password is checked outside any write
+    transaction (argon2 takes a fraction of a second; the desk's writes must not wait for it);
+    the failure count then changes in one atomic update."""
     now = now or datetime.now(UTC)
     name = normalise_username(username)
-    wrong = AuthError("wrong username or password")
     if len(password) > MAX_PASSWORD:
-        raise wrong
-    with writing(sessions) as session:
+        raise AuthError(FAILED)
+    with sessions() as session:
         user = session.scalars(select(User).where(User.username == name)).first()
-        if user is None or user.password_hash is None or not user.active:
-            _verify(_DUMMY_HASH, password)  # the same cost as a real check
-            raise wrong
-        if user.locked_until is not None and user.locked_until > now:
-            wait = int((user.locked_until - now).total_seconds()) + 1
-            raise AuthError(f"too many failed logins: this account is locked for {wait} more seconds")
-        if not _verify(user.password_hash, password):
-            user.failed_logins += 1
-            if user.failed_logins >= MAX_FAILURES:
-                extra = user.failed_logins - MAX_FAILURES
-                user.locked_until = now + timedelta(seconds=min(MAX_LOCK_SECONDS, LOCK_SECONDS * 2**extra))
-            failure = wrong
+        found = None if user is None else (user.id, user.password_hash, user.active, user.locked_until)
+    if found is None or found[1] is None or not found[2]:
+        _verify(_DUMMY_HASH, password)  # the same cost as a real check
+        raise AuthError(FAILED)
+    user_id, hashed, _, locked_until = found
+    right = _verify(hashed, password)  # also when locked: the answer takes the same time
+    if locked_until is not None and locked_until > now:
+        raise AuthError(FAILED)
+    with writing(sessions) as session:
+        if not right:
+            failures = session.execute(
+                update(User).where(User.id == user_id).values(failed_logins=User.failed_logins + 1)
+                .returning(User.failed_logins)
+            ).scalar_one()  # fmt: skip
+            if failures >= MAX_FAILURES:
+                wait = timedelta(seconds=min(MAX_LOCK_SECONDS, LOCK_SECONDS * 2 ** (failures - MAX_FAILURES)))
+                session.execute(update(User).where(User.id == user_id).values(locked_until=now + wait))
         else:
-            if _hasher.check_needs_rehash(user.password_hash):
-                user.password_hash = _hasher.hash(password)
-            user.failed_logins = 0
-            user.locked_until = None
-            user.last_login_at = now
+            values: dict[str, object] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
+            if _hasher.check_needs_rehash(hashed):
+                values["password_hash"] = _hasher.hash(password)
+            session.execute(update(User).where(User.id == user_id).values(**values))
+            user = session.get(User, user_id)
+            assert user is not None
             return _actor(user)
-    raise failure  # after the transaction: the failure count is stored
+    raise AuthError(FAILED)  # after the transaction: the failure count is stored
 
 
 def _verify(hashed: str, password: str) -> bool:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import EventAction, Post, PostStatus, ReviewEvent, Verdict
 from db.session import writing
-from review.auth import Actor, Permission, require
+from review.auth import Actor, Permission, PermissionDenied, require
 from review.errors import ReviewError
 from review.policy import Policy, load_policy
 from review.queue import ANY, QueueFilter, free, in_queue_order, waiting_statuses, with_verdict
@@ -94,6 +94,7 @@ def claim(
     now = _now(now)
     waiting = and_(Post.status.in_(waiting_statuses(actor, flt)), free(now))
     with writing(sessions) as session:
+        _still_allowed(session, actor, Permission.REVIEW)
         query = with_verdict(select(Post.priority, Post.id), flt).where(free(now))
         if post_id is not None:
             query = query.where(Post.id == post_id)
@@ -206,18 +207,23 @@ def decide(
     elif label is not None:
         raise ReviewError(f"{decision.value} takes no label (overturn does)")
     with writing(sessions) as session:
-        if idempotency_key is not None:
-            seen = session.scalars(select(ReviewEvent).where(ReviewEvent.idempotency_key == idempotency_key)).first()
+        _still_allowed(session, actor, Permission.REVIEW)
+        seen = _repeated(session, actor, post_id, decision, idempotency_key)
+        if seen is not None:
+            return seen
+        before = session.scalar(select(Post.status).where(Post.id == post_id, _mine(actor, now)))
+        if before is None:
+            # a first call with the same key may have finished meanwhile (Postgres reads committed rows)
+            seen = _repeated(session, actor, post_id, decision, idempotency_key)
             if seen is not None:
                 return seen
-        if session.scalar(select(Post.id).where(Post.id == post_id, _mine(actor, now))) is None:
             raise ClaimLost(_lost(session, actor, post_id, now))  # before anything about the post is told
         verdict = current_verdict(session, post_id)
         if decision is Decision.CONFIRM:
             if verdict is None or verdict.parse_status not in USABLE:
                 raise ReviewError(f"post {post_id} has no usable model verdict to confirm: overturn it with a label")
-            label = Label(bool(verdict.violation), verdict.category or "none", verdict.severity or 0)
-        status, priority = _after(decision, session, post_id)
+            label = _normal(Label(bool(verdict.violation), verdict.category or "none", verdict.severity or 0))
+        status, priority = _after(decision, before)
         values: dict[str, object] = {"claimed_by_id": None, "lease_expires_at": None, "status": status}
         values["updated_at"] = now
         if priority is not None:
@@ -236,6 +242,7 @@ def decide(
             user_id=actor.id,
             action=EventAction(decision.value),
             created_at=now,
+            status_before=before,
             verdict_id=verdict.id if verdict is not None else None,
             label_violation=label.violation if label else None,
             label_category=label.category if label else None,
@@ -246,26 +253,51 @@ def decide(
         )
 
 
+def _repeated(session: Session, actor: Actor, post_id: int, decision: Decision, key: str | None) -> ReviewEvent | None:
+    """The event an earlier call with the same idempotency key wrote (None: none did). A key is
+    one action of one moderator on one post; reusing it for anything else is refused."""
+    if key is None:
+        return None
+    seen = session.scalars(select(ReviewEvent).where(ReviewEvent.idempotency_key == key)).first()
+    if seen is not None and (seen.user_id, seen.post_id, seen.action) != (actor.id, post_id, decision.value):
+        raise ReviewError("that idempotency key belongs to another action")
+    return seen
+
+
+def _still_allowed(session: Session, actor: Actor, permission: Permission) -> None:
+    """The actor's account as it is now: deactivated or demoted since login means refused."""
+    from db.models import User
+
+    user = session.get(User, actor.id)
+    if user is None or not user.active:
+        raise PermissionDenied("this account is no longer active")
+    require(Actor(user.id, user.username, user.role), permission)
+
+
+def _normal(label: Label) -> Label:
+    """ "No violation" has no category or severity."""
+    return label if label.violation else Label(False, "none", 0)
+
+
 def _checked(label: Label | None, policy: Policy) -> Label:
     if label is None:
         raise ReviewError("overturn needs a label: violation, category and severity")
     if label.category not in policy.ids:
         raise ReviewError(f"unknown category {label.category!r}")
     if not label.violation:
-        return Label(False, "none", 0)  # "no violation" has no category or severity
+        return _normal(label)
     if label.category == "none" or not 1 <= label.severity <= 3:
         raise ReviewError("a violation needs a category other than none and a severity of 1–3")
     return label
 
 
-def _after(decision: Decision, session: Session, post_id: int) -> tuple[str, float | None]:
+def _after(decision: Decision, before: str) -> tuple[str, float | None]:
     """The post's status (and new priority, if it changes) after ``decision``."""
     if decision in (Decision.CONFIRM, Decision.OVERTURN):
         return PostStatus.DECIDED, None
     if decision is Decision.ESCALATE:
         return PostStatus.ESCALATED, ESCALATED_PRIORITY
-    status = session.scalar(select(Post.status).where(Post.id == post_id))
-    return status or PostStatus.QUEUED, None  # skip: stays where it waited
+    return before, None  # skip: stays where it waited
 
 
 def undo(
@@ -282,51 +314,38 @@ def undo(
     require(actor, Permission.REVIEW)
     now = _now(now)
     with writing(sessions) as session:
+        _still_allowed(session, actor, Permission.REVIEW)
         event = session.get(ReviewEvent, event_id)
         decisions = {d.value for d in Decision}
         if event is None or event.user_id != actor.id or event.action not in decisions:
             raise ReviewError(f"event {event_id} is not a decision of yours")
+        # the post's row, locked (Postgres; SQLite holds the write lock): no claim slips in now
+        post = session.get(Post, event.post_id, with_for_update=True, populate_existing=True)
+        assert post is not None
         latest = session.scalar(
             select(ReviewEvent.id).where(ReviewEvent.post_id == event.post_id).order_by(ReviewEvent.id.desc()).limit(1)
         )
         if latest != event.id:
             raise ReviewError(f"post {event.post_id} has changed since that decision; it cannot be undone")
-        post = session.get(Post, event.post_id)
-        assert post is not None
         if post.lease_expires_at is not None and post.lease_expires_at > now and post.claimed_by_id != actor.id:
             raise ReviewError(f"another moderator is reviewing post {event.post_id}; it cannot be undone")
-        before = _status_before(session, event)
+        before = event.status_before or PostStatus.QUEUED
+        priority = ESCALATED_PRIORITY if before == PostStatus.ESCALATED else _queue_priority(session, event.post_id)
         expires = now + lease
         session.execute(
             update(Post)
             .where(Post.id == event.post_id)
-            .values(status=before, claimed_by_id=actor.id, lease_expires_at=expires, updated_at=now,
-                    **({"priority": _queue_priority(session, event.post_id)} if event.action == "escalate" else {}))
+            .values(status=before, priority=priority, claimed_by_id=actor.id, lease_expires_at=expires, updated_at=now)
             .execution_options(synchronize_session=False)
-        )  # fmt: skip
+        )
         reopened = _event(session, post_id=event.post_id, user_id=actor.id, action=EventAction.REOPEN,
                           note=f"undo of event {event.id} ({event.action})", lease_expires_at=expires,
                           created_at=now)  # fmt: skip
         return Claim(event.post_id, expires, reopened.id)
 
 
-def _status_before(session: Session, event: ReviewEvent) -> str:
-    """Where the post waited before ``event``: escalated if an earlier escalation stands."""
-    earlier = session.scalar(
-        select(ReviewEvent.action)
-        .where(
-            ReviewEvent.post_id == event.post_id,
-            ReviewEvent.id < event.id,
-            ReviewEvent.action.in_([d.value for d in Decision] + [EventAction.REOPEN]),
-        )
-        .order_by(ReviewEvent.id.desc())
-        .limit(1)
-    )
-    return PostStatus.ESCALATED if earlier == Decision.ESCALATE else PostStatus.QUEUED
-
-
 def _queue_priority(session: Session, post_id: int) -> float:
-    """The priority scoring gave a post (for an undone escalation)."""
+    """The priority scoring gave a post (for an undone escalation or decision)."""
     from review.scoring import FAILURE_PRIORITY
 
     verdict = current_verdict(session, post_id)

@@ -283,7 +283,7 @@ def point_at(session: Session, verdict: Verdict) -> None:
         .where(Post.id == verdict.post_id)
         .values(
             verdict_id=verdict.id,
-            verdict_category=verdict.category if usable else None,
+            verdict_category=(verdict.category if verdict.violation else "none") if usable else None,
             verdict_violation=verdict.violation if usable else None,
         )
         .execution_options(synchronize_session=False)

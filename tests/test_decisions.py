@@ -232,3 +232,53 @@ def test_eight_processes_never_decide_a_post_twice(db_url: str, desk) -> None:  
     for d in decisions:  # each decision lies inside a live claim of the same moderator
         assert any(c.created_at <= d.created_at < c.lease_expires_at for c in by_claim[(d.post_id, d.user_id)])
     assert len(decisions) >= 2500
+
+
+def test_undo_restores_where_the_post_waited(desk) -> None:  # type: ignore[no-untyped-def]
+    p = _people(desk)
+    ids = _queue(desk, 1)
+    post = ids[0]
+    claim(desk.sessions, p["ann"], post)
+    decide(desk.sessions, p["ann"], post, "escalate")
+    lea = p["lea"]
+    for _ in range(2):  # decide and undo twice: the escalation must survive both undos
+        claim(desk.sessions, lea, post)
+        event = decide(desk.sessions, lea, post, "confirm")
+        undo(desk.sessions, lea, event.id)
+        assert (_post(desk, post).status, _post(desk, post).priority) == ("escalated", ESCALATED_PRIORITY)
+        release(desk.sessions, lea, post)
+    assert claim(desk.sessions, p["bob"]) is None  # still a lead's post
+    # a skip leaves it escalated, and the event records where it waited
+    claim(desk.sessions, lea, post)
+    back = decide(desk.sessions, lea, post, "skip")
+    assert back.status_before == "escalated" and _post(desk, post).status == "escalated"
+
+
+def test_keys_accounts_and_confirmed_labels_are_checked(desk) -> None:  # type: ignore[no-untyped-def]
+    p = _people(desk)
+    ids = _queue(desk, 3)
+    ann, bob = p["ann"], p["bob"]
+    claim(desk.sessions, ann, ids[1])
+    first = decide(desk.sessions, ann, ids[1], "escalate", note="private to leads", idempotency_key="dup")
+    claim(desk.sessions, bob, ids[2])
+    with pytest.raises(ReviewError, match="belongs to another action"):
+        decide(desk.sessions, bob, ids[2], "confirm", idempotency_key="dup")  # not ann's event and note
+    assert _post(desk, ids[2]).claimed_by_id == bob.id and first.note == "private to leads"
+    # a verdict that says "no violation" but names a category is confirmed as plain "no violation"
+    with desk.sessions() as session, session.begin():
+        verdict = Verdict(post_id=ids[0], provider="transformers", model_id="m", prompt_version="v", input_hash="x",
+                          text_hash="x", parse_status="ok", violation=False, category="sexual", severity=2,
+                          confidence=0.4, tags=[], parse_notes=[])  # fmt: skip
+        session.add(verdict)
+        session.flush()
+        point_at(session, verdict)
+    assert _post(desk, ids[0]).verdict_category == "none"
+    claim(desk.sessions, ann, ids[0])
+    confirmed = decide(desk.sessions, ann, ids[0], "confirm")
+    assert (confirmed.label_violation, confirmed.label_category, confirmed.label_severity) == (False, "none", 0)
+    # a deactivated account cannot finish what it claimed
+    from review.auth import set_active
+
+    set_active(desk.sessions, "bob", False, by=p["admin"])
+    with pytest.raises(PermissionDenied, match="no longer active"):
+        decide(desk.sessions, bob, ids[2], "skip")

@@ -113,19 +113,23 @@ def test_current_verdict_is_backfilled(db_url: str) -> None:
         engine.dispose()
 
 
-def _queue_index_sql(engine) -> str:  # type: ignore[no-untyped-def]
+def _queue_index_sql(engine, name: str = "ix_post_queue") -> str:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
-            return conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'ix_post_queue'").scalar()
-        return conn.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_post_queue'").scalar()
+            return conn.exec_driver_sql(f"SELECT sql FROM sqlite_master WHERE name = '{name}'").scalar()
+        return conn.exec_driver_sql(f"SELECT indexdef FROM pg_indexes WHERE indexname = '{name}'").scalar()
 
 
 def test_queue_index_sorts_priority_descending(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         schema.upgrade(engine)
-        sql = _queue_index_sql(engine)
-        assert "status" in sql and "priority DESC" in sql and sql.rstrip(")").endswith("id")
+        for name, middle in (("ix_post_queue", ""), ("ix_post_queue_category", "verdict_category"),
+                             ("ix_post_queue_violation", "verdict_violation")):  # fmt: skip
+            sql = _queue_index_sql(engine, name)
+            columns = sql[sql.rindex("(") + 1 :].rstrip(")").replace('"', "")
+            assert [c.strip() for c in columns.split(",")] == ["status", *([middle] if middle else []),
+                                                               "priority DESC", "id"], sql  # fmt: skip
         schema.downgrade(engine, "0003")
         sql = _queue_index_sql(engine)
         assert "DESC" not in sql

@@ -3,7 +3,10 @@ counts, claims shown, and `claim` honouring the same filter."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
 
 from db.models import Post, Verdict
 from review.auth import create_user
@@ -95,16 +98,19 @@ def test_filters_order_and_roles(desk) -> None:  # type: ignore[no-untyped-def]
 
 def test_keyset_paging_visits_every_post_once(sqlite_desk) -> None:  # type: ignore[no-untyped-def]
     admin = create_user(sqlite_desk.sessions, "admin", PASSWORD, "admin", by=None)
+    rng = random.Random(4)
     with sqlite_desk.sessions() as session, session.begin():
-        for i in range(53):
-            session.add(Post(source="s", external_id=str(i), text="t", status="queued", priority=float(i % 4)))
+        for i in range(153):  # both waiting statuses, tied and fractional priorities, and decided posts
+            status = rng.choice(["queued", "queued", "escalated", "decided"])
+            priority = rng.choice([0.0, 0.3, 1.7, 2.7000000000000002, 100.0, rng.random() * 3])
+            session.add(Post(source="s", external_id=str(i), text="t", status=status, priority=priority))
     seen, cursor = [], None
     with sqlite_desk.sessions() as s:
         while True:
-            page = queue_page(s, admin, after=cursor, limit=10)
+            page = queue_page(s, admin, after=cursor, limit=7)
             seen += [(r.priority, r.post_id) for r in page.rows]
             cursor = page.next_cursor
             if cursor is None:
                 break
-    assert len(seen) == 53 == len(set(seen))
-    assert seen == sorted(seen, key=lambda pr: (-pr[0], pr[1]))
+        waiting = s.execute(select(Post.priority, Post.id).where(Post.status != "decided")).all()
+    assert seen == sorted(((p, i) for p, i in waiting), key=lambda pr: (-pr[0], pr[1]))  # each once, in order

@@ -1,4 +1,5 @@
-"""queue: the current verdict's category and violation on the post; indexes in queue order
+"""queue: the current verdict's category and violation on the post; indexes in queue order;
+the status a decision found the post in (for undo)
 
 The queue index sorts priority descending, so ties go oldest first without a sort; filters on
 the current verdict's category or violation get indexes of their own in the same order.
@@ -31,10 +32,14 @@ def upgrade() -> None:
         # Copied from that verdict when it is usable (NULL: unscored, or the model failed).
         batch.add_column(sa.Column("verdict_category", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("verdict_violation", sa.Boolean(), nullable=True))
+    with op.batch_alter_table("review_event") as batch:
+        # For decisions: where the post waited before (queued / escalated); undo restores it.
+        batch.add_column(sa.Column("status_before", sa.String(length=16), nullable=True))
     op.execute("UPDATE post SET verdict_id = (SELECT max(v.id) FROM verdict v WHERE v.post_id = post.id)")
     usable = "v.id = post.verdict_id AND v.parse_status IN ('ok', 'repaired')"
     op.execute(
-        f"UPDATE post SET verdict_category = (SELECT v.category FROM verdict v WHERE {usable}), "
+        "UPDATE post SET verdict_category = (SELECT CASE WHEN v.violation THEN v.category ELSE 'none' END "
+        f"FROM verdict v WHERE {usable}), "
         f"verdict_violation = (SELECT v.violation FROM verdict v WHERE {usable})"
     )
     # (status, priority, id) read backwards gives priority DESC, id DESC: posts of equal priority
@@ -50,6 +55,8 @@ def downgrade() -> None:
     op.drop_index("ix_post_queue_category", table_name="post")
     op.drop_index("ix_post_queue", table_name="post")
     op.create_index("ix_post_queue", "post", ["status", "priority", "id"], unique=False)
+    with op.batch_alter_table("review_event") as batch:
+        batch.drop_column("status_before")
     with op.batch_alter_table("post") as batch:
         batch.drop_column("verdict_violation")
         batch.drop_column("verdict_category")
