@@ -60,7 +60,7 @@ def _engine() -> object:
     from rapidocr import RapidOCR
 
     logging.getLogger("RapidOCR").setLevel(logging.ERROR)
-    return RapidOCR(params={"Global.log_level": "warning"})
+    return RapidOCR(params={"Global.log_level": "error"})  # "no text found" is not worth a warning
 
 
 _lock = threading.Lock()  # one engine per process; its sessions are not shared across threads
