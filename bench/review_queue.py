@@ -1,6 +1,9 @@
 """Queue speed: the queue query and claim + decision writes, at 10,000 and 1,000,000 posts.
 
-    python bench/queue.py [--sizes 10000 1000000] [--runs 40] [--folder /tmp/review-bench]
+    python bench/review_queue.py [--sizes 10000 1000000] [--runs 40] [--folder /tmp/review-bench]
+
+(Not named queue.py: a script in bench/ would shadow the standard library's queue module for the
+other bench scripts.)
 
 Each size is a SQLite database made by `bench/seed_db.py` (8 % of posts queued, 2 % escalated,
 one verdict each, priorities as scoring sets them), created on first use in --folder. For each
