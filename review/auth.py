@@ -80,6 +80,10 @@ class Actor:
         return permission in GRANTS.get(self.role, frozenset())
 
 
+# Whoever runs the command line on the desk's database already holds every right over it.
+OPERATOR = Actor(id=0, username="(command line)", role=Role.ADMIN)
+
+
 def require(actor: Actor | None, permission: Permission) -> Actor:
     """``actor`` if its role grants ``permission``; otherwise PermissionDenied."""
     if actor is None:
@@ -99,6 +103,11 @@ def check_username(name: str) -> str:
     if not 2 <= len(username) <= 64 or not set(username) <= USERNAME_CHARS:
         raise ReviewError("a username is 2–64 characters: letters, digits, '.', '_' or '-'")
     return username
+
+
+def check_role(role: str) -> None:
+    if role not in set(Role):
+        raise ReviewError(f"unknown role {role!r}: use moderator, lead or admin")
 
 
 def check_password(password: str, username: str) -> None:
@@ -125,8 +134,7 @@ def create_user(
     which is created by whoever runs the desk (``by=None``) and must be an admin.
     ``password=None`` makes a single-sign-on-only account."""
     username = check_username(username)
-    if role not in set(Role):
-        raise ReviewError(f"unknown role {role!r}: use moderator, lead or admin")
+    check_role(role)
     if password is not None:
         check_password(password, username)
     hashed = _hasher.hash(password) if password is not None else None
@@ -149,11 +157,10 @@ def create_user(
 
 def add_user_as_operator(sessions: sessionmaker[Session], username: str, password: str | None, role: str) -> Actor:
     """``python -m review user add``: whoever can run the CLI on the desk's database already
-    holds every right over it, so the command acts as the desk itself."""
-    system = Actor(id=0, username="(command line)", role=Role.ADMIN)
+    holds every right over it, so the command acts as the desk itself (``OPERATOR``)."""
     with sessions() as session:
         first = user_count(session) == 0
-    return create_user(sessions, username, password, role, by=None if first else system)
+    return create_user(sessions, username, password, role, by=None if first else OPERATOR)
 
 
 FAILED = "wrong username or password, or too many failed attempts (then wait a few minutes)"
@@ -227,8 +234,7 @@ def set_password(sessions: sessionmaker[Session], username: str, password: str, 
 
 def set_role(sessions: sessionmaker[Session], username: str, role: str, *, by: Actor) -> None:
     require(by, Permission.MANAGE_USERS)
-    if role not in set(Role):
-        raise ReviewError(f"unknown role {role!r}: use moderator, lead or admin")
+    check_role(role)
     name = normalise_username(username)
     if name == by.username and role != Role.ADMIN:
         raise ReviewError("an admin cannot take away their own admin role")

@@ -309,7 +309,7 @@ def cmd_user(args: argparse.Namespace) -> int:
     from review import auth
 
     desk = open_desk()
-    operator = auth.Actor(id=0, username="(command line)", role="admin")  # whoever runs the CLI owns the desk
+    operator = auth.OPERATOR
     if args.user_command == "add":
         password = None if args.sso_only else _read_password(args)
         actor = auth.add_user_as_operator(desk.sessions, args.name, password, args.role)

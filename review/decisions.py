@@ -31,7 +31,7 @@ from review.auth import Actor, Permission, PermissionDenied, require
 from review.errors import ReviewError
 from review.policy import Policy, load_policy
 from review.queue import ANY, QueueFilter, free, in_queue_order, waiting_statuses, with_verdict
-from review.scoring import USABLE
+from review.scoring import FAILURE_PRIORITY, USABLE, queue_priority
 
 DEFAULT_LEASE = timedelta(minutes=10)
 ESCALATED_PRIORITY = 200.0  # escalations sort before model failures (100) and every verdict
@@ -346,12 +346,8 @@ def undo(
 
 def _queue_priority(session: Session, post_id: int) -> float:
     """The priority scoring gave a post (for an undone escalation or decision)."""
-    from review.scoring import FAILURE_PRIORITY
-
     verdict = current_verdict(session, post_id)
-    if verdict is None or verdict.parse_status not in USABLE:
-        return FAILURE_PRIORITY
-    return float((verdict.severity or 0) * (verdict.confidence or 0.0))
+    return FAILURE_PRIORITY if verdict is None else queue_priority(verdict)
 
 
 def new_idempotency_key() -> str:

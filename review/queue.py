@@ -157,37 +157,23 @@ def queue_page(
     require(actor, Permission.REVIEW)
     now = now or datetime.now(UTC)
     holder = aliased(User)
-    query = select(
-        Post.priority, Post.id, Post.source, Post.text, Post.ingested_at, Post.status, Post.lease_expires_at,
-        holder.username, Verdict.id, Verdict.parse_status, Verdict.violation, Verdict.category, Verdict.severity,
-        Verdict.confidence, Verdict.provider, Verdict.model_id, Verdict.prompt_version,
+    query = select(  # priority and id first, as in_queue_order merges on them; labels are QueueRow's fields
+        Post.priority, Post.id.label("post_id"), Post.source, Post.text, Post.ingested_at, Post.status,
+        Post.lease_expires_at, holder.username.label("holder"), Verdict.id.label("verdict_id"), Verdict.parse_status,
+        Verdict.violation, Verdict.category, Verdict.severity, Verdict.confidence, Verdict.provider, Verdict.model_id,
+        Verdict.prompt_version,
     ).outerjoin(holder, holder.id == Post.claimed_by_id)  # fmt: skip
     query = with_verdict(query, flt, outer=True)
     if after is not None:
         priority, post_id = after
         query = query.where(or_(Post.priority < priority, and_(Post.priority == priority, Post.id > post_id)))
     rows = in_queue_order(query, actor, flt, limit + 1, session, now)
-    page = [
-        QueueRow(
-            post_id=r[1],
-            source=r[2],
-            text=r[3],
-            ingested_at=r[4],
-            status=r[5],
-            priority=r[0],
-            in_review_by=r[7] if r[6] is not None and r[6] > now else None,
-            verdict_id=r[8],
-            parse_status=r[9],
-            violation=r[10],
-            category=r[11],
-            severity=r[12],
-            confidence=r[13],
-            provider=r[14],
-            model_id=r[15],
-            prompt_version=r[16],
-        )  # fmt: skip
-        for r in rows[:limit]
-    ]
+    page = []
+    for row in rows[:limit]:
+        fields = dict(row._mapping)
+        expires, holder_name = fields.pop("lease_expires_at"), fields.pop("holder")
+        live = expires is not None and expires > now
+        page.append(QueueRow(**fields, in_review_by=holder_name if live else None))
     more = len(rows) > limit
     return QueuePage(page, (page[-1].priority, page[-1].post_id) if more and page else None)
 

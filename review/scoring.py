@@ -245,10 +245,11 @@ def find_cached(
 # Storing
 
 
-def _priority(result_verdict: Verdict) -> float:
-    if result_verdict.parse_status in ("failed", "error"):
+def queue_priority(verdict: Verdict) -> float:
+    """A scored post's place in the queue: model failures first, then severity × confidence."""
+    if verdict.parse_status not in USABLE:
         return FAILURE_PRIORITY
-    return float((result_verdict.severity or 0) * (result_verdict.confidence or 0.0))
+    return float((verdict.severity or 0) * (verdict.confidence or 0.0))
 
 
 def _store(session: Session, worker: str, row: Verdict) -> bool:
@@ -259,7 +260,7 @@ def _store(session: Session, worker: str, row: Verdict) -> bool:
         .where(Post.id == row.post_id, Post.status == PostStatus.UNSCORED, Post.score_lease_owner == worker)
         .values(
             status=PostStatus.QUEUED,
-            priority=_priority(row),
+            priority=queue_priority(row),
             score_lease_owner=None,
             score_lease_expires_at=None,
             updated_at=datetime.now(UTC),
