@@ -128,6 +128,8 @@ def test_decisions_labels_escalation_and_idempotency(desk) -> None:  # type: ign
         decide(desk.sessions, ann, ids[0], "confirm")
     refusals = [(None, "needs a label"), (Label(True, "nonsense", 2), "unknown category"),
                 (Label(True, "none", 2), "category other than none"), (Label(True, "sexual", 7), "1–3")]  # fmt: skip
+    with pytest.raises(ReviewError, match="unknown decision 'approve'"):
+        decide(desk.sessions, ann, ids[0], "approve")
     for bad, message in refusals:
         with pytest.raises(ReviewError, match=message):
             decide(desk.sessions, ann, ids[0], "overturn", label=bad)
