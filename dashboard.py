@@ -1,8 +1,8 @@
 """Streamlit entry point: `streamlit run dashboard.py`.
 
-Opens the desk (settings, database), refuses to run on an out-of-date schema, and hands over
-to the pages in pages/ through st.navigation. Pages hold widgets and layout only; everything
-else lives in review/.
+Opens the desk (settings, database), refuses to run on an out-of-date schema, signs the user
+in, and hands over to the pages their role may use through st.navigation. Pages hold widgets
+and layout only; everything else lives in review/, which checks permissions again itself.
 """
 
 from __future__ import annotations
@@ -10,14 +10,46 @@ from __future__ import annotations
 import streamlit as st
 
 from db.session import safe_url
-from pages._common import desk_or_stop
+from pages._common import PREFERENCES, desk_or_stop, sign_out, signed_in, user_preferences
+from review.auth import Permission, Preferences, set_preferences
 
 st.set_page_config(page_title="Review desk", page_icon="🛡️", layout="wide")
 
 desk = desk_or_stop()
+actor = signed_in(desk)
 
-navigation = st.navigation([st.Page("pages/posts.py", title="Posts", icon="🗂️", default=True)])
+if actor is None:
+    st.navigation([st.Page("pages/login.py", title="Sign in", icon=":material/login:")], position="hidden").run()
+    st.stop()
+
+pages = {
+    "Moderation": [
+        st.Page("pages/review.py", title="Review", icon=":material/gavel:", default=True),
+        st.Page("pages/queue.py", title="Queue", icon=":material/inbox:"),
+        st.Page("pages/posts.py", title="Posts", icon=":material/article:"),
+    ]
+}
+if actor.can(Permission.INGEST) or actor.can(Permission.SCORE):
+    pages["Operations"] = [st.Page("pages/operations.py", title="Ingest and score", icon=":material/upload:")]
+if actor.can(Permission.MANAGE_USERS):
+    pages.setdefault("Operations", []).append(st.Page("pages/users.py", title="Users", icon=":material/group:"))
+navigation = st.navigation(pages)
+
+
+def save_preferences() -> None:
+    prefs = Preferences(blur_flagged=st.session_state["pref_blur"], greyscale=st.session_state["pref_grey"])
+    set_preferences(desk.sessions, actor, prefs)
+    st.session_state[PREFERENCES] = prefs
+
+
 with st.sidebar:
-    st.caption("Review desk")
-    st.text(f"Database: {safe_url(desk.settings.database_url)}")
+    st.text(f"Signed in as {actor.username} ({actor.role})")
+    prefs = user_preferences()
+    st.toggle("Blur flagged images", value=prefs.blur_flagged, key="pref_blur", on_change=save_preferences,
+              help="Images the NSFW score or the category flags stay blurred until you reveal them.")  # fmt: skip
+    st.toggle("Greyscale images", value=prefs.greyscale, key="pref_grey", on_change=save_preferences)
+    if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+        sign_out()
+        st.rerun()
+    st.caption(f"Database: {safe_url(desk.settings.database_url)}")
 navigation.run()

@@ -88,6 +88,7 @@ class PostStatus(enum.StrEnum):
     IN_REVIEW = "in_review"
     DECIDED = "decided"
     ESCALATED = "escalated"
+    SECOND_REVIEW = "second_review"  # decided, and drawn for a blind check by another moderator
 
 
 class Role(enum.StrEnum):
@@ -124,6 +125,8 @@ class User(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Display preferences (review.auth.Preferences): blur of flagged images, greyscale.
+    preferences: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
     __table_args__ = (CheckConstraint(f"role IN ({_in(Role)})", name="role"),)
 
@@ -152,6 +155,8 @@ class Post(Base):
     verdict_id: Mapped[int | None] = mapped_column(BigInteger)
     verdict_category: Mapped[str | None] = mapped_column(String(64))
     verdict_violation: Mapped[bool | None] = mapped_column(Boolean)
+    # While status is second_review: the moderator whose decision is being checked (never the checker).
+    first_decider_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     media_links: Mapped[list[PostMedia]] = relationship(
@@ -168,6 +173,7 @@ class Post(Base):
         Index("ix_post_queue_violation", "status", "verdict_violation", sql_text("priority DESC"), "id"),
         Index("ix_post_created_at", "created_at"),
         Index("ix_post_ingested_at", "ingested_at"),
+        Index("ix_post_claimed_by_id", "claimed_by_id"),  # a moderator's live claim, after a reload
     )
 
 

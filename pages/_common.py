@@ -1,15 +1,26 @@
-"""What every page shares: the desk handle, opened once per server process.
+"""What every page shares: the desk handle, the signed-in user, and the widgets that show a
+verdict and an image. Not a screen: the leading underscore keeps it out of the navigation.
 
-Not a screen: the leading underscore keeps it out of the navigation.
+Post text, OCR text and model output are untrusted: they are shown with ``st.text`` (or in
+tables), never as markdown or HTML.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from db.schema import require_current
+from review.auth import Actor, Permission, Preferences, active_actor, preferences
+from review.browse import MediaRow, VerdictRow
 from review.desk import Desk, open_desk
-from review.errors import ReviewError
+from review.errors import MediaError, ReviewError
+from review.media import display_jpeg
+
+ACTOR = "actor"  # session_state: the signed-in Actor
+PREFERENCES = "preferences"  # session_state: that user's Preferences
+DISPLAY_SIDE = 1600  # longest side of an image on a page
 
 
 @st.cache_resource(show_spinner=False)
@@ -37,3 +48,143 @@ def desk_or_stop() -> Desk:
 def current_desk() -> Desk:
     """For pages: the desk that dashboard.py has already checked in this run."""
     return _open()
+
+
+# ---------------------------------------------------------------------------------------------
+# The signed-in user
+
+
+def sso_configured() -> bool:
+    """Whether ``st.login`` has an identity provider in .streamlit/secrets.toml ([auth])."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def signed_in(desk: Desk) -> Actor | None:
+    """The user of this browser session, re-read from the database on every run: a role change
+    applies at the next click, a deactivated account is signed out."""
+    actor: Actor | None = st.session_state.get(ACTOR)
+    if actor is None:
+        return None
+    with desk.sessions() as session:
+        now = active_actor(session, actor.id)
+        if now is None:
+            sign_out()
+            return None
+        if PREFERENCES not in st.session_state:
+            st.session_state[PREFERENCES] = preferences(session, now)
+    st.session_state[ACTOR] = now
+    return now
+
+
+def sign_in(actor: Actor) -> None:
+    st.session_state.clear()  # nothing of an earlier user's session survives
+    st.session_state[ACTOR] = actor
+
+
+def sign_out() -> None:
+    st.session_state.clear()
+    if sso_configured() and st.user.is_logged_in:
+        st.logout()  # or the login page would sign them straight back in
+
+
+def current_actor() -> Actor:
+    """For pages: the user dashboard.py has signed in (pages only run for a signed-in user)."""
+    actor: Actor | None = st.session_state.get(ACTOR)
+    if actor is None:  # a page file run on its own: nothing to show
+        st.error("Sign in first.")
+        st.stop()
+    return actor
+
+
+def allowed_or_stop(actor: Actor, permission: Permission, what: str) -> None:
+    """Stop the page with a clear refusal when ``actor``'s role lacks ``permission``."""
+    if not actor.can(permission):
+        st.error(f"Your role ({actor.role}) may not {what}.", icon="🚫")
+        st.stop()
+
+
+def user_preferences() -> Preferences:
+    prefs: Preferences = st.session_state.get(PREFERENCES, Preferences())
+    return prefs
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts and images
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def display_image(media_dir: str, rel_path: str, max_pixels: int, blur: bool, grey: bool) -> bytes:
+    """A stored image as a JPEG for the browser (oriented, first frame, at most 1600 px)."""
+    return display_jpeg(Path(media_dir), rel_path, max_pixels, DISPLAY_SIDE, blur=blur, grey=grey)
+
+
+def show_verdict(verdict: VerdictRow | None) -> None:
+    with st.container(border=True):
+        if verdict is None:
+            st.caption("Not scored yet: `python -m review score`")
+            return
+        if not verdict.usable:
+            st.error(f"Model failure ({verdict.parse_status}); decide this post without a verdict.")
+            if verdict.error:
+                st.text(verdict.error)
+        else:
+            headline = f"{verdict.category} · severity {verdict.severity}" if verdict.violation else "No violation"
+            (st.warning if verdict.violation else st.success)(f"{headline} · confidence {verdict.confidence:.2f}")
+            st.text(verdict.rationale or "")
+        source = "baseline rules, not a model" if verdict.provider == "baseline" else verdict.provider
+        cached = " · reused from the duplicate cache" if verdict.cache_hit else ""
+        st.caption(f"{source} · {verdict.model_id} · prompt {verdict.prompt_version}{cached}")
+
+
+def verdict_details(verdict: VerdictRow) -> str:
+    """The verdict's other fields, one per line, for plain-text display."""
+    consistency = " — ".join(x for x in (verdict.image_text_consistency, verdict.consistency_reason) if x)
+    facts = [
+        ("Description", verdict.description),
+        ("Image and text", consistency),
+        ("Sentiment", verdict.sentiment),
+        ("Tags", ", ".join(verdict.tags)),
+    ]
+    return "\n".join(f"{name}: {value}" for name, value in facts if value)
+
+
+def revealed_all(post_id: int) -> str:
+    """The session_state key that reveals every image of a post (the review page's shortcut)."""
+    return f"reveal:{post_id}"
+
+
+def show_media(desk: Desk, post_id: int, position: int, m: MediaRow) -> None:
+    """One image of a post, blurred while flagged (unless the user turned blurring off) until
+    revealed, in greyscale if the user chose so; its NSFW score, cluster size and OCR text."""
+    prefs = user_preferences()
+    details = [f"{m.width}×{m.height} {m.mime}"]
+    if m.frames > 1:
+        details.append(f"{m.frames} frames (first shown)")
+    if m.nsfw is not None:
+        details.append(f"NSFW {m.nsfw:.2f}")
+    if m.similar_posts:
+        details.append(f"{m.similar_posts} similar post{'s' if m.similar_posts > 1 else ''}")
+    reveal_key = f"reveal:{post_id}:{position}"
+    shown = st.session_state.get(reveal_key) or st.session_state.get(revealed_all(post_id))
+    blurred = m.blur is not None and prefs.blur_flagged and not shown
+    try:
+        settings = desk.settings
+        picture = display_image(str(settings.media_dir), m.path, settings.max_image_pixels, blurred, prefs.greyscale)
+    except MediaError as exc:
+        st.warning(f"Image {position} unavailable:")
+        st.text(str(exc))
+        return
+    st.image(picture, caption=" · ".join(details))
+    if blurred:
+        st.caption(f"Blurred: {m.blur}.")
+        if st.button(f"Reveal image {position}", key=f"reveal_button:{post_id}:{position}"):
+            st.session_state[reveal_key] = True
+            st.rerun()
+    if m.ocr_text:
+        with st.expander(f"Text read in image {position} (OCR)"):
+            st.text(m.ocr_text)
+    for error in m.signal_errors:  # exception text: plain, never markdown
+        st.text(f"signal failed: {error}")

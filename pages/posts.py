@@ -8,31 +8,23 @@ are blurred, in the table and in the detail, until a moderator reveals them.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
-from pages._common import current_desk
-from review.browse import MediaRow, PostFilter, VerdictRow, count_posts, facet_counts, list_posts
-from review.errors import MediaError
-from review.media import data_uri, display_jpeg
+from pages._common import current_actor, current_desk, show_media, show_verdict, user_preferences
+from review.browse import PostFilter, count_posts, facet_counts, list_posts
+from review.media import data_uri
 
 PAGE_SIZES = (20, 50, 100)
 CURSOR = "posts_cursor"
 
 desk = current_desk()
-DISPLAY_SIDE = 1600  # longest side of an image in the detail panel
+current_actor()
+prefs = user_preferences()
 
 
 def reset_paging() -> None:
     st.session_state[CURSOR] = None
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def display_image(media_dir: str, rel_path: str, max_pixels: int, blur: bool) -> bytes:
-    """A stored image as a JPEG for the browser (oriented, first frame, at most 1600 px)."""
-    return display_jpeg(Path(media_dir), rel_path, max_pixels, DISPLAY_SIDE, blur=blur)
 
 
 st.title("Posts")
@@ -101,7 +93,14 @@ media_dir = desk.settings.media_dir
 table = pd.DataFrame(
     {
         "thumbnail": [
-            data_uri(media_dir, r.media[0].thumb_path, blur=r.media[0].blur is not None) if r.media else None
+            data_uri(
+                media_dir,
+                r.media[0].thumb_path,
+                blur=r.media[0].blur is not None and prefs.blur_flagged,
+                grey=prefs.greyscale,
+            )
+            if r.media
+            else None
             for r in page.rows
         ],
         "text": [" ".join(r.text.split())[:200] for r in page.rows],
@@ -140,53 +139,6 @@ with list_column:
         st.rerun()
 
 
-def show_verdict(verdict: VerdictRow | None) -> None:
-    with st.container(border=True):
-        if verdict is None:
-            st.caption("Not scored yet: `python -m review score`")
-            return
-        if not verdict.usable:
-            st.error(f"Model failure ({verdict.parse_status}); moderators decide this post without a verdict.")
-            if verdict.error:
-                st.text(verdict.error)
-        else:
-            headline = f"{verdict.category} · severity {verdict.severity}" if verdict.violation else "No violation"
-            (st.warning if verdict.violation else st.success)(f"{headline} · confidence {verdict.confidence:.2f}")
-            st.text(verdict.rationale or "")
-        source = "baseline rules, not a model" if verdict.provider == "baseline" else verdict.provider
-        cached = " · reused from the duplicate cache" if verdict.cache_hit else ""
-        st.caption(f"{source} · {verdict.model_id} · prompt {verdict.prompt_version}{cached}")
-
-
-def show_media(post_id: int, position: int, m: MediaRow) -> None:
-    details = [f"{m.width}×{m.height} {m.mime}"]
-    if m.frames > 1:
-        details.append(f"{m.frames} frames (first shown)")
-    if m.nsfw is not None:
-        details.append(f"NSFW {m.nsfw:.2f}")
-    if m.similar_posts:
-        details.append(f"{m.similar_posts} similar post{'s' if m.similar_posts > 1 else ''}")
-    reveal_key = f"reveal:{post_id}:{position}"
-    blurred = m.blur is not None and not st.session_state.get(reveal_key)
-    try:
-        picture = display_image(str(media_dir), m.path, desk.settings.max_image_pixels, blurred)
-    except MediaError as exc:
-        st.warning(f"Image {position} unavailable:")
-        st.text(str(exc))
-        return
-    st.image(picture, caption=" · ".join(details))
-    if blurred:
-        st.caption(f"Blurred: {m.blur}.")
-        if st.button("Reveal image", key=f"reveal_button:{post_id}:{position}"):
-            st.session_state[reveal_key] = True
-            st.rerun()
-    if m.ocr_text:
-        with st.expander(f"Text read in image {position} (OCR)"):
-            st.text(m.ocr_text)
-    for error in m.signal_errors:  # exception text: plain, never markdown
-        st.text(f"signal failed: {error}")
-
-
 with detail_column:
     rows = [i for i in (selection.selection.rows if selection else []) if i < len(page.rows)]
     if not rows:
@@ -203,4 +155,4 @@ with detail_column:
             st.text(post.text or "(no text)")
         show_verdict(post.verdict)
         for i, m in enumerate(post.media, start=1):
-            show_media(post.id, i, m)
+            show_media(desk, post.id, i, m)

@@ -35,7 +35,7 @@ LOCK_SECONDS = 60
 MAX_LOCK_SECONDS = 15 * 60
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # argon2 hashes anything, but a megabyte "password" is an attack
-USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
+USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-@+")  # e-mail addresses for single sign-on
 
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a real password: makes unknown users cost the same")
@@ -101,7 +101,7 @@ def normalise_username(name: str) -> str:
 def check_username(name: str) -> str:
     username = normalise_username(name)
     if not 2 <= len(username) <= 64 or not set(username) <= USERNAME_CHARS:
-        raise ReviewError("a username is 2–64 characters: letters, digits, '.', '_' or '-'")
+        raise ReviewError("a username is 2–64 characters: letters, digits, '.', '_', '-', '@' or '+'")
     return username
 
 
@@ -213,6 +213,12 @@ def _verify(hashed: str, password: str) -> bool:
         return False
 
 
+def active_actor(session: Session, user_id: int) -> Actor | None:
+    """The account as it is now (role changes apply at once); None when it is gone or inactive."""
+    user = session.get(User, user_id)
+    return _actor(user) if user is not None and user.active else None
+
+
 def sso_actor(sessions: sessionmaker[Session], username: str) -> Actor:
     """The actor for a user that single sign-on (``st.login``) vouched for. The account must
     exist and be active: sign-on proves who someone is, the desk decides what they may do."""
@@ -270,3 +276,27 @@ def list_users(session: Session, *, by: Actor) -> list[dict[str, object]]:
         }  # fmt: skip
         for u in users
     ]
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """How the review pages show images to one user (ROOST Coop's per-user media settings)."""
+
+    blur_flagged: bool = True  # images the NSFW score or the category flags stay blurred until revealed
+    greyscale: bool = False  # every image in greyscale (less distressing, colour still one click away)
+
+
+def preferences(session: Session, actor: Actor) -> Preferences:
+    stored = session.scalar(select(User.preferences).where(User.id == actor.id)) or {}
+    known = {k: bool(v) for k, v in stored.items() if k in Preferences.__dataclass_fields__}
+    return Preferences(**known)
+
+
+def set_preferences(sessions: sessionmaker[Session], actor: Actor, prefs: Preferences) -> None:
+    """Store ``actor``'s own preferences (nobody sets another user's)."""
+    with writing(sessions) as session:
+        session.execute(
+            update(User)
+            .where(User.id == actor.id)
+            .values(preferences={"blur_flagged": prefs.blur_flagged, "greyscale": prefs.greyscale})
+        )

@@ -71,6 +71,13 @@ class VerdictRow:
     rationale: str | None
     error: str | None
     cache_hit: bool
+    id: int = 0
+    description: str | None = None
+    image_text_consistency: str | None = None
+    consistency_reason: str | None = None
+    sentiment: str | None = None
+    tags: tuple[str, ...] = ()
+    created_at: datetime | None = None
 
     @property
     def usable(self) -> bool:
@@ -138,9 +145,25 @@ def list_posts(
     posts = posts[:limit]
     if newer_than is not None:
         posts.reverse()
+    rows = _rows(session, posts, policy)
+    if newer_than is not None:
+        has_newer, has_older = more, bool(rows) and _exists(session, flt, older_than=rows[-1].id)
+    else:
+        has_newer = bool(rows) and _exists(session, flt, newer_than=rows[0].id)
+        has_older = more
+    return PostPage(rows=rows, has_newer=has_newer, has_older=has_older)
+
+
+def get_posts(session: Session, post_ids: list[int], policy: Policy | None = None) -> dict[int, PostRow]:
+    """The posts ``post_ids`` (those that exist) with their verdicts and media, by id."""
+    posts = list(session.scalars(select(Post).where(Post.id.in_(post_ids))))
+    return {row.id: row for row in _rows(session, posts, policy)}
+
+
+def _rows(session: Session, posts: list[Post], policy: Policy | None) -> list[PostRow]:
     verdicts = _latest_verdicts(session, [p.id for p in posts])
     media = _media_for(session, [p.id for p in posts], verdicts, policy or load_policy())
-    rows = [
+    return [
         PostRow(
             id=p.id,
             source=p.source,
@@ -155,12 +178,6 @@ def list_posts(
         )
         for p in posts
     ]
-    if newer_than is not None:
-        has_newer, has_older = more, bool(rows) and _exists(session, flt, older_than=rows[-1].id)
-    else:
-        has_newer = bool(rows) and _exists(session, flt, newer_than=rows[0].id)
-        has_older = more
-    return PostPage(rows=rows, has_newer=has_newer, has_older=has_older)
 
 
 def _exists(session: Session, flt: PostFilter, *, older_than: int | None = None, newer_than: int | None = None) -> bool:
@@ -181,18 +198,25 @@ def _latest_verdicts(session: Session, post_ids: list[int]) -> dict[int, Verdict
     found = session.scalars(select(Verdict).where(Verdict.id.in_(latest)))
     return {
         v.post_id: VerdictRow(
-            v.provider,
-            v.model_id,
-            v.prompt_version,
-            v.parse_status,
-            v.violation,
-            v.category,
-            v.severity,
-            v.confidence,
-            v.rationale,
-            v.error,
-            v.cache_hit,
-        )  # fmt: skip
+            provider=v.provider,
+            model_id=v.model_id,
+            prompt_version=v.prompt_version,
+            parse_status=v.parse_status,
+            violation=v.violation,
+            category=v.category,
+            severity=v.severity,
+            confidence=v.confidence,
+            rationale=v.rationale,
+            error=v.error,
+            cache_hit=v.cache_hit,
+            id=v.id,
+            description=v.description,
+            image_text_consistency=v.image_text_consistency,
+            consistency_reason=v.consistency_reason,
+            sentiment=v.sentiment,
+            tags=tuple(v.tags or ()),
+            created_at=v.created_at,
+        )
         for v in found
     }
 

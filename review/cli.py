@@ -25,6 +25,7 @@ from db.session import safe_url
 from review.config import Settings, load_settings
 from review.desk import Desk, open_desk
 from review.errors import ConfigError, ReviewError, SchemaOutOfDate
+from review.inference import load_provider
 from review.inference.base import ModelUnavailable, Provider
 from review.ingest import IngestReport, ingest_paths
 
@@ -166,30 +167,15 @@ def cmd_signals(args: argparse.Namespace) -> int:
 
 def make_provider(settings: Settings, args: argparse.Namespace) -> Provider:
     """The provider named by the command's model arguments (see _model_arguments)."""
-    name = args.provider or settings.provider
-    model = args.model or settings.model
-    base_url, adapter, revision = args.base_url, args.adapter, args.revision
-    if name == "baseline":
-        from review.signals.baseline import BaselineProvider
-
-        if adapter:
-            raise ConfigError("the baseline provider takes no adapter")
-        return BaselineProvider()
-    if name == "transformers":
-        from review.inference.hf import TransformersProvider
-
-        print(f"loading {model} …", file=sys.stderr)
-        return TransformersProvider(model, adapter=adapter, revision=revision, max_pixels=settings.model_max_pixels)
-    if name == "openai":
-        from review.inference.openai_server import OpenAIProvider
-
-        url = base_url or settings.model_base_url
-        if not url:
-            raise ConfigError("--provider openai needs --base-url (or MODEL_BASE_URL), e.g. http://127.0.0.1:8000/v1")
-        if adapter:
-            raise ConfigError("with --provider openai, serve the adapter on the server (vLLM --lora-modules)")
-        return OpenAIProvider(url, model, revision=revision, max_pixels=settings.model_max_pixels)
-    raise ConfigError(f"unknown provider {name!r}: use transformers, openai or baseline")
+    return load_provider(
+        settings,
+        name=args.provider,
+        model=args.model,
+        base_url=args.base_url,
+        adapter=args.adapter,
+        revision=args.revision,
+        on_load=lambda model: print(f"loading {model} …", file=sys.stderr),
+    )
 
 
 def cmd_score(args: argparse.Namespace) -> int:

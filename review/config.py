@@ -29,6 +29,8 @@ ENV_VARS = {
     "MODEL": "model",
     "MODEL_BASE_URL": "model_base_url",
     "MODEL_MAX_PIXELS": "model_max_pixels",
+    "SECOND_REVIEW_SHARE": "second_review_share",
+    "SECOND_REVIEW_HIDE_VERDICT": "second_review_hide_verdict",
 }
 
 
@@ -52,6 +54,10 @@ class Settings:
     model_base_url: str = ""
     # Pixels per image given to the model (Qwen-VL cost grows with them).
     model_max_pixels: int = 1024 * 28 * 28
+    # Share (0–1) of moderators' decisions drawn for a blind second review by another moderator.
+    second_review_share: float = 0.1
+    # Whether the second reviewer also works without the model's verdict on screen.
+    second_review_hide_verdict: bool = False
 
     def with_overrides(self, **values: object) -> Settings:
         return replace(self, **_coerce(values))
@@ -67,13 +73,32 @@ def _coerce(values: dict[str, object]) -> dict[str, object]:
         try:
             if kind == "int":
                 out[name] = int(str(value).replace("_", ""))
+            elif kind == "float":
+                out[name] = float(str(value))
+            elif kind == "bool":
+                out[name] = _boolean(value)
             elif kind == "Path":
                 out[name] = Path(str(value)).expanduser()
             else:
                 out[name] = str(value)
         except ValueError:
-            raise ConfigError(f"setting {name} must be a whole number, got {value!r}") from None
+            expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}[kind]
+            raise ConfigError(f"setting {name} must be {expected}, got {value!r}") from None
+    share = out.get("second_review_share")
+    if isinstance(share, float) and not 0.0 <= share <= 1.0:
+        raise ConfigError(f"setting second_review_share must be between 0 and 1, got {share}")
     return out
+
+
+def _boolean(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -91,3 +116,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         settings = settings.with_overrides(**data)
     from_env = {name: env[var] for var, name in ENV_VARS.items() if env.get(var)}
     return settings.with_overrides(**from_env)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as environment variables: a child process (a scoring worker started from
+    the app) loads exactly these settings whatever config file the parent read."""
+    env = {}
+    for var, name in ENV_VARS.items():
+        value = getattr(settings, name)
+        env[var] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env

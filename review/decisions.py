@@ -18,6 +18,7 @@ under any number of processes.
 from __future__ import annotations
 
 import enum
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ from db.session import writing
 from review.auth import Actor, Permission, PermissionDenied, require
 from review.errors import ReviewError
 from review.policy import Policy, load_policy
-from review.queue import ANY, QueueFilter, free, in_queue_order, waiting_statuses, with_verdict
+from review.queue import ANY, QueueFilter, free, in_queue_order, waiting, waiting_statuses, with_verdict
 from review.scoring import FAILURE_PRIORITY, USABLE, queue_priority
 
 DEFAULT_LEASE = timedelta(minutes=10)
@@ -92,7 +93,7 @@ def claim(
     there is nothing to claim (or ``post_id`` is taken, decided or not waiting for this actor)."""
     require(actor, Permission.REVIEW)
     now = _now(now)
-    waiting = and_(Post.status.in_(waiting_statuses(actor, flt)), free(now))
+    claimable = and_(waiting(actor, flt), free(now))
     with writing(sessions) as session:
         _still_allowed(session, actor, Permission.REVIEW)
         query = with_verdict(select(Post.priority, Post.id), flt).where(free(now))
@@ -107,7 +108,7 @@ def claim(
         expires = now + lease
         taken = session.execute(
             update(Post)
-            .where(Post.id == chosen, waiting)
+            .where(Post.id == chosen, claimable)
             .values(claimed_by_id=actor.id, lease_expires_at=expires)
             .execution_options(synchronize_session=False)
         )
@@ -116,6 +117,27 @@ def claim(
         event = _event(session, post_id=chosen, user_id=actor.id, action=EventAction.CLAIM, lease_expires_at=expires,
                        created_at=now)  # fmt: skip
         return Claim(chosen, expires, event.id)
+
+
+def held_claim(session: Session, actor: Actor, now: datetime | None = None) -> Claim | None:
+    """The live claim ``actor`` already holds (the one with the most time left), so a page
+    reload or a second tab resumes that post instead of leaving it locked until its lease ends."""
+    now = _now(now)
+    row = session.execute(
+        select(Post.id, Post.lease_expires_at)
+        .where(_mine(actor, now))
+        .order_by(Post.lease_expires_at.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    event_id = session.scalar(
+        select(ReviewEvent.id)
+        .where(ReviewEvent.post_id == row.id, ReviewEvent.user_id == actor.id)
+        .order_by(ReviewEvent.id.desc())
+        .limit(1)
+    )
+    return Claim(row.id, row.lease_expires_at, event_id or 0)
 
 
 def renew(
@@ -184,14 +206,18 @@ def decide(
     time_spent_ms: int | None = None,
     idempotency_key: str | None = None,
     policy: Policy | None = None,
+    share: float = 0.0,
     now: datetime | None = None,
 ) -> ReviewEvent:
     """Record a decision on a post this moderator holds a live claim on, and end the claim.
 
     confirm: the on-screen verdict becomes the label (it must be a usable verdict); overturn:
     ``label`` replaces it; escalate: the post waits for a lead, first in their queue; skip: back
-    to the queue undecided. Repeating a call with the same ``idempotency_key`` returns the
-    first event and writes nothing (a double-click, a retried request)."""
+    to the queue undecided. A confirm or overturn of a queued post is drawn, at ``share``, for a
+    blind second review by another moderator (status ``second_review``); a decision taken in
+    that second review is marked ``second_review`` and settles the post. Repeating a call with
+    the same ``idempotency_key`` returns the first event and writes nothing (a double-click, a
+    retried request)."""
     require(actor, Permission.REVIEW)
     try:
         decision = Decision(decision)
@@ -199,15 +225,15 @@ def decide(
         raise ReviewError(f"unknown decision {decision!r}: use confirm, overturn, escalate or skip") from None
     now = _now(now)
     policy = policy or load_policy()
-    note = (note or "").strip() or None
-    if note is not None and len(note) > MAX_NOTE:
-        raise ReviewError(f"a note may have at most {MAX_NOTE} characters")
+    note = _checked_note(note)
     if decision is Decision.OVERTURN:
         label = _checked(label, policy)
     elif label is not None:
         raise ReviewError(f"{decision.value} takes no label (overturn does)")
     with writing(sessions) as session:
         _still_allowed(session, actor, Permission.REVIEW)
+        verdict = current_verdict(session, post_id)
+        decision = _as_confirm(decision, label, verdict)
         seen = _repeated(session, actor, post_id, decision, idempotency_key)
         if seen is not None:
             return seen
@@ -218,16 +244,17 @@ def decide(
             if seen is not None:
                 return seen
             raise ClaimLost(_lost(session, actor, post_id, now))  # before anything about the post is told
-        verdict = current_verdict(session, post_id)
         if decision is Decision.CONFIRM:
             if verdict is None or verdict.parse_status not in USABLE:
                 raise ReviewError(f"post {post_id} has no usable model verdict to confirm: overturn it with a label")
-            label = _normal(Label(bool(verdict.violation), verdict.category or "none", verdict.severity or 0))
+            label = _verdict_label(verdict)
         status, priority = _after(decision, before)
         values: dict[str, object] = {"claimed_by_id": None, "lease_expires_at": None, "status": status}
         values["updated_at"] = now
         if priority is not None:
             values["priority"] = priority
+        if status == PostStatus.DECIDED and before == PostStatus.QUEUED and drawn_for_second_review(post_id, share):
+            values.update(status=PostStatus.SECOND_REVIEW, first_decider_id=actor.id)
         done = session.execute(
             update(Post)
             .where(Post.id == post_id, _mine(actor, now))
@@ -243,6 +270,7 @@ def decide(
             action=EventAction(decision.value),
             created_at=now,
             status_before=before,
+            second_review=before == PostStatus.SECOND_REVIEW,
             verdict_id=verdict.id if verdict is not None else None,
             label_violation=label.violation if label else None,
             label_category=label.category if label else None,
@@ -251,6 +279,129 @@ def decide(
             time_spent_ms=time_spent_ms,
             idempotency_key=idempotency_key,
         )
+
+
+MAX_BULK = 1000  # posts per bulk decision
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    bulk_id: str  # shared by the events of this bulk decision
+    decided: list[int]  # post ids, in order
+    skipped: dict[int, str]  # post id → why it was left alone
+
+
+def decide_bulk(
+    sessions: sessionmaker[Session],
+    actor: Actor,
+    post_ids: list[int],
+    decision: Decision | str,
+    *,
+    label: Label | None = None,
+    note: str | None = None,
+    policy: Policy | None = None,
+    now: datetime | None = None,
+) -> BulkResult:
+    """One decision (confirm, overturn or escalate) for many waiting posts, in one transaction:
+    an event per post, all with one ``bulk_id``. A post someone else is reviewing, one that is
+    no longer waiting for ``actor`` (decided, in its blind second review) or, for confirm, one
+    without a usable verdict, is skipped with the reason. Bulk decisions are not drawn for
+    second review: the share is measured on one-by-one decisions."""
+    require(actor, Permission.BULK)
+    try:
+        decision = Decision(decision)
+    except ValueError:
+        raise ReviewError(f"unknown decision {decision!r}: use confirm, overturn or escalate") from None
+    if decision is Decision.SKIP:
+        raise ReviewError("skip is not a bulk decision")
+    ids = list(dict.fromkeys(post_ids))
+    if not ids:
+        raise ReviewError("no posts selected")
+    if len(ids) > MAX_BULK:
+        raise ReviewError(f"at most {MAX_BULK} posts per bulk decision ({len(ids)} selected)")
+    now = _now(now)
+    policy = policy or load_policy()
+    note = _checked_note(note)
+    if decision is Decision.OVERTURN:
+        label = _checked(label, policy)
+    elif label is not None:
+        raise ReviewError(f"{decision.value} takes no label (overturn does)")
+    bulk_id = str(uuid.uuid4())
+    decided: list[int] = []
+    skipped: dict[int, str] = {}
+    statuses = waiting_statuses(actor, QueueFilter(second_review=False))
+    with writing(sessions) as session:
+        _still_allowed(session, actor, Permission.BULK)
+        found = {
+            row.id: row
+            for row in session.execute(
+                select(Post.id, Post.status, Post.claimed_by_id, Post.lease_expires_at)
+                .where(Post.id.in_(ids))
+                .with_for_update()
+            )
+        }
+        for post_id in ids:
+            row = found.get(post_id)
+            if row is None:
+                skipped[post_id] = "no such post"
+                continue
+            if row.status not in statuses:
+                skipped[post_id] = f"not waiting for you (status {row.status})"
+                continue
+            live = row.lease_expires_at is not None and row.lease_expires_at > now
+            if live and row.claimed_by_id != actor.id:
+                skipped[post_id] = "another moderator is reviewing it"
+                continue
+            verdict = current_verdict(session, post_id)
+            post_label = label
+            if decision is Decision.CONFIRM:
+                if verdict is None or verdict.parse_status not in USABLE:
+                    skipped[post_id] = "no usable model verdict to confirm"
+                    continue
+                post_label = _verdict_label(verdict)
+            action = _as_confirm(decision, label, verdict)
+            status, priority = _after(action, row.status)
+            values: dict[str, object] = {"claimed_by_id": None, "lease_expires_at": None, "status": status}
+            values["updated_at"] = now
+            if priority is not None:
+                values["priority"] = priority
+            session.execute(
+                update(Post).where(Post.id == post_id).values(**values).execution_options(synchronize_session=False)
+            )
+            _event(session, post_id=post_id, user_id=actor.id, action=EventAction(action.value), created_at=now,
+                   status_before=row.status, verdict_id=verdict.id if verdict is not None else None,
+                   label_violation=post_label.violation if post_label else None,
+                   label_category=post_label.category if post_label else None,
+                   label_severity=post_label.severity if post_label else None, note=note, bulk_id=bulk_id)  # fmt: skip
+            decided.append(post_id)
+    return BulkResult(bulk_id, decided, skipped)
+
+
+def _checked_note(note: str | None) -> str | None:
+    note = (note or "").strip() or None
+    if note is not None and len(note) > MAX_NOTE:
+        raise ReviewError(f"a note may have at most {MAX_NOTE} characters")
+    return note
+
+
+def drawn_for_second_review(post_id: int, share: float) -> bool:
+    """Whether a moderator's decision on ``post_id`` goes to a second review: a fixed draw per
+    post (a hash of its id), so the share holds exactly over many posts and is reproducible."""
+    digest = hashlib.sha256(f"second-review:{post_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") < share * 2**64
+
+
+def _verdict_label(verdict: Verdict) -> Label:
+    return _normal(Label(bool(verdict.violation), verdict.category or "none", verdict.severity or 0))
+
+
+def _as_confirm(decision: Decision, label: Label | None, verdict: Verdict | None) -> Decision:
+    """An overturn whose label is the model's own (a blind second review that agrees with a
+    hidden verdict, say) is a confirm: "overturn" always means the human disagrees."""
+    usable = verdict is not None and verdict.parse_status in USABLE
+    if decision is Decision.OVERTURN and usable and label is not None and _normal(label) == _verdict_label(verdict):
+        return Decision.CONFIRM
+    return decision
 
 
 def _repeated(session: Session, actor: Actor, post_id: int, decision: Decision, key: str | None) -> ReviewEvent | None:
@@ -356,20 +507,38 @@ def new_idempotency_key() -> str:
 
 @dataclass(frozen=True)
 class HistoryEntry:
+    event_id: int
     at: datetime
     who: str | None
     action: str
-    label: str | None
+    label: str | None  # None also when the viewer may not see it (blind second review)
     note: str | None  # None also when the viewer may not read it
     note_hidden: bool
+    label_hidden: bool = False
+    second_review: bool = False
+    bulk_id: str | None = None
+
+
+def blind_for(session: Session, actor: Actor, post_id: int) -> bool:
+    """Whether ``actor`` must not see the earlier decision on ``post_id``: it waits for (or is
+    in) its blind second review, ``actor`` did not make that decision, and either holds the
+    claim or may not read others' notes."""
+    row = session.execute(
+        select(Post.status, Post.first_decider_id, Post.claimed_by_id).where(Post.id == post_id)
+    ).first()
+    if row is None or row.status != PostStatus.SECOND_REVIEW or row.first_decider_id == actor.id:
+        return False
+    return row.claimed_by_id == actor.id or not actor.can(Permission.READ_ALL_NOTES)
 
 
 def history(session: Session, actor: Actor, post_id: int) -> list[HistoryEntry]:
     """Every event of a post, oldest first. Other moderators' notes are shown only to roles
-    that may read them (leads, admins)."""
+    that may read them (leads, admins); during a blind second review the earlier decisions'
+    labels and notes are hidden from the second reviewer."""
     from db.models import User
 
     require(actor, Permission.REVIEW)
+    blind = blind_for(session, actor, post_id)
     rows = session.execute(
         select(ReviewEvent, User.username)
         .outerjoin(User, User.id == ReviewEvent.user_id)
@@ -382,7 +551,22 @@ def history(session: Session, actor: Actor, post_id: int) -> list[HistoryEntry]:
         if event.label_violation is not None:
             violated = f"{event.label_category} · severity {event.label_severity}"
             label = violated if event.label_violation else "no violation"
-        hidden = bool(event.note) and event.user_id != actor.id and not actor.can(Permission.READ_ALL_NOTES)
-        note = None if hidden else event.note
-        out.append(HistoryEntry(event.created_at, username, event.action, label, note, hidden))
+        label_hidden = blind and label is not None
+        hidden = bool(event.note) and (
+            blind or (event.user_id != actor.id and not actor.can(Permission.READ_ALL_NOTES))
+        )
+        out.append(
+            HistoryEntry(
+                event_id=event.id,
+                at=event.created_at,
+                who=username,
+                action="decision (hidden)" if label_hidden else event.action,  # the action tells the label
+                label=None if label_hidden else label,
+                note=None if hidden else event.note,
+                note_hidden=hidden,
+                label_hidden=label_hidden,
+                second_review=event.second_review,
+                bulk_id=event.bulk_id,
+            )
+        )
     return out

@@ -355,23 +355,30 @@ def _jpeg(image: Image.Image, quality: int = 88) -> bytes:
     return buffer.getvalue()
 
 
-def display_jpeg(media_dir: Path, rel_path: str, max_pixels: int, max_side: int, blur: bool = False) -> bytes:
+def _shown(image: Image.Image, blur: bool, grey: bool) -> Image.Image:
+    image = obscured(image) if blur else image
+    return image.convert("L") if grey else image
+
+
+def display_jpeg(
+    media_dir: Path, rel_path: str, max_pixels: int, max_side: int, blur: bool = False, grey: bool = False
+) -> bytes:
     """A stored image for a screen: normalised, at most ``max_side`` pixels, as JPEG bytes;
-    :func:`obscured` when ``blur``."""
+    :func:`obscured` when ``blur``, in greyscale when ``grey``."""
     image = load_normalised(media_dir, rel_path, max_pixels)
     image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
-    return _jpeg(obscured(image) if blur else image)
+    return _jpeg(_shown(image, blur, grey))
 
 
-def data_uri(media_dir: Path, rel_path: str, blur: bool = False) -> str | None:
-    """A stored file (a thumbnail) as a data: URI for tables, :func:`obscured` when ``blur``;
-    None if the file is missing or unreadable."""
+def data_uri(media_dir: Path, rel_path: str, blur: bool = False, grey: bool = False) -> str | None:
+    """A stored file (a thumbnail) as a data: URI for tables, :func:`obscured` when ``blur``,
+    in greyscale when ``grey``; None if the file is missing or unreadable."""
     try:
         payload = (media_dir / rel_path).read_bytes()
-        if blur:
+        if blur or grey:
             with Image.open(io.BytesIO(payload)) as image:
-                payload = _jpeg(obscured(image))
+                payload = _jpeg(_shown(image, blur, grey))
     except (OSError, Image.DecompressionBombError):
         return None
-    mime = "image/jpeg" if blur or rel_path.endswith(".jpg") else "image/png"
+    mime = "image/jpeg" if blur or grey or rel_path.endswith(".jpg") else "image/png"
     return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"

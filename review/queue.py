@@ -15,10 +15,10 @@ import heapq
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from db.models import Post, PostStatus, User, Verdict
+from db.models import Media, Post, PostMedia, PostStatus, User, Verdict
 from review.auth import Actor, Permission, require
 
 
@@ -29,7 +29,8 @@ class QueueFilter:
     min_confidence: float | None = None
     max_confidence: float | None = None
     model_failure: bool | None = None  # True: only posts whose verdict failed; False: only usable ones
-    escalated: bool | None = None  # True: only escalated posts; False: only the ordinary queue
+    escalated: bool | None = None  # True: only escalated posts; False: no escalated posts
+    second_review: bool | None = None  # True: only second reviews; False: no second reviews
     source: str | None = None
     model_id: str | None = None
     prompt_version: str | None = None
@@ -46,20 +47,35 @@ ANY = QueueFilter()  # no filter
 
 
 def waiting_statuses(actor: Actor, flt: QueueFilter) -> list[str]:
-    statuses = [PostStatus.QUEUED]
+    """The statuses of posts waiting for ``actor`` under ``flt``: the queue, second reviews
+    (of other moderators' decisions) and, for leads, escalations."""
+    statuses = [PostStatus.QUEUED, PostStatus.SECOND_REVIEW]
     if actor.can(Permission.ESCALATIONS):
         statuses.append(PostStatus.ESCALATED)
-    if flt.escalated is True:
-        statuses = [s for s in statuses if s == PostStatus.ESCALATED]
-    elif flt.escalated is False:
-        statuses = [PostStatus.QUEUED]
+    if flt.escalated is not None:
+        statuses = [s for s in statuses if (s == PostStatus.ESCALATED) is flt.escalated]
+    if flt.second_review is not None:
+        statuses = [s for s in statuses if (s == PostStatus.SECOND_REVIEW) is flt.second_review]
     return statuses
+
+
+def _in_status(actor: Actor, status: str) -> list[ColumnElement[bool]]:
+    """Posts of ``status`` waiting for ``actor``: nobody second-reviews their own decision."""
+    out: list[ColumnElement[bool]] = [Post.status == status]
+    if status == PostStatus.SECOND_REVIEW:
+        out.append(Post.first_decider_id != actor.id)
+    return out
+
+
+def waiting(actor: Actor, flt: QueueFilter) -> ColumnElement[bool]:
+    """The condition on ``post`` for the statuses waiting for ``actor`` under ``flt``."""
+    return or_(false(), *(and_(*_in_status(actor, s)) for s in waiting_statuses(actor, flt)))
 
 
 def conditions(actor: Actor, flt: QueueFilter, now: datetime) -> list[ColumnElement[bool]]:
     """WHERE conditions on ``post`` (and on ``verdict``, joined as the current verdict, when
     the filter needs it) for the posts waiting for ``actor`` under ``flt``."""
-    return [Post.status.in_(waiting_statuses(actor, flt)), *_filters(flt, now)]
+    return [waiting(actor, flt), *_filters(flt, now)]
 
 
 def in_queue_order(  # type: ignore[type-arg]
@@ -69,10 +85,10 @@ def in_queue_order(  # type: ignore[type-arg]
     columns) for the posts waiting for ``actor``, in queue order, at most ``limit``. One query
     per waiting status, merged: a status range of the ``(status, priority, id)`` index is read in
     order, where ``status IN (…)`` would make the database sort all the waiting posts."""
+    order = (Post.priority.desc(), Post.id)
+    filters = _filters(flt, now)
     runs = [
-        session.execute(
-            query.where(Post.status == status, *_filters(flt, now)).order_by(Post.priority.desc(), Post.id).limit(limit)
-        ).all()
+        session.execute(query.where(*_in_status(actor, status), *filters).order_by(*order).limit(limit)).all()
         for status in waiting_statuses(actor, flt)
     ]
     return list(heapq.merge(*runs, key=lambda row: (-row[0], row[1])))[:limit]
@@ -184,3 +200,40 @@ def queue_count(session: Session, actor: Actor, flt: QueueFilter = ANY, now: dat
     now = now or datetime.now(UTC)
     query = with_verdict(select(func.count(Post.id)), flt).where(*conditions(actor, flt, now))
     return session.scalar(query) or 0
+
+
+def cluster_post_ids(session: Session, post_id: int, limit: int = 1000) -> list[int]:
+    """The posts that share a near-duplicate cluster with any image of ``post_id`` (itself
+    included), lowest id first, at most ``limit``: the set a bulk decision "whole cluster"
+    acts on."""
+    clusters = (
+        select(Media.dup_cluster)
+        .join(PostMedia, PostMedia.media_id == Media.id)
+        .where(PostMedia.post_id == post_id, Media.dup_cluster.is_not(None))
+    )
+    members = (
+        select(PostMedia.post_id)
+        .join(Media, Media.id == PostMedia.media_id)
+        .where(Media.dup_cluster.in_(clusters))
+        .distinct()
+        .order_by(PostMedia.post_id)
+        .limit(limit)
+    )
+    found = list(session.scalars(members))
+    return found or [post_id]
+
+
+def category_counts(
+    session: Session, actor: Actor, flt: QueueFilter = ANY, now: datetime | None = None
+) -> dict[str, int]:
+    """Waiting posts under ``flt`` per current-verdict category (``None``: unscored or model
+    failure), largest first: the queue page's counts per filter value."""
+    require(actor, Permission.REVIEW)
+    now = now or datetime.now(UTC)
+    query = (
+        with_verdict(select(Post.verdict_category, func.count(Post.id)), flt)
+        .where(*conditions(actor, flt, now))
+        .group_by(Post.verdict_category)
+    )
+    rows = session.execute(query).all()
+    return {category: n for category, n in sorted(rows, key=lambda row: -row[1])}

@@ -1,0 +1,70 @@
+"""Sign in: a local account (username and password), or single sign-on through ``st.login``
+when an identity provider is configured in .streamlit/secrets.toml. On a desk with no
+accounts yet, the first admin is created here (or with ``python -m review user add``).
+
+The sign-in lasts for this browser tab's session: a reload asks again. A claimed post is not
+lost by that: the claim lives in the database, and "Next" gives the moderator their post back
+while its lease runs.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages._common import current_desk, sign_in, sso_configured
+from review.auth import AuthError, authenticate, create_user, sso_actor, user_count
+from review.errors import ReviewError
+
+desk = current_desk()
+
+with desk.sessions() as session:
+    first_run = user_count(session) == 0
+
+st.title("Review desk")
+
+if first_run:
+    st.info("This desk has no accounts yet. Create the first admin account (or run `python -m review user add`).")
+    with st.form("first_admin"):
+        username = st.text_input("Admin username", key="first_username")
+        password = st.text_input("Password (at least 10 characters)", type="password", key="first_password")
+        again = st.text_input("Password again", type="password", key="first_password_again")
+        if st.form_submit_button("Create admin account", type="primary"):
+            if password != again:
+                st.error("The two passwords differ.")
+            else:
+                try:
+                    actor = create_user(desk.sessions, username, password, "admin", by=None)
+                except ReviewError as exc:
+                    st.error(str(exc))
+                else:
+                    sign_in(actor)
+                    st.rerun()
+    st.stop()
+
+with st.form("login"):
+    username = st.text_input("Username", key="login_username", autocomplete="username")
+    password = st.text_input("Password", type="password", key="login_password", autocomplete="current-password")
+    submitted = st.form_submit_button("Sign in", type="primary")
+if submitted:
+    try:
+        actor = authenticate(desk.sessions, username, password)
+    except AuthError as exc:
+        st.error(str(exc).capitalize() + ".")
+    else:
+        sign_in(actor)
+        st.rerun()
+
+if sso_configured():
+    st.divider()
+    if st.user.is_logged_in:
+        claimed = st.user.get("email") or st.user.get("preferred_username") or ""
+        try:
+            actor = sso_actor(desk.sessions, str(claimed))
+        except AuthError as exc:
+            st.error(str(exc))
+            st.button("Sign out of single sign-on", on_click=st.logout)
+        else:
+            sign_in(actor)
+            st.rerun()
+    else:
+        st.button("Sign in with single sign-on", on_click=st.login)

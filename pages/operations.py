@@ -1,0 +1,100 @@
+"""Operations (leads and admins): ingest uploaded files and start scoring workers.
+
+Uploads go through review.operations.ingest_upload (the same checks as `python -m review
+ingest`); scoring starts a `python -m review score` worker process with this desk's settings,
+followed here through its log and the count of posts still unscored.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages._common import current_actor, current_desk
+from review.auth import Permission
+from review.errors import ReviewError
+from review.operations import Job, ingest_upload, start_scoring
+from review.scoring import unscored_count
+
+desk = current_desk()
+actor = current_actor()
+if not (actor.can(Permission.INGEST) or actor.can(Permission.SCORE)):
+    st.error(f"Your role ({actor.role}) may not ingest or score posts.", icon="🚫")
+    st.stop()
+
+
+@st.cache_resource
+def jobs() -> list[Job]:
+    """Scoring workers started from this app process (shared by every browser session)."""
+    return []
+
+
+st.title("Ingest and score")
+
+st.subheader("Ingest")
+st.caption(
+    "JSONL or CSV files (their image paths are relative to the file, so upload the images with them "
+    "or as a .zip keeping the folders), or images alone (one post per image, text from a same-named .txt)."
+)
+with st.form("ingest", clear_on_submit=True):
+    files = st.file_uploader(
+        "Files",
+        accept_multiple_files=True,
+        type=["jsonl", "ndjson", "csv", "tsv", "zip", "txt", "jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"],
+        key="ingest_files",
+    )
+    source = st.text_input("Source (for records that name none)", key="ingest_source")
+    submitted = st.form_submit_button("Ingest", type="primary", disabled=not actor.can(Permission.INGEST))
+if submitted:
+    try:
+        with st.spinner("Ingesting …"):
+            report = ingest_upload(
+                desk.sessions, desk.settings, actor, [(f.name, f.getvalue()) for f in files or []],
+                source=source.strip() or None,
+            )  # fmt: skip
+    except ReviewError as exc:
+        st.error(str(exc))
+    else:
+        (st.success if report.ok else st.warning)(report.summary())
+        if report.rejected:
+            rejected = {"where": [r.location for r in report.rejected], "why": [r.reason for r in report.rejected]}
+            st.dataframe(pd.DataFrame(rejected), hide_index=True)
+        for warning in report.warnings:
+            st.text(warning)
+
+st.subheader("Score")
+with desk.sessions() as session:
+    left = unscored_count(session)
+st.caption(
+    f"{left:,} posts wait for a verdict. Model: {desk.settings.provider} · {desk.settings.model}. "
+    "A worker computes the images' signals, then scores; several workers share the work safely."
+)
+cols = st.columns([2, 2, 3])
+limit = cols[0].number_input("Posts (0 = all)", 0, 10_000_000, 0, key="score_limit")
+provider = cols[1].selectbox("Provider", ["configured", "baseline"], key="score_provider",
+                             help="baseline: the offline rules, when no model is available")  # fmt: skip
+if cols[2].button("Start scoring", key="score_start", disabled=left == 0 or not actor.can(Permission.SCORE)):
+    try:
+        job = start_scoring(desk.settings, actor, limit=int(limit) or None,
+                            provider=None if provider == "configured" else provider)  # fmt: skip
+    except ReviewError as exc:
+        st.error(str(exc))
+    else:
+        jobs().append(job)
+
+
+@st.fragment(run_every=2)
+def workers() -> None:
+    started = jobs()
+    if not started:
+        return
+    for i, job in enumerate(reversed(started[-5:])):
+        state = "running" if job.running else f"finished (exit {job.returncode})"
+        with st.container(border=True):
+            st.text(f"{job.started_at:%Y-%m-%d %H:%M:%S} UTC · by {job.started_by} · {state}")
+            st.code(job.log_tail() or "(no output yet)", language=None)
+            if job.running and st.button("Stop after this batch", key=f"score_stop:{i}:{job.log_path.name}"):
+                job.stop()
+
+
+workers()

@@ -1,0 +1,207 @@
+"""Queue: the posts waiting for review in claim order, with filters, counts, blurred thumbnails
+and verdict badges; open one for review, or (leads) decide many at once.
+
+The filters set here are the ones the Review page's "Next" claims under. Pages are keyset pages
+on (priority, id) (review.queue.queue_page), so the thousandth page costs what the first does.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from pages._common import allowed_or_stop, current_actor, current_desk, user_preferences
+from review.auth import Permission
+from review.browse import get_posts
+from review.decisions import Decision, Label, decide_bulk
+from review.errors import ReviewError
+from review.media import data_uri
+from review.policy import load_policy
+from review.queue import ANY, QueueFilter, category_counts, cluster_post_ids, queue_count, queue_page
+
+FILTER = "queue_filter"  # read by the Review page
+CURSORS = "queue_cursors"  # keyset cursors of the pages before this one
+OPEN = "review_open"
+PAGE_SIZES = (25, 50, 100)
+ANY_LABEL = "any"
+
+desk = current_desk()
+actor = current_actor()
+allowed_or_stop(actor, Permission.REVIEW, "see the review queue")
+policy = load_policy()
+prefs = user_preferences()
+
+
+def reset_paging() -> None:
+    st.session_state[CURSORS] = [None]
+
+
+def tri(label: str, key: str, yes: str, no: str, column) -> bool | None:  # type: ignore[no-untyped-def]
+    """A three-way filter: any / yes / no."""
+    choice = column.selectbox(label, [ANY_LABEL, yes, no], key=key, on_change=reset_paging)
+    return None if choice == ANY_LABEL else choice == yes
+
+
+st.title("Queue")
+
+with st.expander("Filters", expanded=True):
+    row1 = st.columns(4)
+    category = row1[0].selectbox(
+        "Category", [ANY_LABEL, *policy.ids], key="q_category", on_change=reset_paging,
+        help="The current verdict's category ('none': the model saw no violation).",
+    )  # fmt: skip
+    violation = tri("Verdict", "q_violation", "violation", "no violation", row1[1])
+    failure = tri("Model failure", "q_failure", "only failures", "only usable verdicts", row1[2])
+    source = row1[3].text_input("Source", key="q_source", on_change=reset_paging).strip()
+    row2 = st.columns(4)
+    low, high = row2[0].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="q_confidence", on_change=reset_paging)
+    escalated = (
+        tri("Escalated", "q_escalated", "only escalated", "not escalated", row2[1])
+        if actor.can(Permission.ESCALATIONS)
+        else None
+    )
+    second = tri("Second review", "q_second", "only second reviews", "no second reviews", row2[2])
+    size = row2[3].selectbox("Per page", PAGE_SIZES, key="q_size", on_change=reset_paging)
+    row3 = st.columns(4)
+    model_id = row3[0].text_input("Model id", key="q_model", on_change=reset_paging).strip()
+    prompt_version = row3[1].text_input("Prompt version", key="q_prompt", on_change=reset_paging).strip()
+    min_hours = row3[2].number_input("Older than (hours)", 0, 24 * 365, 0, key="q_min_age", on_change=reset_paging)
+    max_hours = row3[3].number_input("Newer than (hours, 0 = any)", 0, 24 * 365, 0, key="q_max_age",
+                                     on_change=reset_paging)  # fmt: skip
+
+flt = QueueFilter(
+    category=None if category == ANY_LABEL else category,
+    violation=violation,
+    min_confidence=low if low > 0 else None,
+    max_confidence=high if high < 1 else None,
+    model_failure=failure,
+    escalated=escalated,
+    second_review=second,
+    source=source or None,
+    model_id=model_id or None,
+    prompt_version=prompt_version or None,
+    min_age=timedelta(hours=min_hours) if min_hours else None,
+    max_age=timedelta(hours=max_hours) if max_hours else None,
+)
+st.session_state[FILTER] = flt
+
+cursors = st.session_state.setdefault(CURSORS, [None])
+now = datetime.now(UTC)
+with desk.sessions() as session:
+    total = queue_count(session, actor, flt, now)
+    per_category = category_counts(session, actor, flt, now)
+    page = queue_page(session, actor, flt, after=cursors[-1], limit=size, now=now)
+    posts = get_posts(session, [r.post_id for r in page.rows], policy)
+
+counts = " · ".join(f"{c or 'unscored / failed'} {n:,}" for c, n in per_category.items())
+under = " under these filters" if flt != ANY else ""
+st.caption(f"{total:,} posts waiting{under}" + (f": {counts}" if counts else ""))
+if not page.rows:
+    st.info("No post waits under these filters." if flt != ANY else "The queue is empty.")
+    st.stop()
+
+
+def thumbnail(post_id: int) -> str | None:
+    post = posts.get(post_id)
+    if post is None or not post.media:
+        return None
+    first = post.media[0]
+    blur = first.blur is not None and prefs.blur_flagged
+    return data_uri(desk.settings.media_dir, first.thumb_path, blur=blur, grey=prefs.greyscale)
+
+
+def badge(row) -> str:  # type: ignore[no-untyped-def]
+    post = posts.get(row.post_id)
+    return post.verdict.badge if post is not None and post.verdict is not None else "not scored"
+
+
+table = pd.DataFrame(
+    {
+        "thumbnail": [thumbnail(r.post_id) for r in page.rows],
+        "verdict": [badge(r) for r in page.rows],
+        "text": [" ".join(r.text.split())[:160] for r in page.rows],
+        "status": [r.status.replace("_", " ") for r in page.rows],
+        "in review by": [r.in_review_by or "" for r in page.rows],
+        "source": [r.source for r in page.rows],
+        "waiting since": [r.ingested_at for r in page.rows],
+        "priority": [r.priority for r in page.rows],
+    },
+    index=pd.Index([r.post_id for r in page.rows], name="post"),
+)
+bulk_allowed = actor.can(Permission.BULK)
+selection = st.dataframe(
+    table,
+    key=f"queue_table:{flt}:{cursors[-1]}:{size}",
+    on_select="rerun",
+    selection_mode="multi-row" if bulk_allowed else "single-row",
+    row_height=64,
+    height=64 * (len(page.rows) + 1) + 3,
+    column_config={
+        "thumbnail": st.column_config.ImageColumn("", width="small"),
+        "verdict": st.column_config.TextColumn("Verdict", width="medium"),
+        "text": st.column_config.TextColumn("Text", width="large"),
+        "waiting since": st.column_config.DatetimeColumn("Ingested", format="YYYY-MM-DD HH:mm"),
+        "priority": st.column_config.NumberColumn("Priority", format="%.2f"),
+    },
+)
+chosen = [page.rows[i].post_id for i in (selection.selection.rows if selection else []) if i < len(page.rows)]
+
+nav = st.columns([1, 1, 2, 4])
+if nav[0].button("← Previous", key="queue_prev", disabled=len(cursors) == 1, shortcut="Left"):
+    cursors.pop()
+    st.rerun()
+if nav[1].button("Next page →", key="queue_next_page", disabled=page.next_cursor is None, shortcut="Right"):
+    cursors.append(page.next_cursor)
+    st.rerun()
+if nav[2].button("Review the selected post", key="queue_open", disabled=len(chosen) != 1, type="primary"):
+    st.session_state[OPEN] = chosen[0]
+    st.switch_page("pages/review.py")
+many = " or rows to decide them at once" if bulk_allowed else ""
+nav[3].caption(f"Page {len(cursors)} · select a row to review it{many}")
+
+if bulk_allowed:
+    with st.expander("Bulk decision", expanded=bool(chosen)):
+        scope = st.radio(
+            "Posts",
+            ["the selected posts", "every post in the near-duplicate cluster of the selected post"],
+            key="bulk_scope",
+            horizontal=True,
+        )
+        targets = chosen
+        if scope.startswith("every") and len(chosen) == 1:
+            with desk.sessions() as session:
+                targets = cluster_post_ids(session, chosen[0])
+        elif scope.startswith("every"):
+            targets = []
+            st.caption("Select exactly one post to act on its cluster.")
+        cols = st.columns(4)
+        decision = cols[0].selectbox("Decision", ["confirm", "overturn", "escalate"], key="bulk_decision")
+        category = cols[1].selectbox("Label (overturn)", policy.ids, key="bulk_category",
+                                     disabled=decision != "overturn")  # fmt: skip
+        severity = cols[2].selectbox("Severity", [1, 2, 3], index=1, key="bulk_severity",
+                                     disabled=decision != "overturn" or category == "none")  # fmt: skip
+        note = cols[3].text_input("Note", key="bulk_note", max_chars=2000)
+        label = Label(category != "none", category, severity if category != "none" else 0)
+        if st.button(f"Apply to {len(targets)} post{'s' if len(targets) != 1 else ''}", key="bulk_apply",
+                     disabled=not targets):  # fmt: skip
+            try:
+                chosen_label = label if decision == "overturn" else None
+                result = decide_bulk(
+                    desk.sessions, actor, targets, Decision(decision), label=chosen_label, note=note, policy=policy
+                )
+            except ReviewError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["bulk_result"] = result
+                reset_paging()
+                st.rerun()
+        result = st.session_state.get("bulk_result")
+        if result is not None:
+            st.success(f"{len(result.decided)} decided (bulk {result.bulk_id[:8]}).")
+            if result.skipped:
+                st.dataframe(
+                    pd.DataFrame({"post": list(result.skipped), "why skipped": list(result.skipped.values())}),
+                    hide_index=True,
+                )

@@ -1,0 +1,78 @@
+"""Users (admins): add accounts, change roles, reset passwords, activate and deactivate.
+
+Every change goes through review.auth, which checks the admin's permission itself.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages._common import allowed_or_stop, current_actor, current_desk
+from review.auth import Permission, create_user, list_users, set_active, set_password, set_role
+from review.errors import ReviewError
+
+ROLES = ["moderator", "lead", "admin"]
+
+desk = current_desk()
+actor = current_actor()
+allowed_or_stop(actor, Permission.MANAGE_USERS, "manage users")
+
+st.title("Users")
+with desk.sessions() as session:
+    users = list_users(session, by=actor)
+st.dataframe(
+    pd.DataFrame(users),
+    hide_index=True,
+    column_config={
+        "last_login_at": st.column_config.DatetimeColumn("Last sign-in", format="YYYY-MM-DD HH:mm"),
+        "locked_until": st.column_config.DatetimeColumn("Locked until", format="YYYY-MM-DD HH:mm"),
+    },
+)
+
+
+def done(message: str) -> None:
+    st.session_state["users_flash"] = message
+
+
+add, change = st.columns(2, gap="large")
+with add, st.form("add_user", clear_on_submit=True):
+    st.subheader("Add a user")
+    username = st.text_input("Username", key="new_username")
+    role = st.selectbox("Role", ROLES, key="new_role")
+    sso_only = st.checkbox("Single sign-on only (no password)", key="new_sso")
+    password = st.text_input("Password (at least 10 characters)", type="password", key="new_password")
+    if st.form_submit_button("Add user", type="primary"):
+        try:
+            created = create_user(desk.sessions, username, None if sso_only else password, role, by=actor)
+        except ReviewError as exc:
+            st.error(str(exc))
+        else:
+            done(f"Added {created.username} ({created.role}).")
+            st.rerun()
+
+with change:
+    st.subheader("Change a user")
+    names = [str(u["username"]) for u in users]
+    who = st.selectbox("User", names, key="change_user")
+    new_role = st.selectbox("Role", ROLES, key="change_role")
+    new_password = st.text_input("New password", type="password", key="change_password")
+    buttons = st.columns(4)
+    actions = {
+        "Set role": lambda: set_role(desk.sessions, who, new_role, by=actor),
+        "Set password": lambda: set_password(desk.sessions, who, new_password, by=actor),
+        "Activate": lambda: set_active(desk.sessions, who, True, by=actor),
+        "Deactivate": lambda: set_active(desk.sessions, who, False, by=actor),
+    }
+    for column, (name, action) in zip(buttons, actions.items(), strict=True):
+        if column.button(name, key=f"user_{name.lower().replace(' ', '_')}"):
+            try:
+                action()
+            except ReviewError as exc:
+                st.error(str(exc))
+            else:
+                done(f"{name}: {who}.")
+                st.rerun()
+
+if message := st.session_state.pop("users_flash", None):
+    st.success(message)
