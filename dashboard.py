@@ -42,14 +42,16 @@ def save_preferences() -> None:
     st.session_state[PREFERENCES] = prefs
 
 
-with st.sidebar:
+def sidebar() -> None:
     st.text(f"Signed in as {actor.username} ({actor.role})")
     prefs = user_preferences()
     st.toggle("Blur flagged images", value=prefs.blur_flagged, key="pref_blur", on_change=save_preferences,
               help="Images the NSFW score or the category flags stay blurred until you reveal them.")  # fmt: skip
     st.toggle("Greyscale images", value=prefs.greyscale, key="pref_grey", on_change=save_preferences)
-    if st.button("Sign out", key="sign_out", icon=":material/logout:"):
-        sign_out()
-        st.rerun()
+    st.button("Sign out", key="sign_out", icon=":material/logout:", on_click=sign_out)
     st.caption(f"Database: {safe_url(desk.settings.database_url)}")
+
+
+with st.sidebar:  # before the page, which may stop early
+    sidebar()
 navigation.run()

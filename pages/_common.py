@@ -91,10 +91,11 @@ def sign_out() -> None:
 
 
 def current_actor() -> Actor:
-    """For pages: the user dashboard.py has signed in (pages only run for a signed-in user)."""
-    actor: Actor | None = st.session_state.get(ACTOR)
-    if actor is None:  # a page file run on its own: nothing to show
-        st.error("Sign in first.")
+    """For pages: the signed-in user, checked again against the database (dashboard.py has
+    done so for the navigation; a page may also be rerun on its own, as a fragment is)."""
+    actor = signed_in(current_desk())
+    if actor is None:
+        st.error("You are signed out. Reload the page to sign in.")
         st.stop()
     return actor
 

@@ -56,6 +56,8 @@ KEY = "review_key"  # idempotency key of the decision on the current claim
 LAST = "review_last"  # (event id, post id, action) of this session's last decision
 FILTER = "queue_filter"  # set on the Queue page
 OPEN = "review_open"  # a post id the Queue page asks this page to open
+SKIPPED = "review_skipped"  # posts skipped in this session: Next does not hand them straight back
+MAX_SKIPPED = 200
 FLASH = "review_flash"  # (kind, message) to show once on the next run
 MAX_SIMILAR = 20  # near duplicates listed
 RENEW_BELOW = 8 * 60  # seconds of lease left under which an action renews it
@@ -75,7 +77,7 @@ def hold(new_claim) -> None:  # type: ignore[no-untyped-def]
 
 def take_next() -> None:
     try:
-        hold(claim(desk.sessions, actor, flt=flt))
+        hold(claim(desk.sessions, actor, flt=flt, exclude=st.session_state.get(SKIPPED, ())))
     except ReviewError as exc:
         st.session_state[CLAIM] = None
         st.session_state[FLASH] = ("error", str(exc))
@@ -202,6 +204,8 @@ def act(decision: Decision, label: Label | None = None) -> None:
         st.session_state[FLASH] = ("error", str(exc))
         return
     st.session_state[LAST] = (event.id, post.id, event.action)
+    if decision is Decision.SKIP:
+        st.session_state[SKIPPED] = [*st.session_state.get(SKIPPED, []), post.id][-MAX_SKIPPED:]
     st.session_state[FLASH] = ("info", f"Post {post.id}: {event.action} saved. Undo with U.")
     take_next()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -85,12 +86,14 @@ def claim(
     post_id: int | None = None,
     *,
     flt: QueueFilter = ANY,
+    exclude: Collection[int] = (),
     lease: timedelta = DEFAULT_LEASE,
     now: datetime | None = None,
 ) -> Claim | None:
     """Claim ``post_id``, or (None) the first free post under ``flt`` in queue order:
-    escalations, then model failures, then severity × confidence, then the oldest. None when
-    there is nothing to claim (or ``post_id`` is taken, decided or not waiting for this actor)."""
+    escalations, then model failures, then severity × confidence, then the oldest, leaving
+    out ``exclude`` (the posts this moderator just skipped). None when there is nothing to
+    claim (or ``post_id`` is taken, decided or not waiting for this actor)."""
     require(actor, Permission.REVIEW)
     now = _now(now)
     claimable = and_(waiting(actor, flt), free(now))
@@ -99,6 +102,8 @@ def claim(
         query = with_verdict(select(Post.priority, Post.id), flt).where(free(now))
         if post_id is not None:
             query = query.where(Post.id == post_id)
+        if exclude:
+            query = query.where(Post.id.not_in(list(exclude)))
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(of=Post, skip_locked=True)
         first = in_queue_order(query, actor, flt, 1, session, now)
@@ -124,10 +129,7 @@ def held_claim(session: Session, actor: Actor, now: datetime | None = None) -> C
     reload or a second tab resumes that post instead of leaving it locked until its lease ends."""
     now = _now(now)
     row = session.execute(
-        select(Post.id, Post.lease_expires_at)
-        .where(_mine(actor, now))
-        .order_by(Post.lease_expires_at.desc())
-        .limit(1)
+        select(Post.id, Post.lease_expires_at).where(_mine(actor, now)).order_by(Post.lease_expires_at.desc()).limit(1)
     ).first()
     if row is None:
         return None

@@ -30,12 +30,16 @@ from review.ingest import CSV_SUFFIXES, JSONL_SUFFIXES, IngestReport, ingest_pat
 MAX_UPLOAD_BYTES = 2 * 1024**3  # all files of one upload, zip contents included
 MAX_ZIP_MEMBERS = 100_000
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:]")
 
 
 def _safe_part(name: str) -> str:
-    cleaned = _SAFE.sub("_", name).strip("._")
-    return cleaned or "file"
+    """One path component of an uploaded name, kept as written (spaces, Chinese, …) so that
+    the paths a JSONL names still match; only separators and control characters go."""
+    cleaned = _UNSAFE.sub("_", name).strip()
+    if cleaned in ("", ".", ".."):
+        raise IngestError(f"refused file name {name!r}")
+    return cleaned
 
 
 def _unpack(archive: Path, into: Path, budget: int) -> int:
@@ -146,8 +150,10 @@ def start_scoring(settings: Settings, actor: Actor, *, limit: int | None = None,
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     job = Job(command=command, log_path=jobs_dir / f"score-{stamp}.log", started_by=actor.username)
     env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
     with job.log_path.open("wb") as log:
+        # the app's working directory: relative settings (data/review.db) mean the same files
         job.process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            command, cwd=Path.cwd(), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         )
     return job

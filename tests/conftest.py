@@ -95,3 +95,25 @@ def tiny_qwen2_5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_model import build_tiny_qwen2_5_vl
 
     return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny-qwen2_5-vl"))
+
+
+ACCOUNT_PASSWORD = "correct horse battery staple"
+
+
+def account(desk: Desk, role: str, name: str | None = None):  # type: ignore[no-untyped-def]
+    """The Actor of a user with ``role`` (named after the role unless ``name``), created on
+    first use; the desk's first account is an admin as the desk requires."""
+    from sqlalchemy import select
+
+    from db.models import User
+    from review.auth import OPERATOR, active_actor, create_user, user_count
+
+    name = name or role
+    with desk.sessions() as session:
+        found = session.scalar(select(User.id).where(User.username == name))
+        if found is not None:
+            return active_actor(session, found)
+        first = user_count(session) == 0
+    if first and role != "admin":
+        create_user(desk.sessions, "first-admin", ACCOUNT_PASSWORD, "admin", by=None)
+    return create_user(desk.sessions, name, ACCOUNT_PASSWORD, role, by=None if first and role == "admin" else OPERATOR)

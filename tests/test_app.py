@@ -1,4 +1,5 @@
-"""The Streamlit app, headless (AppTest): the schema guard, the post browser, plain-text rendering."""
+"""The Streamlit app, headless (AppTest): the schema guard, the post browser, plain-text rendering.
+The moderation pages and roles are in test_app_review.py."""
 
 from __future__ import annotations
 
@@ -10,17 +11,23 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from db.models import Media, Post, PostMedia, Verdict
+from pages._common import ACTOR
 from review.demo import load_demo
 from review.ingest import ingest_records
 from review.media import data_uri
+from tests.conftest import account
 
 DASHBOARD = str(Path(__file__).resolve().parents[1] / "dashboard.py")
 
 
-def _app(monkeypatch: pytest.MonkeyPatch, desk) -> AppTest:  # type: ignore[no-untyped-def]
+def _app(monkeypatch: pytest.MonkeyPatch, desk, role: str = "moderator") -> AppTest:  # type: ignore[no-untyped-def]
+    """The app on the Posts page, signed in as a user of ``role``."""
     monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
     monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
-    return AppTest.from_file(DASHBOARD, default_timeout=30)
+    at = AppTest.from_file(DASHBOARD, default_timeout=30)
+    at.session_state[ACTOR] = account(desk, role)
+    at.switch_page("pages/posts.py")
+    return at
 
 
 def _clear_cache() -> None:
