@@ -968,8 +968,6 @@ def _insert_history(engine, *, second_review: bool) -> None:  # type: ignore[no-
             conn.exec_driver_sql(sql)
 
 
-
-
 def test_upgrade_to_0005_keeps_the_review_history(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
