@@ -325,7 +325,7 @@ with side:
                 "note": [e.note or ("hidden" if e.note_hidden else "") for e in entries],
             }
         )
-        st.dataframe(
+        st.dataframe(  # not st.table, which renders markdown in its cells
             table,
             hide_index=True,
             column_config={"when": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss")},

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-HOSTILE = "**bold** <script>window.pwned=1</script> <img src=x onerror=window.pwned=1> [x](javascript:alert(1))"
+HOSTILE = (
+    "**bold** <script>window.pwned=1</script> <img src=x onerror=window.pwned=1> [x](javascript:alert(1)) "
+    "$\\frac{1}{2}$"
+)
 
 pytestmark = pytest.mark.browser
 
@@ -39,8 +43,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+MODERATOR = ("mia", "mia's long password")
+
+
+@dataclass(frozen=True)
+class App:
+    url: str
+    database_url: str
+
+
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed in CI (.ci/run installs it)")
@@ -51,8 +64,12 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env["MODEL"] = str(home / "no-weights")  # as on a fresh machine: the demo is scored by the baseline
     hostile = {"external_id": "x1", "source": "zz", "author": "**eve**", "text": HOSTILE}
     (home / "hostile.jsonl").write_text(json.dumps(hostile) + "\n", encoding="utf-8")
-    for command in (["db", "upgrade"], ["demo"], ["ingest", "hostile.jsonl"]):
+    commands = (["db", "upgrade"], ["demo"], ["ingest", "hostile.jsonl"], ["score", "--provider", "baseline"])
+    for command in commands:
         subprocess.run([sys.executable, "-m", "review", *command], cwd=home, env=env, check=True, capture_output=True)
+    for (name, password), role in ((("root", "root's long password"), "admin"), (MODERATOR, "moderator")):
+        subprocess.run([sys.executable, "-m", "review", "user", "add", name, "--role", role, "--password-stdin"],
+                       cwd=home, env=env, check=True, capture_output=True, input=password.encode())  # fmt: skip
     port = _free_port()
     streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent))
     assert streamlit, "streamlit is not installed in this environment"
@@ -73,7 +90,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     output = server.stdout.read().decode() if server.stdout else ""
                     pytest.fail(f"streamlit did not start:\n{output}")
                 time.sleep(0.3)
-        yield url
+        yield App(url, env["DATABASE_URL"])
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -89,9 +106,28 @@ def browser():  # type: ignore[no-untyped-def]
         b.close()
 
 
-def test_post_browser_in_chromium(app_url: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _sign_in(browser, app: App, name: str, password: str):  # type: ignore[no-untyped-def]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(app_url)
+    page.goto(app.url)
+    page.get_by_role("textbox", name="Username").fill(name)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.keyboard.press("Enter")
+    page.get_by_text(f"Signed in as {name}").wait_for(timeout=30_000)
+    return page
+
+
+def _idle(page) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the app has finished its rerun, and take the focus off any input (single-key
+    shortcuts do not fire while typing)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.wait_for_timeout(300)
+
+
+def test_post_browser_in_chromium(app: App, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page = _sign_in(browser, app, *MODERATOR)
+    page.get_by_role("link", name="Posts").click()
     page.get_by_text("41 posts match").wait_for(timeout=30_000)
     grid = page.locator('[data-testid="stDataFrame"]')
     grid.wait_for()
@@ -123,4 +159,99 @@ def test_post_browser_in_chromium(app_url: str, browser, tmp_path: Path) -> None
     page.get_by_text("Select a row to see the post.").wait_for()  # the old selection is not carried over
     page.screenshot(path=str(tmp_path / "search.png"))
     assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+def _events(app: App) -> list[tuple[int, str, str | None]]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(app.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT post_id, action, label_category FROM review_event ORDER BY id"))
+            return [tuple(r) for r in rows]  # type: ignore[misc]
+    finally:
+        engine.dispose()
+
+
+def test_a_moderator_works_the_queue_by_keyboard(app: App, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Sign in, take the next post, reveal its blurred image, confirm with the keyboard,
+    overturn the next one with a category, undo, open the history, sign out; every action is
+    in review_event."""
+    page = _sign_in(browser, app, *MODERATOR)
+    # the queue of graphic posts: the Queue page's filter is the one "Next" claims under
+    page.get_by_role("link", name="Queue").click()
+    page.get_by_role("combobox", name="Category").click()
+    page.keyboard.type("violence_gore")
+    page.keyboard.press("Enter")
+    page.get_by_text("posts waiting under these filters").wait_for(timeout=30_000)
+    page.get_by_role("link", name="Review").click()
+    page.get_by_text("to take the next post of the queue").wait_for(timeout=30_000)
+    _idle(page)
+    page.keyboard.press("n")
+    page.get_by_text("Label for overturn").wait_for(timeout=30_000)
+    _idle(page)
+    first = int(page.get_by_role("heading", name="Post ").inner_text().split()[-1])
+    # the demo's graphic placeholders are blurred
+    page.get_by_text("Blurred: category violence_gore").wait_for()
+    page.screenshot(path=str(tmp_path / "blurred.png"))
+    page.keyboard.press("v")
+    page.get_by_text("Blurred:").wait_for(state="detached", timeout=15_000)
+    _idle(page)
+    page.keyboard.press("y")
+    page.get_by_text(f"Post {first}: confirm saved").wait_for(timeout=15_000)
+    _idle(page)
+    second = int(page.get_by_role("heading", name="Post ").inner_text().split()[-1])
+    assert second != first
+
+    # overturn: pick the label with the keyboard in the select box, then O
+    page.get_by_role("combobox", name="Label for overturn").click()
+    page.keyboard.type("hate_harassment")
+    page.keyboard.press("Enter")
+    _idle(page)
+    page.keyboard.press("o")
+    page.get_by_text(f"Post {second}: overturn saved").wait_for(timeout=15_000)
+    _idle(page)
+    assert (second, "overturn", "hate_harassment") in _events(app)
+
+    page.keyboard.press("u")
+    page.get_by_text(f"Undone: your overturn of post {second}").wait_for(timeout=15_000)
+    page.get_by_role("heading", name=f"Post {second}").wait_for()
+    _idle(page)
+    page.keyboard.press("h")
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text(f"History of post {second}").wait_for(timeout=15_000)
+    page.screenshot(path=str(tmp_path / "history.png"))
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="detached", timeout=15_000)
+
+    actions = [(post, action) for post, action, _ in _events(app)]
+    assert actions[:3] == [(first, "claim"), (first, "confirm"), (second, "claim")]
+    assert actions[3:5] == [(second, "overturn"), (second, "reopen")]  # then the next post's claim, released
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("textbox", name="Username").wait_for(timeout=15_000)
+    page.close()
+
+
+def test_untrusted_text_on_the_review_page_is_literal(app: App, browser) -> None:  # type: ignore[no-untyped-def]
+    """The hostile post (HTML, script, markdown link, LaTeX-ish text) opened from the queue."""
+    page = _sign_in(browser, app, "root", "root's long password")
+    page.get_by_role("link", name="Queue").click()
+    page.get_by_text("posts waiting").first.wait_for(timeout=30_000)
+    page.get_by_role("textbox", name="Source").fill("zz")
+    page.keyboard.press("Enter")
+    page.get_by_text("1 posts waiting under these filters").wait_for(timeout=15_000)
+    grid = page.locator('[data-testid="stDataFrame"]')
+    box = grid.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 14, box["y"] + 36 + 32)
+    page.get_by_role("button", name="Review the selected post").click()
+    page.get_by_text("Label for overturn").wait_for(timeout=30_000)
+    page.locator('[data-testid="stText"]', has_text="<script>window.pwned=1</script>").wait_for()
+    page.locator('[data-testid="stText"]', has_text="[x](javascript:alert(1))").wait_for()
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("main strong", has_text="bold").count() == 0
+    assert page.locator("main a[href^='javascript']").count() == 0
     page.close()
