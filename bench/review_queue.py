@@ -6,7 +6,8 @@
 other bench scripts.)
 
 Each size is a SQLite database made by `bench/seed_db.py` (8 % of posts queued, 2 % escalated,
-one verdict each, priorities as scoring sets them), created on first use in --folder. For each
+1 % waiting for second review, one verdict each, priorities as scoring sets them), created on
+first use in --folder. For each
 query: one warm-up, then --runs timed runs; p50 and p95 in ms. The queue queries run as a
 moderator (escalations excluded) and as a lead. Then 200 × (claim the next post + confirm it)
 by one moderator, timed together, on the same database (it changes the database: run it on a
@@ -33,8 +34,9 @@ import numpy as np  # noqa: E402
 from db import schema  # noqa: E402
 from db.session import make_engine, make_session_factory  # noqa: E402
 from review.auth import Actor, add_user_as_operator  # noqa: E402
-from review.decisions import claim, decide  # noqa: E402
-from review.queue import QueueFilter, queue_count, queue_page  # noqa: E402
+from review.browse import get_posts  # noqa: E402
+from review.decisions import claim, decide, held_claim  # noqa: E402
+from review.queue import QueueFilter, category_counts, queue_count, queue_page  # noqa: E402
 
 QUERIES = {
     "first page (moderator)": ("moderator", QueueFilter(), False),
@@ -48,6 +50,7 @@ QUERIES = {
     ),  # fmt: skip
     "source douyin": ("moderator", QueueFilter(source="douyin"), False),
     "page 20 (keyset)": ("moderator", QueueFilter(), True),
+    "second reviews only": ("moderator", QueueFilter(second_review=True), False),
 }
 
 
@@ -101,6 +104,16 @@ def bench_size(url: str, runs: int) -> dict:
                     cursor = queue_page(session, actor, flt, after=cursor).next_cursor
             out[name] = _times(lambda a=actor, f=flt, c=cursor: queue_page(session, a, f, after=c), runs)
         out["count (moderator)"] = _times(lambda: queue_count(session, people["moderator"]), max(5, runs // 4))
+        out["counts per category (moderator)"] = _times(
+            lambda: category_counts(session, people["moderator"]), max(5, runs // 4)
+        )
+
+        def page_with_posts() -> None:  # what the Queue page loads: the page, then its posts' media and verdicts
+            page = queue_page(session, people["moderator"], QueueFilter())
+            get_posts(session, [r.post_id for r in page.rows])
+
+        out["queue page with thumbnails and badges"] = _times(page_with_posts, max(5, runs // 4))
+        out["held claim (after a reload)"] = _times(lambda: held_claim(session, people["moderator"]), runs)
     writes = []
     mod = people["moderator"]
     for _ in range(200):
@@ -108,7 +121,7 @@ def bench_size(url: str, runs: int) -> dict:
         got = claim(sessions, mod, lease=timedelta(minutes=10))
         if got is None:
             break
-        decide(sessions, mod, got.post_id, "confirm")
+        decide(sessions, mod, got.post_id, "confirm", share=0.1)  # as the review page decides
         writes.append((time.perf_counter() - started) * 1000)
     out["claim + confirm"] = {"p50_ms": round(statistics.median(writes), 2),
                               "p95_ms": round(float(np.percentile(writes, 95)), 2), "n": len(writes)}  # fmt: skip

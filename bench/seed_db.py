@@ -52,7 +52,8 @@ START = datetime(2026, 8, 1, tzinfo=UTC)
 BATCH = 50_000
 
 POST_COLS = ("id", "source", "external_id", "text", "author", "created_at", "ingested_at", "metadata",
-             "status", "priority", "updated_at", "verdict_id", "verdict_category", "verdict_violation")  # fmt: skip
+             "status", "priority", "updated_at", "verdict_id", "verdict_category", "verdict_violation",
+             "first_decider_id")  # fmt: skip
 VERDICT_COLS = ("id", "post_id", "created_at", "provider", "model_id", "model_revision", "prompt_version",
                 "input_hash", "cache_hit", "violation", "category", "severity", "confidence",
                 "image_text_consistency", "sentiment", "tags", "rationale", "parse_status", "latency_ms",
@@ -89,7 +90,8 @@ def generate(n_posts: int, rng: random.Random, sqlite: bool):  # type: ignore[no
             verdict_id += 1
             posts.append((pid, sources[pid % 5], f"seed-{pid}", f"seeded post {pid}", f"user{pid % 50_000}",
                           _ts(created, sqlite), _ts(created, sqlite), "{}", status, priority,
-                          _ts(created, sqlite), verdict_id, CATEGORIES[predicted], predicted != NONE))  # fmt: skip
+                          _ts(created, sqlite), verdict_id, CATEGORIES[predicted], predicted != NONE,
+                          None))  # fmt: skip
             scored = created + timedelta(seconds=rng.randint(5, 600))
             verdicts.append((verdict_id, pid, _ts(scored, sqlite), "transformers", model_id, None, prompt,
                              f"{pid:064x}", False, predicted != NONE, CATEGORIES[predicted],
@@ -114,6 +116,9 @@ def generate(n_posts: int, rng: random.Random, sqlite: bool):  # type: ignore[no
             severity = 0 if human == NONE else rng.randint(1, 3)
             events.append((event_id, pid, mod, action, _ts(decided_at, sqlite), verdict_id, human != NONE,
                            CATEGORIES[human], severity, spent, None, False))  # fmt: skip
+            if r < 0.11:  # 1 % of posts: decided, and waiting for their blind second review
+                posts[-1] = (*posts[-1][:8], "second_review", *posts[-1][9:-1], mod)
+                continue
             if rng.random() < 0.05:  # blind second review by another moderator
                 second = mod % MODERATORS + 1
                 again = human if rng.random() < 0.85 else rng.choices(range(len(CATEGORIES)), WEIGHTS)[0]

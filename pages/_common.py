@@ -11,9 +11,11 @@ from pathlib import Path
 
 import streamlit as st
 
+from db.models import PostStatus
 from db.schema import require_current
 from review.auth import Actor, Permission, Preferences, active_actor, preferences
 from review.browse import MediaRow, VerdictRow
+from review.config import Settings
 from review.desk import Desk, open_desk
 from review.errors import MediaError, ReviewError
 from review.media import display_jpeg
@@ -107,6 +109,16 @@ def allowed_or_stop(actor: Actor, permission: Permission, what: str) -> None:
         st.stop()
 
 
+def verdict_hidden(actor: Actor, status: str, settings: Settings) -> bool:
+    """Whether a listing hides a post's verdict from ``actor``: the post waits for its blind
+    second review with the verdict hidden, and ``actor`` is not a lead (who may see it all)."""
+    blind = settings.second_review_hide_verdict and status == PostStatus.SECOND_REVIEW
+    return blind and not actor.can(Permission.READ_ALL_NOTES)
+
+
+HIDDEN_BADGE = "hidden until its second review"
+
+
 def user_preferences() -> Preferences:
     prefs: Preferences = st.session_state.get(PREFERENCES, Preferences())
     return prefs
@@ -157,9 +169,10 @@ def revealed_all(post_id: int) -> str:
     return f"reveal:{post_id}"
 
 
-def show_media(desk: Desk, post_id: int, position: int, m: MediaRow) -> None:
+def show_media(desk: Desk, post_id: int, position: int, m: MediaRow, *, blind: bool = False) -> None:
     """One image of a post, blurred while flagged (unless the user turned blurring off) until
-    revealed, in greyscale if the user chose so; its NSFW score, cluster size and OCR text."""
+    revealed, in greyscale if the user chose so; its NSFW score, cluster size and OCR text.
+    ``blind``: the verdict is hidden, so the blur does not say which category flagged it."""
     prefs = user_preferences()
     details = [f"{m.width}×{m.height} {m.mime}"]
     if m.frames > 1:
@@ -180,7 +193,7 @@ def show_media(desk: Desk, post_id: int, position: int, m: MediaRow) -> None:
         return
     st.image(picture, caption=" · ".join(details))
     if blurred:
-        st.caption(f"Blurred: {m.blur}.")
+        st.caption("Blurred: flagged as possibly graphic." if blind else f"Blurred: {m.blur}.")
         if st.button(f"Reveal image {position}", key=f"reveal_button:{post_id}:{position}"):
             st.session_state[reveal_key] = True
             st.rerun()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._common import current_desk, sign_in, sso_configured
+from pages._common import current_desk, show_error, sign_in, sso_configured
 from review.auth import AuthError, authenticate, create_user, sso_actor, user_count
 from review.errors import ReviewError
 
@@ -35,7 +35,7 @@ if first_run:
                 try:
                     actor = create_user(desk.sessions, username, password, "admin", by=None)
                 except ReviewError as exc:
-                    st.error(str(exc))
+                    show_error("The account was not created.", str(exc))
                 else:
                     sign_in(actor)
                     st.rerun()
@@ -57,11 +57,15 @@ if submitted:
 if sso_configured():
     st.divider()
     if st.user.is_logged_in:
-        claimed = st.user.get("email") or st.user.get("preferred_username") or ""
+        # the e-mail address is the identity (never an editable display name), unless the
+        # provider says outright that it is not verified
+        email = str(st.user.get("email") or "")
         try:
-            actor = sso_actor(desk.sessions, str(claimed))
+            if not email or st.user.get("email_verified") is False:
+                raise AuthError("the identity provider gave no verified e-mail address")
+            actor = sso_actor(desk.sessions, email)
         except AuthError as exc:
-            st.error(str(exc))
+            show_error("Single sign-on did not sign you in.", str(exc))
             st.button("Sign out of single sign-on", on_click=st.logout)
         else:
             sign_in(actor)

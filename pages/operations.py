@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages._common import current_actor, current_desk
+from pages._common import current_actor, current_desk, show_error
 from review.auth import Permission
 from review.errors import ReviewError
 from review.operations import Job, ingest_upload, start_scoring
@@ -53,7 +53,7 @@ if submitted:
                 source=source.strip() or None,
             )  # fmt: skip
     except ReviewError as exc:
-        st.error(str(exc))
+        show_error("Nothing was ingested.", str(exc))
     else:
         (st.success if report.ok else st.warning)(report.summary())
         if report.rejected:
@@ -73,12 +73,18 @@ cols = st.columns([2, 2, 3])
 limit = cols[0].number_input("Posts (0 = all)", 0, 10_000_000, 0, key="score_limit")
 provider = cols[1].selectbox("Provider", ["configured", "baseline"], key="score_provider",
                              help="baseline: the offline rules, when no model is available")  # fmt: skip
-if cols[2].button("Start scoring", key="score_start", disabled=left == 0 or not actor.can(Permission.SCORE)):
+# One worker from the app at a time: each loads its own copy of the model (gigabytes).
+busy = any(job.running for job in jobs())
+start = cols[2].button(
+    "Start scoring", key="score_start", disabled=left == 0 or busy or not actor.can(Permission.SCORE),
+    help="A worker started here is still running." if busy else None,
+)  # fmt: skip
+if start:
     try:
         job = start_scoring(desk.settings, actor, limit=int(limit) or None,
                             provider=None if provider == "configured" else provider)  # fmt: skip
     except ReviewError as exc:
-        st.error(str(exc))
+        show_error("Scoring did not start.", str(exc))
     else:
         jobs().append(job)
 
@@ -88,13 +94,16 @@ def workers() -> None:
     started = jobs()
     if not started:
         return
+    me = current_actor()  # a fragment reruns alone: check the account again
     for i, job in enumerate(reversed(started[-5:])):
         state = "running" if job.running else f"finished (exit {job.returncode})"
         with st.container(border=True):
             st.text(f"{job.started_at:%Y-%m-%d %H:%M:%S} UTC · by {job.started_by} · {state}")
             st.code(job.log_tail() or "(no output yet)", language=None)
-            if job.running and st.button("Stop after this batch", key=f"score_stop:{i}:{job.log_path.name}"):
-                job.stop()
+            stop = st.button("Stop after this batch", key=f"score_stop:{i}:{job.log_path.name}",
+                             disabled=not (job.running and me.can(Permission.SCORE)))  # fmt: skip
+            if stop:
+                job.stop(me)
 
 
 workers()

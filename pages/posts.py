@@ -11,7 +11,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages._common import current_actor, current_desk, show_media, show_verdict, user_preferences
+from pages._common import (
+    HIDDEN_BADGE,
+    current_actor,
+    current_desk,
+    show_media,
+    show_verdict,
+    user_preferences,
+    verdict_hidden,
+)
 from review.browse import PostFilter, count_posts, facet_counts, list_posts
 from review.media import data_uri
 
@@ -19,7 +27,7 @@ PAGE_SIZES = (20, 50, 100)
 CURSOR = "posts_cursor"
 
 desk = current_desk()
-current_actor()
+actor = current_actor()
 prefs = user_preferences()
 
 
@@ -104,7 +112,14 @@ table = pd.DataFrame(
             for r in page.rows
         ],
         "text": [" ".join(r.text.split())[:200] for r in page.rows],
-        "verdict": [r.verdict.badge if r.verdict else "not scored yet" for r in page.rows],
+        "verdict": [
+            HIDDEN_BADGE
+            if verdict_hidden(actor, r.status, desk.settings)
+            else r.verdict.badge
+            if r.verdict
+            else "not scored yet"
+            for r in page.rows
+        ],  # fmt: skip
         "source": [r.source for r in page.rows],
         "author": [r.author or "" for r in page.rows],
         "posted": [r.created_at for r in page.rows],
@@ -153,6 +168,10 @@ with detail_column:
         )
         with st.container(border=True):
             st.text(post.text or "(no text)")
-        show_verdict(post.verdict)
+        blind = verdict_hidden(actor, post.status, desk.settings)
+        if blind:
+            st.caption(f"Verdict {HIDDEN_BADGE}.")
+        else:
+            show_verdict(post.verdict)
         for i, m in enumerate(post.media, start=1):
-            show_media(desk, post.id, i, m)
+            show_media(desk, post.id, i, m, blind=blind)

@@ -7,12 +7,21 @@ on (priority, id) (review.queue.queue_page), so the thousandth page costs what t
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import streamlit as st
 
-from pages._common import allowed_or_stop, current_actor, current_desk, user_preferences
+from pages._common import (
+    HIDDEN_BADGE,
+    allowed_or_stop,
+    current_actor,
+    current_desk,
+    show_error,
+    user_preferences,
+    verdict_hidden,
+)
 from review.auth import Permission
 from review.browse import get_posts
 from review.decisions import Decision, Label, decide_bulk
@@ -24,6 +33,7 @@ from review.queue import ANY, QueueFilter, category_counts, cluster_post_ids, qu
 FILTER = "queue_filter"  # read by the Review page
 CURSORS = "queue_cursors"  # keyset cursors of the pages before this one
 OPEN = "review_open"
+BULK_ROUND = "queue_bulk_round"  # bulk decisions made: part of the table's key
 PAGE_SIZES = (25, 50, 100)
 ANY_LABEL = "any"
 
@@ -114,6 +124,8 @@ def thumbnail(post_id: int) -> str | None:
 
 def badge(row) -> str:  # type: ignore[no-untyped-def]
     post = posts.get(row.post_id)
+    if verdict_hidden(actor, row.status, desk.settings):
+        return HIDDEN_BADGE
     return post.verdict.badge if post is not None and post.verdict is not None else "not scored"
 
 
@@ -131,9 +143,12 @@ table = pd.DataFrame(
     index=pd.Index([r.post_id for r in page.rows], name="post"),
 )
 bulk_allowed = actor.can(Permission.BULK)
+# The selection is a list of row positions: the key names the exact rows shown (and the bulk
+# decisions made so far), so a selection never carries over to rows that moved up or changed.
+shown = hashlib.sha256(repr([r.post_id for r in page.rows]).encode()).hexdigest()[:16]
 selection = st.dataframe(
     table,
-    key=f"queue_table:{flt}:{cursors[-1]}:{size}",
+    key=f"queue_table:{shown}:{st.session_state.get(BULK_ROUND, 0)}",
     on_select="rerun",
     selection_mode="multi-row" if bulk_allowed else "single-row",
     row_height=64,
@@ -192,9 +207,10 @@ if bulk_allowed:
                     desk.sessions, actor, targets, Decision(decision), label=chosen_label, note=note, policy=policy
                 )
             except ReviewError as exc:
-                st.error(str(exc))
+                show_error("Nothing was decided.", str(exc))
             else:
                 st.session_state["bulk_result"] = result
+                st.session_state[BULK_ROUND] = st.session_state.get(BULK_ROUND, 0) + 1
                 reset_paging()
                 st.rerun()
         result = st.session_state.get("bulk_result")

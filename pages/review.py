@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import (
+    HIDDEN_BADGE,
     allowed_or_stop,
     current_actor,
     current_desk,
@@ -58,6 +59,7 @@ FILTER = "queue_filter"  # set on the Queue page
 OPEN = "review_open"  # a post id the Queue page asks this page to open
 SKIPPED = "review_skipped"  # posts skipped in this session: Next does not hand them straight back
 MAX_SKIPPED = 200
+NOTHING_FREE = "review_nothing_free"  # the last "Next" found no free post
 FLASH = "review_flash"  # (kind, message) to show once on the next run
 MAX_SIMILAR = 20  # near duplicates listed
 RENEW_BELOW = 8 * 60  # seconds of lease left under which an action renews it
@@ -75,12 +77,15 @@ def hold(new_claim) -> None:  # type: ignore[no-untyped-def]
     st.session_state[KEY] = new_idempotency_key()
 
 
-def take_next() -> None:
+def take_next(*, leave_out: tuple[int, ...] = ()) -> None:
+    """Claim the next post under the filters, leaving out the ones skipped in this session."""
     try:
-        hold(claim(desk.sessions, actor, flt=flt, exclude=st.session_state.get(SKIPPED, ())))
+        taken = claim(desk.sessions, actor, flt=flt, exclude=[*st.session_state.get(SKIPPED, ()), *leave_out])
     except ReviewError as exc:
-        st.session_state[CLAIM] = None
+        taken = None
         st.session_state[FLASH] = ("error", str(exc))
+    hold(taken)
+    st.session_state[NOTHING_FREE] = taken is None
 
 
 def drop_claim(message: str) -> None:
@@ -100,7 +105,7 @@ if (wanted := st.session_state.pop(OPEN, None)) is not None:
         if opened is None:
             st.warning(f"Post {wanted} is not free for you to review (taken, decided, or not in your queue).")
         hold(opened)
-elif CLAIM not in st.session_state:
+elif st.session_state.get(CLAIM) is None:
     with desk.sessions() as session:
         resumed = held_claim(session, actor)
     if resumed is not None:
@@ -143,9 +148,9 @@ with desk.sessions() as session:
 
 top = st.columns([2, 2, 2, 4])
 if top[0].button("Next post", key="review_next", shortcut="N", type="primary" if current is None else "secondary"):
-    if current is not None:
+    if current is not None:  # N while holding a post: give it back and take another one
         release(desk.sessions, actor, current.post_id)
-    take_next()
+    take_next(leave_out=(current.post_id,) if current is not None else ())
     st.rerun()
 last = st.session_state.get(LAST)
 top[1].button(
@@ -169,10 +174,17 @@ if flash:
     (st.error if flash[0] == "error" else st.info)(flash[1])
 
 if current is None:
-    if CLAIM in st.session_state and st.session_state[CLAIM] is None and waiting == 0:
+    skipped = st.session_state.get(SKIPPED, [])
+    if not st.session_state.get(NOTHING_FREE):
+        st.info("Press **N** (Next post) to take the next post of the queue.")
+    elif waiting == 0:
         st.success("Nothing left to review under these filters.")
     else:
-        st.info("Press **N** (Next post) to take the next post of the queue.")
+        why = "other moderators are reviewing them" + (", or you skipped them in this session" if skipped else "")
+        st.info(f"No post is free for you under these filters: {why}. Press **N** to look again.")
+        if skipped and st.button(f"Show the {len(skipped)} posts I skipped again", key="review_unskip"):
+            st.session_state[SKIPPED] = []
+            st.rerun()
     st.stop()
 
 with desk.sessions() as session:
@@ -187,13 +199,31 @@ verdict = post.verdict
 usable = verdict is not None and verdict.usable
 
 
-def act(decision: Decision, label: Label | None = None) -> None:
-    """Record the decision; then the next post of the queue is taken."""
-    note = st.session_state.get(f"note:{post.id}", "")
+def chosen_label(post_id: int) -> Label | None:
+    """The label picked on the page for ``post_id`` (None: no category chosen yet)."""
+    category = st.session_state.get(f"category:{post_id}")
+    if category is None:
+        return None
+    severity = st.session_state.get(f"severity:{post_id}") or 2
+    return Label(category != "none", category, int(severity) if category != "none" else 0)
+
+
+def act(post_id: int, decision: Decision, blind: bool) -> None:
+    """Record the decision on ``post_id``; then the next post of the queue is taken. Runs as a
+    button callback, with the page's state as it is now: a second key press that arrives
+    after the next post was taken finds another post held and does nothing."""
+    held = st.session_state.get(CLAIM)
+    if held is None or held.post_id != post_id:
+        return
+    label = chosen_label(post_id) if decision is Decision.OVERTURN else None
+    if decision is Decision.OVERTURN and label is None:
+        st.session_state[FLASH] = ("error", "Choose a label first.")
+        return
+    note = st.session_state.get(f"note:{post_id}", "")
     spent = int((time.monotonic() - st.session_state.get(STARTED, time.monotonic())) * 1000)
     try:
         event = decide(
-            desk.sessions, actor, post.id, decision, label=label, note=note, time_spent_ms=spent,
+            desk.sessions, actor, post_id, decision, label=label, note=note, time_spent_ms=spent,
             idempotency_key=st.session_state.get(KEY), policy=policy, share=desk.settings.second_review_share,
         )  # fmt: skip
     except ClaimLost as exc:
@@ -203,10 +233,12 @@ def act(decision: Decision, label: Label | None = None) -> None:
     except ReviewError as exc:
         st.session_state[FLASH] = ("error", str(exc))
         return
-    st.session_state[LAST] = (event.id, post.id, event.action)
+    st.session_state[LAST] = (event.id, post_id, event.action)
     if decision is Decision.SKIP:
-        st.session_state[SKIPPED] = [*st.session_state.get(SKIPPED, []), post.id][-MAX_SKIPPED:]
-    st.session_state[FLASH] = ("info", f"Post {post.id}: {event.action} saved. Undo with U.")
+        st.session_state[SKIPPED] = [*st.session_state.get(SKIPPED, []), post_id][-MAX_SKIPPED:]
+    # in a blind review, "confirm" or "overturn" would tell how the hidden verdict compares
+    what = "decision" if blind and event.action in ("confirm", "overturn") else event.action
+    st.session_state[FLASH] = ("info", f"Post {post_id}: {what} saved. Undo with U.")
     take_next()
 
 
@@ -244,6 +276,8 @@ def ask_the_model(post_id: int, hide_verdict: bool) -> None:
     if turns and provider is not None:
         with desk.sessions() as session:
             context = load_post(session, desk.settings, post_id)
+        if hide_verdict:
+            context = replace(context, verdict_json=None)
         st.download_button(
             "Download the conversation (JSON)",
             conversation_json(context, turns, provider),
@@ -274,38 +308,40 @@ with side:
     model_label = "none"
     if usable and verdict is not None and verdict.violation and verdict.category in ids:
         model_label = verdict.category
-    # overturn flips the model by default: "none" when it saw a violation, the first category otherwise
+    # overturn flips the model by default: "none" when it saw a violation, the first category
+    # otherwise; with the verdict hidden nothing is preselected (a default would tell it)
     default = "none" if model_label != "none" else next(i for i in ids if i != "none")
     choose = st.columns([3, 2])
     category = choose[0].selectbox(
-        "Label for overturn",
+        "Your label" if hide_verdict else "Label for overturn",
         ids,
-        index=ids.index(default),
+        index=None if hide_verdict else ids.index(default),
+        placeholder="choose a category",
         format_func=lambda c: "none — no violation" if c == "none" else f"{c} — {policy.get(c).name_en}",
         key=f"category:{post.id}",
     )
-    severity = choose[1].segmented_control(
-        "Severity", [1, 2, 3], default=2, key=f"severity:{post.id}", disabled=category == "none"
+    choose[1].segmented_control(
+        "Severity", [1, 2, 3], default=2, key=f"severity:{post.id}", disabled=category in (None, "none")
     )
-    label = Label(category != "none", category, int(severity or 2) if category != "none" else 0)
 
     buttons = st.columns(4)
     buttons[0].button(
         "Confirm", key="review_confirm", shortcut="Y", type="primary", disabled=not usable or hide_verdict,
-        on_click=act, args=(Decision.CONFIRM,), help="The model's verdict is right.", width="stretch",
+        on_click=act, args=(post.id, Decision.CONFIRM, blind), help="The model's verdict is right.",
+        width="stretch",
     )  # fmt: skip
     buttons[1].button(
         "Overturn" if not hide_verdict else "Decide",
-        key="review_overturn", shortcut="O", on_click=act, args=(Decision.OVERTURN, label),
-        help="Replace the verdict with the label chosen above.", width="stretch",
+        key="review_overturn", shortcut="O", on_click=act, args=(post.id, Decision.OVERTURN, blind),
+        disabled=category is None, help="Record the label chosen above.", width="stretch",
     )  # fmt: skip
     buttons[2].button(
-        "Escalate", key="review_escalate", shortcut="E", on_click=act, args=(Decision.ESCALATE,),
+        "Escalate", key="review_escalate", shortcut="E", on_click=act, args=(post.id, Decision.ESCALATE, blind),
         help="For a lead to decide; say why in the note.", width="stretch",
     )  # fmt: skip
     buttons[3].button(
-        "Skip", key="review_skip", shortcut="S", on_click=act, args=(Decision.SKIP,), help="Back to the queue.",
-        width="stretch",
+        "Skip", key="review_skip", shortcut="S", on_click=act, args=(post.id, Decision.SKIP, blind),
+        help="Back to the queue.", width="stretch",
     )  # fmt: skip
     st.text_area("Note (optional)", key=f"note:{post.id}", max_chars=2000, height=68)
 
@@ -354,7 +390,10 @@ with side:
                     {
                         "post": [r.id for r in rows],
                         "status": [r.status.replace("_", " ") for r in rows],
-                        "verdict": [r.verdict.badge if r.verdict else "not scored" for r in rows],
+                        "verdict": [
+                            HIDDEN_BADGE if hide_verdict else r.verdict.badge if r.verdict else "not scored"
+                            for r in rows
+                        ],
                         "text": [" ".join(r.text.split())[:120] for r in rows],
                     }
                 ),
@@ -367,4 +406,4 @@ with images:
     if not post.media:
         st.caption("This post has no images.")
     for i, m in enumerate(post.media, start=1):
-        show_media(desk, post.id, i, m)
+        show_media(desk, post.id, i, m, blind=hide_verdict)

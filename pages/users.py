@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages._common import allowed_or_stop, current_actor, current_desk
+from pages._common import allowed_or_stop, current_actor, current_desk, show_error
 from review.auth import Permission, create_user, list_users, set_active, set_password, set_role
 from review.errors import ReviewError
 
@@ -46,7 +46,7 @@ with add, st.form("add_user", clear_on_submit=True):
         try:
             created = create_user(desk.sessions, username, None if sso_only else password, role, by=actor)
         except ReviewError as exc:
-            st.error(str(exc))
+            show_error("The user was not added.", str(exc))
         else:
             done(f"Added {created.username} ({created.role}).")
             st.rerun()
@@ -69,7 +69,7 @@ with change:
             try:
                 action()
             except ReviewError as exc:
-                st.error(str(exc))
+                show_error(f"{name}: not done.", str(exc))
             else:
                 done(f"{name}: {who}.")
                 st.rerun()

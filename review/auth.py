@@ -221,11 +221,15 @@ def active_actor(session: Session, user_id: int) -> Actor | None:
 
 def sso_actor(sessions: sessionmaker[Session], username: str) -> Actor:
     """The actor for a user that single sign-on (``st.login``) vouched for. The account must
-    exist and be active: sign-on proves who someone is, the desk decides what they may do."""
+    exist, be active and be a single-sign-on account (no password): sign-on proves who someone
+    is, the desk decides what they may do, and an identity never takes over a password account."""
     with sessions() as session:
         user = session.scalars(select(User).where(User.username == normalise_username(username))).first()
-        if user is None or not user.active:
-            raise AuthError(f"{username!r} signed in, but has no active account here: ask an admin to add it")
+        if user is None or not user.active or user.password_hash is not None:
+            raise AuthError(
+                f"{username!r} signed in, but has no active single-sign-on account here: ask an admin to add it "
+                "(python -m review user add NAME --sso-only)"
+            )
         return _actor(user)
 
 

@@ -87,19 +87,27 @@ def ingest_upload(
         raise IngestError(f"the upload is larger than {MAX_UPLOAD_BYTES // 1024**2} MB")
     with tempfile.TemporaryDirectory(prefix="review-upload-") as tmp:
         root = Path(tmp)
-        for name, content in files:
-            target = root / _safe_part(Path(name).name)
-            if target.exists():
-                raise IngestError(f"two uploaded files are named {target.name!r}")
-            target.write_bytes(content)
-            if target.suffix.lower() == ".zip":
-                try:
-                    total += _unpack(target, root / target.stem, MAX_UPLOAD_BYTES - total)
-                except zipfile.BadZipFile:
-                    raise IngestError(f"{name}: not a readable zip file") from None
-                target.unlink()
+        try:
+            _write_upload(root, files, total)
+        except OSError as exc:  # clashing names in a zip, names too long for the file system, a full disk
+            raise IngestError(f"the upload could not be unpacked: {exc.strerror or exc}") from None
         data = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in JSONL_SUFFIXES | CSV_SUFFIXES)
         return ingest_paths(sessions, data or [root], settings, source=source)
+
+
+def _write_upload(root: Path, files: list[tuple[str, bytes]], total: int) -> None:
+    """The uploaded files under ``root``, zip archives unpacked into a folder of their name."""
+    for name, content in files:
+        target = root / _safe_part(Path(name).name)
+        if target.exists():
+            raise IngestError(f"two uploaded files are named {target.name!r}")
+        target.write_bytes(content)
+        if target.suffix.lower() == ".zip":
+            try:
+                total += _unpack(target, root / target.stem, MAX_UPLOAD_BYTES - total)
+            except zipfile.BadZipFile:
+                raise IngestError(f"{name}: not a readable zip file") from None
+            target.unlink()
 
 
 @dataclass
@@ -128,8 +136,9 @@ class Job:
         # tqdm redraws with carriage returns: keep each line's last state
         return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines()[-lines:])
 
-    def stop(self) -> None:
+    def stop(self, actor: Actor) -> None:
         """Ask the worker to finish its batch and stop (as Ctrl-C does)."""
+        require(actor, Permission.SCORE)
         if self.running:
             assert self.process is not None
             self.process.send_signal(2)

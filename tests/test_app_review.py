@@ -277,11 +277,47 @@ def test_blind_second_review_by_another_moderator(sqlite_desk, monkeypatch, tmp_
     assert any("Second review" in i.value for i in bob.info)
     assert bob.button(key="review_confirm").disabled  # the verdict is hidden: there is nothing to confirm
     assert not any("rationale 0" in t.value for t in bob.text)
+    # nothing on the page tells the verdict: no preselected label, no category in the blur caption
+    assert bob.selectbox(key=f"category:{ids[0]}").value is None and bob.button(key="review_overturn").disabled
+    assert not any("violence" in c.value for c in bob.caption)
     bob.selectbox(key=f"category:{ids[0]}").select("violence_gore").run()
     bob.button(key="review_overturn").click().run()  # "Decide": the same label as the model's
     last = _events(sqlite_desk)[-1]
     assert (last.action, last.second_review, last.label_category) == ("confirm", True, "violence_gore")
     assert _status(sqlite_desk, ids[0]) == "decided"
+    assert any(f"Post {ids[0]}: decision saved" in i.value for i in bob.info)  # not "confirm saved"
+
+
+def test_listings_hide_the_verdict_of_a_blind_second_review(sqlite_desk, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ids = _queue(sqlite_desk, tmp_path, 2)
+    env = {"SECOND_REVIEW_SHARE": "1", "SECOND_REVIEW_HIDE_VERDICT": "true"}
+    ann = _app(monkeypatch, sqlite_desk, "moderator", "pages/review.py", name="ann", **env)
+    ann.button(key="review_next").click().run()
+    ann.button(key="review_confirm").click().run()
+    assert _status(sqlite_desk, ids[0]) == "second_review"
+    bob = _app(monkeypatch, sqlite_desk, "moderator", "pages/queue.py", name="bob", **env)
+    table = bob.dataframe[0].value
+    assert table.loc[ids[0], "verdict"] == "hidden until its second review"
+    assert table.loc[ids[1], "verdict"] == "⚠ fraud_spam 0.90"
+    lead = _app(monkeypatch, sqlite_desk, "lead", "pages/queue.py", **env)
+    assert lead.dataframe[0].value.loc[ids[0], "verdict"] == "⚠ violence_gore 0.90"
+
+
+def test_skipping_the_last_free_post_explains_the_empty_queue(sqlite_desk, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ids = _queue(sqlite_desk, tmp_path, 2)
+    at = _app(monkeypatch, sqlite_desk, "moderator", "pages/review.py")
+    at.button(key="review_next").click().run()
+    assert _held(at) == ids[0]
+    at.button(key="review_next").click().run()  # N while holding: give it back, take another
+    assert _held(at) == ids[1]
+    at.button(key="review_skip").click().run()  # ids[0] was not skipped: it comes next
+    assert _held(at) == ids[0]
+    at.button(key="review_skip").click().run()
+    assert _held(at) is None
+    assert any("you skipped them in this session" in i.value for i in at.info)
+    at.button(key="review_unskip").click().run()
+    at.button(key="review_next").click().run()
+    assert _held(at) == ids[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,6 +385,7 @@ def test_bulk_decision_by_a_lead(sqlite_desk, monkeypatch, tmp_path: Path) -> No
     assert len({e.bulk_id for e in events}) == 1
     assert all(e.note == "campaign was fine" and e.label_violation is False for e in events)
     assert any("3 decided" in s.value for s in lead.success)
+    assert lead.button(key="bulk_apply").disabled  # the selection is gone with the rows it named
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,7 +425,7 @@ def test_admin_adds_a_user_and_changes_a_role(sqlite_desk, monkeypatch) -> None:
         assert session.scalar(select(User.role).where(User.username == "carol")) == "lead"
     at.selectbox(key="change_user").select("admin")
     at.button(key="user_deactivate").click().run()
-    assert any("cannot deactivate their own account" in e.value for e in at.error)
+    assert any("cannot deactivate their own account" in c.value for c in at.code)  # verbatim, not markdown
 
 
 def test_display_preferences_are_kept_per_user(sqlite_desk, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -409,3 +446,28 @@ def test_display_preferences_are_kept_per_user(sqlite_desk, monkeypatch, tmp_pat
     assert fresh.dataframe[0].value.loc[ids[0], "thumbnail"] == thumb
     other = _app(monkeypatch, sqlite_desk, "moderator", name="other")
     assert other.toggle(key="pref_grey").value is False
+
+
+def test_ask_the_model_about_the_post(sqlite_desk, monkeypatch, tmp_path: Path, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """A conversation on the review page with the configured model (the tiny random Qwen3-VL:
+    the answer is noise, the plumbing is real), shown as plain text and downloadable as JSON."""
+    ids = _queue(sqlite_desk, tmp_path, 1)
+    env = {"PROVIDER": "transformers", "MODEL": str(tiny_model_dir)}
+    at = _app(monkeypatch, sqlite_desk, "moderator", "pages/review.py", **env)
+    at.button(key="review_next").click().run()
+    at.chat_input(key=f"chat_input:{ids[0]}").set_value("Is the image **graphic**?").run()
+    assert not at.exception and not at.error
+    turns = at.session_state[f"chat:{ids[0]}"]
+    assert len(turns) == 1 and turns[0].question == "Is the image **graphic**?" and turns[0].error is None
+    assert any(t.value == "Is the image **graphic**?" for t in at.text)  # literal, not bold
+    # the JSON itself is review.followup.conversation_json's (tests/test_followup.py)
+    assert [b.label for b in at.download_button] == ["Download the conversation (JSON)"]
+
+
+def test_ask_the_model_says_when_the_provider_cannot_answer(sqlite_desk, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ids = _queue(sqlite_desk, tmp_path, 1)
+    at = _app(monkeypatch, sqlite_desk, "moderator", "pages/review.py", PROVIDER="baseline")
+    at.button(key="review_next").click().run()
+    at.chat_input(key=f"chat_input:{ids[0]}").set_value("why?").run()
+    assert not at.exception
+    assert any("baseline provider cannot answer" in t.value for t in at.text)

@@ -88,11 +88,14 @@ def test_deactivated_and_sso_only_accounts(sqlite_desk) -> None:  # type: ignore
     with pytest.raises(AuthError, match="wrong username or password"):
         authenticate(sqlite_desk.sessions, "sso.user", "")  # no password to guess
     assert auth.sso_actor(sqlite_desk.sessions, "SSO.user").username == "sso.user"
+    with pytest.raises(AuthError, match="no active single-sign-on account"):  # never a password account
+        auth.sso_actor(sqlite_desk.sessions, "lead1")
+    auth.set_active(sqlite_desk.sessions, "sso.user", False, by=admin)
+    with pytest.raises(AuthError, match="no active single-sign-on account"):
+        auth.sso_actor(sqlite_desk.sessions, "sso.user")
     auth.set_active(sqlite_desk.sessions, "lead1", False, by=admin)
     with pytest.raises(AuthError, match="wrong username or password"):
         authenticate(sqlite_desk.sessions, "lead1", PASSWORD)
-    with pytest.raises(AuthError, match="no active account"):
-        auth.sso_actor(sqlite_desk.sessions, "lead1")
     with pytest.raises(ReviewError, match="own account"):
         auth.set_active(sqlite_desk.sessions, "root", False, by=admin)
     with pytest.raises(ReviewError, match="own admin role"):

@@ -33,13 +33,17 @@ QUEUE_INDEXES = {
 def _status_check(condition: str) -> None:
     # SQLite rebuilds the table for a new CHECK constraint; its expression indexes (priority
     # DESC) do not survive the copy, so they are dropped first and made again afterwards.
-    for name in QUEUE_INDEXES:
-        op.drop_index(name, table_name="post")
+    # Postgres changes the constraint in place and keeps its indexes.
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        for name in QUEUE_INDEXES:
+            op.drop_index(name, table_name="post")
     with op.batch_alter_table("post", recreate="auto") as batch:
         batch.drop_constraint(op.f("ck_post_status"), type_="check")
         batch.create_check_constraint(op.f("ck_post_status"), condition)
-    for name, columns in QUEUE_INDEXES.items():
-        op.create_index(name, "post", ["status", *columns, sa.text("priority DESC"), "id"], unique=False)
+    if sqlite:
+        for name, columns in QUEUE_INDEXES.items():
+            op.create_index(name, "post", ["status", *columns, sa.text("priority DESC"), "id"], unique=False)
 
 
 def upgrade() -> None:
