@@ -16,6 +16,8 @@ from review.errors import ReviewError
 from review.operations import Job, ingest_upload, start_scoring
 from review.scoring import unscored_count
 
+BUSY = "ops_busy"  # a worker started here was running at the page's last full run
+
 desk = current_desk()
 actor = current_actor()
 if not (actor.can(Permission.INGEST) or actor.can(Permission.SCORE)):
@@ -65,8 +67,9 @@ if submitted:
 st.subheader("Score")
 with desk.sessions() as session:
     left = unscored_count(session)
+waits = "1 post waits" if left == 1 else f"{left:,} posts wait"
 st.caption(
-    f"{left:,} posts wait for a verdict. Model: {desk.settings.provider} · {desk.settings.model}. "
+    f"{waits} for a verdict. Model: {desk.settings.provider} · {desk.settings.model}. "
     "A worker computes the images' signals, then scores; several workers share the work safely."
 )
 cols = st.columns([2, 2, 3])
@@ -75,6 +78,7 @@ provider = cols[1].selectbox("Provider", ["configured", "baseline"], key="score_
                              help="baseline: the offline rules, when no model is available")  # fmt: skip
 # One worker from the app at a time: each loads its own copy of the model (gigabytes).
 busy = any(job.running for job in jobs())
+st.session_state[BUSY] = busy
 start = cols[2].button(
     "Start scoring", key="score_start", disabled=left == 0 or busy or not actor.can(Permission.SCORE),
     help="A worker started here is still running." if busy else None,
@@ -95,6 +99,8 @@ def workers() -> None:
     if not started:
         return
     me = current_actor()  # a fragment reruns alone: check the account again
+    if st.session_state.get(BUSY) and not any(job.running for job in started):
+        st.rerun()  # the worker finished: the whole page (counts, the Start button) is stale
     for i, job in enumerate(reversed(started[-5:])):
         state = "running" if job.running else f"finished (exit {job.returncode})"
         with st.container(border=True):

@@ -56,7 +56,7 @@ def tri(label: str, key: str, yes: str, no: str, column) -> bool | None:  # type
 
 st.title("Queue")
 
-with st.expander("Filters", expanded=True):
+with st.expander("Filters"):
     row1 = st.columns(4)
     category = row1[0].selectbox(
         "Category", [ANY_LABEL, *policy.ids], key="q_category", on_change=reset_paging,

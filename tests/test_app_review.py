@@ -397,7 +397,7 @@ def test_operations_starts_a_scoring_worker(sqlite_desk, monkeypatch, tmp_path: 
     ingest_records(sqlite_desk.sessions, [{"external_id": "u1", "text": "加微信 abc12345 领红包", "images": ["a.png"]}],
                    sqlite_desk.settings, base_dir=tmp_path)  # fmt: skip
     at = _app(monkeypatch, sqlite_desk, "lead", "pages/operations.py")
-    assert any("1 posts wait for a verdict" in c.value for c in at.caption)
+    assert any("1 post waits for a verdict" in c.value for c in at.caption)
     at.selectbox(key="score_provider").select("baseline").run()
     at.button(key="score_start").click().run()
     assert not at.exception
