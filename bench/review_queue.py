@@ -104,6 +104,9 @@ def bench_size(url: str, runs: int) -> dict:
                     cursor = queue_page(session, actor, flt, after=cursor).next_cursor
             out[name] = _times(lambda a=actor, f=flt, c=cursor: queue_page(session, a, f, after=c), runs)
         out["count (moderator)"] = _times(lambda: queue_count(session, people["moderator"]), max(5, runs // 4))
+        out["count, confidence >= 0.5 (joins verdicts)"] = _times(
+            lambda: queue_count(session, people["moderator"], QueueFilter(min_confidence=0.5)), max(5, runs // 8)
+        )
         out["counts per category (moderator)"] = _times(
             lambda: category_counts(session, people["moderator"]), max(5, runs // 4)
         )

@@ -28,7 +28,7 @@ from review.decisions import Decision, Label, decide_bulk
 from review.errors import ReviewError
 from review.media import data_uri
 from review.policy import load_policy
-from review.queue import ANY, QueueFilter, category_counts, cluster_post_ids, queue_count, queue_page
+from review.queue import ANY, QueueFilter, category_counts, cluster_post_ids, queue_page
 
 FILTER = "queue_filter"  # read by the Review page
 CURSORS = "queue_cursors"  # keyset cursors of the pages before this one
@@ -100,8 +100,8 @@ st.session_state[FILTER] = flt
 cursors = st.session_state.setdefault(CURSORS, [None])
 now = datetime.now(UTC)
 with desk.sessions() as session:
-    total = queue_count(session, actor, flt, now)
     per_category = category_counts(session, actor, flt, now)
+    total = sum(per_category.values())
     page = queue_page(session, actor, flt, after=cursors[-1], limit=size, now=now)
     posts = get_posts(session, [r.post_id for r in page.rows], policy)
 

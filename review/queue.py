@@ -12,6 +12,7 @@ violation read copies kept on the post row, with indexes in the same order.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -196,10 +197,7 @@ def queue_page(
 
 def queue_count(session: Session, actor: Actor, flt: QueueFilter = ANY, now: datetime | None = None) -> int:
     """How many posts wait under ``flt`` (claimed ones included)."""
-    require(actor, Permission.REVIEW)
-    now = now or datetime.now(UTC)
-    query = with_verdict(select(func.count(Post.id)), flt).where(*conditions(actor, flt, now))
-    return session.scalar(query) or 0
+    return sum(category_counts(session, actor, flt, now).values())
 
 
 def cluster_post_ids(session: Session, post_id: int, limit: int = 1000) -> list[int]:
@@ -230,10 +228,16 @@ def category_counts(
     failure), largest first: the queue page's counts per filter value."""
     require(actor, Permission.REVIEW)
     now = now or datetime.now(UTC)
-    query = (
-        with_verdict(select(Post.verdict_category, func.count(Post.id)), flt)
-        .where(*conditions(actor, flt, now))
-        .group_by(Post.verdict_category)
-    )
-    rows = session.execute(query).all()
-    return {category: n for category, n in sorted(rows, key=lambda row: -row[1])}
+    counts: Counter[str | None] = Counter()
+    filters = _filters(flt, now)
+    # one query per waiting status, as for the listing: each reads its range of the
+    # (status, verdict_category, …) index; "status IN (…) OR …" made SQLite scan the table
+    for status in waiting_statuses(actor, flt):
+        query = (
+            with_verdict(select(Post.verdict_category, func.count(Post.id)), flt)
+            .where(*_in_status(actor, status), *filters)
+            .group_by(Post.verdict_category)
+        )
+        for category, n in session.execute(query):
+            counts[category] += n
+    return dict(counts.most_common())
