@@ -53,7 +53,8 @@ def upgrade() -> None:
     with op.batch_alter_table("app_user") as batch:
         batch.add_column(sa.Column("preferences", JSON, nullable=False, server_default="{}"))
     _status_check(NEW_STATUSES)
-    op.create_index("ix_post_claimed_by_id", "post", ["claimed_by_id"], unique=False)
+    claimed = sa.text("claimed_by_id IS NOT NULL")  # partial: almost every post has no claim
+    op.create_index("ix_post_claimed_by_id", "post", ["claimed_by_id"], sqlite_where=claimed, postgresql_where=claimed)
 
 
 def downgrade() -> None:
