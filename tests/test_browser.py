@@ -181,6 +181,7 @@ def test_a_moderator_works_the_queue_by_keyboard(app: App, browser, tmp_path: Pa
     page = _sign_in(browser, app, *MODERATOR)
     # the queue of graphic posts: the Queue page's filter is the one "Next" claims under
     page.get_by_role("link", name="Queue").click()
+    page.get_by_text("Filters", exact=True).click()  # collapsed by default
     page.get_by_role("combobox", name="Category").click()
     page.keyboard.type("violence_gore")
     page.keyboard.press("Enter")
@@ -240,6 +241,7 @@ def test_untrusted_text_on_the_review_page_is_literal(app: App, browser) -> None
     page = _sign_in(browser, app, "root", "root's long password")
     page.get_by_role("link", name="Queue").click()
     page.get_by_text("posts waiting").first.wait_for(timeout=30_000)
+    page.get_by_text("Filters", exact=True).click()  # collapsed by default
     page.get_by_role("textbox", name="Source").fill("zz")
     page.keyboard.press("Enter")
     page.get_by_text("1 posts waiting under these filters").wait_for(timeout=15_000)
