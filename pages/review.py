@@ -118,7 +118,7 @@ if current is not None:  # any action on the page counts as activity: keep the l
     if left < RENEW_BELOW:
         try:
             expires = renew(desk.sessions, actor, current.post_id)
-            st.session_state[CLAIM] = type(current)(current.post_id, expires, current.event_id)
+            st.session_state[CLAIM] = replace(current, lease_expires_at=expires)
             current = st.session_state[CLAIM]
         except ClaimLost as exc:
             drop_claim(str(exc))

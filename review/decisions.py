@@ -250,12 +250,12 @@ def decide(
             if verdict is None or verdict.parse_status not in USABLE:
                 raise ReviewError(f"post {post_id} has no usable model verdict to confirm: overturn it with a label")
             label = _verdict_label(verdict)
-        status, priority = _after(decision, before)
-        values: dict[str, object] = {"claimed_by_id": None, "lease_expires_at": None, "status": status}
-        values["updated_at"] = now
-        if priority is not None:
-            values["priority"] = priority
-        if status == PostStatus.DECIDED and before == PostStatus.QUEUED and drawn_for_second_review(post_id, share):
+        values = _after(decision, before, now)
+        if (
+            values["status"] == PostStatus.DECIDED
+            and before == PostStatus.QUEUED
+            and drawn_for_second_review(post_id, share)
+        ):
             values.update(status=PostStatus.SECOND_REVIEW, first_decider_id=actor.id)
         done = session.execute(
             update(Post)
@@ -362,13 +362,11 @@ def decide_bulk(
                     continue
                 post_label = _verdict_label(verdict)
             action = _as_confirm(decision, label, verdict)
-            status, priority = _after(action, row.status)
-            values: dict[str, object] = {"claimed_by_id": None, "lease_expires_at": None, "status": status}
-            values["updated_at"] = now
-            if priority is not None:
-                values["priority"] = priority
             session.execute(
-                update(Post).where(Post.id == post_id).values(**values).execution_options(synchronize_session=False)
+                update(Post)
+                .where(Post.id == post_id)
+                .values(**_after(action, row.status, now))
+                .execution_options(synchronize_session=False)
             )
             _event(session, post_id=post_id, user_id=actor.id, action=EventAction(action.value), created_at=now,
                    status_before=row.status, verdict_id=verdict.id if verdict is not None else None,
@@ -444,13 +442,17 @@ def _checked(label: Label | None, policy: Policy) -> Label:
     return label
 
 
-def _after(decision: Decision, before: str) -> tuple[str, float | None]:
-    """The post's status (and new priority, if it changes) after ``decision``."""
+def _after(decision: Decision, before: str, now: datetime) -> dict[str, object]:
+    """The post row's new values after ``decision`` on it: the claim ends, the status moves (and
+    the priority, for an escalation)."""
+    values: dict[str, object] = {"claimed_by_id": None, "lease_expires_at": None, "updated_at": now}
     if decision in (Decision.CONFIRM, Decision.OVERTURN):
-        return PostStatus.DECIDED, None
-    if decision is Decision.ESCALATE:
-        return PostStatus.ESCALATED, ESCALATED_PRIORITY
-    return before, None  # skip: stays where it waited
+        values["status"] = PostStatus.DECIDED
+    elif decision is Decision.ESCALATE:
+        values.update(status=PostStatus.ESCALATED, priority=ESCALATED_PRIORITY)
+    else:
+        values["status"] = before  # skip: stays where it waited
+    return values
 
 
 def undo(

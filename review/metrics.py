@@ -43,7 +43,7 @@ def _model_category():  # type: ignore[no-untyped-def]
     return case((Verdict.violation.is_(True), Verdict.category), else_="none")
 
 
-def _labelled(flt: MetricFilter) -> Select:  # type: ignore[type-arg]
+def _labelled(flt: MetricFilter) -> tuple[Select, type[ReviewEvent]]:  # type: ignore[type-arg]
     """FROM/WHERE for one row per settled post: its latest human label and the verdict on screen."""
     latest = (
         select(func.max(ReviewEvent.id).label("event_id"))

@@ -73,12 +73,6 @@ def waiting(actor: Actor, flt: QueueFilter) -> ColumnElement[bool]:
     return or_(false(), *(and_(*_in_status(actor, s)) for s in waiting_statuses(actor, flt)))
 
 
-def conditions(actor: Actor, flt: QueueFilter, now: datetime) -> list[ColumnElement[bool]]:
-    """WHERE conditions on ``post`` (and on ``verdict``, joined as the current verdict, when
-    the filter needs it) for the posts waiting for ``actor`` under ``flt``."""
-    return [waiting(actor, flt), *_filters(flt, now)]
-
-
 def in_queue_order(  # type: ignore[type-arg]
     query: Select, actor: Actor, flt: QueueFilter, limit: int, session: Session, now: datetime
 ) -> list:
