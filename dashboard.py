@@ -29,6 +29,12 @@ pages = {
         st.Page("pages/posts.py", title="Posts", icon=":material/article:"),
     ]
 }
+if actor.can(Permission.METRICS):
+    pages["Leads"] = [
+        st.Page("pages/accuracy.py", title="Accuracy", icon=":material/query_stats:"),
+        st.Page("pages/agreement.py", title="Agreement", icon=":material/handshake:"),
+        st.Page("pages/activity.py", title="Activity", icon=":material/monitoring:"),
+    ]
 if actor.can(Permission.INGEST) or actor.can(Permission.SCORE):
     pages["Operations"] = [st.Page("pages/operations.py", title="Ingest and score", icon=":material/upload:")]
 if actor.can(Permission.MANAGE_USERS):

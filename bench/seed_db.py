@@ -4,7 +4,8 @@
 
 Writes N posts, one model verdict per scored post, and review events (claim + confirm/overturn
 or escalate, plus a blind second review on a share of posts) from 20 moderators, spread over 90
-days, with realistic disagreement rates per category. The database is migrated first and must
+days, with realistic disagreement rates per category; then rebuilds the metrics' post_label
+projection from them (review/labels.py), as the desk's own decisions keep it. The database is migrated first and must
 hold no posts. SQLite goes through executemany in big transactions; Postgres through COPY.
 Prints the time taken and rows written.
 """
@@ -25,7 +26,8 @@ from sqlalchemy import func, select  # noqa: E402
 
 from db import schema  # noqa: E402
 from db.models import Post  # noqa: E402
-from db.session import make_engine, normalise_url  # noqa: E402
+from db.session import make_engine, make_session_factory, normalise_url, writing  # noqa: E402
+from review import labels  # noqa: E402
 from review.policy import load_policy  # noqa: E402
 
 # How often each category is the truth, and how often the model gets a post of it right.
@@ -180,13 +182,17 @@ def seed(url: str, n_posts: int, seed_value: int) -> dict[str, int]:
         if not sqlite:  # COPY with explicit ids leaves the sequences behind
             for table in ("app_user", "post", "verdict", "review_event"):
                 cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
-            cur.execute("ANALYZE")
-        else:
-            cur.execute("ANALYZE")
-        raw.commit()
+            raw.commit()
     finally:
         raw.close()
-        engine.dispose()
+    started = time.perf_counter()
+    with writing(make_session_factory(engine)) as session:  # the metrics' projection, as decisions.py keeps it
+        counts["post_label"] = labels.rebuild(session)
+    print(f"\npost_label rebuilt in {time.perf_counter() - started:.1f} s", end="", file=sys.stderr)
+    with engine.connect() as conn:  # planner statistics for the new tables
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+    engine.dispose()
     print(file=sys.stderr)
     return counts
 

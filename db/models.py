@@ -329,6 +329,53 @@ class ReviewEvent(Base):
     )
 
 
+LABEL_CELLS = ("usable", "human_violation", "model_violation", "human_category", "model_category")
+
+
+class PostLabel(Base):
+    """A projection for the metrics: one row per settled post (decided, or waiting for its second
+    review) with its latest human label and the verdict that was on screen for it, copied from
+    the events and the verdict so that the accuracy numbers read one narrow table. Rebuilt for
+    a post by review/labels.py in the same transaction as every decision or undo on it."""
+
+    __tablename__ = "post_label"
+
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"), primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("review_event.id"))  # the latest confirm / overturn
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)  # of that event
+    decided_day: Mapped[str] = mapped_column(String(10))  # its UTC day, YYYY-MM-DD: trends group on it
+    first_decided_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the post first left the queue
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    raters: Mapped[int] = mapped_column(Integer)  # people with a decision on the post
+    human_violation: Mapped[bool] = mapped_column(Boolean)
+    human_category: Mapped[str] = mapped_column(String(64))  # "none" for no violation
+    verdict_id: Mapped[int | None] = mapped_column(ForeignKey("verdict.id"))
+    usable: Mapped[bool] = mapped_column(Boolean)  # the verdict parsed (ok / repaired)
+    model_violation: Mapped[bool | None] = mapped_column(Boolean)
+    model_category: Mapped[str | None] = mapped_column(String(64))  # "none" for no violation
+    confidence: Mapped[float | None] = mapped_column(Float)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    model_id: Mapped[str | None] = mapped_column(String(255))
+    prompt_version: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(64))
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    # Covering indexes, one per kind of metrics query, each led by what that query groups on, so
+    # that SQLite reads the groups in order from the index (no sort) and applies the filters to
+    # the index entries (no table lookups); Postgres hash-aggregates and may use them for
+    # index-only scans.
+    __table_args__ = (
+        Index(
+            "ix_post_label_cells", *LABEL_CELLS, "confidence", "decided_at", "source", "model_id", "prompt_version"
+        ),  # fmt: skip
+        Index("ix_post_label_days", "decided_day", *LABEL_CELLS, "decided_at", "source", "model_id", "prompt_version"),
+        Index(
+            "ix_post_label_slices", "model_id", "prompt_version", "provider", "source", *LABEL_CELLS, "decided_at"
+        ),  # fmt: skip
+        Index("ix_post_label_raters", "raters"),
+    )
+
+
 class Export(Base):
     """A training-data export: who made it, from what, and where it went."""
 

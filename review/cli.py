@@ -12,7 +12,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ from review.errors import ConfigError, ReviewError, SchemaOutOfDate
 from review.inference import load_provider
 from review.inference.base import ModelUnavailable, Provider
 from review.ingest import IngestReport, ingest_paths
+from review.metrics import MetricFilter
 
 if TYPE_CHECKING:
     from review.scoring import Scorer
@@ -322,6 +323,72 @@ def cmd_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _day(value: str) -> datetime:
+    try:
+        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day: {value!r} (use YYYY-MM-DD)") from None
+
+
+def _share(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 < share <= 1:
+        raise argparse.ArgumentTypeError(f"not a share between 0 and 1: {value!r}")
+    return share
+
+
+def metric_filter(args: argparse.Namespace) -> MetricFilter:
+    """--since DAY (from its start) and --until DAY (through its end), UTC; the rest as given."""
+    until = args.until + timedelta(days=1) if args.until is not None else None
+    return MetricFilter(
+        since=args.since,
+        until=until,
+        source=args.source,
+        category=args.category,
+        model_id=args.model,
+        prompt_version=args.prompt_version,
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from review import report
+    from review.auth import OPERATOR
+
+    if args.format == "csv" and args.out is None and args.table is None:
+        raise ReviewError("--format csv writes one table: name it with --table, or give --out DIR for all of them")
+    desk = open_desk()
+    flt = metric_filter(args)
+    sections = tuple(args.section or report.SECTIONS)
+    with desk.sessions() as session:
+        tables = report.build(session, OPERATOR, flt, sections=sections, period=args.period, target=args.target)
+    if args.table is not None:
+        if args.table not in tables:
+            raise ReviewError(f"no table {args.table!r} in this report; there are: {', '.join(tables)}")
+        tables = {args.table: tables[args.table]}
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, df in tables.items():
+            if args.format == "json":
+                continue
+            (args.out / f"{name}.csv").write_text(report.to_csv(df), encoding="utf-8")
+        if args.format == "json":
+            (args.out / "report.json").write_text(report.to_json(tables, flt), encoding="utf-8")
+        print(f"wrote {len(tables) if args.format == 'csv' else 1} file(s) to {args.out}")
+    elif args.format == "json":
+        print(report.to_json(tables, flt))
+    elif args.format == "csv":
+        sys.stdout.write(report.to_csv(next(iter(tables.values()))))
+    else:
+        for name, df in tables.items():
+            print(f"== {name}")
+            print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(df) else "(no rows)")
+            print()
+    return 0
+
+
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provider",
@@ -436,6 +503,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-score", action="store_true", help="only load the posts")
     _model_arguments(demo)
     demo.set_defaults(func=cmd_demo)
+
+    report = sub.add_parser(
+        "report",
+        help="the lead pages' numbers: accuracy, agreement and operations tables",
+        description="Model-vs-human accuracy, moderator agreement and operations, from the decided posts. "
+        "Dates are UTC days: --since from the start of the day, --until through its end.",
+    )
+    report.add_argument("--format", choices=["text", "json", "csv"], default="text")
+    report.add_argument("--out", type=Path, metavar="DIR", help="write the tables to DIR (csv: one file per table)")
+    report.add_argument("--table", help="only this table (needed for --format csv without --out)")
+    report.add_argument(
+        "--section",
+        action="append",
+        choices=["accuracy", "agreement", "operations"],
+        help="only these sections (repeatable; default: all)",
+    )
+    report.add_argument("--since", type=_day, metavar="YYYY-MM-DD")
+    report.add_argument("--until", type=_day, metavar="YYYY-MM-DD")
+    report.add_argument("--source")
+    report.add_argument("--category", help="the human label's category")
+    report.add_argument("--model", help="the model id of the verdict on screen")
+    report.add_argument("--prompt-version")
+    report.add_argument("--period", choices=["day", "week"], default="week", help="trend buckets (default week)")
+    report.add_argument("--target", type=_share, default=0.95, help="precision target for the threshold advice")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

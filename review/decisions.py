@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import EventAction, Post, PostStatus, ReviewEvent, Verdict
 from db.session import writing
+from review import labels
 from review.auth import Actor, Permission, PermissionDenied, require
 from review.errors import ReviewError
 from review.policy import Policy, load_policy
@@ -265,7 +266,7 @@ def decide(
         )
         if done.rowcount != 1:
             raise ClaimLost(_lost(session, actor, post_id, now))
-        return _event(
+        event = _event(
             session,
             post_id=post_id,
             user_id=actor.id,
@@ -281,6 +282,8 @@ def decide(
             time_spent_ms=time_spent_ms,
             idempotency_key=idempotency_key,
         )
+        labels.refresh(session, [post_id])
+        return event
 
 
 MAX_BULK = 1000  # posts per bulk decision
@@ -374,6 +377,7 @@ def decide_bulk(
                    label_category=post_label.category if post_label else None,
                    label_severity=post_label.severity if post_label else None, note=note, bulk_id=bulk_id)  # fmt: skip
             decided.append(post_id)
+        labels.refresh(session, decided)
     return BulkResult(bulk_id, decided, skipped)
 
 
@@ -496,6 +500,7 @@ def undo(
         reopened = _event(session, post_id=event.post_id, user_id=actor.id, action=EventAction.REOPEN,
                           note=f"undo of event {event.id} ({event.action})", lease_expires_at=expires,
                           created_at=now)  # fmt: skip
+        labels.refresh(session, [event.post_id])
         return Claim(event.post_id, expires, reopened.id)
 
 

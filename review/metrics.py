@@ -1,31 +1,34 @@
-"""How good is the model: its verdicts against the humans' labels, computed in SQL where it can be.
+"""How good is the model, do the moderators agree, is the queue under control: the numbers of
+the lead pages and ``python -m review report``, computed in SQL where they can be.
 
-A decided post (status ``decided`` or ``second_review``: not reopened) counts once, with its
-latest human label (the latest confirm or overturn event) against the verdict that was on screen
-for that decision (``review_event.verdict_id``), never a later re-score. Verdicts the model failed
-to give (parse failures, errors) are counted apart: they have nothing to compare.
+A settled post (status ``decided`` or ``second_review``: not reopened) counts once, with its
+latest human label against the verdict that was on screen for that decision, never a later
+re-score. Both come from ``post_label`` (review/labels.py), one narrow row per settled post, so
+the accuracy numbers are GROUP BYs over one table. Verdicts the model failed to give (parse
+failures, errors) are counted apart: they have nothing to compare.
 
-The database returns small grouped tables — confusion cells, counts per confidence value, per
-confidence bin — and the metrics are computed from those here, so the cost grows with the number
-of decided posts only inside the database's GROUP BY.
+The database returns small grouped tables — confusion cells, counts per confidence value (to
+0.001), per period or slice — and the metrics are computed from those here.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Select, and_, case, func, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
-from db.models import EventAction, Post, PostStatus, ReviewEvent, Verdict
+from db.models import LABEL_CELLS, EventAction, Post, PostLabel, ReviewEvent, Verdict
 from review.auth import Actor, Permission, require
+from review.errors import ReviewError
+from review.labels import SETTLED, utc_day
 from review.scoring import USABLE
 
 DECISIONS = (EventAction.CONFIRM, EventAction.OVERTURN)
-SETTLED = (PostStatus.DECIDED, PostStatus.SECOND_REVIEW)
 CALIBRATION_BINS = 10
+CONFIDENCE_DIGITS = 3  # confidences are grouped to 0.001 (ROC-AUC and thresholds see ties there)
 
 
 @dataclass(frozen=True)
@@ -33,47 +36,34 @@ class MetricFilter:
     since: datetime | None = None  # decisions at or after
     until: datetime | None = None  # decisions before
     source: str | None = None
-    category: str | None = None  # the human label's category
+    category: str | None = None  # the human label's category ("none": no violation)
     model_id: str | None = None
     prompt_version: str | None = None
 
 
-def _model_category():  # type: ignore[no-untyped-def]
-    """The verdict's category as a label: "none" when it saw no violation."""
-    return case((Verdict.violation.is_(True), Verdict.category), else_="none")
-
-
-def _labelled(flt: MetricFilter) -> tuple[Select, type[ReviewEvent]]:  # type: ignore[type-arg]
-    """FROM/WHERE for one row per settled post: its latest human label and the verdict on screen."""
-    latest = (
-        select(func.max(ReviewEvent.id).label("event_id"))
-        .where(ReviewEvent.action.in_([a.value for a in DECISIONS]))
-        .group_by(ReviewEvent.post_id)
-        .subquery()
-    )
-    event = aliased(ReviewEvent)
-    query = (
-        select()
-        .select_from(latest)
-        .join(event, event.id == latest.c.event_id)
-        .join(Post, Post.id == event.post_id)
-        .join(Verdict, Verdict.id == event.verdict_id)
-        .where(Post.status.in_([s.value for s in SETTLED]))
-    )
+def _labelled(flt: MetricFilter, *, by_day: bool = False) -> Select:  # type: ignore[type-arg]
+    """FROM/WHERE over post_label for the settled posts under ``flt``. ``by_day``: also bound the
+    day (implied by the time) for the trend query, which reads the days index from that day on.
+    The other queries leave it out on purpose: a full scan of their covering index, grouped in
+    index order and filtered in it, beats seeking a day range and sorting what it finds."""
     conditions = []
     if flt.since is not None:
-        conditions.append(event.created_at >= flt.since)
+        conditions.append(PostLabel.decided_at >= flt.since)
+        if by_day:
+            conditions.append(PostLabel.decided_day >= _utc(flt.since).date().isoformat())
     if flt.until is not None:
-        conditions.append(event.created_at < flt.until)
+        conditions.append(PostLabel.decided_at < flt.until)
+        if by_day:
+            conditions.append(PostLabel.decided_day <= _utc(flt.until).date().isoformat())
     if flt.source:
-        conditions.append(Post.source == flt.source)
+        conditions.append(PostLabel.source == flt.source)
     if flt.category:
-        conditions.append(event.label_category == flt.category)
+        conditions.append(PostLabel.human_category == flt.category)
     if flt.model_id:
-        conditions.append(Verdict.model_id == flt.model_id)
+        conditions.append(PostLabel.model_id == flt.model_id)
     if flt.prompt_version:
-        conditions.append(Verdict.prompt_version == flt.prompt_version)
-    return query.where(and_(true(), *conditions)), event
+        conditions.append(PostLabel.prompt_version == flt.prompt_version)
+    return select().select_from(PostLabel).where(and_(true(), *conditions))
 
 
 @dataclass(frozen=True)
@@ -143,65 +133,146 @@ def _f1(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
+def _tally(rows) -> tuple[Binary, dict[tuple[str, str], int]]:  # type: ignore[no-untyped-def]
+    """Binary counts and the confusion matrix from grouped rows of
+    (human says violation, model says violation, human category, model category, posts)."""
+    counts = Counter[tuple[bool, bool]]()
+    confusion: Counter[tuple[str, str]] = Counter()
+    for human_v, model_v, human_c, model_c, n in rows:
+        counts[(bool(human_v), bool(model_v))] += n
+        confusion[(human_c, model_c)] += n
+    binary = Binary(counts[(True, True)], counts[(False, True)], counts[(True, False)], counts[(False, False)], None)
+    return binary, dict(confusion)
+
+
+CELLS = tuple(getattr(PostLabel, c) for c in LABEL_CELLS)  # (usable, human and model violation and category)
+
+
 def accuracy(session: Session, actor: Actor, flt: MetricFilter = MetricFilter()) -> Accuracy:
-    """The accuracy page's numbers for the decided posts under ``flt``."""
+    """The accuracy page's headline numbers, categories, confusion matrix and calibration for the
+    settled posts under ``flt``: one GROUP BY, read in order from the ix_post_label_cells index."""
     require(actor, Permission.METRICS)
-    base, event = _labelled(flt)
-    usable = Verdict.parse_status.in_(list(USABLE))
-    model_cat = _model_category()
+    grouped = (*CELLS, PostLabel.confidence)
+    rows = session.execute(_labelled(flt).add_columns(*grouped, func.count()).group_by(*grouped)).all()
+    failures = sum(n for usable, *_, n in rows if not usable)
+    facts = [(hv, mv, hc, mc, conf, n) for usable, hv, mv, hc, mc, conf, n in rows if usable]
+    binary, confusion = _tally([(hv, mv, hc, mc, n) for hv, mv, hc, mc, _, n in facts])
 
-    failures = session.scalar(base.add_columns(func.count()).where(~usable)) or 0
-    cells = session.execute(
-        base.add_columns(event.label_category, model_cat, func.count())
-        .where(usable)
-        .group_by(event.label_category, model_cat)
-    ).all()
-    confusion = {(human or "none", model or "none"): n for human, model, n in cells}
-
+    # per confidence value (to 0.001): the model's answer, the human's, and whether the category matched
+    by_value = Counter[tuple[float, bool, bool, bool]]()
+    for hv, mv, hc, mc, conf, n in facts:
+        if conf is not None:
+            by_value[(round(float(conf), CONFIDENCE_DIGITS), bool(mv), bool(hv), hc == mc)] += n
+    totals = Counter[tuple[float, bool, bool]]()
+    for (c, m, h, _), n in by_value.items():
+        totals[(c, m, h)] += n
+    scores = [(c, m, h, n) for (c, m, h), n in sorted(totals.items())]
     # P(violation) per verdict: its confidence if it says violation, else one minus it
-    said = Verdict.violation.is_(True)
-    scored = session.execute(
-        base.add_columns(Verdict.confidence, said, event.label_violation.is_(True), func.count())
-        .where(usable, Verdict.confidence.is_not(None))
-        .group_by(Verdict.confidence, said, event.label_violation.is_(True))
-    ).all()
-    scores = [(float(c), bool(m), bool(h), int(n)) for c, m, h, n in scored]
+    binary = replace(binary, auc=_auc([((c if m else 1 - c), h, n) for c, m, h, n in scores]))
 
-    tp = sum(n for _, m, h, n in scores if m and h)
-    fp = sum(n for _, m, h, n in scores if m and not h)
-    fn = sum(n for _, m, h, n in scores if not m and h)
-    tn = sum(n for _, m, h, n in scores if not m and not h)
-    binary = Binary(tp, fp, fn, tn, _auc([((c if m else 1 - c), h, n) for c, m, h, n in scores]))
-
-    categories = _category_scores(confusion)
-    total = sum(confusion.values())
-    correct = sum(n for (h, m), n in confusion.items() if h == m)
-    present = [c for c in categories if c.support or c.predicted]
-    macro = sum(c.f1 for c in present) / len(present) if present else 0.0
-
-    top = CALIBRATION_BINS - 1  # confidence 1.0 belongs to the last bin
-    bin_of = case((Verdict.confidence >= 1.0, top), else_=func.floor(Verdict.confidence * CALIBRATION_BINS))
-    right = case((event.label_category == model_cat, 1), else_=0)
-    bins = session.execute(
-        base.add_columns(bin_of, func.count(), func.avg(Verdict.confidence), func.avg(right))
-        .where(usable, Verdict.confidence.is_not(None))
-        .group_by(bin_of)
-        .order_by(bin_of)
-    ).all()
-    calibration = [(int(b), int(n), float(conf), float(acc)) for b, n, conf, acc in bins]
+    bins: dict[int, list[float]] = {}  # bin → [posts, sum of confidence, posts right]
+    for (c, _, _, right), n in by_value.items():
+        tally = bins.setdefault(min(int(c * CALIBRATION_BINS), CALIBRATION_BINS - 1), [0, 0.0, 0])  # 1.0: last bin
+        tally[0] += n
+        tally[1] += c * n
+        tally[2] += n if right else 0
+    calibration = [(b, int(n), total / n, hits / n) for b, (n, total, hits) in sorted(bins.items())]
     counted = sum(n for _, n, _, _ in calibration)
     ece = sum(n / counted * abs(acc - conf) for _, n, conf, acc in calibration) if counted else None
+    categories = _category_scores(confusion)
     return Accuracy(
         binary=binary,
         confusion=confusion,
         categories=categories,
-        macro_f1=macro,
-        micro_f1=_ratio(correct, total),  # with one label per post, micro F1 is the accuracy
+        macro_f1=_macro_f1(categories),
+        micro_f1=_micro_f1(confusion),
         calibration=calibration,
         ece=ece,
         model_failures=failures,
         scores=scores,
     )
+
+
+def _macro_f1(categories: list[CategoryScores]) -> float:
+    present = [c for c in categories if c.support or c.predicted]
+    return sum(c.f1 for c in present) / len(present) if present else 0.0
+
+
+def _micro_f1(confusion: dict[tuple[str, str], int]) -> float:
+    # with one label per post, micro-averaged F1 equals the share of posts in the right category
+    return _ratio(sum(n for (h, m), n in confusion.items() if h == m), sum(confusion.values()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Slices and trends: the same numbers per model, prompt version, provider, source or period
+
+GROUPINGS = ("model_id", "prompt_version", "provider", "source")
+PERIODS = ("day", "week")
+
+
+@dataclass(frozen=True)
+class Slice:
+    key: str  # the model id, source… or the first day of the period (YYYY-MM-DD, UTC)
+    binary: Binary  # without AUC
+    macro_f1: float
+    category_accuracy: float  # share of posts whose category the model got right (= micro F1)
+
+
+def period_of(session: Session, column, period: str):  # type: ignore[no-untyped-def]
+    """SQL for the UTC day (or the Monday of the week) of a timestamp column, as YYYY-MM-DD."""
+    if period not in PERIODS:
+        raise ReviewError(f"unknown period {period!r}: use day or week")
+    dialect = session.get_bind().dialect.name
+    if period == "day":
+        return utc_day(dialect, column)
+    if dialect == "postgresql":
+        return func.to_char(func.date_trunc("week", func.timezone("UTC", column)), "YYYY-MM-DD")
+    return func.date(column, "weekday 0", "-6 days")  # the Sunday ending the week, less six days
+
+
+def monday(day: str) -> str:
+    """The Monday of a YYYY-MM-DD day's week (ISO weeks, as Postgres' date_trunc('week'))."""
+    d = date.fromisoformat(day)
+    return (d - timedelta(days=d.weekday())).isoformat()
+
+
+def breakdown(session: Session, actor: Actor, flt: MetricFilter, by: str) -> list[Slice]:
+    """The accuracy numbers per value of ``by``, in key order: a period of the decision time
+    (day, week: UTC, a week keyed by its Monday) or a grouping (model_id, prompt_version,
+    provider, source). One GROUP BY, read in order from the days or the slices index."""
+    if by in PERIODS:
+        require(actor, Permission.METRICS)
+        grouped = (PostLabel.decided_day, *CELLS)
+        query = _labelled(flt, by_day=True).add_columns(*grouped, func.count()).group_by(*grouped)
+        rows = session.execute(query).all()
+        to_key = monday if by == "week" else str
+        return _slices([(to_key(day), cell) for day, usable, *cell in rows if usable])
+    if by in GROUPINGS:
+        return slices(session, actor, flt)[by]
+    raise ReviewError(f"unknown breakdown {by!r}: use one of {', '.join(PERIODS + GROUPINGS)}")
+
+
+def slices(session: Session, actor: Actor, flt: MetricFilter) -> dict[str, list[Slice]]:
+    """The accuracy numbers per model id, prompt version, provider and source, from one GROUP BY."""
+    require(actor, Permission.METRICS)
+    keys = tuple(getattr(PostLabel, g) for g in GROUPINGS)
+    grouped = (*keys, *CELLS)
+    rows = session.execute(_labelled(flt).add_columns(*grouped, func.count()).group_by(*grouped)).all()
+    out = {}
+    for i, g in enumerate(GROUPINGS):
+        out[g] = _slices([(str(row[i]), row[len(keys) + 1 :]) for row in rows if row[len(keys)]])
+    return out
+
+
+def _slices(keyed: list[tuple[str, tuple]]) -> list[Slice]:  # type: ignore[type-arg]
+    grouped: dict[str, list[tuple]] = {}  # type: ignore[type-arg]
+    for key, cell in keyed:
+        grouped.setdefault(key, []).append(cell)
+    out = []
+    for key in sorted(grouped):
+        binary, confusion = _tally(grouped[key])
+        out.append(Slice(key, binary, _macro_f1(_category_scores(confusion)), _micro_f1(confusion)))
+    return out
 
 
 def _category_scores(confusion: dict[tuple[str, str], int]) -> list[CategoryScores]:
@@ -272,10 +343,10 @@ class PairKappa:
 @dataclass(frozen=True)
 class RaterScores:
     username: str
-    decisions: int  # their settled decisions under the filter
-    overturn_rate: float  # share of those that overturned the model
-    with_consensus: int  # multi-rated posts with a majority label they took part in
-    agrees_with_consensus: float  # share of those where their label is the majority's
+    decisions: int  # settled posts under the filter whose final label is theirs
+    overturn_rate: float  # share of those with a usable verdict where the label differs from it
+    with_consensus: int  # multi-rated posts they labelled where the others' labels have a strict majority
+    agrees_with_consensus: float  # share of those where their label is that majority's (with two raters: the other's)
 
 
 @dataclass
@@ -291,51 +362,39 @@ class Agreement:
 
 
 def agreement(session: Session, actor: Actor, flt: MetricFilter = MetricFilter()) -> Agreement:
-    """How far the humans agree with each other, on posts two or more people labelled (second
-    reviews): each person's latest label per post."""
+    """How far the humans agree with each other, on settled posts two or more people labelled
+    (second reviews): each person's latest label per post."""
     from db.models import User
 
     require(actor, Permission.METRICS)
-    base, event = _labelled(flt)
-    settled = base.with_only_columns(event.post_id).subquery()  # the posts the filter keeps
+    shared = _labelled(flt).add_columns(PostLabel.post_id).where(PostLabel.raters > 1)
     latest_per_person = (
         select(func.max(ReviewEvent.id))
-        .where(ReviewEvent.action.in_([a.value for a in DECISIONS]), ReviewEvent.post_id.in_(select(settled.c.post_id)))
+        .where(ReviewEvent.action.in_([a.value for a in DECISIONS]), ReviewEvent.post_id.in_(shared))
         .group_by(ReviewEvent.post_id, ReviewEvent.user_id)
     )
-    shared = (
-        select(ReviewEvent.post_id)
-        .where(ReviewEvent.id.in_(latest_per_person))
-        .group_by(ReviewEvent.post_id)
-        .having(func.count() > 1)
-    )
     rows = session.execute(
-        select(ReviewEvent.post_id, User.username, ReviewEvent.label_category)
+        select(ReviewEvent.post_id, User.username, ReviewEvent.label_violation, ReviewEvent.label_category)
         .join(User, User.id == ReviewEvent.user_id)
-        .where(ReviewEvent.id.in_(latest_per_person), ReviewEvent.post_id.in_(shared))
+        .where(ReviewEvent.id.in_(latest_per_person))
     ).all()
     labels: dict[int, dict[str, str]] = {}
-    for post_id, username, category in rows:
-        labels.setdefault(post_id, {})[username] = category or "none"
+    for post_id, username, violation, category in rows:
+        labels.setdefault(post_id, {})[username] = (category or "other") if violation else "none"
+    labels = {p: by for p, by in labels.items() if len(by) > 1}
 
-    people = sorted({u for by in labels.values() for u in by})
-    pairs = []
-    for i, a in enumerate(people):
-        for b in people[i + 1 :]:
-            both = [(by[a], by[b]) for by in labels.values() if a in by and b in by]
-            if both:
-                pairs.append(_cohen(a, b, both))
+    together: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (a, b) → their labels on the posts both labelled
+    for by in labels.values():
+        people = sorted(by)
+        for i, a in enumerate(people):
+            for b in people[i + 1 :]:
+                together.setdefault((a, b), []).append((by[a], by[b]))
+    pairs = [_cohen(a, b, both) for (a, b), both in sorted(together.items())]
 
     counts_per_post = [Counter(by.values()) for by in labels.values()]
     sizes = Counter(sum(c.values()) for c in counts_per_post)
     raters = max(sizes, key=lambda k: (sizes[k], -k)) if sizes else 0
     fleiss_items = [c for c in counts_per_post if sum(c.values()) == raters]
-
-    consensus: dict[int, str] = {}
-    for post_id, by in labels.items():
-        top = Counter(by.values()).most_common()
-        if len(top) == 1 or top[0][1] > top[1][1]:
-            consensus[post_id] = top[0][0]
     return Agreement(
         posts=len(labels),
         pairs=pairs,
@@ -343,7 +402,7 @@ def agreement(session: Session, actor: Actor, flt: MetricFilter = MetricFilter()
         fleiss_posts=len(fleiss_items),
         fleiss_raters=raters,
         krippendorff_alpha=_alpha(counts_per_post),
-        raters=_rater_scores(session, base, event, labels, consensus),
+        raters=_rater_scores(session, flt, labels),
         disputed=_disputed(labels),
     )
 
@@ -394,35 +453,53 @@ def _alpha(items: list[Counter[str]]) -> float | None:
     return 1 - (n - 1) * observed / expected
 
 
-def _rater_scores(session, base, event, labels, consensus) -> list[RaterScores]:  # type: ignore[no-untyped-def]
+def _rater_scores(session: Session, flt: MetricFilter, labels: dict[int, dict[str, str]]) -> list[RaterScores]:
     from db.models import User
 
-    user = aliased(User)
-    rows = session.execute(  # every settled decision of each person, on the posts the filter keeps
-        select(user.username, ReviewEvent.action, func.count())
-        .join(user, user.id == ReviewEvent.user_id)
-        .where(
-            ReviewEvent.action.in_([a.value for a in DECISIONS]),
-            ReviewEvent.post_id.in_(base.with_only_columns(event.post_id)),
+    disagrees = (PostLabel.human_violation != PostLabel.model_violation) | (
+        PostLabel.human_category != PostLabel.model_category
+    )
+    per_id = session.execute(  # the final labels each person gave, and how many differ from the model
+        _labelled(flt)
+        .add_columns(
+            PostLabel.decided_by_id,
+            func.count(),
+            func.sum(case((PostLabel.usable, 1), else_=0)),
+            func.sum(case((PostLabel.usable & disagrees, 1), else_=0)),
         )
-        .group_by(user.username, ReviewEvent.action)
+        .where(PostLabel.decided_by_id.is_not(None))
+        .group_by(PostLabel.decided_by_id)
     ).all()
-    made: Counter[str] = Counter()
-    overturned: Counter[str] = Counter()
-    for username, action, n in rows:
-        made[username] += n
-        if action == EventAction.OVERTURN:
-            overturned[username] += n
+    names = dict(session.execute(select(User.id, User.username).where(User.id.in_([r[0] for r in per_id]))).all())
+    rows = [(names[user_id], *counts) for user_id, *counts in per_id]
+    made = {u: int(n) for u, n, _, _ in rows}
+    compared = {u: int(k or 0) for u, _, k, _ in rows}
+    overturned = {u: int(k or 0) for u, _, _, k in rows}
     took_part: Counter[str] = Counter()
     agreed: Counter[str] = Counter()
-    for post_id, majority in consensus.items():
-        for username, label in labels[post_id].items():
-            took_part[username] += 1
-            agreed[username] += label == majority
+    for by in labels.values():  # each person against the consensus of the others on the post
+        for username, label in by.items():
+            majority = _majority([other for name, other in by.items() if name != username])
+            if majority is not None:
+                took_part[username] += 1
+                agreed[username] += label == majority
     return [
-        RaterScores(u, made[u], _ratio(overturned[u], made[u]), took_part[u], _ratio(agreed[u], took_part[u]))
+        RaterScores(
+            u,
+            made.get(u, 0),
+            _ratio(overturned.get(u, 0), compared.get(u, 0)),
+            took_part[u],
+            _ratio(agreed[u], took_part[u]),
+        )
         for u in sorted(set(made) | set(took_part))
     ]
+
+
+def _majority(labels: list[str]) -> str | None:
+    top = Counter(labels).most_common(2)
+    if not top or (len(top) == 2 and top[0][1] == top[1][1]):
+        return None
+    return top[0][0]
 
 
 def _disputed(labels: dict[int, dict[str, str]]) -> list[tuple[str, int, float]]:
@@ -435,3 +512,315 @@ def _disputed(labels: dict[int, dict[str, str]]) -> list[tuple[str, int, float]]
             disputed[category] += split
     out = [(c, given[c], disputed[c] / given[c]) for c in given]
     return sorted(out, key=lambda row: (-row[2], -row[1], row[0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Drill-down and filter choices
+
+
+@dataclass(frozen=True)
+class CellPost:
+    post_id: int
+    source: str
+    decided_at: datetime
+    decided_by: str | None
+    action: str
+    confidence: float | None
+    text: str  # the start of the post's text (untrusted: show as plain text)
+
+
+def cell_posts(
+    session: Session, actor: Actor, flt: MetricFilter, human: str, model: str, limit: int = 200
+) -> list[CellPost]:
+    """The settled posts behind one confusion cell (human category, model category), latest
+    decision first."""
+    from db.models import User
+
+    require(actor, Permission.METRICS)
+    rows = session.execute(
+        _labelled(flt)
+        .add_columns(
+            Post.id,
+            Post.source,
+            PostLabel.decided_at,
+            User.username,
+            ReviewEvent.action,
+            PostLabel.confidence,
+            func.substr(Post.text, 1, 160),
+        )
+        .join(Post, Post.id == PostLabel.post_id)
+        .join(ReviewEvent, ReviewEvent.id == PostLabel.event_id)
+        .outerjoin(User, User.id == PostLabel.decided_by_id)
+        .where(PostLabel.usable, PostLabel.human_category == human, PostLabel.model_category == model)
+        .order_by(PostLabel.decided_at.desc(), PostLabel.post_id.desc())
+        .limit(limit)
+    ).all()
+    return [CellPost(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    sources: list[str]
+    model_ids: list[str]
+    prompt_versions: list[str]
+
+
+def filter_options(session: Session, actor: Actor) -> FilterOptions:
+    """The values the filters can take: sources of posts, models and prompt versions of verdicts."""
+    require(actor, Permission.METRICS)
+    models = session.execute(select(Verdict.model_id, Verdict.prompt_version).distinct()).all()
+    return FilterOptions(
+        sources=sorted(session.scalars(select(Post.source).distinct())),
+        model_ids=sorted({m for m, _ in models}),
+        prompt_versions=sorted({p for _, p in models}),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations: throughput, handling time, backlog, failures, cache and latency
+
+LATENCY_STEP_MS = 10  # latencies are counted in 10 ms steps: percentiles to 10 ms
+
+
+@dataclass(frozen=True)
+class DayOps:
+    day: str  # YYYY-MM-DD, UTC
+    decisions: int  # confirm / overturn (bulk included)
+    escalations: int
+    median_handling_s: int | None  # of one-by-one decisions and escalations, in whole seconds
+    verdicts: int
+    model_failures: int  # verdicts that failed to parse or errored
+    waiting: int  # posts ingested and not yet decided at the end of the day
+    oldest_waiting_h: float | None  # age of the oldest of those, in hours
+
+
+@dataclass(frozen=True)
+class ModeratorOps:
+    username: str
+    decisions: int
+    escalations: int
+    overturns: int
+    median_handling_s: int | None
+    days_active: int
+
+
+@dataclass(frozen=True)
+class ModelOps:
+    provider: str
+    model_id: str
+    verdicts: int
+    failures: int
+    cache_hits: int
+    latency_p50_ms: float | None  # of calls that reached the model (cache hits excluded)
+    latency_p95_ms: float | None
+
+    @property
+    def cache_hit_rate(self) -> float:
+        return _ratio(self.cache_hits, self.verdicts)
+
+
+@dataclass
+class Operations:
+    days: list[DayOps]
+    per_moderator_day: list[tuple[str, str, int]]  # (day, username, decisions + escalations)
+    moderators: list[ModeratorOps]
+    models: list[ModelOps]
+
+
+def _quantile(histogram: Counter[int], q: float) -> int | None:
+    """The smallest value with at least ``q`` of the counts at or below it (nearest rank)."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    seen = 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= q * total:
+            return value
+    return None  # pragma: no cover - the loop always reaches q <= 1
+
+
+def _median_low(histogram: Counter[int]) -> int | None:
+    """The lower median: the value at rank ceil(n / 2), as statistics.median_low gives it."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    seen = 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= (total + 1) // 2:
+            return value
+    return None  # pragma: no cover
+
+
+def operations(
+    session: Session, actor: Actor, flt: MetricFilter = MetricFilter(), now: datetime | None = None
+) -> Operations:
+    """Throughput and health per day, per moderator and per model. Every filter narrows the
+    decisions (category: the human label; model and prompt: the verdict on screen); verdict
+    counts, latency and the backlog follow the date range, source, model and prompt only."""
+    from db.models import User
+
+    require(actor, Permission.METRICS)
+    now = now or datetime.now(UTC)
+    acted = (EventAction.CONFIRM, EventAction.OVERTURN, EventAction.ESCALATE)
+    day = period_of(session, ReviewEvent.created_at, "day")
+    seconds = ReviewEvent.time_spent_ms // 1000
+    events = (
+        select(day, User.username, ReviewEvent.action, seconds, func.count())
+        .select_from(ReviewEvent)
+        .join(User, User.id == ReviewEvent.user_id)
+        .where(ReviewEvent.action.in_([a.value for a in acted]))
+        .group_by(day, User.username, ReviewEvent.action, seconds)
+    )
+    if flt.source:
+        events = events.join(Post, Post.id == ReviewEvent.post_id).where(Post.source == flt.source)
+    if flt.model_id or flt.prompt_version:
+        events = events.join(Verdict, Verdict.id == ReviewEvent.verdict_id)
+    events = events.where(*_time_and_model(flt, ReviewEvent.created_at))
+    if flt.category:
+        events = events.where(ReviewEvent.label_category == flt.category)
+
+    per_day: dict[str, Counter[str]] = {}
+    handling: dict[str, Counter[int]] = {}
+    per_person: dict[str, Counter[str]] = {}
+    person_handling: dict[str, Counter[int]] = {}
+    person_days: dict[str, set[str]] = {}
+    person_day: Counter[tuple[str, str]] = Counter()
+    for d, username, action, secs, n in session.execute(events):
+        kind = "escalations" if action == EventAction.ESCALATE else "decisions"
+        per_day.setdefault(d, Counter())[kind] += n
+        person = per_person.setdefault(username, Counter())
+        person[kind] += n
+        person["overturns"] += n if action == EventAction.OVERTURN else 0
+        person_days.setdefault(username, set()).add(d)
+        person_day[(d, username)] += n
+        if secs is not None:
+            handling.setdefault(d, Counter())[int(secs)] += n
+            person_handling.setdefault(username, Counter())[int(secs)] += n
+
+    verdict_day = period_of(session, Verdict.created_at, "day")
+    usable = Verdict.parse_status.in_(list(USABLE))
+    latency = func.round(Verdict.latency_ms / LATENCY_STEP_MS)
+    verdicts = (
+        select(verdict_day, Verdict.provider, Verdict.model_id, usable, Verdict.cache_hit, latency, func.count())
+        .group_by(verdict_day, Verdict.provider, Verdict.model_id, usable, Verdict.cache_hit, latency)
+        .where(*_time_and_model(flt, Verdict.created_at))
+    )
+    if flt.source:
+        verdicts = verdicts.join(Post, Post.id == Verdict.post_id).where(Post.source == flt.source)
+    made: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    models: dict[tuple[str, str], Counter[str]] = {}
+    latencies: dict[tuple[str, str], Counter[int]] = {}
+    for d, provider, model_id, ok, hit, step, n in session.execute(verdicts):
+        made[d] += n
+        failed[d] += 0 if ok else n
+        tally = models.setdefault((provider, model_id), Counter())
+        tally["verdicts"] += n
+        tally["failures"] += 0 if ok else n
+        tally["cache_hits"] += n if hit else 0
+        if step is not None and not hit:
+            latencies.setdefault((provider, model_id), Counter())[int(step) * LATENCY_STEP_MS] += n
+
+    backlog = _backlog(session, flt, now)
+    days = sorted(set(per_day) | set(made) | set(backlog))
+    out_days = []
+    for d in days:
+        count = per_day.get(d, Counter())
+        waiting, oldest = backlog.get(d, (0, None))
+        out_days.append(
+            DayOps(
+                d,
+                count["decisions"],
+                count["escalations"],
+                _median_low(handling.get(d, Counter())),
+                made[d],
+                failed[d],
+                waiting,
+                oldest,
+            )
+        )
+    return Operations(
+        days=out_days,
+        per_moderator_day=sorted((d, u, n) for (d, u), n in person_day.items()),
+        moderators=[
+            ModeratorOps(
+                u,
+                c["decisions"],
+                c["escalations"],
+                c["overturns"],
+                _median_low(person_handling.get(u, Counter())),
+                len(person_days[u]),
+            )
+            for u, c in sorted(per_person.items())
+        ],
+        models=[
+            ModelOps(
+                p,
+                m,
+                c["verdicts"],
+                c["failures"],
+                c["cache_hits"],
+                _quantile(latencies.get((p, m), Counter()), 0.5),
+                _quantile(latencies.get((p, m), Counter()), 0.95),
+            )
+            for (p, m), c in sorted(models.items())
+        ],
+    )
+
+
+def _time_and_model(flt: MetricFilter, at) -> list:  # type: ignore[no-untyped-def, type-arg]
+    conditions = []
+    if flt.since is not None:
+        conditions.append(at >= flt.since)
+    if flt.until is not None:
+        conditions.append(at < flt.until)
+    if flt.model_id:
+        conditions.append(Verdict.model_id == flt.model_id)
+    if flt.prompt_version:
+        conditions.append(Verdict.prompt_version == flt.prompt_version)
+    return conditions
+
+
+def _backlog(session: Session, flt: MetricFilter, now: datetime) -> dict[str, tuple[int, float | None]]:
+    """Per day: posts ingested by its end and not yet decided then, and the oldest one's age in
+    hours. From grouped tables of (day ingested, day first decided, earliest ingest, posts):
+    settled posts from post_label, the others (never decided, or reopened) from post."""
+    came = period_of(session, PostLabel.ingested_at, "day")
+    left = period_of(session, PostLabel.first_decided_at, "day")
+    settled = select(came, left, func.min(PostLabel.ingested_at), func.count()).group_by(came, left)
+    waiting_day = period_of(session, Post.ingested_at, "day")
+    waiting = (
+        select(waiting_day, func.min(Post.ingested_at), func.count())
+        .where(Post.status.not_in(SETTLED))
+        .group_by(waiting_day)
+    )
+    if flt.source:
+        settled = settled.where(PostLabel.source == flt.source)
+        waiting = waiting.where(Post.source == flt.source)
+    groups = [(c, d, _utc(e), n) for c, d, e, n in session.execute(settled)]
+    groups += [(c, None, _utc(e), n) for c, e, n in session.execute(waiting)]
+    if not groups:
+        return {}
+    first = min(date.fromisoformat(c) for c, _, _, _ in groups)
+    last = max(date.fromisoformat(d) for c, left_day, _, _ in groups for d in (c, left_day) if d)
+    last = max(last, now.date())
+    out = {}
+    day = first
+    while day <= last:
+        key = day.isoformat()
+        end = min(datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC), now)
+        open_ = [(e, n) for c, left_day, e, n in groups if c <= key and (left_day is None or left_day > key)]
+        oldest = min((e for e, _ in open_), default=None)
+        in_range = (flt.since is None or end > flt.since) and (flt.until is None or day < flt.until.date())
+        if in_range:
+            out[key] = (sum(n for _, n in open_), (end - oldest).total_seconds() / 3600 if oldest else None)
+        day += timedelta(days=1)
+    return out
+
+
+def _utc(value: datetime | str) -> datetime:
+    if isinstance(value, str):  # SQLite hands min() of a timestamp back as its stored text
+        value = datetime.fromisoformat(value)
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

@@ -28,6 +28,7 @@ TABLES = {
     "review_event",
     "export",
     "finetune_run",
+    "post_label",
 }
 
 
@@ -109,6 +110,59 @@ def test_current_verdict_is_backfilled(db_url: str) -> None:
                 "SELECT id, verdict_id, verdict_category, verdict_violation FROM post ORDER BY id"
             ).all()
         assert [tuple(r) for r in got] == [(1, 2, "sexual", True), (2, 3, None, None), (3, None, None, None)]
+    finally:
+        engine.dispose()
+
+
+def test_post_label_is_backfilled_by_the_rule(db_url: str) -> None:
+    """0006 fills post_label from the events already there, as review.labels would: the latest
+    confirm / overturn of each settled post, its UTC day, raters, and the verdict on screen."""
+    from sqlalchemy.orm import Session
+
+    from db.models import PostLabel, ReviewEvent, Verdict
+    from review import labels
+
+    engine = make_engine(db_url)
+    late = datetime(2026, 11, 23, 23, 30, tzinfo=UTC)  # late in the UTC day: the day is the 23rd everywhere
+    try:
+        schema.upgrade(engine, "0005")
+        with Session(engine) as session, session.begin():
+            statuses = ["decided", "second_review", "queued", "decided"]  # the queued one was reopened
+            for pid, status in enumerate(statuses, start=1):
+                session.add(Post(id=pid, source="s", external_id=f"e{pid}", text="t", status=status))
+            session.flush()
+            for vid, (pid, parse, category) in enumerate([(1, "ok", "fraud_spam"), (2, "ok", None), (3, "ok", None),
+                                                           (4, "failed", None)], start=1):  # fmt: skip
+                session.add(Verdict(id=vid, post_id=pid, provider="p", model_id="m", prompt_version="v",
+                                    input_hash=f"h{vid}", parse_status=parse, violation=category is not None,
+                                    category=category, confidence=0.8, tags=[], parse_notes=[]))  # fmt: skip
+            session.flush()
+            events = [
+                (1, "confirm", "fraud_spam", 0),
+                (1, "overturn", None, 5),
+                (2, "confirm", None, 0),
+                (3, "overturn", "sexual", 0),
+                (4, "overturn", "sexual", 0),
+            ]
+            for pid, action, category, minutes in events:
+                at = late + timedelta(minutes=minutes)
+                violated = category is not None
+                session.add(ReviewEvent(post_id=pid, action=action, verdict_id=pid, created_at=at,
+                                        label_violation=violated, label_category=category or "none"))  # fmt: skip
+        schema.upgrade(engine)
+        with Session(engine) as session:
+            got = {r.post_id: r for r in session.scalars(select(PostLabel))}
+            expected = session.execute(labels.label_rows(engine.dialect.name)).all()
+        assert set(got) == {1, 2, 4} == {row[0] for row in expected}  # the reopened post is out
+        for row in expected:
+            mine = got[row[0]]
+            assert tuple(getattr(mine, c) for c in labels.COLUMNS) == tuple(row)
+        assert (got[1].human_category, got[1].model_category, got[1].decided_day) == (
+            "none",
+            "fraud_spam",
+            "2026-11-23",
+        )
+        assert (got[4].usable, got[4].model_category, got[4].human_category) == (False, None, "sexual")
     finally:
         engine.dispose()
 

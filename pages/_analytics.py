@@ -1,0 +1,104 @@
+"""What the lead pages (Accuracy, Agreement, Activity) share: the filters, which keep their
+values from page to page, CSV downloads, and number formats. Not a screen."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from review import metrics
+from review.auth import Actor, Permission, require
+from review.desk import Desk
+from review.metrics import MetricFilter, filter_options
+from review.policy import load_policy
+
+KEYS = ("mf_since", "mf_until", "mf_source", "mf_category", "mf_model", "mf_prompt")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _options(database: str, _desk: Desk, _actor: Actor) -> tuple[list[str], list[str], list[str]]:
+    with _desk.sessions() as session:
+        found = filter_options(session, _actor)
+    return found.sources, found.model_ids, found.prompt_versions
+
+
+def filters(desk: Desk, actor: Actor) -> MetricFilter:
+    """The filter bar; its values are the same on every lead page until changed."""
+    for key in KEYS:  # a widget's value is dropped on pages that do not draw it; keep them
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+    sources, models, prompts = _options(str(desk.settings.database_url), desk, actor)
+    with st.container(border=True):
+        first, second, third, fourth, fifth, sixth = st.columns([1, 1, 1.2, 1.2, 2, 1.4])
+        since = first.date_input("Decided from", value=None, key="mf_since", format="YYYY-MM-DD")
+        until = second.date_input("through", value=None, key="mf_until", format="YYYY-MM-DD")
+        source = third.selectbox("Source", sources, index=None, key="mf_source", placeholder="all")
+        category = fourth.selectbox(
+            "Human category", load_policy().ids, index=None, key="mf_category", placeholder="all"
+        )
+        model = fifth.selectbox("Model", models, index=None, key="mf_model", placeholder="all")
+        prompt = sixth.selectbox("Prompt version", prompts, index=None, key="mf_prompt", placeholder="all")
+        st.caption(
+            "Days are UTC. Decisions are counted on the day they were made; each post once, with its latest "
+            f"human label against the model verdict that was on screen. Figures are recounted every {FRESH_SECONDS} s."
+        )
+    if since and until and until < since:
+        st.warning("The end date is before the start date: nothing can match.")
+    return MetricFilter(
+        since=_start(since),
+        until=_start(until + timedelta(days=1)) if until else None,
+        source=source,
+        category=category,
+        model_id=model,
+        prompt_version=prompt,
+    )
+
+
+FRESH_SECONDS = 30  # how long a computed table is reused (clicks on a page rerun it)
+
+
+@st.cache_data(ttl=FRESH_SECONDS, show_spinner="Computing…", max_entries=64)
+def _computed(kind: str, database: str, flt: MetricFilter, arg: str | None, _desk: Desk, _actor: Actor):  # type: ignore[no-untyped-def]
+    with _desk.sessions() as session:
+        if kind == "breakdown":
+            assert arg is not None
+            return metrics.breakdown(session, _actor, flt, arg)
+        return getattr(metrics, kind)(session, _actor, flt)
+
+
+def computed(kind: str, desk: Desk, actor: Actor, flt: MetricFilter, arg: str | None = None):  # type: ignore[no-untyped-def]
+    """metrics.accuracy / agreement / operations / breakdown(arg) under ``flt``, reused for
+    FRESH_SECONDS: a click on the page (a confusion cell, a tab's control) does not recount."""
+    require(actor, Permission.METRICS)  # the cache must not hand a result to someone the core would refuse
+    return _computed(kind, str(desk.settings.database_url), flt, arg, desk, actor)
+
+
+def _start(day: date | None) -> datetime | None:
+    return datetime.combine(day, time(), tzinfo=UTC) if day else None
+
+
+def table(df: pd.DataFrame, name: str, **kwargs: object) -> None:
+    """A table with its CSV download (full precision, as the CLI writes it)."""
+    st.dataframe(df, hide_index=True, **kwargs)  # type: ignore[arg-type]
+    st.download_button(
+        f"Download {name}.csv",
+        df.to_csv(index=False).encode("utf-8"),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=f"download:{name}",
+        icon=":material/download:",
+    )
+
+
+def share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+PERCENT = st.column_config.NumberColumn(format="percent")
+DECIMAL = st.column_config.NumberColumn(format="%.3f")

@@ -1,0 +1,261 @@
+"""Accuracy (leads): the model's verdicts against the moderators' latest labels — violation as a
+yes/no task, categories with a confusion matrix that drills down to posts, trends, slices by
+model, prompt, provider and source, calibration and threshold advice. Numbers come from
+review/metrics.py (through review/report.py's tables); this page only draws them."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from pages._analytics import DECIMAL, PERCENT, computed, filters, number, share, table
+from pages._common import allowed_or_stop, current_actor, current_desk
+from review import metrics, report
+from review.auth import Permission
+from review.decisions import history
+
+desk = current_desk()
+actor = current_actor()
+allowed_or_stop(actor, Permission.METRICS, "see the accuracy metrics")
+
+st.title("Accuracy")
+flt = filters(desk, actor)
+acc = computed("accuracy", desk, actor, flt)
+
+if acc.n == 0:
+    st.info(
+        "No decided posts match these filters yet. Accuracy appears once moderators confirm or overturn "
+        "verdicts on the Review page."
+    )
+    if acc.model_failures:
+        st.caption(f"{acc.model_failures} decided posts had a failed model verdict.")
+    st.stop()
+
+b = acc.binary
+cols = st.columns(7)
+cols[0].metric("Decided posts", f"{b.n:,}")
+cols[1].metric(
+    "Precision", share(b.precision), help="Of the posts the model called a violation, the share humans agreed were one."
+)
+cols[2].metric("Recall", share(b.recall), help="Of the posts humans called a violation, the share the model caught.")
+cols[3].metric("F1", number(b.f1))
+cols[4].metric("Accuracy", share(b.accuracy))
+cols[5].metric(
+    "ROC-AUC", number(b.auc), help="Of the model's confidence in 'violation' (one minus it when it said no)."
+)
+cols[6].metric(
+    "Model failures",
+    f"{acc.model_failures:,}",
+    help="Decided posts whose verdict failed to parse or errored: not counted above.",
+)
+st.caption(
+    f"Violation yes/no: {b.tp:,} caught, {b.fp:,} false alarms, {b.fn:,} missed, {b.tn:,} correctly passed. "
+    f"Category: macro F1 {number(acc.macro_f1)}, micro F1 {number(acc.micro_f1)}."
+)
+
+categories, confusion, trends, calibration = st.tabs(["Categories", "Confusion", "Trends and slices", "Calibration"])
+
+with categories:
+    st.subheader("Per category")
+    st.caption(
+        "“none” is the no-violation class. Support: posts the humans put in the category; predicted: posts "
+        "the model put there."
+    )
+    table(
+        report.categories_table(acc),
+        "categories",
+        column_config={"precision": PERCENT, "recall": PERCENT, "f1": DECIMAL},
+    )
+    chart = (
+        alt.Chart(report.categories_table(acc))
+        .transform_fold(["precision", "recall", "f1"], as_=["metric", "value"])
+        .mark_bar()
+        .encode(
+            x=alt.X("value:Q", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("category:N", title=None),
+            yOffset="metric:N",
+            color="metric:N",
+            tooltip=["category:N", "metric:N", alt.Tooltip("value:Q", format=".3f")],
+        )
+    )
+    st.altair_chart(chart, use_container_width=True)
+
+with confusion:
+    st.subheader("Confusion matrix")
+    st.caption("Rows: the humans' category; columns: the model's. Click a cell to list its posts.")
+    cells = report.confusion_table(acc)
+    pick = alt.selection_point(fields=["human", "model"], name="cell")
+    heat = alt.Chart(cells).encode(x=alt.X("model:N", title="model said"), y=alt.Y("human:N", title="humans said"))
+    chart = heat.mark_rect().encode(
+        color=alt.Color("posts:Q", scale=alt.Scale(scheme="blues", type="symlog")),
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.5)),
+        tooltip=["human:N", "model:N", "posts:Q"],
+    ).add_params(pick) + heat.mark_text(fontSize=10).encode(
+        text=alt.Text("posts:Q"),
+        color=alt.condition(alt.datum.posts > cells["posts"].max() / 2, alt.value("white"), alt.value("black")),
+    )
+    event = st.altair_chart(chart, on_select="rerun", key="confusion_chart", use_container_width=True)
+    chosen = (event.get("selection", {}).get("cell") or [{}])[0] if event else {}
+    names = sorted(set(cells["human"]))
+    wrong = cells[(cells.human != cells.model) & (cells.posts > 0)].sort_values("posts", ascending=False)
+    default = chosen or (wrong.iloc[0].to_dict() if len(wrong) else {"human": names[0], "model": names[0]})
+    left, right = st.columns(2)
+    human = left.selectbox(
+        "Humans said", names, index=names.index(default["human"]), key=f"cell_h:{default['human']}:{default['model']}"
+    )
+    model = right.selectbox(
+        "Model said", names, index=names.index(default["model"]), key=f"cell_m:{default['human']}:{default['model']}"
+    )
+    with desk.sessions() as session:
+        posts = metrics.cell_posts(session, actor, flt, human, model)
+    st.caption(f"{acc.confusion.get((human, model), 0):,} posts; the latest {len(posts)} shown.")
+    listing = pd.DataFrame(
+        [p.__dict__ for p in posts],
+        columns=["post_id", "source", "decided_at", "decided_by", "action", "confidence", "text"],
+    )
+    picked = st.dataframe(
+        listing,
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"cell_posts:{human}:{model}",
+        column_config={"decided_at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+    )
+    rows = picked.selection.rows if picked else []
+    if rows:
+        post_id = int(listing.iloc[rows[0]]["post_id"])
+        st.markdown(f"**History of post {post_id}**")
+        with desk.sessions() as session:
+            entries = history(session, actor, post_id)
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "at": e.at,
+                        "who": e.who,
+                        "action": e.action,
+                        "label": e.label,
+                        "note": e.note,
+                        "second review": e.second_review,
+                    }
+                    for e in entries
+                ]
+            ),
+            hide_index=True,
+        )
+    else:
+        st.caption("Select a row to see that post's review history.")
+
+with trends:
+    period = st.segmented_control("Trend by", ["day", "week"], default="week", key="acc_period") or "week"
+    over_time = report.slices_table(computed("breakdown", desk, actor, flt, period), period)
+    st.subheader(f"Per {period}")
+    long = over_time.melt(
+        id_vars=[period, "posts"], value_vars=["precision", "recall", "f1", "category_accuracy"], var_name="metric"
+    )
+    line = (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(f"{period}:T", title=f"{period} (UTC)"),
+            y=alt.Y("value:Q", scale=alt.Scale(zero=False)),
+            color="metric:N",
+            tooltip=[f"{period}:T", "metric:N", alt.Tooltip("value:Q", format=".3f"), "posts:Q"],
+        )
+    )
+    st.altair_chart(line, use_container_width=True)
+    table(
+        over_time,
+        f"trend_{period}",
+        column_config={m: PERCENT for m in ["precision", "recall", "accuracy", "category_accuracy"]},
+    )
+
+    by = (
+        st.segmented_control(
+            "Compare by",
+            list(metrics.GROUPINGS),
+            default="model_id",
+            key="acc_by",
+            format_func=lambda g: g.replace("_", " "),
+        )
+        or "model_id"
+    )
+    sliced = report.slices_table(computed("breakdown", desk, actor, flt, by), by)
+    st.subheader(f"Side by side, by {by.replace('_', ' ')}")
+    bars = (
+        alt.Chart(
+            sliced.melt(
+                id_vars=[by, "posts"], value_vars=["precision", "recall", "f1", "category_accuracy"], var_name="metric"
+            )
+        )
+        .mark_bar()
+        .encode(
+            x=alt.X("metric:N", title=None),
+            xOffset=f"{by}:N",
+            y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1])),
+            color=f"{by}:N",
+            tooltip=[f"{by}:N", "metric:N", alt.Tooltip("value:Q", format=".3f"), "posts:Q"],
+        )
+    )
+    st.altair_chart(bars, use_container_width=True)
+    table(
+        sliced, f"by_{by}", column_config={m: PERCENT for m in ["precision", "recall", "accuracy", "category_accuracy"]}
+    )
+
+with calibration:
+    st.subheader("Reliability")
+    st.caption(
+        "Verdicts grouped by their confidence: when the model says 0.9, is it right nine times in ten? "
+        "Right = the category (or no violation) the humans gave. On the diagonal is perfect calibration."
+    )
+    bins = report.calibration_table(acc)
+    st.metric(
+        "Expected calibration error",
+        number(acc.ece),
+        help="Posts-weighted mean gap between confidence and accuracy over the bins.",
+    )
+    diagonal = (
+        alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]}))
+        .mark_line(strokeDash=[4, 4], color="gray")
+        .encode(x="x:Q", y="y:Q")
+    )
+    points = (
+        alt.Chart(bins)
+        .mark_line(point=alt.OverlayMarkDef(filled=True, size=80))
+        .encode(
+            x=alt.X("mean_confidence:Q", scale=alt.Scale(domain=[0, 1]), title="mean confidence"),
+            y=alt.Y("share_correct:Q", scale=alt.Scale(domain=[0, 1]), title="share correct"),
+            tooltip=[
+                "bin:N",
+                "posts:Q",
+                alt.Tooltip("mean_confidence:Q", format=".3f"),
+                alt.Tooltip("share_correct:Q", format=".3f"),
+            ],
+        )
+    )
+    st.altair_chart(diagonal + points, use_container_width=True)
+    table(bins, "calibration", column_config={"share_correct": PERCENT, "mean_confidence": DECIMAL})
+
+    st.subheader("Threshold advice")
+    target = st.number_input(
+        "Precision the desk must keep when acting without a human",
+        min_value=0.5,
+        max_value=1.0,
+        value=0.95,
+        step=0.01,
+        format="%.2f",
+        key="acc_target",
+    )
+    advice = report.thresholds_table(acc, target)
+    for row in advice.itertuples():
+        if row.min_confidence is None or pd.isna(row.min_confidence):
+            st.write(f"**{row.action}**: no confidence keeps precision at {target:.0%} on these posts.")
+        else:
+            st.write(
+                f"**{row.action}** verdicts with confidence ≥ {row.min_confidence:.3f}: precision "
+                f"{row.precision:.1%} on {row.posts:,} posts — {row.share_of_decided:.1%} of the decided posts "
+                f"would not have needed a moderator."
+            )
+    st.caption("Measured on past decisions under the filters above; the model's later verdicts may differ.")
+    table(advice, "thresholds", column_config={"precision": PERCENT, "share_of_decided": PERCENT})

@@ -1,0 +1,96 @@
+"""The ``post_label`` projection: for each settled post (decided, or waiting for its blind second
+review), its latest human label beside the model verdict that was on screen for that decision.
+
+This file holds the rule, in one query; :func:`refresh` applies it to the posts a transaction
+touched (decisions.py calls it with every decision and undo, inside the same transaction), and
+:func:`rebuild` to the whole database (after bulk loads). The metrics read only this table, so
+the accuracy numbers scan one narrow table instead of joining events, posts and verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import Select, and_, case, delete, func, insert, select
+from sqlalchemy.orm import Session, aliased
+
+from db.models import EventAction, Post, PostLabel, PostStatus, ReviewEvent, Verdict
+from review.scoring import USABLE
+
+DECISIONS = (EventAction.CONFIRM.value, EventAction.OVERTURN.value)
+SETTLED = (PostStatus.DECIDED.value, PostStatus.SECOND_REVIEW.value)
+COLUMNS = ("post_id", "event_id", "decided_at", "decided_day", "first_decided_at", "decided_by_id", "raters",
+           "human_violation", "human_category", "verdict_id", "usable", "model_violation", "model_category",
+           "confidence", "provider", "model_id", "prompt_version", "source", "ingested_at")  # fmt: skip
+
+
+def utc_day(dialect: str, column):  # type: ignore[no-untyped-def]
+    """SQL for the UTC day of a timestamp column, as YYYY-MM-DD text."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.date(column)  # SQLite keeps UTC timestamps as ISO text
+
+
+def label_rows(dialect: str, post_ids: Collection[int] | None = None) -> Select:  # type: ignore[type-arg]
+    """post_label's rows, in COLUMNS order, for ``post_ids`` (all posts when None)."""
+    per_post = (
+        select(
+            ReviewEvent.post_id,
+            func.max(ReviewEvent.id).label("event_id"),
+            func.min(ReviewEvent.created_at).label("first_at"),
+            func.count(ReviewEvent.user_id.distinct()).label("raters"),
+        )
+        .where(ReviewEvent.action.in_(DECISIONS))
+        .group_by(ReviewEvent.post_id)
+    )
+    if post_ids is not None:
+        per_post = per_post.where(ReviewEvent.post_id.in_(list(post_ids)))
+    latest = per_post.subquery()
+    event = aliased(ReviewEvent)
+    said = event.label_violation.is_(True)
+    usable = and_(Verdict.id.is_not(None), Verdict.parse_status.in_(list(USABLE)))
+    return (
+        select(
+            latest.c.post_id,
+            latest.c.event_id,
+            event.created_at,
+            utc_day(dialect, event.created_at),
+            latest.c.first_at,
+            event.user_id,
+            latest.c.raters,
+            said,
+            case((said, func.coalesce(event.label_category, "other")), else_="none"),
+            event.verdict_id,
+            usable,
+            case((usable, Verdict.violation.is_(True)), else_=None),
+            case((usable & Verdict.violation.is_(True), Verdict.category), (usable, "none"), else_=None),
+            case((usable, Verdict.confidence), else_=None),
+            Verdict.provider,
+            Verdict.model_id,
+            Verdict.prompt_version,
+            Post.source,
+            Post.ingested_at,
+        )
+        .select_from(latest)
+        .join(event, event.id == latest.c.event_id)
+        .join(Post, Post.id == latest.c.post_id)
+        .outerjoin(Verdict, Verdict.id == event.verdict_id)
+        .where(Post.status.in_(SETTLED))
+    )
+
+
+def refresh(session: Session, post_ids: Collection[int]) -> None:
+    """Make ``post_ids``' rows true to their events and status again (in the caller's transaction)."""
+    ids = list(post_ids)
+    if not ids:
+        return
+    session.execute(delete(PostLabel).where(PostLabel.post_id.in_(ids)).execution_options(synchronize_session=False))
+    rows = label_rows(session.get_bind().dialect.name, ids)
+    session.execute(insert(PostLabel).from_select(list(COLUMNS), rows))
+
+
+def rebuild(session: Session) -> int:
+    """Rebuild the whole table (after a bulk load that bypassed decisions.py); returns its rows."""
+    session.execute(delete(PostLabel))
+    session.execute(insert(PostLabel).from_select(list(COLUMNS), label_rows(session.get_bind().dialect.name)))
+    return session.scalar(select(func.count()).select_from(PostLabel)) or 0

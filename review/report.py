@@ -1,0 +1,204 @@
+"""The analytics pages' tables, as pandas DataFrames: what the pages draw and offer as CSV, and
+what ``python -m review report`` prints. Every number comes from review/metrics.py; this module
+only names the columns and rounds nothing (pages format, files keep full precision)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from review import metrics
+from review.auth import Actor
+from review.metrics import Accuracy, Agreement, MetricFilter, Operations, Slice
+
+SECTIONS = ("accuracy", "agreement", "operations")
+
+
+def binary_table(acc: Accuracy) -> pd.DataFrame:
+    b = acc.binary
+    return pd.DataFrame(
+        [
+            {
+                "posts": b.n,
+                "precision": b.precision,
+                "recall": b.recall,
+                "f1": b.f1,
+                "accuracy": b.accuracy,
+                "roc_auc": b.auc,
+                "true_positives": b.tp,
+                "false_positives": b.fp,
+                "false_negatives": b.fn,
+                "true_negatives": b.tn,
+                "category_macro_f1": acc.macro_f1,
+                "category_micro_f1": acc.micro_f1,
+                "expected_calibration_error": acc.ece,
+                "model_failures": acc.model_failures,
+            }
+        ]
+    )
+
+
+def categories_table(acc: Accuracy) -> pd.DataFrame:
+    return pd.DataFrame(
+        [asdict(c) for c in acc.categories], columns=["category", "precision", "recall", "f1", "support", "predicted"]
+    )
+
+
+def confusion_table(acc: Accuracy) -> pd.DataFrame:
+    """Long form: one row per (human, model) cell with posts, including the empty cells."""
+    names = sorted({h for h, _ in acc.confusion} | {m for _, m in acc.confusion})
+    rows = [{"human": h, "model": m, "posts": acc.confusion.get((h, m), 0)} for h in names for m in names]
+    return pd.DataFrame(rows, columns=["human", "model", "posts"])
+
+
+def calibration_table(acc: Accuracy) -> pd.DataFrame:
+    rows = [
+        {
+            "bin": f"{b / metrics.CALIBRATION_BINS:.1f}–{(b + 1) / metrics.CALIBRATION_BINS:.1f}",
+            "posts": n,
+            "mean_confidence": conf,
+            "share_correct": right,
+        }
+        for b, n, conf, right in acc.calibration
+    ]
+    return pd.DataFrame(rows, columns=["bin", "posts", "mean_confidence", "share_correct"])
+
+
+def slices_table(slices: list[Slice], key: str) -> pd.DataFrame:
+    rows = [
+        {
+            key: s.key,
+            "posts": s.binary.n,
+            "precision": s.binary.precision,
+            "recall": s.binary.recall,
+            "f1": s.binary.f1,
+            "accuracy": s.binary.accuracy,
+            "category_macro_f1": s.macro_f1,
+            "category_accuracy": s.category_accuracy,
+        }
+        for s in slices
+    ]
+    return pd.DataFrame(
+        rows, columns=[key, "posts", "precision", "recall", "f1", "accuracy", "category_macro_f1", "category_accuracy"]
+    )
+
+
+def thresholds_table(acc: Accuracy, target: float) -> pd.DataFrame:
+    rows = []
+    for action, violation in (("auto-remove", True), ("auto-approve", False)):
+        t = metrics.threshold_for(acc, target, violation=violation)
+        rows.append(
+            {
+                "action": action,
+                "target_precision": target,
+                "min_confidence": t.confidence if t else None,
+                "precision": t.precision if t else None,
+                "posts": t.posts if t else 0,
+                "share_of_decided": t.share if t else 0.0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def agreement_tables(agr: Agreement) -> dict[str, pd.DataFrame]:
+    overall = pd.DataFrame(
+        [
+            {
+                "multi_rated_posts": agr.posts,
+                "fleiss_kappa": agr.fleiss_kappa,
+                "fleiss_posts": agr.fleiss_posts,
+                "fleiss_raters_per_post": agr.fleiss_raters,
+                "krippendorff_alpha": agr.krippendorff_alpha,
+            }
+        ]
+    )
+    pairs = pd.DataFrame([asdict(p) for p in agr.pairs], columns=["first", "second", "posts", "agreement", "kappa"])
+    raters = pd.DataFrame(
+        [asdict(r) for r in agr.raters],
+        columns=["username", "decisions", "overturn_rate", "with_consensus", "agrees_with_consensus"],
+    )
+    disputed = pd.DataFrame(agr.disputed, columns=["category", "multi_rated_posts", "share_disputed"])
+    return {"agreement": overall, "agreement_pairs": pairs, "agreement_raters": raters, "disputed_categories": disputed}
+
+
+def operations_tables(ops: Operations) -> dict[str, pd.DataFrame]:
+    days = pd.DataFrame(
+        [asdict(d) for d in ops.days],
+        columns=[
+            "day",
+            "decisions",
+            "escalations",
+            "median_handling_s",
+            "verdicts",
+            "model_failures",
+            "waiting",
+            "oldest_waiting_h",
+        ],
+    )
+    per_day = pd.DataFrame(ops.per_moderator_day, columns=["day", "username", "actions"])
+    moderators = pd.DataFrame(
+        [asdict(m) for m in ops.moderators],
+        columns=["username", "decisions", "escalations", "overturns", "median_handling_s", "days_active"],
+    )
+    models = pd.DataFrame(
+        [{**asdict(m), "cache_hit_rate": m.cache_hit_rate} for m in ops.models],
+        columns=[
+            "provider",
+            "model_id",
+            "verdicts",
+            "failures",
+            "cache_hits",
+            "cache_hit_rate",
+            "latency_p50_ms",
+            "latency_p95_ms",
+        ],
+    )
+    return {"operations_days": days, "moderator_days": per_day, "moderators": moderators, "models": models}
+
+
+def build(
+    session: Session,
+    actor: Actor,
+    flt: MetricFilter,
+    *,
+    sections: tuple[str, ...] = SECTIONS,
+    period: str = "week",
+    target: float = 0.95,
+) -> dict[str, pd.DataFrame]:
+    """Every table of the chosen sections, by name, in page order."""
+    tables: dict[str, pd.DataFrame] = {}
+    if "accuracy" in sections:
+        acc = metrics.accuracy(session, actor, flt)
+        tables["accuracy"] = binary_table(acc)
+        tables["categories"] = categories_table(acc)
+        tables["confusion"] = confusion_table(acc)
+        tables["calibration"] = calibration_table(acc)
+        tables["thresholds"] = thresholds_table(acc, target)
+        tables[f"trend_{period}"] = slices_table(metrics.breakdown(session, actor, flt, period), period)
+        for by, rows in metrics.slices(session, actor, flt).items():
+            tables[f"by_{by}"] = slices_table(rows, by)
+    if "agreement" in sections:
+        tables.update(agreement_tables(metrics.agreement(session, actor, flt)))
+    if "operations" in sections:
+        tables.update(operations_tables(metrics.operations(session, actor, flt)))
+    return tables
+
+
+def filters_dict(flt: MetricFilter) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(flt).items() if v is not None}
+
+
+def to_json(tables: dict[str, pd.DataFrame], flt: MetricFilter) -> str:
+    body = {
+        "filters": filters_dict(flt),
+        "tables": {name: json.loads(df.to_json(orient="records", force_ascii=False)) for name, df in tables.items()},
+    }
+    return json.dumps(body, ensure_ascii=False, indent=2)
+
+
+def to_csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False)

@@ -1,0 +1,102 @@
+"""The post_label projection stays true to the events through real desk actions: after every
+step of a random walk of claims, decisions, second reviews, undos, escalations and bulk
+decisions, the table equals both a rebuild by the rule (review.labels.label_rows) and a plain
+Python reading of the events."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import select
+
+from db.models import Post, PostLabel, ReviewEvent
+from review import labels
+from review.decisions import Label, claim, decide, decide_bulk, undo
+from review.errors import ReviewError
+from tests.test_workflow_core import _people, _posts
+
+CATEGORIES = ["none", "fraud_spam", "hate_harassment", "false_advertising"]
+
+
+def _table(desk) -> dict[int, tuple]:  # type: ignore[no-untyped-def, type-arg]
+    with desk.sessions() as session:
+        rows = session.scalars(select(PostLabel)).all()
+        return {r.post_id: (r.event_id, r.human_category, r.model_category, r.raters, r.decided_by_id) for r in rows}
+
+
+def _rebuilt(desk) -> dict[int, tuple]:  # type: ignore[no-untyped-def, type-arg]
+    with desk.sessions() as session:
+        rows = session.execute(labels.label_rows(session.get_bind().dialect.name)).all()
+        cols = labels.COLUMNS
+        return {
+            r[0]: tuple(
+                r[cols.index(c)] for c in ("event_id", "human_category", "model_category", "raters", "decided_by_id")
+            )  # fmt: skip
+            for r in rows
+        }
+
+
+def _from_events(desk) -> dict[int, tuple[int, str]]:  # type: ignore[no-untyped-def]
+    with desk.sessions() as session:
+        settled = set(session.scalars(select(Post.id).where(Post.status.in_(labels.SETTLED))))
+        latest: dict[int, tuple[int, str]] = {}
+        for e in session.scalars(select(ReviewEvent).order_by(ReviewEvent.id)):
+            if e.action in labels.DECISIONS and e.post_id in settled:
+                latest[e.post_id] = (e.id, e.label_category if e.label_violation else "none")
+        return latest
+
+
+def test_post_label_follows_every_action(desk) -> None:  # type: ignore[no-untyped-def]
+    people = _people(desk)
+    moderators = [people[n] for n in ("ann", "bob", "cid")]
+    lead = people["lea"]
+    rng = random.Random(5)
+    posts = _posts(desk, [rng.choice(CATEGORIES + [None]) for _ in range(30)])
+    done: list[tuple[object, int]] = []  # (actor, event id) of decisions, for undo
+    steps = 0
+    for _ in range(300):
+        who = rng.choice(moderators + [lead])
+        roll = rng.random()
+        try:
+            if roll < 0.1 and done:
+                actor, event_id = done.pop()
+                undo(desk.sessions, actor, event_id)  # type: ignore[arg-type]
+                decide(desk.sessions, actor, _post_of(desk, event_id), "skip")  # type: ignore[arg-type]
+            elif roll < 0.15:
+                waiting = rng.sample(posts, 4)
+                decide_bulk(desk.sessions, lead, waiting, "confirm")
+            else:
+                got = claim(desk.sessions, who, rng.choice(posts))
+                if got is None:
+                    continue
+                category = rng.choice(CATEGORIES)
+                label = Label(category != "none", category, 0 if category == "none" else 2)
+                action = rng.choice(["confirm", "overturn", "overturn", "escalate"])
+                try:
+                    event = decide(desk.sessions, who, got.post_id, action, share=0.5,
+                                   label=label if action == "overturn" else None)  # fmt: skip
+                except ReviewError:  # e.g. confirm of a failed verdict: release by skipping
+                    decide(desk.sessions, who, got.post_id, "skip")
+                    continue
+                if action != "escalate":
+                    done.append((who, event.id))
+        except ReviewError:
+            continue
+        steps += 1
+        table = _table(desk)
+        assert table == _rebuilt(desk)
+        assert {p: (e, c) for p, (e, c, *_) in table.items()} == _from_events(desk)
+    assert steps > 80 and len(_table(desk)) > 10
+    with desk.sessions() as session:  # the walk took every kind of step
+        actions = set(session.scalars(select(ReviewEvent.action).distinct()))
+        assert {"confirm", "overturn", "escalate", "reopen"} <= actions
+        assert session.scalar(select(ReviewEvent.id).where(ReviewEvent.bulk_id.is_not(None)).limit(1))
+    with desk.sessions() as session:  # second reviews happened, and are counted as raters
+        assert session.scalar(select(PostLabel.raters).order_by(PostLabel.raters.desc()).limit(1)) >= 2
+
+
+def _post_of(desk, event_id: int) -> int:  # type: ignore[no-untyped-def]
+    with desk.sessions() as session:
+        event = session.get(ReviewEvent, event_id)
+        assert event is not None
+        return event.post_id
