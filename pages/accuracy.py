@@ -10,10 +10,13 @@ import pandas as pd
 import streamlit as st
 
 from pages._analytics import DECIMAL, PERCENT, computed, filters, number, share, table
-from pages._common import allowed_or_stop, current_actor, current_desk
+from pages._common import allowed_or_stop, current_actor, current_desk, show_error
 from review import metrics, report
 from review.auth import Permission
 from review.decisions import history
+from review.demo import demo_waiting, simulate_history
+from review.errors import ReviewError
+from review.metrics import MetricFilter
 
 desk = current_desk()
 actor = current_actor()
@@ -30,6 +33,21 @@ if acc.n == 0:
     )
     if acc.model_failures:
         st.caption(f"{acc.model_failures} decided posts had a failed model verdict.")
+    if flt == MetricFilter() and demo_waiting(desk.sessions):
+        st.write("Trying the desk on the demo posts? Simulate ten days of moderation on them: three demo moderators "
+                 "(who cannot sign in) decide about two thirds, some with a blind second review.")  # fmt: skip
+        if not actor.can(Permission.MANAGE_USERS):
+            st.caption("An admin can do this (it adds the demo moderators' accounts).")
+        elif st.button("Simulate the demo's review history", icon=":material/history:", key="simulate_demo"):
+            try:
+                done = simulate_history(desk.sessions, actor)
+            except ReviewError as exc:
+                show_error("The history was not simulated.", str(exc))
+            else:
+                st.cache_data.clear()
+                st.toast(f"{done.decisions} decisions, {done.second_reviews} second reviews, "
+                         f"{done.escalations} escalations; {done.left_waiting} posts left in the queue.")  # fmt: skip
+                st.rerun()
     st.stop()
 
 b = acc.binary
@@ -79,7 +97,7 @@ with categories:
             tooltip=["category:N", "metric:N", alt.Tooltip("value:Q", format=".3f")],
         )
     )
-    st.altair_chart(chart, use_container_width=True)
+    st.altair_chart(chart)
 
 with confusion:
     st.subheader("Confusion matrix")
@@ -95,7 +113,7 @@ with confusion:
         text=alt.Text("posts:Q"),
         color=alt.condition(alt.datum.posts > cells["posts"].max() / 2, alt.value("white"), alt.value("black")),
     )
-    event = st.altair_chart(chart, on_select="rerun", key="confusion_chart", use_container_width=True)
+    event = st.altair_chart(chart, on_select="rerun", key="confusion_chart")
     chosen = (event.get("selection", {}).get("cell") or [{}])[0] if event else {}
     names = sorted(set(cells["human"]))
     wrong = cells[(cells.human != cells.model) & (cells.posts > 0)].sort_values("posts", ascending=False)
@@ -164,7 +182,7 @@ with trends:
             tooltip=[f"{period}:T", "metric:N", alt.Tooltip("value:Q", format=".3f"), "posts:Q"],
         )
     )
-    st.altair_chart(line, use_container_width=True)
+    st.altair_chart(line)
     table(
         over_time,
         f"trend_{period}",
@@ -198,7 +216,7 @@ with trends:
             tooltip=[f"{by}:N", "metric:N", alt.Tooltip("value:Q", format=".3f"), "posts:Q"],
         )
     )
-    st.altair_chart(bars, use_container_width=True)
+    st.altair_chart(bars)
     table(
         sliced, f"by_{by}", column_config={m: PERCENT for m in ["precision", "recall", "accuracy", "category_accuracy"]}
     )
@@ -234,7 +252,7 @@ with calibration:
             ],
         )
     )
-    st.altair_chart(diagonal + points, use_container_width=True)
+    st.altair_chart(diagonal + points)
     table(bins, "calibration", column_config={"share_correct": PERCENT, "mean_confidence": DECIMAL})
 
     st.subheader("Threshold advice")

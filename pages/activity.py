@@ -55,7 +55,6 @@ with throughput:
         .encode(
             x=alt.X("day:T", title="day (UTC)"), y="posts:Q", color="what:N", tooltip=["day:T", "what:N", "posts:Q"]
         ),
-        use_container_width=True,
     )
     st.subheader("Median handling time")
     st.altair_chart(
@@ -66,7 +65,6 @@ with throughput:
             y=alt.Y("median_handling_s:Q", title="seconds"),
             tooltip=["day:T", "median_handling_s:Q", "decisions:Q"],
         ),
-        use_container_width=True,
     )
     table(days, "operations_days")
 with backlog:
@@ -77,7 +75,6 @@ with backlog:
             base.mark_area(opacity=0.4).encode(y=alt.Y("waiting:Q", title="posts waiting")),
             base.mark_line(color="firebrick").encode(y=alt.Y("oldest_waiting_h:Q", title="oldest waiting (hours)")),
         ).resolve_scale(y="independent"),
-        use_container_width=True,
     )
     st.caption(
         "Waiting: ingested and not yet given a first decision (escalated and reopened posts still wait). "
@@ -94,7 +91,6 @@ with people:
             color=alt.Color("actions:Q", scale=alt.Scale(scheme="greens")),
             tooltip=["day:T", "username:N", "actions:Q"],
         ),
-        use_container_width=True,
     )
     table(tables["moderators"], "moderators")
     table(tables["moderator_days"], "moderator_days")

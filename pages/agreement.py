@@ -64,7 +64,7 @@ with pairs:
             ],
         )
     )
-    st.altair_chart(heat, use_container_width=True)
+    st.altair_chart(heat)
     table(tables["agreement_pairs"], "agreement_pairs", column_config={"agreement": PERCENT, "kappa": DECIMAL})
 with raters:
     st.subheader("Each moderator")
@@ -85,7 +85,7 @@ with raters:
             tooltip=["username:N", "measure:N", alt.Tooltip("share:Q", format=".1%")],
         )
     )
-    st.altair_chart(chart, use_container_width=True)
+    st.altair_chart(chart)
     table(
         tables["agreement_raters"],
         "agreement_raters",
@@ -106,6 +106,6 @@ with disputed:
             tooltip=["category:N", "multi_rated_posts:Q", alt.Tooltip("share_disputed:Q", format=".1%")],
         )
     )
-    st.altair_chart(bars, use_container_width=True)
+    st.altair_chart(bars)
     table(tables["disputed_categories"], "disputed_categories", column_config={"share_disputed": PERCENT})
 table(tables["agreement"], "agreement", column_config={"fleiss_kappa": DECIMAL, "krippendorff_alpha": DECIMAL})

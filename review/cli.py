@@ -108,6 +108,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from review.demo import load_demo
 
     desk = open_desk()
+    if args.history:
+        return _demo_history(desk)
     existing = _post_count(desk)
     if existing and not args.force:
         print(f"the database already holds {existing} posts; the demo loads only into an empty one (--force adds it)")
@@ -389,6 +391,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_history(desk: Desk) -> int:
+    from review.auth import OPERATOR, user_count
+    from review.demo import simulate_history
+
+    with desk.sessions() as session:
+        if not user_count(session):  # the demo moderators would take the first admin's place
+            raise ReviewError("create the first admin first: python -m review user add NAME --role admin")
+    done = simulate_history(desk.sessions, OPERATOR)
+    print(f"simulated {done.decisions} decisions, {done.second_reviews} second reviews and {done.escalations} "
+          f"escalations over ten days; {done.left_waiting} demo posts left in the queue")  # fmt: skip
+    return 0
+
+
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provider",
@@ -501,6 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--force", action="store_true", help="add the demo posts even if the database has posts")
     demo.add_argument("--no-score", action="store_true", help="only load the posts")
+    demo.add_argument(
+        "--history",
+        action="store_true",
+        help="instead: simulate ten days of moderation on the loaded demo posts, for the lead pages "
+        "(after the first admin exists)",
+    )
     _model_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 

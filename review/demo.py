@@ -26,7 +26,9 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from sqlalchemy.orm import Session, sessionmaker
 
+from review.auth import Actor, Permission
 from review.config import Settings
+from review.errors import ReviewError
 from review.ingest import IngestReport, Progress, ingest_paths
 
 DEMO_SOURCE = "demo"
@@ -757,3 +759,137 @@ def load_demo(sessions: sessionmaker[Session], settings: Settings, progress: Pro
     with tempfile.TemporaryDirectory(prefix="review-demo-") as tmp:
         path = write_demo_input(Path(tmp))
         return ingest_paths(sessions, [path], settings, progress=progress)
+
+
+# --------------------------------------------------------------------------------------------
+# A simulated review history, so that the lead pages have something to show on the demo
+
+# What a careful moderator would decide for each demo post (demo-001 … demo-040), in order.
+INTENDED = (
+    ["false_advertising"] * 5 + ["fraud_spam"] * 4 + ["fraud_spam", "illegal_goods"]  # 1-11: ads, scams
+    + ["none"] * 8  # 12-19: plain product photos
+    + ["none", "none", "misinformation", "fraud_spam", "none", "none", "fraud_spam"]  # 20-26
+    + ["violence_gore", "violence_gore"]  # 27-28: graphic placeholders
+    + ["false_advertising"] * 3 + ["none"] * 3  # 29-34: reposts of the cream ad, the fire, the mug
+    + ["none", "hate_harassment", "none", "false_advertising", "none", "none"]  # 35-40
+)  # fmt: skip
+# Where a hurried moderator goes wrong instead.
+CONFUSED_WITH = {"false_advertising": "fraud_spam", "fraud_spam": "false_advertising", "none": "false_advertising",
+                 "misinformation": "none", "illegal_goods": "fraud_spam", "violence_gore": "none",
+                 "hate_harassment": "none"}  # fmt: skip
+DEMO_MODERATORS = ("demo-ana", "demo-ben", "demo-cai")
+
+
+@dataclass
+class HistoryReport:
+    decisions: int = 0
+    second_reviews: int = 0
+    escalations: int = 0
+    left_waiting: int = 0
+
+
+def demo_waiting(sessions: sessionmaker[Session]) -> bool:
+    """Whether demo posts wait in the queue and the history was not simulated yet."""
+    from sqlalchemy import select
+
+    from db.models import Post, PostStatus, User
+
+    with sessions() as session:
+        simulated = session.scalar(select(User.id).where(User.username.in_(DEMO_MODERATORS)).limit(1))
+        waiting = session.scalar(
+            select(Post.id).where(Post.source == DEMO_SOURCE, Post.status == PostStatus.QUEUED).limit(1)
+        )
+    return simulated is None and waiting is not None
+
+
+def simulate_history(
+    sessions: sessionmaker[Session], by: Actor, *, share_decided: float = 0.65, now: datetime | None = None
+) -> HistoryReport:
+    """Ten days of simulated moderation on the demo posts, through the desk's own claim and
+    decide: three moderator accounts (single-sign-on only, deactivated afterwards, so nobody can
+    sign in as them) decide about two thirds of the scored demo posts, mostly as INTENDED says
+    and sometimes not, a share is drawn for a blind second review by another of them, and two
+    are escalated. The rest stay in the queue for the person trying the desk. Needs an admin
+    (it adds accounts); refused once the demo moderators exist."""
+    from sqlalchemy import select, update
+
+    from db.models import Post, PostStatus, User, Verdict
+    from db.session import writing
+    from review.auth import create_user, require, set_active
+    from review.decisions import claim, decide
+
+    require(by, Permission.MANAGE_USERS)
+    now = now or datetime.now(UTC)
+    with sessions() as session:
+        if session.scalar(select(User.id).where(User.username.in_(DEMO_MODERATORS)).limit(1)) is not None:
+            raise ReviewError("the demo history was simulated already (its moderators exist)")
+        rows = session.execute(
+            select(Post.id, Post.external_id)
+            .where(Post.source == DEMO_SOURCE, Post.status == PostStatus.QUEUED)
+            .order_by(Post.id)
+        ).all()
+    intended = {f"demo-{n:03d}": label for n, label in enumerate(INTENDED, start=1)}
+    waiting = [(post_id, intended[ext]) for post_id, ext in rows if ext in intended]
+    if not waiting:
+        raise ReviewError("no scored demo post is waiting: load the demo first (python -m review demo)")
+    rng = random.Random(20261202)
+    chosen = sorted(rng.sample(waiting, round(len(waiting) * share_decided)))
+    start = now - timedelta(days=10)
+    times = {post_id: start + timedelta(days=10 * k / len(chosen), minutes=rng.randint(0, 90))
+             for k, (post_id, _) in enumerate(chosen)}  # fmt: skip
+    with writing(sessions) as session:  # the posts arrived, and were scored, before they were decided
+        for k, (post_id, _) in enumerate(waiting):
+            arrived = times.get(post_id, start + timedelta(days=10 * k / len(waiting))) - timedelta(hours=3)
+            session.execute(update(Post).where(Post.id == post_id).values(ingested_at=arrived))
+            session.execute(
+                update(Verdict).where(Verdict.post_id == post_id).values(created_at=arrived + timedelta(minutes=2))
+            )
+    people = [create_user(sessions, name, None, "moderator", by=by) for name in DEMO_MODERATORS]
+    report = HistoryReport()
+    try:
+        for k, (post_id, truth) in enumerate(chosen):
+            at = times[post_id]
+            first = people[k % len(people)]
+            if claim(sessions, first, post_id, now=at) is None:
+                continue
+            if k in (3, 11):  # unsure: for a lead
+                decide(sessions, first, post_id, "escalate", time_spent_ms=rng.randint(20_000, 90_000), now=at)
+                report.escalations += 1
+                continue
+            event = _decide_as(sessions, first, post_id, _judged(truth, 0.85, rng), rng, at, share=0.35)
+            report.decisions += 1
+            with sessions() as session:
+                drawn = session.get(Post, post_id).status == PostStatus.SECOND_REVIEW  # type: ignore[union-attr]
+            if drawn:
+                second = people[(k + 1) % len(people)]
+                later = event.created_at + timedelta(hours=rng.randint(2, 20))
+                if claim(sessions, second, post_id, now=later) is not None:
+                    _decide_as(sessions, second, post_id, _judged(truth, 0.7, rng), rng, later)
+                    report.second_reviews += 1
+    finally:
+        for person in people:
+            set_active(sessions, person.username, False, by=by)
+    report.left_waiting = len(waiting) - len(chosen)
+    return report
+
+
+def _judged(truth: str, right: float, rng: random.Random) -> str:
+    return truth if rng.random() < right else CONFUSED_WITH.get(truth, "none")
+
+
+def _decide_as(sessions, actor, post_id, category, rng, at, share=0.0):  # type: ignore[no-untyped-def]
+    """Confirm when the verdict on screen says ``category``, overturn with it otherwise."""
+    from review.decisions import Label, current_verdict, decide
+
+    with sessions() as session:
+        verdict = current_verdict(session, post_id)
+        agrees = (
+            verdict is not None
+            and verdict.parse_status in ("ok", "repaired")
+            and (verdict.category if verdict.violation else "none") == category
+        )
+    spent = int(rng.lognormvariate(9.6, 0.5))
+    if agrees:
+        return decide(sessions, actor, post_id, "confirm", time_spent_ms=spent, share=share, now=at)
+    label = Label(category != "none", category, 0 if category == "none" else 2)
+    return decide(sessions, actor, post_id, "overturn", label=label, time_spent_ms=spent, share=share, now=at)

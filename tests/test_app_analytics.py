@@ -158,3 +158,77 @@ def test_report_cli_formats(monkeypatch, sqlite_desk, tmp_path, capsys) -> None:
     assert bad.value.code == 2
     assert main(["report", "--since", "2026-11-01", "--until", "2026-11-01", "--section", "accuracy"]) == 0
     assert "== accuracy" in capsys.readouterr().out
+
+
+def _demo_world(desk) -> list[int]:  # type: ignore[no-untyped-def]
+    """The demo's 40 posts as the demo leaves them (queued, with a baseline-like verdict that
+    is right on most), without drawing and reading the images."""
+    from db.models import Post, Verdict
+    from review.demo import DEMO_SOURCE, INTENDED
+    from review.scoring import point_at
+
+    ids = []
+    with desk.sessions() as session, session.begin():
+        for n, truth in enumerate(INTENDED, start=1):
+            post = Post(source=DEMO_SOURCE, external_id=f"demo-{n:03d}", text=f"demo {n}", status="queued")
+            session.add(post)
+            session.flush()
+            said = truth if n % 5 else "none"
+            verdict = Verdict(post_id=post.id, provider="baseline", model_id="baseline-rules", prompt_version="b@1",
+                              input_hash=f"d{n}", parse_status="ok", violation=said != "none", category=said,
+                              severity=0 if said == "none" else 2, confidence=0.3 + n % 7 / 10, tags=[],
+                              parse_notes=[])  # fmt: skip
+            session.add(verdict)
+            session.flush()
+            point_at(session, verdict)
+            ids.append(post.id)
+    return ids
+
+
+def test_simulated_demo_history(sqlite_desk) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from db.models import Post, PostLabel, User
+    from review.auth import PermissionDenied
+    from review.demo import DEMO_MODERATORS, demo_waiting, simulate_history
+    from review.errors import ReviewError
+
+    desk = sqlite_desk
+    _demo_world(desk)
+    admin = account(desk, "admin")
+    assert demo_waiting(desk.sessions)
+    with pytest.raises(PermissionDenied):
+        simulate_history(desk.sessions, account(desk, "lead"))
+    done = simulate_history(desk.sessions, admin)
+    assert done.decisions >= 20 and done.second_reviews >= 1 and done.escalations == 2 and done.left_waiting >= 10
+    with desk.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(PostLabel)) == done.decisions
+        moderators = session.execute(select(User.username, User.active, User.password_hash)).all()
+        assert {(u, a, p) for u, a, p in moderators if u in DEMO_MODERATORS} == {
+            (u, False, None) for u in DEMO_MODERATORS
+        }
+        early = session.scalar(  # nothing decided before it arrived
+            select(func.count()).select_from(PostLabel).where(PostLabel.first_decided_at < PostLabel.ingested_at)
+        )
+        assert early == 0
+        assert session.scalar(select(func.count()).where(Post.status == "queued")) == done.left_waiting
+        report = metrics.accuracy(session, admin)
+        agreement = metrics.agreement(session, admin)
+    assert report.n == done.decisions and agreement.posts == done.second_reviews
+    assert not demo_waiting(desk.sessions)
+    with pytest.raises(ReviewError, match="already"):
+        simulate_history(desk.sessions, admin)
+
+
+def test_accuracy_page_offers_the_demo_history_to_admins(monkeypatch, sqlite_desk) -> None:  # type: ignore[no-untyped-def]
+    _demo_world(sqlite_desk)
+    lead = _app(monkeypatch, sqlite_desk, "lead", "pages/accuracy.py")
+    assert (
+        not lead.exception
+        and not [b for b in lead.button if b.key == "simulate_demo"]
+        and any("An admin can" in c.value for c in lead.caption)
+    )
+    at = _app(monkeypatch, sqlite_desk, "admin", "pages/accuracy.py")
+    at.button(key="simulate_demo").click().run()
+    assert not at.exception
+    assert int(_metric(at, "Decided posts")) >= 20

@@ -257,3 +257,39 @@ def test_untrusted_text_on_the_review_page_is_literal(app: App, browser) -> None
     assert page.locator("main strong", has_text="bold").count() == 0
     assert page.locator("main a[href^='javascript']").count() == 0
     page.close()
+
+
+def test_a_lead_drills_down_from_the_confusion_matrix(app: App, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The demo history simulated from the command line; on Accuracy, a click on a heatmap cell
+    picks that cell's human and model categories and lists its posts."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DATABASE_URL": app.database_url}
+    done = subprocess.run([sys.executable, "-m", "review", "demo", "--history"], env=env, capture_output=True)
+    assert done.returncode == 0 or b"already" in done.stderr, done.stderr
+    page = _sign_in(browser, app, "root", "root's long password")
+    page.get_by_role("link", name="Accuracy").click()
+    page.locator("[data-testid=stMetricLabel]", has_text="Decided posts").wait_for(timeout=30_000)
+    _idle(page)
+    page.get_by_role("tab", name="Confusion").click()
+    cells = page.locator("[data-testid=stVegaLiteChart] g.mark-rect path").filter(visible=True)
+    cells.first.wait_for(timeout=30_000)
+    cells.first.click()  # the top-left cell: the first category against itself
+    _idle(page)
+
+    def picked(label: str) -> str:
+        box = page.locator("[data-testid=stSelectbox]", has_text=label)
+        return box.locator("input").first.input_value()
+
+    first = picked("Humans said")  # before the click, the pickers showed the largest wrong cell
+    assert first and picked("Model said") == first
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(app.database_url)
+    with engine.connect() as conn:
+        wrong = conn.execute(text("SELECT count(*) FROM post_label WHERE human_category != model_category")).scalar()
+    engine.dispose()
+    assert wrong, "the demo history has no wrong cell: the click would be indistinguishable from the default"
+    page.locator("[data-testid=stDataFrame]").filter(visible=True).first.wait_for()
+    page.get_by_text("Select a row to see that post's review history.").wait_for()
+    page.screenshot(path=str(tmp_path / "confusion.png"))
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

@@ -59,6 +59,7 @@ def _world(desk, n: int = 240, seed: int = 3):  # type: ignore[no-untyped-def]
             session.flush()
             human = rng.choice(CATEGORIES[:-1])  # violence_gore: predicted sometimes, never the truth
             model = human if rng.random() < 0.7 else rng.choice(CATEGORIES)
+            model = "fraud_spam" if model == "false_advertising" else model  # a true category never predicted
             confidence = rng.choice([0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95])  # few values: many ties
             shown = _verdict(session, post.id, model, confidence)
             at = T0 + timedelta(hours=i)
@@ -105,6 +106,7 @@ def test_accuracy_matches_scikit_learn(desk) -> None:  # type: ignore[no-untyped
     # category as a multi-class task: a category predicted but never true is in the table
     labels = sorted(set(humans) | set(models))
     assert "violence_gore" in labels and "violence_gore" not in humans
+    assert "false_advertising" in humans and "false_advertising" not in models
     p, r, f, support = precision_recall_fscore_support(humans, models, labels=labels, zero_division=0)
     by_name = {c.category: c for c in report.categories}
     for i, name in enumerate(labels):
@@ -234,3 +236,129 @@ def test_agreement_matches_scikit_learn_statsmodels_and_krippendorff(desk) -> No
     assert disputed["hate_harassment"] == pytest.approx(
         np.mean([len(set(by.values())) > 1 for by in shared.values() if "hate_harassment" in by.values()])
     )
+
+
+def test_breakdowns_match_scikit_learn_per_slice(desk) -> None:  # type: ignore[no-untyped-def]
+    """Per source, per week and per day: the numbers of the slice's own posts, as scikit-learn
+    computes them; weeks keyed by their Monday (UTC), days by the UTC date of the decision."""
+    from review.metrics import breakdown, slices
+
+    humans, models, *_ = _world(desk, n=150, seed=13)
+    lead = account(desk, "lead")
+    # _world: post i is decided at T0 + i hours + 2 minutes (its last decision), from weibo unless i % 3 == 0
+    decided = [T0 + timedelta(hours=i, minutes=2) for i in range(150)]
+    keys = {
+        "source": ["douyin" if i % 3 == 0 else "weibo" for i in range(150)],
+        "day": [d.date().isoformat() for d in decided],
+        "week": [(d.date() - timedelta(days=d.weekday())).isoformat() for d in decided],
+    }
+    with desk.sessions() as session:
+        got = {"source": slices(session, lead, MetricFilter())["source"]}
+        got["day"] = breakdown(session, lead, MetricFilter(), "day")
+        got["week"] = breakdown(session, lead, MetricFilter(), "week")
+        assert [s.key for s in slices(session, lead, MetricFilter())["model_id"]] == ["m"]
+    for by, rows in got.items():
+        assert [s.key for s in rows] == sorted(set(keys[by])), by
+        for s in rows:
+            idx = [i for i, k in enumerate(keys[by]) if k == s.key]
+            y_true = [humans[i] != "none" for i in idx]
+            y_pred = [models[i] != "none" for i in idx]
+            p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average="binary", zero_division=0)
+            assert s.binary.n == len(idx)
+            assert (s.binary.precision, s.binary.recall, s.binary.f1) == pytest.approx((p, r, f)), (by, s.key)
+            h, m = [humans[i] for i in idx], [models[i] for i in idx]
+            labels_ = sorted(set(h) | set(m))
+            _, _, macro, _ = precision_recall_fscore_support(h, m, labels=labels_, average="macro", zero_division=0)
+            assert s.macro_f1 == pytest.approx(macro) and s.category_accuracy == pytest.approx(
+                np.mean(np.array(h) == np.array(m))
+            )
+
+
+def test_operations_match_a_plain_count(desk) -> None:  # type: ignore[no-untyped-def]
+    """Activity numbers against numpy / statistics over the raw rows: decisions and escalations
+    per day and moderator, lower-median handling time in whole seconds, latency percentiles
+    (nearest rank on 10 ms steps, cache hits excluded), cache hits, failures, and the backlog at
+    the end of each day computed post by post."""
+    from statistics import median_low
+
+    from review.metrics import LATENCY_STEP_MS, operations
+
+    rng = random.Random(17)
+    ann, bob = account(desk, "moderator", "ann"), account(desk, "moderator", "bob")
+    now = T0 + timedelta(days=6, hours=5)
+    posts = []  # (ingested, first decided or None)
+    events = []  # (day, user, action, seconds)
+    verdicts = []  # (model, failed, cache hit, latency ms)
+    with desk.sessions() as session, session.begin():
+        for i in range(120):
+            ingested = T0 + timedelta(hours=rng.randint(0, 120), minutes=rng.randint(0, 59))
+            post = Post(source="weibo", external_id=f"o{i}", text="t", status="queued", ingested_at=ingested)
+            session.add(post)
+            session.flush()
+            model = "m-a" if i % 2 else "m-b"
+            failed, hit = i % 11 == 0, i % 4 == 0
+            latency = None if hit else rng.uniform(200, 3000)
+            v = Verdict(
+                post_id=post.id, provider="transformers", model_id=model, prompt_version="p", input_hash=f"o{i}",
+                parse_status="failed" if failed else "ok", violation=None if failed else i % 3 == 0,
+                category=None if failed else ("fraud_spam" if i % 3 == 0 else "none"), confidence=0.8,
+                cache_hit=hit, latency_ms=latency, tags=[], parse_notes=[], created_at=ingested + timedelta(minutes=1),
+            )  # fmt: skip
+            session.add(v)
+            session.flush()
+            verdicts.append((model, failed, hit, latency))
+            first = None
+            if rng.random() < 0.75:  # decided (or escalated first) some time after it came in
+                who = ann if i % 3 else bob
+                at = ingested + timedelta(hours=rng.randint(0, 30), minutes=rng.randint(0, 59))
+                spent = rng.randint(2_000, 90_000)
+                if i % 9 == 0:
+                    session.add(ReviewEvent(post_id=post.id, user_id=who.id, action="escalate", created_at=at,
+                                            verdict_id=v.id, time_spent_ms=spent))  # fmt: skip
+                    events.append((at.date().isoformat(), who.username, "escalate", spent // 1000))
+                    at += timedelta(hours=3)
+                label = "none" if failed else v.category
+                action = "overturn" if failed else "confirm"
+                session.add(
+                    ReviewEvent(post_id=post.id, user_id=who.id, action=action, created_at=at, verdict_id=v.id,
+                                label_violation=label != "none", label_category=label, time_spent_ms=spent)
+                )  # fmt: skip
+                events.append((at.date().isoformat(), who.username, action, spent // 1000))
+                post.status = "decided"
+                first = at
+            posts.append((ingested, first))
+        labels.rebuild(session)
+
+    with desk.sessions() as session:
+        ops = operations(session, account(desk, "lead"), now=now)
+
+    by_day = {d.day: d for d in ops.days}
+    for day in sorted({d for d, *_ in events}):
+        todays = [e for e in events if e[0] == day]
+        assert by_day[day].decisions == sum(1 for e in todays if e[2] != "escalate")
+        assert by_day[day].escalations == sum(1 for e in todays if e[2] == "escalate")
+        assert by_day[day].median_handling_s == median_low([e[3] for e in todays])
+    for m in ops.moderators:
+        mine = [e for e in events if e[1] == m.username]
+        assert m.decisions == sum(1 for e in mine if e[2] != "escalate")
+        assert m.median_handling_s == median_low([e[3] for e in mine])
+        assert m.days_active == len({e[0] for e in mine})
+    for row in ops.models:
+        mine = [v for v in verdicts if v[0] == row.model_id]
+        steps = np.array([round(v[3] / LATENCY_STEP_MS) * LATENCY_STEP_MS for v in mine if not v[2]])
+        assert (row.verdicts, row.failures, row.cache_hits) == (
+            len(mine),
+            sum(v[1] for v in mine),
+            sum(v[2] for v in mine),
+        )
+        assert row.latency_p50_ms == np.percentile(steps, 50, method="inverted_cdf")
+        assert row.latency_p95_ms == np.percentile(steps, 95, method="inverted_cdf")
+
+    day = T0.date()
+    while day <= now.date():  # the backlog, post by post
+        end = min(datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC), now)
+        open_ = [ing for ing, first in posts if ing < end and (first is None or first >= end)]
+        row = by_day[day.isoformat()]
+        assert row.waiting == len(open_), day
+        assert row.oldest_waiting_h == pytest.approx((end - min(open_)).total_seconds() / 3600), day
+        day += timedelta(days=1)

@@ -975,7 +975,7 @@ def test_upgrade_to_0005_keeps_the_review_history(db_url: str) -> None:
         _insert_history(engine, second_review=False)
         before = _history_rows(engine)
         assert set(before.values()) == {1}
-        schema.upgrade(engine)
+        schema.upgrade(engine, "0005")
         assert schema.current_revision(engine) == "0005"
         assert _history_rows(engine) == before
     finally:
@@ -985,7 +985,7 @@ def test_upgrade_to_0005_keeps_the_review_history(db_url: str) -> None:
 def test_downgrade_from_0005_keeps_the_review_history(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
-        schema.upgrade(engine)
+        schema.upgrade(engine, "0005")
         _insert_history(engine, second_review=True)
         before = _history_rows(engine)
         schema.downgrade(engine, "0004")

@@ -83,7 +83,9 @@ def upgrade() -> None:
     op.create_index("ix_post_label_cells", "post_label",
                     [*cells, "confidence", "decided_at", "source", "model_id", "prompt_version"])  # fmt: skip
     op.create_index(
-        "ix_post_label_days", "post_label", ["decided_day", *cells, "decided_at", "source", "model_id", "prompt_version"]
+        "ix_post_label_days",
+        "post_label",
+        ["decided_day", *cells, "decided_at", "source", "model_id", "prompt_version"],
     )
     op.create_index("ix_post_label_slices", "post_label",
                     ["model_id", "prompt_version", "provider", "source", *cells, "decided_at"])  # fmt: skip
