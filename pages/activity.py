@@ -4,6 +4,9 @@ and per model the duplicate-cache hit rate and latency. Numbers from review/metr
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
+
 import altair as alt
 import streamlit as st
 
@@ -12,12 +15,18 @@ from pages._common import allowed_or_stop, current_actor, current_desk
 from review import report
 from review.auth import Permission
 
+DEFAULT_DAYS = 30
+
 desk = current_desk()
 actor = current_actor()
 allowed_or_stop(actor, Permission.METRICS, "see the desk's activity")
 
 st.title("Activity")
 flt = filters(desk, actor)
+if flt.since is None:  # the recent weeks are the question here, and the cost grows with the history
+    start = datetime.combine(datetime.now(UTC).date() - timedelta(days=DEFAULT_DAYS - 1), time(), tzinfo=UTC)
+    flt = replace(flt, since=start)
+    st.caption(f"The last {DEFAULT_DAYS} days (from {start:%Y-%m-%d}); set “Decided from” for a longer view.")
 st.caption(
     "The category, model and prompt filters narrow the decisions (the human label; the verdict on screen). "
     "Verdict counts, latency and the backlog follow the dates, the source, the model and the prompt only."

@@ -13,14 +13,14 @@ The database returns small grouped tables — confusion cells, counts per confid
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Select, and_, case, func, select, true
 from sqlalchemy.orm import Session
 
-from db.models import LABEL_CELLS, EventAction, Post, PostLabel, ReviewEvent, Verdict
+from db.models import LABEL_CELLS, EventAction, Post, PostLabel, PostStatus, ReviewEvent, Verdict
 from review.auth import Actor, Permission, require
 from review.errors import ReviewError
 from review.labels import SETTLED, utc_day
@@ -666,12 +666,11 @@ def operations(
     acted = (EventAction.CONFIRM, EventAction.OVERTURN, EventAction.ESCALATE)
     day = period_of(session, ReviewEvent.created_at, "day")
     seconds = ReviewEvent.time_spent_ms // 1000
-    events = (
-        select(day, User.username, ReviewEvent.action, seconds, func.count())
+    events = (  # by user id: names are looked up afterwards (joining users here tripled the time)
+        select(day, ReviewEvent.user_id, ReviewEvent.action, seconds, func.count())
         .select_from(ReviewEvent)
-        .join(User, User.id == ReviewEvent.user_id)
-        .where(ReviewEvent.action.in_([a.value for a in acted]))
-        .group_by(day, User.username, ReviewEvent.action, seconds)
+        .where(ReviewEvent.action.in_([a.value for a in acted]), ReviewEvent.user_id.is_not(None))
+        .group_by(day, ReviewEvent.user_id, ReviewEvent.action, seconds)
     )
     if flt.source:
         events = events.join(Post, Post.id == ReviewEvent.post_id).where(Post.source == flt.source)
@@ -681,23 +680,27 @@ def operations(
     if flt.category:
         events = events.where(ReviewEvent.label_category == flt.category)
 
-    per_day: dict[str, Counter[str]] = {}
-    handling: dict[str, Counter[int]] = {}
-    per_person: dict[str, Counter[str]] = {}
-    person_handling: dict[str, Counter[int]] = {}
-    person_days: dict[str, set[str]] = {}
+    per_day: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    handling: defaultdict[str, Counter[int]] = defaultdict(Counter)
+    per_person: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    person_handling: defaultdict[str, Counter[int]] = defaultdict(Counter)
+    person_days: defaultdict[str, set[str]] = defaultdict(set)
     person_day: Counter[tuple[str, str]] = Counter()
-    for d, username, action, secs, n in session.execute(events):
+    grouped = session.execute(events).all()
+    ids = {user_id for _, user_id, *_ in grouped}
+    names = dict(session.execute(select(User.id, User.username).where(User.id.in_(ids))).all()) if ids else {}
+    for d, user_id, action, secs, n in grouped:
+        username = names[user_id]
         kind = "escalations" if action == EventAction.ESCALATE else "decisions"
-        per_day.setdefault(d, Counter())[kind] += n
-        person = per_person.setdefault(username, Counter())
+        per_day[d][kind] += n
+        person = per_person[username]
         person[kind] += n
         person["overturns"] += n if action == EventAction.OVERTURN else 0
-        person_days.setdefault(username, set()).add(d)
+        person_days[username].add(d)
         person_day[(d, username)] += n
         if secs is not None:
-            handling.setdefault(d, Counter())[int(secs)] += n
-            person_handling.setdefault(username, Counter())[int(secs)] += n
+            handling[d][int(secs)] += n
+            person_handling[username][int(secs)] += n
 
     verdict_day = period_of(session, Verdict.created_at, "day")
     usable = Verdict.parse_status.in_(list(USABLE))
@@ -793,7 +796,7 @@ def _backlog(session: Session, flt: MetricFilter, now: datetime) -> dict[str, tu
     waiting_day = period_of(session, Post.ingested_at, "day")
     waiting = (
         select(waiting_day, func.min(Post.ingested_at), func.count())
-        .where(Post.status.not_in(SETTLED))
+        .where(Post.status.in_([s.value for s in PostStatus if s.value not in SETTLED]))  # the queue indexes
         .group_by(waiting_day)
     )
     if flt.source:

@@ -6,6 +6,7 @@ its CSV; the CLI writes the same tables as text, JSON and CSV."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from review import metrics
 from review.cli import main
 from review.metrics import MetricFilter
 from tests.conftest import account
-from tests.test_metrics import _world
+from tests.test_metrics import T0, _world
 
 DASHBOARD = str(Path(__file__).resolve().parents[1] / "dashboard.py")
 
@@ -100,7 +101,7 @@ def test_agreement_and_activity_pages(monkeypatch, sqlite_desk) -> None:  # type
     lead = account(desk, "lead")
     with desk.sessions() as session:
         agr = metrics.agreement(session, lead)
-        ops = metrics.operations(session, lead)
+        ops = metrics.operations(session, lead, MetricFilter(since=datetime.combine(T0.date(), time(), tzinfo=UTC)))
     at = _app(monkeypatch, desk, "lead", "pages/agreement.py")
     assert not at.exception
     assert _metric(at, "Posts with two or more labels") == f"{agr.posts:,}"
@@ -109,6 +110,9 @@ def test_agreement_and_activity_pages(monkeypatch, sqlite_desk) -> None:  # type
     assert {"Download agreement_pairs.csv", "Download agreement_raters.csv"} <= _downloads(at)
 
     at.switch_page("pages/activity.py").run()
+    assert not at.exception
+    assert any("The last 30 days" in c.value for c in at.caption)  # without a start date
+    at.date_input(key="mf_since").set_value(T0.date()).run()
     assert not at.exception
     assert _metric(at, "Decisions") == f"{sum(d.decisions for d in ops.days):,}"
     assert {"Download operations_days.csv", "Download models.csv", "Download moderators.csv"} <= _downloads(at)
