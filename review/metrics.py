@@ -218,16 +218,8 @@ class Slice:
     category_accuracy: float  # share of posts whose category the model got right (= micro F1)
 
 
-def period_of(session: Session, column, period: str):  # type: ignore[no-untyped-def]
-    """SQL for the UTC day (or the Monday of the week) of a timestamp column, as YYYY-MM-DD."""
-    if period not in PERIODS:
-        raise ReviewError(f"unknown period {period!r}: use day or week")
-    dialect = session.get_bind().dialect.name
-    if period == "day":
-        return utc_day(dialect, column)
-    if dialect == "postgresql":
-        return func.to_char(func.date_trunc("week", func.timezone("UTC", column)), "YYYY-MM-DD")
-    return func.date(column, "weekday 0", "-6 days")  # the Sunday ending the week, less six days
+def _day(session: Session, column):  # type: ignore[no-untyped-def]
+    return utc_day(session.get_bind().dialect.name, column)
 
 
 def monday(day: str) -> str:
@@ -664,7 +656,7 @@ def operations(
     require(actor, Permission.METRICS)
     now = now or datetime.now(UTC)
     acted = (EventAction.CONFIRM, EventAction.OVERTURN, EventAction.ESCALATE)
-    day = period_of(session, ReviewEvent.created_at, "day")
+    day = _day(session, ReviewEvent.created_at)
     seconds = ReviewEvent.time_spent_ms // 1000
     events = (  # by user id: names are looked up afterwards (joining users here tripled the time)
         select(day, ReviewEvent.user_id, ReviewEvent.action, seconds, func.count())
@@ -702,7 +694,7 @@ def operations(
             handling[d][int(secs)] += n
             person_handling[username][int(secs)] += n
 
-    verdict_day = period_of(session, Verdict.created_at, "day")
+    verdict_day = _day(session, Verdict.created_at)
     usable = Verdict.parse_status.in_(list(USABLE))
     latency = func.round(Verdict.latency_ms / LATENCY_STEP_MS)
     verdicts = (
@@ -790,10 +782,10 @@ def _backlog(session: Session, flt: MetricFilter, now: datetime) -> dict[str, tu
     """Per day: posts ingested by its end and not yet decided then, and the oldest one's age in
     hours. From grouped tables of (day ingested, day first decided, earliest ingest, posts):
     settled posts from post_label, the others (never decided, or reopened) from post."""
-    came = period_of(session, PostLabel.ingested_at, "day")
-    left = period_of(session, PostLabel.first_decided_at, "day")
+    came = _day(session, PostLabel.ingested_at)
+    left = _day(session, PostLabel.first_decided_at)
     settled = select(came, left, func.min(PostLabel.ingested_at), func.count()).group_by(came, left)
-    waiting_day = period_of(session, Post.ingested_at, "day")
+    waiting_day = _day(session, Post.ingested_at)
     waiting = (
         select(waiting_day, func.min(Post.ingested_at), func.count())
         .where(Post.status.in_([s.value for s in PostStatus if s.value not in SETTLED]))  # the queue indexes
