@@ -35,6 +35,8 @@ if actor.can(Permission.METRICS):
         st.Page("pages/agreement.py", title="Agreement", icon=":material/handshake:"),
         st.Page("pages/activity.py", title="Activity", icon=":material/monitoring:"),
     ]
+if actor.can(Permission.EXPORT):
+    pages.setdefault("Leads", []).append(st.Page("pages/export.py", title="Export", icon=":material/dataset:"))
 if actor.can(Permission.INGEST) or actor.can(Permission.SCORE):
     pages["Operations"] = [st.Page("pages/operations.py", title="Ingest and score", icon=":material/upload:")]
 if actor.can(Permission.MANAGE_USERS):

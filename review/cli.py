@@ -404,6 +404,85 @@ def _demo_history(desk: Desk) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from review.auth import OPERATOR
+    from review.export import ExportOptions, export
+
+    desk = open_desk()
+    until = args.until + timedelta(days=1) if args.until is not None else None
+    opts = ExportOptions(format=args.format, include="all" if args.all else "disagreements", since=args.since,
+                         until=until, categories=tuple(args.category or ()), source=args.source,
+                         cap_per_category=args.cap_per_category, val_fraction=args.val_fraction,
+                         strip_pii=args.strip_pii, seed=args.seed)  # fmt: skip
+    result = export(desk.sessions, OPERATOR, desk.settings, opts, args.out)
+    m = result.manifest
+    train, val = sum(m["counts"]["train"].values()), sum(m["counts"]["val"].values())
+    print(f"export {result.export_id}: {m['examples']} examples ({train} train, {val} validation) in {result.out}")
+    for reason, n in m["dropped"].items():
+        print(f"  dropped {n}: {reason}")
+    if m["prompt_not_reproduced"]:
+        print(f"  note: {m['prompt_not_reproduced']} examples were scored with a prompt that is no longer the current "
+              "one (or by the baseline rules); they carry today's prompt", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from review.auth import OPERATOR
+    from review.finetune import TrainParams, finetune
+
+    desk = open_desk()
+    params = TrainParams(epochs=args.epochs, lr=args.lr, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                         batch_size=args.batch_size, max_steps=args.max_steps, seed=args.seed)  # fmt: skip
+    bar = tqdm(total=None, unit="step", disable=args.quiet)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.set_postfix(loss=f"{loss:.4f}")
+        bar.update(1)
+
+    try:
+        result = finetune(args.export_dir, args.base, args.out, params, sessions=desk.sessions, actor=OPERATOR,
+                          progress=progress)  # fmt: skip
+    finally:
+        bar.close()
+    print(f"adapter saved to {result.adapter} after {result.steps} steps (final loss {result.losses[-1]:.4f}); "
+          f"{result.trainable:,} trainable parameters in {len(result.target_modules)} language-model modules"
+          + (f"; finetune run {result.run_id}" if result.run_id else ""))  # fmt: skip
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from review.evaluate import evaluate_export
+
+    desk = open_desk()
+
+    def make(adapter: str | None) -> Provider:
+        return load_provider(desk.settings, name=args.provider, model=args.model, base_url=args.base_url,
+                             adapter=adapter)  # fmt: skip
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(label: str, done: int, total: int) -> None:
+        bar = bars.setdefault(label, tqdm(total=total, desc=label, unit="example", disable=args.quiet))
+        bar.update(done - bar.n)
+
+    results = evaluate_export(args.export_dir, args.model, adapter=args.adapter, split=args.split, make_provider=make,
+                              sessions=desk.sessions, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                              progress=progress)  # fmt: skip
+    for bar in bars.values():
+        bar.close()
+    rows = [r.summary() for r in results]
+    names = ["examples", "precision", "recall", "f1", "accuracy", "roc_auc", "category_macro_f1", "category_accuracy",
+             "unparsed_answers"]  # fmt: skip
+    heads = ["base"] + (["with adapter"] if args.adapter else [])
+    print(f"{'':22}" + "".join(f"{h:>16}" for h in heads))
+    for name in names:
+        cells = [r[name] for r in rows]
+        shown = [("–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)) for v in cells]
+        print(f"{name:22}" + "".join(f"{c:>16}" for c in shown))
+    return 0
+
+
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provider",
@@ -549,6 +628,61 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--period", choices=["day", "week"], default="week", help="trend buckets (default week)")
     report.add_argument("--target", type=_share, default=0.95, help="precision target for the threshold advice")
     report.set_defaults(func=cmd_report)
+
+    exp = sub.add_parser(
+        "export",
+        help="the moderators' corrections as LoRA training data (LLaMA-Factory, ms-swift, Qwen-VL, parquet)",
+        description="Export settled posts as training examples: the prompt the model saw, with the images, and the "
+        "verdict JSON carrying the moderator's label. Disagreements only unless --all. Dates are UTC days.",
+    )
+    exp.add_argument("--format", choices=["llamafactory", "swift", "qwen", "parquet"], required=True)
+    exp.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new or empty folder")
+    exp.add_argument("--all", action="store_true", help="every decided post, not only the disagreements")
+    exp.add_argument("--since", type=_day, metavar="YYYY-MM-DD")
+    exp.add_argument("--until", type=_day, metavar="YYYY-MM-DD")
+    exp.add_argument("--category", action="append", help="only this human category (repeatable)")
+    exp.add_argument("--source")
+    exp.add_argument("--cap-per-category", type=int, metavar="N", help="at most N examples per category")
+    exp.add_argument("--val-fraction", type=float, default=0.1, help="share for validation (default 0.1)")
+    exp.add_argument("--strip-pii", action="store_true", help="replace handles, phones, e-mails, ids, links in text")
+    exp.add_argument("--seed", type=int, default=0, help="for the split and the per-category cap")
+    exp.set_defaults(func=cmd_export)
+
+    ft = sub.add_parser(
+        "finetune",
+        help="train a LoRA adapter (PEFT) on an export's train split",
+        description="LoRA on the language model's attention and MLP projections (the vision tower stays frozen), "
+        "loss on the assistant's answer only. Reads llamafactory, swift or parquet exports.",
+    )
+    ft.add_argument("export_dir", type=Path, metavar="EXPORT_DIR")
+    ft.add_argument("--base", required=True, help="hub id or local folder of the base model")
+    ft.add_argument("--out", type=Path, required=True, metavar="ADAPTER_DIR", help="a new or empty folder")
+    ft.add_argument("--epochs", type=int, default=1)
+    ft.add_argument("--lr", type=float, default=2e-4)
+    ft.add_argument("--lora-r", type=int, default=16)
+    ft.add_argument("--lora-alpha", type=int, default=32)
+    ft.add_argument("--batch-size", type=int, default=1, help="examples per optimizer step (default 1)")
+    ft.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--quiet", action="store_true", help="no progress bar")
+    ft.set_defaults(func=cmd_finetune)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="score a model (and with --adapter, base and adapter side by side) on an export's held-out split",
+        description="Ask the model for a verdict on each example of the split, with the example's prompt and images, "
+        "and compare with the moderators' labels using the accuracy page's metrics.",
+    )
+    ev.add_argument("export_dir", type=Path, metavar="EXPORT_DIR")
+    ev.add_argument("--model", required=True, help="hub id or local folder (with --provider openai: the served name)")
+    ev.add_argument("--adapter", help="a LoRA adapter folder: evaluated after the base model, side by side")
+    ev.add_argument("--split", default="val", choices=["val", "train"])
+    ev.add_argument("--provider", choices=["transformers", "openai"], default="transformers")
+    ev.add_argument("--base-url", help="OpenAI-compatible server URL, for --provider openai")
+    ev.add_argument("--batch-size", type=int, default=4)
+    ev.add_argument("--max-new-tokens", type=int, default=768)
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 

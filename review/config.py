@@ -21,6 +21,7 @@ DEFAULT_DATA_DIR = Path("data")
 ENV_VARS = {
     "DATABASE_URL": "database_url",
     "MEDIA_DIR": "media_dir",
+    "EXPORT_DIR": "export_dir",
     "MAX_IMAGE_PIXELS": "max_image_pixels",
     "MAX_IMAGE_BYTES": "max_image_bytes",
     "MAX_TEXT_CHARS": "max_text_chars",
@@ -38,6 +39,8 @@ ENV_VARS = {
 class Settings:
     database_url: str = f"sqlite:///{DEFAULT_DATA_DIR / 'review.db'}"
     media_dir: Path = DEFAULT_DATA_DIR / "media"
+    # Where the Export page writes training data (the CLI writes to --out).
+    export_dir: Path = DEFAULT_DATA_DIR / "exports"
     # A decoded image larger than this many pixels is refused (decompression-bomb guard).
     # 50 MP admits long phone screenshots (1290 x 30000) and 8K photos.
     max_image_pixels: int = 50_000_000

@@ -154,6 +154,13 @@ def accuracy(session: Session, actor: Actor, flt: MetricFilter = MetricFilter())
     require(actor, Permission.METRICS)
     grouped = (*CELLS, PostLabel.confidence)
     rows = session.execute(_labelled(flt).add_columns(*grouped, func.count()).group_by(*grouped)).all()
+    return accuracy_from(rows)
+
+
+def accuracy_from(rows) -> Accuracy:  # type: ignore[no-untyped-def]
+    """The accuracy numbers from rows of (usable, human violation, model violation, human
+    category, model category, confidence, posts): grouped by the database, or one per example
+    when a model is evaluated on an export (review/evaluate.py)."""
     failures = sum(n for usable, *_, n in rows if not usable)
     facts = [(hv, mv, hc, mc, conf, n) for usable, hv, mv, hc, mc, conf, n in rows if usable]
     binary, confusion = _tally([(hv, mv, hc, mc, n) for hv, mv, hc, mc, _, n in facts])

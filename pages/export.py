@@ -1,0 +1,136 @@
+"""Export (leads): the moderators' corrections as LoRA training data. The form picks what goes in
+(disagreements or all decided posts, dates, categories, source, a cap per category), the split
+and personal-data stripping; Preview counts the examples per category and split without writing,
+Export writes the folder under EXPORT_DIR and offers it as a zip. Everything is done by
+review/export.py (the same as ``python -m review export``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from pages._common import allowed_or_stop, current_actor, current_desk, show_error
+from review.auth import Permission
+from review.errors import ReviewError
+from review.export import FORMATS, ExportOptions, export, new_folder, recent_exports, select_examples, zip_folder
+from review.policy import load_policy
+
+FORMAT_NAMES = {
+    "llamafactory": "LLaMA-Factory (sharegpt JSON + dataset_info.json)",
+    "swift": "ms-swift (JSONL)",
+    "qwen": "Qwen-VL finetune scripts (JSON conversations)",
+    "parquet": "Parquet with image bytes (Hugging Face datasets)",
+}
+
+desk = current_desk()
+actor = current_actor()
+allowed_or_stop(actor, Permission.EXPORT, "export training data")
+
+st.title("Export training data")
+st.caption(
+    "Each example is a decided post: the prompt the model saw when it scored it, with the images, and the verdict "
+    "JSON it should have given, carrying the moderator's label. Near-duplicates stay on one side of the split; exact "
+    "duplicates are dropped."
+)
+
+with st.form("export_form"):
+    left, right = st.columns(2)
+    fmt = left.selectbox("Format", FORMATS, format_func=FORMAT_NAMES.get)
+    include_all = right.toggle("All decided posts, not only disagreements", value=False)
+    a, b, c = st.columns(3)
+    since = a.date_input("Decided from", value=None, format="YYYY-MM-DD")
+    until = b.date_input("through", value=None, format="YYYY-MM-DD")
+    source = c.text_input("Source", placeholder="all")
+    categories = st.multiselect("Human categories", load_policy().ids, placeholder="all")
+    a, b, c = st.columns(3)
+    cap = a.number_input("At most this many per category (0: no cap)", min_value=0, value=0, step=10)
+    val = b.slider("Validation share", min_value=0.0, max_value=0.5, value=0.1, step=0.05)
+    seed = c.number_input("Seed (split and cap)", min_value=0, value=0)
+    pii = st.toggle("Strip handles, phone numbers, e-mails, messenger ids and links from the text", value=True)
+    preview = st.form_submit_button("Preview", icon=":material/preview:")
+    go = st.form_submit_button("Export", type="primary", icon=":material/download:")
+
+opts = ExportOptions(
+    format=fmt,
+    include="all" if include_all else "disagreements",
+    since=datetime.combine(since, time(), tzinfo=UTC) if since else None,
+    until=datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC) if until else None,
+    categories=tuple(categories),
+    source=source.strip() or None,
+    cap_per_category=int(cap) or None,
+    val_fraction=float(val),
+    strip_pii=pii,
+    seed=int(seed),
+)
+
+if preview:
+    try:
+        with desk.sessions() as session, st.spinner("Selecting the examples…"):
+            selection = select_examples(session, actor, opts)
+    except ReviewError as exc:
+        show_error("The preview failed.", str(exc))
+    else:
+        counts = selection.counts()
+        names = sorted(set(counts["train"]) | set(counts["val"]))
+        table = pd.DataFrame(
+            [{"category": n, "train": counts["train"].get(n, 0), "validation": counts["val"].get(n, 0)} for n in names]
+        )
+        st.subheader(f"{len(selection.examples):,} examples")
+        st.dataframe(table, hide_index=True)
+        for reason, n in selection.dropped.items():
+            st.text(f"dropped {n:,}: {reason}")
+        stale = sum(not e.reproduced for e in selection.examples)
+        if stale:
+            st.caption(
+                f"{stale:,} examples were scored by the baseline rules or with an earlier prompt version; they carry "
+                "today's prompt."
+            )
+        if selection.examples:
+            first = selection.examples[0]
+            with st.expander(f"The first example (post {first.post_id})"):
+                st.text("User turn (after the system prompt and the images):")
+                st.text(first.user)
+                st.text("Assistant turn:")
+                st.json(first.answer)
+
+if go:
+    folder = new_folder(desk.settings, fmt)
+    try:
+        with st.spinner("Writing the examples and copying the images…"):
+            result = export(desk.sessions, actor, desk.settings, opts, folder)
+    except ReviewError as exc:
+        show_error("The export failed.", str(exc))
+    else:
+        m = result.manifest
+        st.success(f"Export {result.export_id}: {m['examples']:,} examples written to the folder below.")
+        st.code(str(result.out), language=None)
+        st.download_button(
+            f"Download {result.out.name}.zip",
+            zip_folder(result.out),
+            file_name=f"{result.out.name}.zip",
+            mime="application/zip",
+            icon=":material/folder_zip:",
+        )
+
+st.subheader("Recent exports")
+with desk.sessions() as session:
+    rows = recent_exports(session, actor)
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "id": r.id,
+                "created": r.created_at,
+                "format": r.format,
+                "examples": (r.counts or {}).get("examples"),
+                "folder": r.output_path,
+            }
+            for r in rows
+        ],  # fmt: skip
+        columns=["id", "created", "format", "examples", "folder"],
+    ),
+    hide_index=True,
+    column_config={"created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+)
