@@ -16,6 +16,7 @@ from review.auth import Permission
 from review.decisions import history
 from review.demo import demo_waiting, simulate_history
 from review.errors import ReviewError
+from review.evaluate import comparisons
 from review.metrics import MetricFilter
 
 desk = current_desk()
@@ -72,7 +73,9 @@ st.caption(
     f"Category: macro F1 {number(acc.macro_f1)}, micro F1 {number(acc.micro_f1)}."
 )
 
-categories, confusion, trends, calibration = st.tabs(["Categories", "Confusion", "Trends and slices", "Calibration"])
+categories, confusion, trends, calibration, comparison = st.tabs(
+    ["Categories", "Confusion", "Trends and slices", "Calibration", "Model comparison"]
+)
 
 with categories:
     st.subheader("Per category")
@@ -277,3 +280,39 @@ with calibration:
             )
     st.caption("Measured on past decisions under the filters above; the model's later verdicts may differ.")
     table(advice, "thresholds", column_config={"precision": PERCENT, "share_of_decided": PERCENT})
+
+with comparison:
+    st.subheader("Base model and fine-tuned adapters")
+    st.caption(
+        "Each fine-tuning run's evaluation on its export's held-out split (python -m review evaluate --adapter), base "
+        "and adapter on the same examples. These examples are not narrowed by the filters above."
+    )
+    with desk.sessions() as session:
+        compared = pd.DataFrame(comparisons(session, actor))
+    if compared.empty:
+        st.info(
+            "No evaluated fine-tuning run yet. Export the disagreements (Export page or python -m review export), "
+            "train an adapter (python -m review finetune EXPORT_DIR --base MODEL --out ADAPTER_DIR), then compare it "
+            "with the base model: python -m review evaluate --model MODEL --adapter ADAPTER_DIR EXPORT_DIR."
+        )
+    else:
+        compared.insert(1, "variant", compared["adapter"].notna().map({True: "adapter", False: "base"}))
+        long = compared.melt(
+            id_vars=["run", "variant", "examples"],
+            value_vars=["precision", "recall", "f1", "category_macro_f1", "category_accuracy"],
+            var_name="metric",
+        )
+        bars = (
+            alt.Chart(long)
+            .mark_bar()
+            .encode(
+                x=alt.X("metric:N", title=None),
+                xOffset="variant:N",
+                y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1])),
+                color="variant:N",
+                column=alt.Column("run:N", title="fine-tuning run"),
+                tooltip=["run:N", "variant:N", "metric:N", alt.Tooltip("value:Q", format=".3f"), "examples:Q"],
+            )
+        )
+        st.altair_chart(bars)
+        table(compared, "model_comparison", column_config={m: PERCENT for m in ["precision", "recall", "accuracy"]})

@@ -118,19 +118,7 @@ st.subheader("Recent exports")
 with desk.sessions() as session:
     rows = recent_exports(session, actor)
 st.dataframe(
-    pd.DataFrame(
-        [
-            {
-                "id": r.id,
-                "created": r.created_at,
-                "format": r.format,
-                "examples": (r.counts or {}).get("examples"),
-                "folder": r.output_path,
-            }
-            for r in rows
-        ],  # fmt: skip
-        columns=["id", "created", "format", "examples", "folder"],
-    ),
+    pd.DataFrame(rows, columns=["id", "created", "by", "format", "examples", "folder"]),
     hide_index=True,
     column_config={"created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
 )

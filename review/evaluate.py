@@ -45,18 +45,20 @@ class Evaluation:
     failures: int  # answers that did not parse
 
     def summary(self) -> dict[str, Any]:
+        """The accuracy page's headline numbers; None where no answer parsed (nothing to score)."""
         b = self.accuracy.binary
+        scored = b.n > 0
         return {
             "model": self.model,
             "adapter": self.adapter,
             "examples": self.examples,
-            "precision": b.precision,
-            "recall": b.recall,
-            "f1": b.f1,
-            "accuracy": b.accuracy,
+            "precision": b.precision if scored else None,
+            "recall": b.recall if scored else None,
+            "f1": b.f1 if scored else None,
+            "accuracy": b.accuracy if scored else None,
             "roc_auc": b.auc,
-            "category_macro_f1": self.accuracy.macro_f1,
-            "category_accuracy": self.accuracy.micro_f1,
+            "category_macro_f1": self.accuracy.macro_f1 if scored else None,
+            "category_accuracy": self.accuracy.micro_f1 if scored else None,
             "unparsed_answers": self.failures,
         }
 

@@ -248,15 +248,20 @@ def _split(examples: list[Example], inputs: dict[int, PostInput], val_fraction: 
         groups.setdefault(e.group, []).append(e)
     want = math.ceil(val_fraction * len(examples)) if val_fraction > 0 and len(groups) > 1 else 0
     order = sorted(groups, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    chosen: list[int] = []
     taken = 0
     for g in order:
         if taken >= want:
             break
-        if taken and taken + len(groups[g]) > want * 1.5:
+        if taken + len(groups[g]) > want * 1.5:
             continue  # a big group would overshoot: leave it to train
+        chosen.append(g)
+        taken += len(groups[g])
+    if want and not chosen:  # every group is big: the smallest one
+        chosen.append(min(order, key=lambda g: len(groups[g])))
+    for g in chosen:
         for e in groups[g]:
             e.split = "val"
-        taken += len(groups[g])
 
 
 def _example(post: PostInput, label: PostLabel, severity: int | None, note: str | None, verdict: Verdict | None,
@@ -363,7 +368,63 @@ def write_examples(examples: list[Example], out: Path, fmt: str, media_dir: Path
         info = {f"{DATASET_NAME}_{split}": _dataset_info(f"{split}.json") for split in ("train", "val")}
         _write_json_obj(out / "dataset_info.json", info)
         files.append("dataset_info.json")
+    (out / "TRAINING.md").write_text(HOW_TO_TRAIN[fmt].format(folder=out, name=DATASET_NAME), encoding="utf-8")
+    files.append("TRAINING.md")
     return files
+
+
+_OURS = """
+Or with the desk itself (LoRA on the language model only, then base and adapter compared):
+
+    python -m review finetune {folder} --base Qwen/Qwen3-VL-2B-Instruct --out ADAPTER_DIR
+    python -m review evaluate {folder} --model Qwen/Qwen3-VL-2B-Instruct --adapter ADAPTER_DIR
+"""
+HOW_TO_TRAIN = {
+    "llamafactory": """# Training on this export with LLaMA-Factory
+
+This folder is a LLaMA-Factory dataset directory: `dataset_info.json` registers `{name}_train` and
+`{name}_val` (sharegpt `messages` with a system turn, `images` relative to this folder).
+
+    llamafactory-cli train --stage sft --do_train --finetuning_type lora \
+      --model_name_or_path Qwen/Qwen3-VL-2B-Instruct --template <the template of your model> \
+      --dataset_dir {folder} --dataset {name}_train --eval_dataset {name}_val \
+      --output_dir ADAPTER_DIR
+"""
+    + _OURS,
+    "swift": """# Training on this export with ms-swift
+
+`train.jsonl` and `val.jsonl` hold `messages` (system, user with one `<image>` per image, assistant)
+and `images`. ms-swift resolves relative image paths against the working directory, so run it
+from this folder:
+
+    cd {folder}
+    swift sft --model Qwen/Qwen3-VL-2B-Instruct --train_type lora --freeze_vit true \
+      --dataset train.jsonl --val_dataset val.jsonl --output_dir ADAPTER_DIR
+"""
+    + _OURS,
+    "qwen": """# Training on this export with the Qwen-VL finetune scripts
+
+Register the splits in `qwenvl/data/__init__.py` of the qwen-vl-finetune folder:
+
+    {name}_train = {{"annotation_path": "{folder}/train.json", "data_path": "{folder}"}}
+    {name}_val = {{"annotation_path": "{folder}/val.json", "data_path": "{folder}"}}
+    data_dict["{name}_train"] = {name}_train
+    data_dict["{name}_val"] = {name}_val
+
+then train with `--dataset_use {name}_train`. These scripts have no system turn: the desk's system
+prompt leads each human turn, after the image placeholders.
+""",
+    "parquet": """# Using this export from Python
+
+One row per example: `messages` (system, user with one `<image>` per image, assistant) and
+`images` (each with its `bytes` and its original `path`).
+
+    from datasets import load_dataset
+    data = load_dataset("parquet", data_files={{"train": "{folder}/train.parquet",
+                                                "validation": "{folder}/val.parquet"}})
+"""
+    + _OURS,
+}
 
 
 def _write_json_obj(path: Path, obj: dict[str, Any]) -> None:
@@ -500,6 +561,22 @@ def zip_folder(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def recent_exports(session: Session, actor: Actor, limit: int = 20) -> list[Export]:
+def recent_exports(session: Session, actor: Actor, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest exports: id, when, by whom ("(command line)" for the CLI), format, examples, folder."""
+    from db.models import User
+
     require(actor, Permission.EXPORT)
-    return list(session.scalars(select(Export).order_by(Export.id.desc()).limit(limit)))
+    rows = session.execute(
+        select(Export, User.username).outerjoin(User, User.id == Export.user_id).order_by(Export.id.desc()).limit(limit)
+    ).all()
+    return [
+        {
+            "id": e.id,
+            "created": e.created_at,
+            "by": name or "(command line)",
+            "format": e.format,
+            "examples": (e.counts or {}).get("examples"),
+            "folder": e.output_path,
+        }  # fmt: skip
+        for e, name in rows
+    ]

@@ -236,3 +236,26 @@ def test_accuracy_page_offers_the_demo_history_to_admins(monkeypatch, sqlite_des
     at.button(key="simulate_demo").click().run()
     assert not at.exception
     assert int(_metric(at, "Decided posts")) >= 20
+
+
+def test_model_comparison_tab(monkeypatch, sqlite_desk) -> None:  # type: ignore[no-untyped-def]
+    """An evaluated fine-tuning run shows base and adapter side by side (the run itself is made
+    for real in tests/test_finetune.py; here its record is written directly)."""
+    from db.models import FinetuneRun
+
+    desk = sqlite_desk
+    _world(desk, n=40, seed=4)
+    result = {"examples": 12, "precision": 0.5, "recall": 0.4, "f1": 0.44, "accuracy": 0.6, "roc_auc": None,
+              "category_macro_f1": 0.3, "category_accuracy": 0.5, "unparsed_answers": 1}  # fmt: skip
+    evaluation = {"evaluated_at": "2026-12-01T10:00:00+00:00", "export": "/x", "split": "val",
+                  "results": [{**result, "model": "m", "adapter": None},
+                              {**result, "model": "m + a", "adapter": "/a", "f1": 0.61}]}  # fmt: skip
+    with desk.sessions() as session, session.begin():
+        session.add(FinetuneRun(base_model="m", adapter_path="/a", status="done", params={},
+                                metrics={"steps": 2, "evaluation": evaluation}))  # fmt: skip
+    at = _app(monkeypatch, desk, "lead", "pages/accuracy.py")
+    assert not at.exception
+    assert "Download model_comparison.csv" in _downloads(at)
+    shown = next(df.value for df in at.dataframe if "adapter" in df.value.columns)
+    assert list(shown["f1"]) == [0.44, 0.61] and list(shown["variant"]) == ["base", "adapter"]
+    assert list(shown["model"]) == ["m", "m + a"]

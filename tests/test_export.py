@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from review.auth import PermissionDenied
 from review.cli import main
 from review.decisions import Label, claim, decide
 from review.errors import ReviewError
-from review.export import FORMATS, IMAGE_TOKEN, ExportOptions, export, select_examples, strip_pii
+from review.export import FORMATS, IMAGE_TOKEN, ExportOptions, export, select_examples, strip_pii, zip_folder
 from review.inference.schema import Verdict as VerdictAnswer
 from review.ingest import ingest_records
 from review.prompts import moderation_prompt
@@ -173,6 +174,8 @@ def test_each_format_reads_as_its_trainer_reads_it(desk, world, tmp_path, fmt) -
             assert (folder / entry["file_name"]).exists() and entry["formatting"] == "sharegpt"
             assert entry["columns"] == {"messages": "messages", "images": "images"}
             assert entry["tags"]["system_tag"] == "system"
+    assert str(folder) in (folder / "TRAINING.md").read_text(encoding="utf-8")  # how to train, for this folder
+    assert set(manifest["files"]) <= {p.name for p in folder.iterdir()}
     with desk.sessions() as session:
         row = session.scalars(select(Export)).one()
         assert (row.format, row.user_id, row.output_path) == (fmt, lead.id, str(folder))
@@ -246,6 +249,10 @@ def test_refusals_and_the_command_line(desk, world, tmp_path, monkeypatch, capsy
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["filters"]["strip_pii"] is True and manifest["created_by"] == "(command line)"
     assert main(["export", "--format", "llamafactory", "--out", str(out)]) == 2  # not empty
+    with zipfile.ZipFile(io.BytesIO(zip_folder(out))) as archive:  # what the page's download holds
+        names = set(archive.namelist())
+    assert {"cli/manifest.json", "cli/train.json", "cli/dataset_info.json"} <= names
+    assert sum(n.startswith("cli/images/") for n in names) == manifest["images"]
 
 
 def test_strip_pii_keeps_ordinary_text() -> None:
