@@ -268,15 +268,13 @@ def _example(post: PostInput, label: PostLabel, severity: int | None, note: str 
              policy: Policy, pii: bool) -> Example:  # fmt: skip
     ocr = "\n\n".join(t for t in post.signals.ocr_texts if t)
     # the prompt the verdict was made with: the same template and options give the same version
-    rendered = None
-    for hints in (False, True):
-        candidate = moderation_prompt(post.text, len(post.media), ocr_hints=ocr, use_ocr_hints=hints, policy=policy)
-        if verdict is not None and candidate.version == verdict.prompt_version:
-            rendered = candidate
-            break
-    reproduced = rendered is not None
-    if rendered is None:  # scored by the baseline rules, or with a template or policy since changed
-        rendered = moderation_prompt(post.text, len(post.media), policy=policy)
+    rendered = plain = moderation_prompt(post.text, len(post.media), ocr_hints=ocr, policy=policy)
+    reproduced = verdict is not None and plain.version == verdict.prompt_version
+    if not reproduced:
+        hinted = moderation_prompt(post.text, len(post.media), ocr_hints=ocr, use_ocr_hints=True, policy=policy)
+        reproduced = verdict is not None and hinted.version == verdict.prompt_version
+        # else: scored by the baseline rules, or with a template or policy since changed: today's plain prompt
+        rendered = hinted if reproduced else plain
     system = "".join(p["text"] for p in rendered.messages[0]["content"] if p["type"] == "text")
     user = "".join(p["text"] for p in rendered.messages[1]["content"] if p["type"] == "text")
     clean: Callable[[str], str] = strip_pii if pii else (lambda s: s)
