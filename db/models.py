@@ -319,6 +319,8 @@ class ReviewEvent(Base):
     second_review: Mapped[bool] = mapped_column(Boolean, default=False)
     # Client-chosen key: repeating an event with the same key is a no-op.
     idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # For a reopen written by undo: the decision it takes back (that label no longer counts).
+    undoes_id: Mapped[int | None] = mapped_column(ForeignKey("review_event.id"))
 
     __table_args__ = (
         CheckConstraint(f"action IN ({_in(EventAction)})", name="action"),

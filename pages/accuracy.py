@@ -179,10 +179,10 @@ with trends:
         alt.Chart(long)
         .mark_line(point=True)
         .encode(
-            x=alt.X(f"{period}:T", title=f"{period} (UTC)"),
+            x=alt.X(f"utcyearmonthdate({period}):T", title=f"{period} (UTC)"),
             y=alt.Y("value:Q", scale=alt.Scale(zero=False)),
             color="metric:N",
-            tooltip=[f"{period}:T", "metric:N", alt.Tooltip("value:Q", format=".3f"), "posts:Q"],
+            tooltip=[f"{period}:N", "metric:N", alt.Tooltip("value:Q", format=".3f"), "posts:Q"],
         )
     )
     st.altair_chart(line)

@@ -62,7 +62,10 @@ with throughput:
         alt.Chart(flow)
         .mark_line(point=True)
         .encode(
-            x=alt.X("day:T", title="day (UTC)"), y="posts:Q", color="what:N", tooltip=["day:T", "what:N", "posts:Q"]
+            x=alt.X("utcyearmonthdate(day):T", title="day (UTC)"),
+            y="posts:Q",
+            color="what:N",
+            tooltip=["day:N", "what:N", "posts:Q"],
         ),
     )
     st.subheader("Median handling time")
@@ -70,15 +73,15 @@ with throughput:
         alt.Chart(days.dropna(subset=["median_handling_s"]))
         .mark_line(point=True)
         .encode(
-            x=alt.X("day:T", title="day (UTC)"),
+            x=alt.X("utcyearmonthdate(day):T", title="day (UTC)"),
             y=alt.Y("median_handling_s:Q", title="seconds"),
-            tooltip=["day:T", "median_handling_s:Q", "decisions:Q"],
+            tooltip=["day:N", "median_handling_s:Q", "decisions:Q"],
         ),
     )
     table(days, "operations_days")
 with backlog:
     st.subheader("Posts waiting at the end of each day")
-    base = alt.Chart(days).encode(x=alt.X("day:T", title="day (UTC)"))
+    base = alt.Chart(days).encode(x=alt.X("utcyearmonthdate(day):T", title="day (UTC)"))
     st.altair_chart(
         alt.layer(
             base.mark_area(opacity=0.4).encode(y=alt.Y("waiting:Q", title="posts waiting")),
@@ -95,10 +98,10 @@ with people:
         alt.Chart(tables["moderator_days"])
         .mark_rect()
         .encode(
-            x=alt.X("day:T", title="day (UTC)"),
+            x=alt.X("utcyearmonthdate(day):T", title="day (UTC)"),
             y=alt.Y("username:N", title=None),
             color=alt.Color("actions:Q", scale=alt.Scale(scheme="greens")),
-            tooltip=["day:T", "username:N", "actions:Q"],
+            tooltip=["day:N", "username:N", "actions:Q"],
         ),
     )
     table(tables["moderators"], "moderators")

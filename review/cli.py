@@ -60,6 +60,14 @@ def cmd_db(args: argparse.Namespace) -> int:
     elif args.db_command == "downgrade":
         schema.downgrade(desk.engine, args.revision)
         print(f"{where}: schema at {schema.current_revision(desk.engine) or 'base (empty)'}")
+    elif args.db_command == "rebuild-labels":
+        from db.session import writing
+        from review import labels
+
+        schema.require_current(desk.engine)
+        with writing(desk.sessions) as session:
+            rows = labels.rebuild(session)
+        print(f"{where}: post_label rebuilt, {rows} settled posts")
     else:
         try:
             schema.require_current(desk.engine)
@@ -370,15 +378,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.table not in tables:
             raise ReviewError(f"no table {args.table!r} in this report; there are: {', '.join(tables)}")
         tables = {args.table: tables[args.table]}
-    if args.out is not None:
+    if args.out is not None:  # json: one report.json; text and csv: a CSV file per table
         args.out.mkdir(parents=True, exist_ok=True)
-        for name, df in tables.items():
-            if args.format == "json":
-                continue
-            (args.out / f"{name}.csv").write_text(report.to_csv(df), encoding="utf-8")
         if args.format == "json":
             (args.out / "report.json").write_text(report.to_json(tables, flt), encoding="utf-8")
-        print(f"wrote {len(tables) if args.format == 'csv' else 1} file(s) to {args.out}")
+            written = 1
+        else:
+            for name, df in tables.items():
+                (args.out / f"{name}.csv").write_text(report.to_csv(df), encoding="utf-8")
+            written = len(tables)
+        print(f"wrote {written} file(s) to {args.out}")
     elif args.format == "json":
         print(report.to_json(tables, flt))
     elif args.format == "csv":
@@ -510,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     down = db_sub.add_parser("downgrade", help="step the schema back to REVISION (base = empty)")
     down.add_argument("revision")
     db_sub.add_parser("current", help="show the schema revision; exit 1 when out of date")
+    db_sub.add_parser(
+        "rebuild-labels",
+        help="rebuild the metrics' post_label table from the review events (after loading rows by hand)",
+    )
     db.set_defaults(func=cmd_db)
 
     ingest = sub.add_parser(

@@ -499,7 +499,7 @@ def undo(
         )
         reopened = _event(session, post_id=event.post_id, user_id=actor.id, action=EventAction.REOPEN,
                           note=f"undo of event {event.id} ({event.action})", lease_expires_at=expires,
-                          created_at=now)  # fmt: skip
+                          created_at=now, undoes_id=event.id)  # fmt: skip
         labels.refresh(session, [event.post_id])
         return Claim(event.post_id, expires, reopened.id)
 

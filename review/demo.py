@@ -844,9 +844,11 @@ def simulate_history(
             session.execute(
                 update(Verdict).where(Verdict.post_id == post_id).values(created_at=arrived + timedelta(minutes=2))
             )
-    people = [create_user(sessions, name, None, "moderator", by=by) for name in DEMO_MODERATORS]
+    people: list[Actor] = []
     report = HistoryReport()
     try:
+        for name in DEMO_MODERATORS:
+            people.append(create_user(sessions, name, None, "moderator", by=by))
         for k, (post_id, truth) in enumerate(chosen):
             at = times[post_id]
             first = people[k % len(people)]
@@ -862,7 +864,7 @@ def simulate_history(
                 drawn = session.get(Post, post_id).status == PostStatus.SECOND_REVIEW  # type: ignore[union-attr]
             if drawn:
                 second = people[(k + 1) % len(people)]
-                later = event.created_at + timedelta(hours=rng.randint(2, 20))
+                later = min(event.created_at + timedelta(hours=rng.randint(2, 20)), now - timedelta(minutes=5))
                 if claim(sessions, second, post_id, now=later) is not None:
                     _decide_as(sessions, second, post_id, _judged(truth, 0.7, rng), rng, later)
                     report.second_reviews += 1

@@ -61,6 +61,9 @@ IMAGE_TOKEN = "<image>"
 # but moderators agree with each other about 95 % of the time, not always.
 HUMAN_CONFIDENCE = 0.95
 DATASET_NAME = "review_desk"
+CHUNK = 1000  # posts per query (SQLite and Postgres cap the parameters of one statement)
+# A literal <image> or <video> in a post would be read by trainers as a placeholder with no picture.
+PLACEHOLDERS = re.compile(r"<(?=(?:image|video)>)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,10 @@ def select_examples(session: Session, actor: Actor, opts: ExportOptions, policy:
     policy = policy or load_policy()
     opts.check(policy)
     rows = _rows(session, opts)
-    inputs = {p.post_id: p for p in load_inputs(session, [r[0].post_id for r in rows])}
+    ids = [r[0].post_id for r in rows]
+    inputs = {
+        p.post_id: p for start in range(0, len(ids), CHUNK) for p in load_inputs(session, ids[start : start + CHUNK])
+    }
     selection = Selection([])
     seen: set[tuple[tuple[str, ...], str]] = set()
     for label, severity, note, verdict in rows:  # latest decision first: a duplicate keeps the latest
@@ -225,8 +231,9 @@ def _capped(selection: Selection, cap: int, seed: int) -> list[Example]:
 
 
 def _split(examples: list[Example], inputs: dict[int, PostInput], val_fraction: float, seed: int) -> None:
-    """Group posts that share a near-duplicate cluster (union-find), then put whole groups in the
-    validation split, in a seeded order, until it holds ``val_fraction`` of the examples."""
+    """Group posts that share an image, a near-duplicate cluster or their text (union-find), then
+    put whole groups in the validation split, in a seeded order, until it holds ``val_fraction``
+    of the examples."""
     parent = {e.post_id: e.post_id for e in examples}
 
     def root(x: int) -> int:
@@ -235,12 +242,16 @@ def _split(examples: list[Example], inputs: dict[int, PostInput], val_fraction: 
             x = parent[x]
         return x
 
-    first_of_cluster: dict[int, int] = {}
+    first_with: dict[tuple[str, object], int] = {}
     for e in examples:
-        for image in inputs[e.post_id].media:
-            if image.dup_cluster is None:
-                continue
-            other = first_of_cluster.setdefault(image.dup_cluster, e.post_id)
+        post = inputs[e.post_id]
+        keys: list[tuple[str, object]] = [("image", m.sha256) for m in post.media]  # the same file
+        keys += [("cluster", m.dup_cluster) for m in post.media if m.dup_cluster is not None]  # near copies
+        text = normalise_text(post.text)
+        if len(text) >= 8:  # the same caption on other pictures (a campaign)
+            keys.append(("text", text))
+        for key in keys:
+            other = first_with.setdefault(key, e.post_id)
             parent[root(e.post_id)] = root(other)
     groups: dict[int, list[Example]] = {}
     for e in examples:
@@ -277,7 +288,10 @@ def _example(post: PostInput, label: PostLabel, severity: int | None, note: str 
         rendered = hinted if reproduced else plain
     system = "".join(p["text"] for p in rendered.messages[0]["content"] if p["type"] == "text")
     user = "".join(p["text"] for p in rendered.messages[1]["content"] if p["type"] == "text")
-    clean: Callable[[str], str] = strip_pii if pii else (lambda s: s)
+
+    def clean(text: str) -> str:
+        return PLACEHOLDERS.sub("<\u200b", strip_pii(text) if pii else text)
+
     answer = _answer(label, severity, note, verdict, ocr, policy, clean)
     names = [f"images/{m.sha256}{Path(m.path).suffix.lower() or '.jpg'}" for m in post.media]
     return Example(label.post_id, label.human_category, system, clean(user), [m.path for m in post.media], names,
@@ -299,7 +313,12 @@ def _answer(label: PostLabel, severity: int | None, note: str | None, verdict: V
     elif note:
         rationale = note
     else:
-        rationale = f"Moderator's label: {policy.get(category).label()}. {policy.get(category).definition}"
+        known = category in policy.ids
+        rationale = (
+            f"Moderator's label: {policy.get(category).label()}. {policy.get(category).definition}"
+            if known
+            else f"Moderator's label: {category}."  # a category since removed from the policy
+        )
     consistency = (verdict.image_text_consistency if usable else None) or "not_applicable"
     answer = VerdictAnswer(
         description=clean((verdict.description if usable else "") or "")[:MAX_DESCRIPTION],  # type: ignore[union-attr]

@@ -188,6 +188,8 @@ def finetune(
 
     if actor is not None:
         require(actor, Permission.EXPORT)
+    if params.epochs < 1 or (params.max_steps is not None and params.max_steps < 1) or params.batch_size < 1:
+        raise ReviewError("epochs, batch size and max steps must be at least 1")
     manifest = read_manifest(export_dir)
     examples = read_split(export_dir, "train")
     if not examples:

@@ -31,8 +31,16 @@ def utc_day(dialect: str, column):  # type: ignore[no-untyped-def]
     return func.date(column)  # SQLite keeps UTC timestamps as ISO text
 
 
+def standing_decisions():  # type: ignore[no-untyped-def]
+    """The condition for a confirm or overturn that counts: not taken back by an undo."""
+    undone = aliased(ReviewEvent)
+    taken_back = select(undone.undoes_id).where(undone.undoes_id.is_not(None))
+    return and_(ReviewEvent.action.in_(DECISIONS), ReviewEvent.id.not_in(taken_back))
+
+
 def label_rows(dialect: str, post_ids: Collection[int] | None = None) -> Select:  # type: ignore[type-arg]
-    """post_label's rows, in COLUMNS order, for ``post_ids`` (all posts when None)."""
+    """post_label's rows, in COLUMNS order, for ``post_ids`` (all posts when None): each settled
+    post's latest standing decision (an undone one no longer counts)."""
     per_post = (
         select(
             ReviewEvent.post_id,
@@ -40,7 +48,7 @@ def label_rows(dialect: str, post_ids: Collection[int] | None = None) -> Select:
             func.min(ReviewEvent.created_at).label("first_at"),
             func.count(ReviewEvent.user_id.distinct()).label("raters"),
         )
-        .where(ReviewEvent.action.in_(DECISIONS))
+        .where(standing_decisions())
         .group_by(ReviewEvent.post_id)
     )
     if post_ids is not None:

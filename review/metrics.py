@@ -23,10 +23,9 @@ from sqlalchemy.orm import Session
 from db.models import LABEL_CELLS, EventAction, Post, PostLabel, PostStatus, ReviewEvent, Verdict
 from review.auth import Actor, Permission, require
 from review.errors import ReviewError
-from review.labels import SETTLED, utc_day
+from review.labels import SETTLED, standing_decisions, utc_day
 from review.scoring import USABLE
 
-DECISIONS = (EventAction.CONFIRM, EventAction.OVERTURN)
 CALIBRATION_BINS = 10
 CONFIDENCE_DIGITS = 3  # confidences are grouped to 0.001 (ROC-AUC and thresholds see ties there)
 
@@ -369,7 +368,7 @@ def agreement(session: Session, actor: Actor, flt: MetricFilter = MetricFilter()
     shared = _labelled(flt).add_columns(PostLabel.post_id).where(PostLabel.raters > 1)
     latest_per_person = (
         select(func.max(ReviewEvent.id))
-        .where(ReviewEvent.action.in_([a.value for a in DECISIONS]), ReviewEvent.post_id.in_(shared))
+        .where(standing_decisions(), ReviewEvent.post_id.in_(shared))
         .group_by(ReviewEvent.post_id, ReviewEvent.user_id)
     )
     rows = session.execute(

@@ -42,6 +42,7 @@ POSTS = [
     ("Worst hurricane ever, the whole coast is destroyed", "none", "misinformation", 8),
     ("You are all idiots, get lost", "none", "hate_harassment", 9),
     ("新买的马克杯，颜色很喜欢", "none", "none", 10),
+    ("看图 <image> 免费领取 iPhone", "none", "fraud_spam", 1),  # the first post's picture, another caption
 ]
 
 
@@ -159,11 +160,11 @@ def test_each_format_reads_as_its_trainer_reads_it(desk, world, tmp_path, fmt) -
     splits = _load(folder, fmt)
     rows = splits["train"] + splits["val"]
     # the disagreements only (the agreed post and the confirmed mug are out), one of the exact duplicates dropped
-    assert len(rows) == manifest["examples"] == 7 and manifest["dropped"] == {"exact duplicates": 1}
+    assert len(rows) == manifest["examples"] == 8 and manifest["dropped"] == {"exact duplicates": 1}
     assert sum(manifest["counts"]["val"].values()) == len(splits["val"]) >= 1
     labels = sorted(_answer(r["answer"]).category for r in rows)
     assert labels == sorted(["false_advertising", "false_advertising", "false_advertising", "none", "none",
-                             "misinformation", "hate_harassment"])  # fmt: skip
+                             "misinformation", "hate_harassment", "fraud_spam"])  # fmt: skip
     for r in rows:
         answer = _answer(r["answer"])
         assert answer.violation == (answer.category != "none") and answer.confidence == 0.95
@@ -199,6 +200,8 @@ def test_the_user_turn_is_the_prompt_the_verdict_was_made_with(desk, world, tmp_
     failed = _answer(by_post[world[6]].answer)  # no usable verdict: no model reading to keep
     assert failed.description == "" and failed.category == "none"
     assert len(by_post[world[7]].images) == 2 and by_post[world[7]].user.count(IMAGE_TOKEN) == 0
+    # a literal <image> in a post is defused: trainers would read it as a placeholder without a picture
+    assert IMAGE_TOKEN not in by_post[world[10]].user and "看图" in by_post[world[10]].user
 
 
 def test_split_keeps_near_duplicates_together_and_options_narrow(desk, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -209,13 +212,13 @@ def test_split_keeps_near_duplicates_together_and_options_narrow(desk, world, tm
                 session, lead, ExportOptions(format="qwen", val_fraction=0.4, seed=seed)
             ).examples
             split = {e.post_id: e.split for e in examples}
-            assert split[world[0]] == split[world[1]], seed  # cluster 7 stays on one side
+            assert split[world[0]] == split[world[1]] == split[world[10]], seed  # cluster 7 and the same picture
             assert "val" in split.values() and "train" in split.values()
         everything = select_examples(session, lead, ExportOptions(format="qwen", include="all")).examples
-        assert len(everything) == 9  # ten decided posts less the exact duplicate
+        assert len(everything) == 10  # eleven decided posts less the exact duplicate
         capped = select_examples(session, lead, ExportOptions(format="qwen", cap_per_category=1))
         per_category = [e.category for e in capped.examples]
-        assert len(per_category) == len(set(per_category)) == 4  # one each of the four categories
+        assert len(per_category) == len(set(per_category)) == 5  # one each of the five categories
         assert capped.dropped["over the cap per category"] == 3  # two of three false_advertising, one of two none
         only = select_examples(session, lead, ExportOptions(format="qwen", categories=("none",))).examples
         assert {e.category for e in only} == {"none"} and len(only) == 2
@@ -244,7 +247,7 @@ def test_refusals_and_the_command_line(desk, world, tmp_path, monkeypatch, capsy
     out = tmp_path / "cli"
     assert main(["export", "--format", "llamafactory", "--out", str(out), "--strip-pii", "--val-fraction", "0.2"]) == 0
     said = capsys.readouterr()
-    assert "7 examples" in said.out and "dropped 1: exact duplicates" in said.out
+    assert "8 examples" in said.out and "dropped 1: exact duplicates" in said.out
     assert "no longer the current one" in said.err
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["filters"]["strip_pii"] is True and manifest["created_by"] == "(command line)"
@@ -290,12 +293,12 @@ def test_export_page(desk, world, tmp_path, monkeypatch) -> None:  # type: ignor
     assert not at.exception
     next(b for b in at.button if b.label == "Preview").click().run()
     assert not at.exception
-    assert any(s.value == "7 examples" for s in at.subheader)
+    assert any(s.value == "8 examples" for s in at.subheader)
     shown = at.dataframe[0].value
-    assert shown["train"].sum() + shown["validation"].sum() == 7
+    assert shown["train"].sum() + shown["validation"].sum() == 8
     next(b for b in at.button if b.label == "Export").click().run()
     assert not at.exception
-    assert any("7 examples written" in s.value for s in at.success)
+    assert any("8 examples written" in s.value for s in at.success)
     folders = list((tmp_path / "exports").iterdir())
     assert len(folders) == 1 and (folders[0] / "dataset_info.json").exists()  # LLaMA-Factory, the first format
     assert any(b.proto.label.endswith(".zip") for b in at.get("download_button"))

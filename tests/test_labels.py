@@ -1,13 +1,13 @@
 """The post_label projection stays true to the events through real desk actions: after every
 step of a random walk of claims, decisions, second reviews, undos, escalations and bulk
 decisions, the table equals both a rebuild by the rule (review.labels.label_rows) and a plain
-Python reading of the events."""
+Python reading of the events (an undone decision no longer counts)."""
 
 from __future__ import annotations
 
 import random
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from db.models import Post, PostLabel, ReviewEvent
 from review import labels
@@ -39,9 +39,11 @@ def _rebuilt(desk) -> dict[int, tuple]:  # type: ignore[no-untyped-def, type-arg
 def _from_events(desk) -> dict[int, tuple[int, str]]:  # type: ignore[no-untyped-def]
     with desk.sessions() as session:
         settled = set(session.scalars(select(Post.id).where(Post.status.in_(labels.SETTLED))))
+        events = session.scalars(select(ReviewEvent).order_by(ReviewEvent.id)).all()
+        undone = {e.undoes_id for e in events if e.undoes_id is not None}
         latest: dict[int, tuple[int, str]] = {}
-        for e in session.scalars(select(ReviewEvent).order_by(ReviewEvent.id)):
-            if e.action in labels.DECISIONS and e.post_id in settled:
+        for e in events:
+            if e.action in labels.DECISIONS and e.post_id in settled and e.id not in undone:
                 latest[e.post_id] = (e.id, e.label_category if e.label_violation else "none")
         return latest
 
@@ -100,3 +102,35 @@ def _post_of(desk, event_id: int) -> int:  # type: ignore[no-untyped-def]
         event = session.get(ReviewEvent, event_id)
         assert event is not None
         return event.post_id
+
+
+def test_an_undone_second_review_no_longer_counts(desk) -> None:  # type: ignore[no-untyped-def]
+    """Undoing the second reviewer's decision puts the post back in second review: its label is
+    the first decision's again, and the undone one counts neither as a label nor as a rater."""
+    people = _people(desk)
+    ann, bob = people["ann"], people["bob"]
+    [post_id] = _posts(desk, ["fraud_spam"], prefix="u")
+    assert claim(desk.sessions, ann, post_id) is not None
+    first = decide(desk.sessions, ann, post_id, "confirm", share=1.0)  # always drawn for a second review
+    assert claim(desk.sessions, bob, post_id) is not None
+    second = decide(desk.sessions, bob, post_id, "overturn", label=Label(False, "none", 0))
+    assert _table(desk)[post_id][:2] == (second.id, "none") and _table(desk)[post_id][3] == 2
+    undo(desk.sessions, bob, second.id)
+    decide(desk.sessions, bob, post_id, "skip")  # bob lets it go back to the queue of second reviews
+    assert _table(desk)[post_id] == _rebuilt(desk)[post_id]
+    assert _table(desk)[post_id][:4] == (first.id, "fraud_spam", "fraud_spam", 1)
+
+
+def test_rebuild_from_the_command_line(desk, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from review.cli import main
+
+    people = _people(desk)
+    [post_id] = _posts(desk, ["none"], prefix="r")
+    assert claim(desk.sessions, people["ann"], post_id) is not None
+    decide(desk.sessions, people["ann"], post_id, "confirm")
+    with desk.sessions() as session, session.begin():  # a row lost, as after loading rows by hand
+        session.execute(delete(PostLabel))
+    monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
+    assert main(["db", "rebuild-labels"]) == 0
+    assert "1 settled posts" in capsys.readouterr().out
+    assert _table(desk) == _rebuilt(desk) and post_id in _table(desk)

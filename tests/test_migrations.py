@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import insert, inspect, select, text
 
 from db import schema
 from db.models import Base, Post
@@ -138,17 +138,24 @@ def test_post_label_is_backfilled_by_the_rule(db_url: str) -> None:
                                     category=category, confidence=0.8, tags=[], parse_notes=[]))  # fmt: skip
             session.flush()
             events = [
-                (1, "confirm", "fraud_spam", 0),
-                (1, "overturn", None, 5),
-                (2, "confirm", None, 0),
-                (3, "overturn", "sexual", 0),
-                (4, "overturn", "sexual", 0),
+                (1, "confirm", "fraud_spam", 0, None),
+                (1, "overturn", None, 5, None),
+                (2, "confirm", None, 0, None),
+                (2, "overturn", "sexual", 9, None),  # its second review, undone below: it no longer counts
+                (2, "reopen", None, 10, "undo of event 4 (overturn)"),
+                (3, "overturn", "sexual", 0, None),
+                (4, "overturn", "sexual", 0, None),
             ]
-            for pid, action, category, minutes in events:
+            for eid, (pid, action, category, minutes, note) in enumerate(events, start=1):
                 at = late + timedelta(minutes=minutes)
-                violated = category is not None
-                session.add(ReviewEvent(post_id=pid, action=action, verdict_id=pid, created_at=at,
-                                        label_violation=violated, label_category=category or "none"))  # fmt: skip
+                labelled = action != "reopen"
+                session.execute(  # the table as it was at 0005 (the model has columns from later revisions)
+                    insert(ReviewEvent.__table__).values(
+                        id=eid, post_id=pid, action=action, verdict_id=pid, created_at=at, note=note,
+                        label_violation=category is not None if labelled else None,
+                        label_category=(category or "none") if labelled else None,
+                    )
+                )  # fmt: skip
         schema.upgrade(engine)
         with Session(engine) as session:
             got = {r.post_id: r for r in session.scalars(select(PostLabel))}
@@ -163,6 +170,9 @@ def test_post_label_is_backfilled_by_the_rule(db_url: str) -> None:
             "2026-11-23",
         )
         assert (got[4].usable, got[4].model_category, got[4].human_category) == (False, None, "sexual")
+        assert (got[2].event_id, got[2].human_category) == (3, "none")  # the undone second review does not count
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT undoes_id FROM review_event WHERE id = 5").scalar() == 4
     finally:
         engine.dispose()
 

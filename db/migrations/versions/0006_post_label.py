@@ -1,5 +1,6 @@
 """post_label: the metrics' projection of each settled post's latest human label and the verdict
-that was on screen for it (see review/labels.py), filled from the existing events
+that was on screen for it (see review/labels.py), filled from the existing events; and
+review_event.undoes_id, the decision an undo's reopen takes back (filled from their notes)
 
 Revision ID: 0006
 Revises: 0005
@@ -8,6 +9,7 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -36,7 +38,9 @@ SELECT l.post_id, l.event_id, e.created_at, {day}, l.first_at, e.user_id, l.rate
     CASE WHEN v.parse_status IN ('ok', 'repaired') THEN v.confidence END,
     v.provider, v.model_id, v.prompt_version, p.source, p.ingested_at
 FROM (SELECT post_id, max(id) AS event_id, min(created_at) AS first_at, count(DISTINCT user_id) AS raters
-      FROM review_event WHERE action IN ('confirm', 'overturn') GROUP BY post_id) l
+      FROM review_event WHERE action IN ('confirm', 'overturn')
+      AND id NOT IN (SELECT undoes_id FROM review_event WHERE undoes_id IS NOT NULL)
+      GROUP BY post_id) l
 JOIN review_event e ON e.id = l.event_id
 JOIN post p ON p.id = l.post_id
 LEFT JOIN verdict v ON v.id = e.verdict_id
@@ -50,7 +54,20 @@ DAY = {  # the UTC day of the decision, as review.labels.utc_day
 }
 
 
+UNDO_NOTE = re.compile(r"^undo of event (\d+) ")  # what decisions.undo wrote before this revision
+
+
 def upgrade() -> None:
+    with op.batch_alter_table("review_event") as batch:
+        batch.add_column(sa.Column("undoes_id", ID, nullable=True))
+        batch.create_foreign_key(op.f("fk_review_event_undoes_id_review_event"), "review_event", ["undoes_id"], ["id"])
+    bind = op.get_bind()
+    reopens = bind.execute(sa.text("SELECT id, note FROM review_event WHERE action = 'reopen' AND note IS NOT NULL"))
+    for reopen_id, note in reopens.all():
+        found = UNDO_NOTE.match(note)
+        if found:
+            bind.execute(sa.text("UPDATE review_event SET undoes_id = :undone WHERE id = :id"),
+                         {"undone": int(found.group(1)), "id": reopen_id})  # fmt: skip
     op.create_table(
         "post_label",
         sa.Column("post_id", ID, nullable=False),
@@ -94,3 +111,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("post_label")
+    with op.batch_alter_table("review_event") as batch:
+        batch.drop_constraint(op.f("fk_review_event_undoes_id_review_event"), type_="foreignkey")
+        batch.drop_column("undoes_id")
