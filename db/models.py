@@ -294,6 +294,9 @@ class Verdict(Base):
     )
 
 
+UNDOES = sql_text("undoes_id IS NOT NULL")
+
+
 class ReviewEvent(Base):
     """An append-only moderator action. Never updated or deleted."""
 
@@ -328,6 +331,8 @@ class ReviewEvent(Base):
         Index("ix_review_event_user_created", "user_id", "created_at"),
         Index("ix_review_event_action_created", "action", "created_at"),
         Index("ix_review_event_created_at", "created_at"),
+        # the few reopens that take a decision back: read by every post_label refresh
+        Index("ix_review_event_undoes_id", "undoes_id", sqlite_where=UNDOES, postgresql_where=UNDOES),
     )
 
 

@@ -61,6 +61,9 @@ def upgrade() -> None:
     with op.batch_alter_table("review_event") as batch:
         batch.add_column(sa.Column("undoes_id", ID, nullable=True))
         batch.create_foreign_key(op.f("fk_review_event_undoes_id_review_event"), "review_event", ["undoes_id"], ["id"])
+    undoes = sa.text("undoes_id IS NOT NULL")  # partial: only reopens written by undo have one
+    op.create_index("ix_review_event_undoes_id", "review_event", ["undoes_id"], sqlite_where=undoes,
+                    postgresql_where=undoes)  # fmt: skip
     bind = op.get_bind()
     reopens = bind.execute(sa.text("SELECT id, note FROM review_event WHERE action = 'reopen' AND note IS NOT NULL"))
     for reopen_id, note in reopens.all():
@@ -111,6 +114,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("post_label")
+    op.drop_index("ix_review_event_undoes_id", table_name="review_event")
     with op.batch_alter_table("review_event") as batch:
         batch.drop_constraint(op.f("fk_review_event_undoes_id_review_event"), type_="foreignkey")
         batch.drop_column("undoes_id")
