@@ -46,9 +46,10 @@ def filters(desk: Desk, actor: Actor) -> MetricFilter:
         )
     if since and until and until < since:
         st.warning("The end date is before the start date: nothing can match.")
+    start, end = day_range(since, until)
     return MetricFilter(
-        since=_start(since),
-        until=_start(until + timedelta(days=1)) if until else None,
+        since=start,
+        until=end,
         source=source,
         category=category,
         model_id=model,
@@ -75,8 +76,12 @@ def computed(kind: str, desk: Desk, actor: Actor, flt: MetricFilter, arg: str | 
     return _computed(kind, str(desk.settings.database_url), flt, arg, desk, actor)
 
 
-def _start(day: date | None) -> datetime | None:
-    return datetime.combine(day, time(), tzinfo=UTC) if day else None
+def day_range(since: date | None, until: date | None) -> tuple[datetime | None, datetime | None]:
+    """Date inputs "from" and "through" as UTC bounds: from the start of ``since`` to the start of
+    the day after ``until`` (exclusive)."""
+    start = datetime.combine(since, time(), tzinfo=UTC) if since else None
+    end = datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC) if until else None
+    return start, end
 
 
 def table(df: pd.DataFrame, name: str, **kwargs: object) -> None:

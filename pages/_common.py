@@ -119,6 +119,33 @@ def verdict_hidden(actor: Actor, status: str, settings: Settings) -> bool:
 HIDDEN_BADGE = "hidden until its second review"
 
 
+def show_history(desk: Desk, actor: Actor, post_id: int) -> None:
+    """A post's review events as a table (the core hides what ``actor`` may not read)."""
+    import pandas as pd
+
+    from review.decisions import history
+
+    with desk.sessions() as session:
+        entries = history(session, actor, post_id)
+    table = pd.DataFrame(
+        {
+            "when": [e.at for e in entries],
+            "who": [e.who or "" for e in entries],
+            "action": [
+                e.action + (" (second review)" if e.second_review else "") + (" (bulk)" if e.bulk_id else "")
+                for e in entries
+            ],
+            "label": [e.label or ("hidden" if e.label_hidden else "") for e in entries],
+            "note": [e.note or ("hidden" if e.note_hidden else "") for e in entries],
+        }
+    )
+    st.dataframe(  # not st.table, which renders markdown in its cells
+        table,
+        hide_index=True,
+        column_config={"when": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss")},
+    )
+
+
 def user_preferences() -> Preferences:
     prefs: Preferences = st.session_state.get(PREFERENCES, Preferences())
     return prefs

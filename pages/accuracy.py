@@ -10,10 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from pages._analytics import DECIMAL, PERCENT, computed, filters, number, share, table
-from pages._common import allowed_or_stop, current_actor, current_desk, show_error
+from pages._common import allowed_or_stop, current_actor, current_desk, show_error, show_history
 from review import metrics, report
 from review.auth import Permission
-from review.decisions import history
 from review.demo import demo_waiting, simulate_history
 from review.errors import ReviewError
 from review.evaluate import comparisons
@@ -147,24 +146,7 @@ with confusion:
     if rows:
         post_id = int(listing.iloc[rows[0]]["post_id"])
         st.markdown(f"**History of post {post_id}**")
-        with desk.sessions() as session:
-            entries = history(session, actor, post_id)
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "at": e.at,
-                        "who": e.who,
-                        "action": e.action,
-                        "label": e.label,
-                        "note": e.note,
-                        "second review": e.second_review,
-                    }
-                    for e in entries
-                ]
-            ),
-            hide_index=True,
-        )
+        show_history(desk, actor, post_id)
     else:
         st.caption("Select a row to see that post's review history.")
 

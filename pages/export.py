@@ -6,11 +6,10 @@ review/export.py (the same as ``python -m review export``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
-
 import pandas as pd
 import streamlit as st
 
+from pages._analytics import day_range
 from pages._common import allowed_or_stop, current_actor, current_desk, show_error
 from review.auth import Permission
 from review.errors import ReviewError
@@ -52,11 +51,12 @@ with st.form("export_form"):
     preview = st.form_submit_button("Preview", icon=":material/preview:")
     go = st.form_submit_button("Export", type="primary", icon=":material/download:")
 
+start, end = day_range(since, until)
 opts = ExportOptions(
     format=fmt,
     include="all" if include_all else "disagreements",
-    since=datetime.combine(since, time(), tzinfo=UTC) if since else None,
-    until=datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC) if until else None,
+    since=start,
+    until=end,
     categories=tuple(categories),
     source=source.strip() or None,
     cap_per_category=int(cap) or None,

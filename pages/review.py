@@ -24,6 +24,7 @@ from pages._common import (
     current_actor,
     current_desk,
     revealed_all,
+    show_history,
     show_media,
     show_verdict,
     user_preferences,
@@ -39,7 +40,6 @@ from review.decisions import (
     claim,
     decide,
     held_claim,
-    history,
     new_idempotency_key,
     release,
     renew,
@@ -346,30 +346,12 @@ with side:
     st.text_area("Note (optional)", key=f"note:{post.id}", max_chars=2000, height=68)
 
     @st.dialog(f"History of post {post.id}", width="large")
-    def show_history() -> None:
-        with desk.sessions() as session:
-            entries = history(session, actor, post.id)
-        table = pd.DataFrame(
-            {
-                "when": [e.at for e in entries],
-                "who": [e.who or "" for e in entries],
-                "action": [
-                    e.action + (" (second review)" if e.second_review else "") + (" (bulk)" if e.bulk_id else "")
-                    for e in entries
-                ],
-                "label": [e.label or ("hidden" if e.label_hidden else "") for e in entries],
-                "note": [e.note or ("hidden" if e.note_hidden else "") for e in entries],
-            }
-        )
-        st.dataframe(  # not st.table, which renders markdown in its cells
-            table,
-            hide_index=True,
-            column_config={"when": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss")},
-        )
+    def history_dialog() -> None:
+        show_history(desk, actor, post.id)
 
     extra = st.columns(4)
     if extra[0].button("History", key="review_history", shortcut="H", width="stretch"):
-        show_history()
+        history_dialog()
     flagged = any(m.blur for m in post.media) and user_preferences().blur_flagged
     if flagged and extra[1].button("Reveal images", key="review_reveal", shortcut="V", width="stretch"):
         st.session_state[revealed_all(post.id)] = True

@@ -350,12 +350,16 @@ def _share(value: str) -> float:
     return share
 
 
+def _through(day: datetime | None) -> datetime | None:
+    """--until DAY means through the end of DAY: the start of the next one (UTC)."""
+    return day + timedelta(days=1) if day is not None else None
+
+
 def metric_filter(args: argparse.Namespace) -> MetricFilter:
     """--since DAY (from its start) and --until DAY (through its end), UTC; the rest as given."""
-    until = args.until + timedelta(days=1) if args.until is not None else None
     return MetricFilter(
         since=args.since,
-        until=until,
+        until=_through(args.until),
         source=args.source,
         category=args.category,
         model_id=args.model,
@@ -418,9 +422,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from review.export import ExportOptions, export
 
     desk = open_desk()
-    until = args.until + timedelta(days=1) if args.until is not None else None
     opts = ExportOptions(format=args.format, include="all" if args.all else "disagreements", since=args.since,
-                         until=until, categories=tuple(args.category or ()), source=args.source,
+                         until=_through(args.until), categories=tuple(args.category or ()), source=args.source,
                          cap_per_category=args.cap_per_category, val_fraction=args.val_fraction,
                          strip_pii=args.strip_pii, seed=args.seed)  # fmt: skip
     result = export(desk.sessions, OPERATOR, desk.settings, opts, args.out)

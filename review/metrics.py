@@ -626,7 +626,8 @@ class Operations:
 
 
 def _quantile(histogram: Counter[int], q: float) -> int | None:
-    """The smallest value with at least ``q`` of the counts at or below it (nearest rank)."""
+    """The smallest value with at least ``q`` of the counts at or below it (nearest rank; for
+    q = 0.5 the lower median, as statistics.median_low gives it)."""
     total = sum(histogram.values())
     if not total:
         return None
@@ -636,19 +637,6 @@ def _quantile(histogram: Counter[int], q: float) -> int | None:
         if seen >= q * total:
             return value
     return None  # pragma: no cover - the loop always reaches q <= 1
-
-
-def _median_low(histogram: Counter[int]) -> int | None:
-    """The lower median: the value at rank ceil(n / 2), as statistics.median_low gives it."""
-    total = sum(histogram.values())
-    if not total:
-        return None
-    seen = 0
-    for value in sorted(histogram):
-        seen += histogram[value]
-        if seen >= (total + 1) // 2:
-            return value
-    return None  # pragma: no cover
 
 
 def operations(
@@ -735,7 +723,7 @@ def operations(
                 d,
                 count["decisions"],
                 count["escalations"],
-                _median_low(handling.get(d, Counter())),
+                _quantile(handling.get(d, Counter()), 0.5),
                 made[d],
                 failed[d],
                 waiting,
@@ -751,7 +739,7 @@ def operations(
                 c["decisions"],
                 c["escalations"],
                 c["overturns"],
-                _median_low(person_handling.get(u, Counter())),
+                _quantile(person_handling.get(u, Counter()), 0.5),
                 len(person_days[u]),
             )
             for u, c in sorted(per_person.items())
