@@ -138,3 +138,6 @@ def test_refusals(exported, tmp_path) -> None:  # type: ignore[no-untyped-def]
     (busy / "x").write_text("x")
     with pytest.raises(ReviewError, match="not empty"):
         finetune(folder, "unused", busy)
+    with pytest.raises(ReviewError, match="at least 1"):  # refused before any model is loaded
+        finetune(folder, "unused", tmp_path / "new", TrainParams(max_steps=0))
+    assert not (tmp_path / "new").exists()
