@@ -2,6 +2,7 @@
 pages, at about 100,000 and 1,000,000 human decisions.
 
     python bench/metrics.py [--posts 106000 1060000] [--runs 7] [--folder /tmp/review-bench] [--also URL]
+                            [--exact-confidence]
 
 Each size is a SQLite database made by `bench/seed_db.py` (about 0.95 confirm/overturn events
 per post: 89 % of posts decided, 5 % of those given a second review), created on first use in
@@ -10,7 +11,9 @@ reported. "accuracy page" is what the page computes on first view: the headline 
 categories, confusion and calibration (metrics.accuracy), the weekly trend, the slices by model /
 prompt / provider / source, and the posts of the largest wrong confusion cell. It is timed
 unfiltered, over one month, and for one source. Prints one JSON object with the ratios from the
-smaller to the larger database; docs/BENCHMARKS.md records a run.
+smaller to the larger database; docs/BENCHMARKS.md records a run. --exact-confidence seeds (and
+reads) databases whose confidences are saturated and nearly all distinct, so that ROC-AUC and the
+thresholds rank one group per post: the worst case for the accuracy page.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ def accuracy_page(session, flt: MetricFilter) -> None:  # type: ignore[no-untype
     acc = metrics.accuracy(session, OPERATOR, flt)
     metrics.breakdown(session, OPERATOR, flt, "week")
     metrics.slices(session, OPERATOR, flt)
+    for violation in (True, False):  # the threshold advice, at the page's default target
+        metrics.threshold_for(acc, 0.95, violation=violation)
     wrong = [(n, cell) for cell, n in acc.confusion.items() if cell[0] != cell[1]]
     if wrong:
         human, model = max(wrong)[1]
@@ -97,16 +102,18 @@ def main() -> None:
     parser.add_argument(
         "--also", metavar="URL", action="append", default=[], help="measure this seeded database too (e.g. Postgres)"
     )
+    parser.add_argument("--exact-confidence", action="store_true", help="seed unrounded, saturated confidences")
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
     results = {}
     for n in args.posts:
-        path = args.folder / f"metrics-{n}.db"
+        path = args.folder / f"metrics-{n}{'-exact' if args.exact_confidence else ''}.db"
         url = f"sqlite:///{path}"
         if not path.exists():
             print(f"seeding {n:,} posts into {path}", file=sys.stderr)
             seed_db = str(Path(__file__).with_name("seed_db.py"))
-            subprocess.run([sys.executable, seed_db, "--posts", str(n), "--database-url", url], check=True)
+            extra = ["--exact-confidence"] if args.exact_confidence else []
+            subprocess.run([sys.executable, seed_db, "--posts", str(n), "--database-url", url, *extra], check=True)
         results[n] = measure(url, args.runs)
         print(json.dumps({n: results[n]}), file=sys.stderr)
     others = {}

@@ -1,19 +1,22 @@
 """Bulk-create a large review database for scale tests and the metrics benchmarks.
 
-    python bench/seed_db.py --posts 1000000 [--database-url URL] [--seed 7]
+    python bench/seed_db.py --posts 1000000 [--database-url URL] [--seed 7] [--exact-confidence]
 
 Writes N posts, one model verdict per scored post, and review events (claim + confirm/overturn
 or escalate, plus a blind second review on a share of posts) from 20 moderators, spread over 90
 days, with realistic disagreement rates per category; then rebuilds the metrics' post_label
 projection from them (review/labels.py), as the desk's own decisions keep it. The database is migrated first and must
 hold no posts. SQLite goes through executemany in big transactions; Postgres through COPY.
-Prints the time taken and rows written.
+Prints the time taken and rows written. Confidences are rounded to 0.001 unless
+--exact-confidence, which draws them as a softmax would give them: saturated (1e-9 … 1-1e-9),
+nearly all distinct, the worst case for ranking them exactly.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import time
@@ -70,7 +73,13 @@ def _ts(dt: datetime, sqlite: bool) -> str | datetime:
     return dt.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else dt
 
 
-def generate(n_posts: int, rng: random.Random, sqlite: bool):  # type: ignore[no-untyped-def]
+def _confidence(rng: random.Random, right: bool, exact: bool) -> float:
+    if exact:  # a sigmoid of a wide logit: most values within 1e-3 of 1, all distinct
+        return 1 / (1 + math.exp(-rng.gauss(6.0 if right else 2.0, 4.0)))
+    return round(min(0.99, max(0.05, rng.gauss(0.85 if right else 0.6, 0.12))), 3)
+
+
+def generate(n_posts: int, rng: random.Random, sqlite: bool, exact: bool = False):  # type: ignore[no-untyped-def]
     """Yield (posts, verdicts, events) batches as tuples in the column orders above."""
     verdict_id = event_id = 0
     models = [("Qwen/Qwen3-VL-2B-Instruct", "a1b2c3d4"), ("Qwen/Qwen3-VL-8B-Instruct", "e5f6a7b8")]
@@ -85,7 +94,7 @@ def generate(n_posts: int, rng: random.Random, sqlite: bool):  # type: ignore[no
             model_id, prompt = models[0] if created < START + timedelta(days=45) else models[1]
             right = rng.random() < MODEL_ACCURACY[truth]
             predicted = truth if right else rng.choices(range(len(CATEGORIES)), WEIGHTS)[0]
-            confidence = round(min(0.99, max(0.05, rng.gauss(0.85 if right else 0.6, 0.12))), 3)
+            confidence = _confidence(rng, right, exact)
             severity = 0 if predicted == NONE else rng.randint(1, 3)
             # the queue's priority, as scoring and escalation set it
             priority = 200.0 if status == "escalated" else round(severity * confidence, 4)
@@ -143,7 +152,7 @@ def _insert_sql(table: str, cols: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
 
 
-def seed(url: str, n_posts: int, seed_value: int) -> dict[str, int]:
+def seed(url: str, n_posts: int, seed_value: int, exact: bool = False) -> dict[str, int]:
     engine = make_engine(url)
     schema.upgrade(engine)
     with engine.connect() as conn:
@@ -165,7 +174,7 @@ def seed(url: str, n_posts: int, seed_value: int) -> dict[str, int]:
             with cur.copy(f"COPY app_user ({', '.join(USER_COLS)}) FROM STDIN") as copy:
                 for row in _users(sqlite):
                     copy.write_row(row)
-        for posts, verdicts, events in generate(n_posts, rng, sqlite):
+        for posts, verdicts, events in generate(n_posts, rng, sqlite, exact):
             if sqlite:  # the engine leaves transactions to us (db/session.py): one per batch
                 cur.execute("BEGIN")
             for table, cols, rows in (("post", POST_COLS, posts), ("verdict", VERDICT_COLS, verdicts),
@@ -202,9 +211,10 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=100_000)
     parser.add_argument("--database-url", default="sqlite:///data/bench.db")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--exact-confidence", action="store_true", help="saturated, unrounded confidences")
     args = parser.parse_args()
     started = time.perf_counter()
-    counts = seed(normalise_url(args.database_url), args.posts, args.seed)
+    counts = seed(normalise_url(args.database_url), args.posts, args.seed, args.exact_confidence)
     elapsed = time.perf_counter() - started
     print(json.dumps({"database": args.database_url, "seconds": round(elapsed, 1), **counts}))
 

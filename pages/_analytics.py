@@ -107,3 +107,4 @@ def number(value: float | None, digits: int = 3) -> str:
 
 PERCENT = st.column_config.NumberColumn(format="percent")
 DECIMAL = st.column_config.NumberColumn(format="%.3f")
+EXACT = st.column_config.NumberColumn(format="%.12f")  # confidences compared exactly (thresholds)

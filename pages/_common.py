@@ -7,6 +7,8 @@ tables), never as markdown or HTML.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -16,9 +18,11 @@ from db.schema import require_current
 from review.auth import Actor, Permission, Preferences, active_actor, preferences
 from review.browse import MediaRow, VerdictRow
 from review.config import Settings
+from review.decisions import Label
 from review.desk import Desk, open_desk
 from review.errors import MediaError, ReviewError
 from review.media import display_jpeg
+from review.policy import NO_VIOLATION, Policy
 
 ACTOR = "actor"  # session_state: the signed-in Actor
 PREFERENCES = "preferences"  # session_state: that user's Preferences
@@ -229,3 +233,121 @@ def show_media(desk: Desk, post_id: int, position: int, m: MediaRow, *, blind: b
             st.text(m.ocr_text)
     for error in m.signal_errors:  # exception text: plain, never markdown
         st.text(f"signal failed: {error}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing a label: nothing is preselected
+
+
+SEVERITIES = {1: "low", 2: "medium", 3: "high"}
+SEVERITY_KEYS = {1: "Shift+1", 2: "Shift+2", 3: "Shift+3"}  # the digits alone pick categories
+PICKER_COLUMNS = 3
+
+
+def chosen_label(category: str | None, severity: int | None) -> Label | None:
+    """The label a moderator picked, or None while it is incomplete: no category yet, or a
+    violation without a severity. Nothing is filled in for them."""
+    if category is None:
+        return None
+    if category == NO_VIOLATION:
+        return Label(False, NO_VIOLATION, 0)
+    if severity is None:
+        return None
+    return Label(True, category, int(severity))
+
+
+def missing_choice(category: str | None) -> str:
+    """What is still to be chosen before an overturn (for a prompt)."""
+    if category is None:
+        return "Choose the new label first: press its key (shown on each category) or click it."
+    return "Choose the severity first: Shift+1 low, Shift+2 medium, Shift+3 high."
+
+
+def label_picker(
+    policy: Policy,
+    category_key: str,
+    severity_key: str,
+    *,
+    prefix: str,
+    title: str = "New label",
+    on_pick: Callable[[], None] | None = None,
+) -> None:
+    """One button per policy category, its shortcut the category's ``key`` from the policy file
+    (shown on the button), then the severity (Shift+1..3). The choice is kept in session_state
+    under ``category_key`` and ``severity_key``; nothing is chosen until the moderator does,
+    and a change of category clears the severity chosen for the old one. ``on_pick`` runs
+    after every choice (the Review page finishes an overturn that was waiting for it). The
+    containers' keys (``{prefix}_categories``, ``{prefix}_severity``) are what ``move_focus``
+    aims at."""
+    category = st.session_state.get(category_key)
+
+    def pick_category(category_id: str) -> None:
+        if st.session_state.get(category_key) != category_id:
+            st.session_state.pop(severity_key, None)
+        st.session_state[category_key] = category_id
+        if on_pick is not None:
+            on_pick()
+
+    def pick_severity(severity: int) -> None:
+        st.session_state[severity_key] = severity
+        if on_pick is not None:
+            on_pick()
+
+    st.caption(title)
+    with st.container(key=f"{prefix}_categories"):
+        columns = st.columns(PICKER_COLUMNS)
+        for i, c in enumerate(policy.category):
+            columns[i % PICKER_COLUMNS].button(
+                c.id, key=f"{prefix}_pick_{c.id}", shortcut=c.key, on_click=pick_category, args=(c.id,),
+                type="primary" if category == c.id else "secondary", help=f"{c.label()}: {c.definition}",
+                width="stretch",
+            )  # fmt: skip
+    severity = st.session_state.get(severity_key)
+    needs_severity = category not in (None, NO_VIOLATION)
+    with st.container(key=f"{prefix}_severity"):
+        st.caption("Severity")
+        columns = st.columns(PICKER_COLUMNS)
+        for i, (level, name) in enumerate(SEVERITIES.items()):
+            columns[i].button(
+                f"{level} {name}", key=f"{prefix}_severity_{level}", shortcut=SEVERITY_KEYS[level],
+                on_click=pick_severity, args=(level,), disabled=not needs_severity,
+                type="primary" if needs_severity and severity == level else "secondary", width="stretch",
+            )  # fmt: skip
+        if needs_severity:
+            st.caption(f"{category}: {policy.get(category).severity}")
+
+
+def move_focus(container_key: str, nonce: object) -> None:
+    """Put the keyboard focus on the first enabled button (or text area) in the container with
+    ``container_key``: a prompt to choose or write there. ``nonce`` differs per prompt, so the
+    script runs again each time."""
+    selector = json.dumps(f".st-key-{container_key} :is(button:not([disabled]), textarea)")
+    st.html(
+        f"""<script>/* {nonce} */
+        (() => {{  // a scope of its own: the script runs again for every prompt
+          let tries = 0;
+          const aim = () => {{
+            const target = document.querySelector({selector});
+            if (target) {{ target.focus(); }} else if (++tries < 40) {{ setTimeout(aim, 50); }}
+          }};
+          aim();
+        }})();
+        </script>""",
+        unsafe_allow_javascript=True,
+    )
+
+
+def show_escalation(desk: Desk, actor: Actor, post_id: int) -> None:
+    """Why the post was escalated, for the lead who decides it (a note: plain text)."""
+    from review.decisions import escalations
+
+    with desk.sessions() as session:
+        escalation = escalations(session, actor, [post_id]).get(post_id)
+    if escalation is None:
+        return
+    st.warning(f"Escalated for a lead to decide · {escalation.at:%Y-%m-%d %H:%M} UTC. Reason:", icon="⚠️")
+    who = escalation.by or "unknown"
+    if escalation.reason_hidden:
+        st.text(f"{who}: (hidden: only leads read other moderators' notes)")
+    else:
+        st.text(f"{who}: {escalation.reason or '(no reason was given: escalated before reasons were required)'}")

@@ -9,7 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages._analytics import DECIMAL, PERCENT, computed, filters, number, share, table
+from pages._analytics import DECIMAL, EXACT, PERCENT, computed, filters, number, share, table
 from pages._common import allowed_or_stop, current_actor, current_desk, show_error, show_history
 from review import metrics, report
 from review.auth import Permission
@@ -40,7 +40,7 @@ if acc.n == 0:
             st.caption("An admin can do this (it adds the demo moderators' accounts).")
         elif st.button("Simulate the demo's review history", icon=":material/history:", key="simulate_demo"):
             try:
-                done = simulate_history(desk.sessions, actor)
+                done = simulate_history(desk.sessions, actor, raters=min(desk.settings.qa_raters, 3))
             except ReviewError as exc:
                 show_error("The history was not simulated.", str(exc))
             else:
@@ -256,12 +256,16 @@ with calibration:
             st.write(f"**{row.action}**: no confidence keeps precision at {target:.0%} on these posts.")
         else:
             st.write(
-                f"**{row.action}** verdicts with confidence ≥ {row.min_confidence:.3f}: precision "
+                f"**{row.action}** verdicts with confidence ≥ {float(row.min_confidence)!r}: precision "
                 f"{row.precision:.1%} on {row.posts:,} posts — {row.share_of_decided:.1%} of the decided posts "
                 f"would not have needed a moderator."
             )
     st.caption("Measured on past decisions under the filters above; the model's later verdicts may differ.")
-    table(advice, "thresholds", column_config={"precision": PERCENT, "share_of_decided": PERCENT})
+    table(
+        advice,
+        "thresholds",  # the confidence as stored: saturated values differ in the sixth decimal and beyond
+        column_config={"precision": PERCENT, "share_of_decided": PERCENT, "min_confidence": EXACT},
+    )
 
 with comparison:
     st.subheader("Base model and fine-tuned adapters")

@@ -34,10 +34,11 @@ cols[2].metric(
 )
 cols[3].metric("Moderator pairs", f"{len(agr.pairs):,}")
 if agr.posts == 0:
-    share = desk.settings.second_review_share
+    share, raters = desk.settings.second_review_share, desk.settings.qa_raters
     st.info(
         f"No post under these filters has labels from two people yet. Agreement is measured on blind second "
-        f"reviews: {share:.0%} of one-by-one decisions are drawn for one (setting SECOND_REVIEW_SHARE)."
+        f"reviews: {share:.0%} of one-by-one decisions are drawn for one (setting SECOND_REVIEW_SHARE), and each "
+        f"is labelled by {raters} people (setting QA_RATERS)."
     )
     st.stop()
 st.caption(

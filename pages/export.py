@@ -1,8 +1,10 @@
 """Export (leads): the moderators' corrections as LoRA training data. The form picks what goes in
 (disagreements or all decided posts, dates, categories, source, a cap per category), the split
 and personal-data stripping; Preview counts the examples per category and split without writing,
-Export writes the folder under EXPORT_DIR and offers it as a zip. Everything is done by
-review/export.py (the same as ``python -m review export``)."""
+Export writes the folder under EXPORT_DIR (with progress), shows the longest example in tokens and
+the cutoff length that fits it, and offers the folder as a zip. Posts whose images have no
+near-duplicate cluster yet (signals not computed) are refused unless the box allowing them is
+ticked. Everything is done by review/export.py (the same as ``python -m review export``)."""
 
 from __future__ import annotations
 
@@ -48,6 +50,12 @@ with st.form("export_form"):
     val = b.slider("Validation share", min_value=0.0, max_value=0.5, value=0.1, step=0.05)
     seed = c.number_input("Seed (split and cap)", min_value=0, value=0)
     pii = st.toggle("Strip handles, phone numbers, e-mails, messenger ids and links from the text", value=True)
+    ungrouped = st.checkbox(
+        "Allow images without near-duplicate clusters",
+        value=False,
+        help="Images get their cluster when the signals are computed (python -m review signals). Without one, near "
+        "duplicates of a post may land in both the training and the validation split.",
+    )
     preview = st.form_submit_button("Preview", icon=":material/preview:")
     go = st.form_submit_button("Export", type="primary", icon=":material/download:")
 
@@ -63,6 +71,7 @@ opts = ExportOptions(
     val_fraction=float(val),
     strip_pii=pii,
     seed=int(seed),
+    allow_ungrouped=ungrouped,
 )
 
 if preview:
@@ -95,17 +104,36 @@ if preview:
                 st.text("Assistant turn:")
                 st.json(first.answer)
 
+STAGES = {"examples": "Reading the decisions", "writing": "Writing the examples and copying the images"}
+
+
+def _progress(stage: str, total: int):  # type: ignore[no-untyped-def]
+    bar = st.progress(0.0, text=STAGES.get(stage, stage))
+
+    def update(done: int) -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{STAGES.get(stage, stage)}: {done:,} of {total:,}")
+
+    return update
+
+
 if go:
     folder = new_folder(desk.settings, fmt)
     try:
-        with st.spinner("Writing the examples and copying the images…"):
-            result = export(desk.sessions, actor, desk.settings, opts, folder)
+        with st.spinner("Exporting (the tokens are counted while the files are written)…"):
+            result = export(desk.sessions, actor, desk.settings, opts, folder, progress=_progress)
     except ReviewError as exc:
         show_error("The export failed.", str(exc))
     else:
         m = result.manifest
         st.success(f"Export {result.export_id}: {m['examples']:,} examples written to the folder below.")
         st.code(str(result.out), language=None)
+        tokens = m["tokens"]
+        longest = f"{m['max_tokens']:,} tokens" if tokens["exact"] else f"at most {m['max_tokens']:,} tokens"
+        st.text(f"Longest example: {longest}; cutoff length {m['cutoff_len']:,} (in TRAINING.md).")
+        if not tokens["exact"]:
+            st.caption(f"An upper bound: {tokens['note'] or tokens['method']}")
+        if m["ungrouped"]:
+            st.caption(f"{m['ungrouped']:,} examples have images without a near-duplicate cluster.")
         st.download_button(
             f"Download {result.out.name}.zip",
             zip_folder(result.out),

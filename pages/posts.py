@@ -1,5 +1,6 @@
 """Post browser: read-only list of posts with search, filters and paging; select a row to see it
-with its latest verdict, the OCR text of its images and their signals.
+with its latest verdict, the OCR text of its images and their signals, and why an escalated post
+was escalated.
 
 Post text, author, ids, OCR text and model output are untrusted: they are shown in a table or
 with st.text, never as markdown or HTML. Images the NSFW score or the verdict's category marks
@@ -15,6 +16,7 @@ from pages._common import (
     HIDDEN_BADGE,
     current_actor,
     current_desk,
+    show_escalation,
     show_media,
     show_verdict,
     user_preferences,
@@ -168,6 +170,8 @@ with detail_column:
         )
         with st.container(border=True):
             st.text(post.text or "(no text)")
+        if post.status == "escalated":
+            show_escalation(desk, actor, post.id)
         blind = verdict_hidden(actor, post.status, desk.settings)
         if blind:
             st.caption(f"Verdict {HIDDEN_BADGE}.")

@@ -3,6 +3,8 @@ and verdict badges; open one for review, or (leads) decide many at once.
 
 The filters set here are the ones the Review page's "Next" claims under. Pages are keyset pages
 on (priority, id) (review.queue.queue_page), so the thousandth page costs what the first does.
+Escalated posts show why they were escalated. A bulk decision is chosen, never preset: an
+overturn needs its label picked (the categories' keys work here too), an escalation a reason.
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ import streamlit as st
 from pages._common import (
     HIDDEN_BADGE,
     allowed_or_stop,
+    chosen_label,
     current_actor,
     current_desk,
+    label_picker,
+    missing_choice,
+    move_focus,
     show_error,
     user_preferences,
     verdict_hidden,
 )
 from review.auth import Permission
 from review.browse import get_posts
-from review.decisions import Decision, Label, decide_bulk
+from review.decisions import Decision, decide_bulk, escalations
 from review.errors import ReviewError
 from review.media import data_uri
 from review.policy import load_policy
@@ -34,6 +40,8 @@ FILTER = "queue_filter"  # read by the Review page
 CURSORS = "queue_cursors"  # keyset cursors of the pages before this one
 OPEN = "review_open"
 BULK_ROUND = "queue_bulk_round"  # bulk decisions made: part of the table's key
+BULK_CATEGORY = "bulk_category"  # the label picked for a bulk overturn (session state, no preset)
+BULK_SEVERITY = "bulk_severity"
 PAGE_SIZES = (25, 50, 100)
 ANY_LABEL = "any"
 
@@ -104,6 +112,7 @@ with desk.sessions() as session:
     total = sum(per_category.values())
     page = queue_page(session, actor, flt, after=cursors[-1], limit=size, now=now)
     posts = get_posts(session, [r.post_id for r in page.rows], policy)
+    escalated_rows = escalations(session, actor, [r.post_id for r in page.rows if r.status == "escalated"])
 
 counts = " · ".join(f"{c or 'unscored / failed'} {n:,}" for c, n in per_category.items())
 under = " under these filters" if flt != ANY else ""
@@ -142,6 +151,16 @@ table = pd.DataFrame(
     },
     index=pd.Index([r.post_id for r in page.rows], name="post"),
 )
+
+
+def reason(post_id: int) -> str:
+    escalation = escalated_rows[post_id]
+    why = "(hidden)" if escalation.reason_hidden else escalation.reason or "(no reason given)"
+    return f"{escalation.by or 'unknown'}: {why}"
+
+
+if escalated_rows:  # why a moderator escalated, beside the post, for the lead who decides it
+    table.insert(2, "escalation reason", [reason(r.post_id) if r.post_id in escalated_rows else "" for r in page.rows])
 bulk_allowed = actor.can(Permission.BULK)
 # The selection is a list of row positions: the key names the exact rows shown (and the bulk
 # decisions made so far), so a selection never carries over to rows that moved up or changed.
@@ -157,6 +176,7 @@ selection = st.dataframe(
         "thumbnail": st.column_config.ImageColumn("", width="small"),
         "verdict": st.column_config.TextColumn("Verdict", width="medium"),
         "text": st.column_config.TextColumn("Text", width="large"),
+        "escalation reason": st.column_config.TextColumn("Escalation reason", width="large"),
         "waiting since": st.column_config.DatetimeColumn("Ingested", format="YYYY-MM-DD HH:mm"),
         "priority": st.column_config.NumberColumn("Priority", format="%.2f"),
     },
@@ -191,24 +211,31 @@ if bulk_allowed:
         elif scope.startswith("every"):
             targets = []
             st.caption("Select exactly one post to act on its cluster.")
-        cols = st.columns(4)
-        decision = cols[0].selectbox("Decision", ["confirm", "overturn", "escalate"], key="bulk_decision")
-        category = cols[1].selectbox("Label (overturn)", policy.ids, key="bulk_category",
-                                     disabled=decision != "overturn")  # fmt: skip
-        severity = cols[2].selectbox("Severity", [1, 2, 3], index=1, key="bulk_severity",
-                                     disabled=decision != "overturn" or category == "none")  # fmt: skip
-        note = cols[3].text_input("Note", key="bulk_note", max_chars=2000)
-        label = Label(category != "none", category, severity if category != "none" else 0)
-        if st.button(f"Apply to {len(targets)} post{'s' if len(targets) != 1 else ''}", key="bulk_apply",
-                     disabled=not targets):  # fmt: skip
+        cols = st.columns([1, 3])
+        decision = cols[0].selectbox("Decision", ["confirm", "overturn", "escalate"], index=None,
+                                     placeholder="choose", key="bulk_decision")  # fmt: skip
+        note = cols[1].text_input("Note (the reason, required to escalate)", key="bulk_note", max_chars=2000)
+        if decision == "overturn":
+            label_picker(policy, BULK_CATEGORY, BULK_SEVERITY, prefix="bulk", title="New label for every post")
+        label = chosen_label(st.session_state.get(BULK_CATEGORY), st.session_state.get(BULK_SEVERITY))
+        posts_word = f"{len(targets)} post{'s' if len(targets) != 1 else ''}"
+        apply = st.button(f"{(decision or 'decide').capitalize()} {posts_word}", key="bulk_apply",
+                          disabled=not targets or decision is None)  # fmt: skip
+        if apply and decision == "overturn" and label is None:  # nothing is guessed: ask for the label
+            picked_category = st.session_state.get(BULK_CATEGORY)
+            st.warning(f"Nothing was decided. {missing_choice(picked_category)}")
+            move_focus("bulk_categories" if picked_category is None else "bulk_severity", datetime.now(UTC))
+        elif apply:
             try:
-                chosen_label = label if decision == "overturn" else None
+                overturn_label = label if decision == "overturn" else None
                 result = decide_bulk(
-                    desk.sessions, actor, targets, Decision(decision), label=chosen_label, note=note, policy=policy
+                    desk.sessions, actor, targets, Decision(decision), label=overturn_label, note=note, policy=policy
                 )
             except ReviewError as exc:
                 show_error("Nothing was decided.", str(exc))
             else:
+                for picked in (BULK_CATEGORY, BULK_SEVERITY):  # the next bulk overturn is chosen afresh
+                    st.session_state.pop(picked, None)
                 st.session_state["bulk_result"] = result
                 st.session_state[BULK_ROUND] = st.session_state.get(BULK_ROUND, 0) + 1
                 reset_paging()

@@ -2,8 +2,12 @@
 model's verdict, and decide it — keyboard first.
 
 Keys (shown on the buttons): N next post, Y confirm the verdict, O overturn with the label
-chosen below, E escalate, S skip, V reveal blurred images, U undo the last decision, H history.
-Single-key shortcuts do not fire while typing in the note or the chat.
+chosen on the page, E escalate (the note is its reason, required), S skip, V reveal blurred
+images, U undo the last decision, H history; each policy category's own key (prompts/policy.toml)
+picks it, Shift+1/2/3 the severity. Nothing is preselected: O before a label is chosen saves
+nothing, asks for the label and moves the focus to the categories; the overturn is then saved
+as soon as the label is complete (O, then 0 records "no violation"). Single-key shortcuts do not
+fire while typing in the note or the chat.
 
 A claim is a 10-minute lease in the database (review.decisions); every action on this page
 renews it when less than 8 minutes are left, so an active moderator keeps the post and an
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from functools import partial
 
 import pandas as pd
 import streamlit as st
@@ -21,9 +26,14 @@ import streamlit as st
 from pages._common import (
     HIDDEN_BADGE,
     allowed_or_stop,
+    chosen_label,
     current_actor,
     current_desk,
+    label_picker,
+    missing_choice,
+    move_focus,
     revealed_all,
+    show_escalation,
     show_history,
     show_media,
     show_verdict,
@@ -35,7 +45,7 @@ from review.browse import PostRow, get_posts
 from review.decisions import (
     ClaimLost,
     Decision,
-    Label,
+    EscalationReasonMissing,
     blind_for,
     claim,
     decide,
@@ -61,6 +71,9 @@ SKIPPED = "review_skipped"  # posts skipped in this session: Next does not hand 
 MAX_SKIPPED = 200
 NOTHING_FREE = "review_nothing_free"  # the last "Next" found no free post
 FLASH = "review_flash"  # (kind, message) to show once on the next run
+PENDING = "review_pending"  # post id whose overturn waits for its label (O pressed before choosing)
+NO_REASON = "review_no_reason"  # post id whose escalation was refused for want of a reason
+FOCUS = "review_focus"  # (container key, nonce): where the keyboard focus goes on the next run
 MAX_SIMILAR = 20  # near duplicates listed
 RENEW_BELOW = 8 * 60  # seconds of lease left under which an action renews it
 
@@ -72,6 +85,8 @@ flt: QueueFilter = st.session_state.get(FILTER, ANY)
 
 
 def hold(new_claim) -> None:  # type: ignore[no-untyped-def]
+    for prompt in (PENDING, NO_REASON, FOCUS):
+        st.session_state.pop(prompt, None)
     st.session_state[CLAIM] = new_claim
     st.session_state[STARTED] = time.monotonic()
     st.session_state[KEY] = new_idempotency_key()
@@ -199,33 +214,36 @@ verdict = post.verdict
 usable = verdict is not None and verdict.usable
 
 
-def chosen_label(post_id: int) -> Label | None:
-    """The label picked on the page for ``post_id`` (None: no category chosen yet)."""
-    category = st.session_state.get(f"category:{post_id}")
-    if category is None:
-        return None
-    severity = st.session_state.get(f"severity:{post_id}") or 2
-    return Label(category != "none", category, int(severity) if category != "none" else 0)
+def focus_on(container_key: str) -> None:
+    st.session_state[FOCUS] = (container_key, time.monotonic_ns())
 
 
 def act(post_id: int, decision: Decision, blind: bool) -> None:
     """Record the decision on ``post_id``; then the next post of the queue is taken. Runs as a
     button callback, with the page's state as it is now: a second key press that arrives
-    after the next post was taken finds another post held and does nothing."""
+    after the next post was taken finds another post held and does nothing. An overturn whose
+    label is not complete saves nothing: it waits for the label (see ``picked``)."""
     held = st.session_state.get(CLAIM)
     if held is None or held.post_id != post_id:
         return
-    label = chosen_label(post_id) if decision is Decision.OVERTURN else None
+    category = st.session_state.get(f"category:{post_id}")
+    label = chosen_label(category, st.session_state.get(f"severity:{post_id}"))
     if decision is Decision.OVERTURN and label is None:
-        st.session_state[FLASH] = ("error", "Choose a label first.")
+        st.session_state[PENDING] = post_id
+        focus_on("review_categories" if category is None else "review_severity")
         return
     note = st.session_state.get(f"note:{post_id}", "")
     spent = int((time.monotonic() - st.session_state.get(STARTED, time.monotonic())) * 1000)
     try:
         event = decide(
-            desk.sessions, actor, post_id, decision, label=label, note=note, time_spent_ms=spent,
-            idempotency_key=st.session_state.get(KEY), policy=policy, share=desk.settings.second_review_share,
+            desk.sessions, actor, post_id, decision, label=label if decision is Decision.OVERTURN else None,
+            note=note, time_spent_ms=spent, idempotency_key=st.session_state.get(KEY), policy=policy,
+            share=desk.settings.second_review_share, raters=desk.settings.qa_raters,
         )  # fmt: skip
+    except EscalationReasonMissing:
+        st.session_state[NO_REASON] = post_id
+        focus_on("review_note")
+        return
     except ClaimLost as exc:
         st.session_state[CLAIM] = None
         st.session_state[FLASH] = ("error", str(exc))
@@ -240,6 +258,13 @@ def act(post_id: int, decision: Decision, blind: bool) -> None:
     what = "decision" if blind and event.action in ("confirm", "overturn") else event.action
     st.session_state[FLASH] = ("info", f"Post {post_id}: {what} saved. Undo with U.")
     take_next()
+
+
+def picked(post_id: int, blind: bool) -> None:
+    """After a category or severity is picked: an overturn waiting for its label (O came
+    first) is saved once the label is complete, or asks for what is still missing."""
+    if st.session_state.get(PENDING) == post_id:
+        act(post_id, Decision.OVERTURN, blind)
 
 
 @st.cache_resource(show_spinner="Loading the model …")
@@ -296,7 +321,7 @@ with side:
         hidden = "the first decision and the model's verdict are" if hide_verdict else "the first decision is"
         st.info(f"Second review: decide on your own; {hidden} hidden.")
     elif post.status == "escalated":
-        st.warning("Escalated by a moderator: see the history for their note.")
+        show_escalation(desk, actor, post.id)
     with st.container(border=True):
         st.text(post.text or "(no text)")
     if hide_verdict:
@@ -304,25 +329,17 @@ with side:
     else:
         show_verdict(verdict)
 
-    ids = policy.ids
-    model_label = "none"
-    if usable and verdict is not None and verdict.violation and verdict.category in ids:
-        model_label = verdict.category
-    # overturn flips the model by default: "none" when it saw a violation, the first category
-    # otherwise; with the verdict hidden nothing is preselected (a default would tell it)
-    default = "none" if model_label != "none" else next(i for i in ids if i != "none")
-    choose = st.columns([3, 2])
-    category = choose[0].selectbox(
-        "Your label" if hide_verdict else "Label for overturn",
-        ids,
-        index=None if hide_verdict else ids.index(default),
-        placeholder="choose a category",
-        format_func=lambda c: "none — no violation" if c == "none" else f"{c} — {policy.get(c).name_en}",
-        key=f"category:{post.id}",
-    )
-    choose[1].segmented_control(
-        "Severity", [1, 2, 3], default=2, key=f"severity:{post.id}", disabled=category in (None, "none")
-    )
+    # The label is the moderator's own choice: nothing is preselected (a preset once recorded
+    # "sexual, severity 2" or "no violation" when O was pressed alone), and in a blind second
+    # review no button stands out, so the page tells nothing of the hidden verdict.
+    if st.session_state.get(PENDING) == post.id:
+        category = st.session_state.get(f"category:{post.id}")
+        st.warning(f"Overturn: nothing saved yet. {missing_choice(category)}", icon="⌨️")
+    label_picker(
+        policy, f"category:{post.id}", f"severity:{post.id}", prefix="review",
+        title="Your label" if hide_verdict else "Label for overturn (press the key on a category)",
+        on_pick=partial(picked, post.id, blind),
+    )  # fmt: skip
 
     buttons = st.columns(4)
     buttons[0].button(
@@ -333,17 +350,22 @@ with side:
     buttons[1].button(
         "Overturn" if not hide_verdict else "Decide",
         key="review_overturn", shortcut="O", on_click=act, args=(post.id, Decision.OVERTURN, blind),
-        disabled=category is None, help="Record the label chosen above.", width="stretch",
+        help="Record the label chosen above (O first: it waits for your choice).", width="stretch",
     )  # fmt: skip
     buttons[2].button(
         "Escalate", key="review_escalate", shortcut="E", on_click=act, args=(post.id, Decision.ESCALATE, blind),
-        help="For a lead to decide; say why in the note.", width="stretch",
+        help="For a lead to decide; the note is the reason (required).", width="stretch",
     )  # fmt: skip
     buttons[3].button(
         "Skip", key="review_skip", shortcut="S", on_click=act, args=(post.id, Decision.SKIP, blind),
         help="Back to the queue.", width="stretch",
     )  # fmt: skip
-    st.text_area("Note (optional)", key=f"note:{post.id}", max_chars=2000, height=68)
+    if st.session_state.get(NO_REASON) == post.id:
+        st.warning("Escalation: nothing saved. Write the reason in the note, then Escalate (Tab, then E).", icon="⌨️")
+    with st.container(key="review_note"):
+        st.text_area("Note (optional; the reason when you escalate)", key=f"note:{post.id}", max_chars=2000, height=68)
+    if (focus := st.session_state.pop(FOCUS, None)) is not None:
+        move_focus(*focus)
 
     @st.dialog(f"History of post {post.id}", width="large")
     def history_dialog() -> None:

@@ -32,7 +32,11 @@ ENV_VARS = {
     "MODEL_MAX_PIXELS": "model_max_pixels",
     "SECOND_REVIEW_SHARE": "second_review_share",
     "SECOND_REVIEW_HIDE_VERDICT": "second_review_hide_verdict",
+    "QA_RATERS": "qa_raters",
 }
+
+
+MAX_QA_RATERS = 10
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,10 @@ class Settings:
     second_review_share: float = 0.1
     # Whether the second reviewer also works without the model's verdict on screen.
     second_review_hide_verdict: bool = False
+    # How many people label a post drawn for second review, independently and blind to each
+    # other (the first decision included): 2 gives pairs (Cohen's kappa), 3 or more lets Fleiss'
+    # kappa and Krippendorff's alpha come from the desk's own flow. At most 10.
+    qa_raters: int = 2
 
     def with_overrides(self, **values: object) -> Settings:
         return replace(self, **_coerce(values))
@@ -90,6 +98,9 @@ def _coerce(values: dict[str, object]) -> dict[str, object]:
     share = out.get("second_review_share")
     if isinstance(share, float) and not 0.0 <= share <= 1.0:
         raise ConfigError(f"setting second_review_share must be between 0 and 1, got {share}")
+    raters = out.get("qa_raters")
+    if isinstance(raters, int) and not 2 <= raters <= MAX_QA_RATERS:
+        raise ConfigError(f"setting qa_raters must be between 2 and {MAX_QA_RATERS}, got {raters}")
     return out
 
 

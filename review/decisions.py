@@ -45,10 +45,14 @@ class ClaimLost(ReviewError):
     """The action needs a live claim on the post by this moderator, and there is none."""
 
 
+class EscalationReasonMissing(ReviewError):
+    """An escalation without a reason: the lead who takes the post must see why it was escalated."""
+
+
 class Decision(enum.StrEnum):
     CONFIRM = "confirm"  # the model's verdict is right
     OVERTURN = "overturn"  # the moderator's own label replaces it
-    ESCALATE = "escalate"  # for a lead to decide
+    ESCALATE = "escalate"  # for a lead to decide; the note says why (required)
     SKIP = "skip"  # back to the queue, undecided
 
 
@@ -210,15 +214,19 @@ def decide(
     idempotency_key: str | None = None,
     policy: Policy | None = None,
     share: float = 0.0,
+    raters: int = 2,
     now: datetime | None = None,
 ) -> ReviewEvent:
     """Record a decision on a post this moderator holds a live claim on, and end the claim.
 
     confirm: the on-screen verdict becomes the label (it must be a usable verdict); overturn:
-    ``label`` replaces it; escalate: the post waits for a lead, first in their queue; skip: back
+    ``label`` replaces it; escalate: the post waits for a lead, first in their queue, with the
+    reason in ``note`` (required: EscalationReasonMissing without one); skip: back
     to the queue undecided. A confirm or overturn of a queued post is drawn, at ``share``, for a
-    blind second review by another moderator (status ``second_review``); a decision taken in
-    that second review is marked ``second_review`` and settles the post. Repeating a call with
+    blind second review (status ``second_review``); it stays there, each time for a moderator
+    who has not labelled it yet, until ``raters`` people have labelled it (the first decision
+    included; QA_RATERS, 2 by default), and the last of those decisions settles it. Decisions
+    taken in the second review are marked ``second_review``. Repeating a call with
     the same ``idempotency_key`` returns the first event and writes nothing (a double-click, a
     retried request)."""
     require(actor, Permission.REVIEW)
@@ -229,6 +237,7 @@ def decide(
     now = _now(now)
     policy = policy or load_policy()
     note = _checked_note(note)
+    _reason_given(decision, note)
     if decision is Decision.OVERTURN:
         label = _checked(label, policy)
     elif label is not None:
@@ -252,12 +261,11 @@ def decide(
                 raise ReviewError(f"post {post_id} has no usable model verdict to confirm: overturn it with a label")
             label = _verdict_label(verdict)
         values = _after(decision, before, now)
-        if (
-            values["status"] == PostStatus.DECIDED
-            and before == PostStatus.QUEUED
-            and drawn_for_second_review(post_id, share)
-        ):
-            values.update(status=PostStatus.SECOND_REVIEW, first_decider_id=actor.id)
+        if values["status"] == PostStatus.DECIDED:
+            if before == PostStatus.QUEUED and drawn_for_second_review(post_id, share):
+                values.update(status=PostStatus.SECOND_REVIEW, first_decider_id=actor.id)
+            elif before == PostStatus.SECOND_REVIEW and len(labels.raters_of(session, post_id) | {actor.id}) < raters:
+                values["status"] = PostStatus.SECOND_REVIEW  # more independent labels wanted
         done = session.execute(
             update(Post)
             .where(Post.id == post_id, _mine(actor, now))
@@ -310,8 +318,9 @@ def decide_bulk(
     """One decision (confirm, overturn or escalate) for many waiting posts, in one transaction:
     an event per post, all with one ``bulk_id``. A post someone else is reviewing, one that is
     no longer waiting for ``actor`` (decided, in its blind second review) or, for confirm, one
-    without a usable verdict, is skipped with the reason. Bulk decisions are not drawn for
-    second review: the share is measured on one-by-one decisions."""
+    without a usable verdict, is skipped with the reason. An escalation needs ``note``: its
+    reason. Bulk decisions are not drawn for second review: the share is measured on one-by-one
+    decisions."""
     require(actor, Permission.BULK)
     try:
         decision = Decision(decision)
@@ -327,6 +336,7 @@ def decide_bulk(
     now = _now(now)
     policy = policy or load_policy()
     note = _checked_note(note)
+    _reason_given(decision, note)
     if decision is Decision.OVERTURN:
         label = _checked(label, policy)
     elif label is not None:
@@ -386,6 +396,12 @@ def _checked_note(note: str | None) -> str | None:
     if note is not None and len(note) > MAX_NOTE:
         raise ReviewError(f"a note may have at most {MAX_NOTE} characters")
     return note
+
+
+def _reason_given(decision: Decision, note: str | None) -> None:
+    """An escalation carries its reason in the note (already stripped by _checked_note)."""
+    if decision is Decision.ESCALATE and note is None:
+        raise EscalationReasonMissing("an escalation needs a reason: say in the note why a lead should decide it")
 
 
 def drawn_for_second_review(post_id: int, share: float) -> bool:
@@ -529,13 +545,13 @@ class HistoryEntry:
 
 
 def blind_for(session: Session, actor: Actor, post_id: int) -> bool:
-    """Whether ``actor`` must not see the earlier decision on ``post_id``: it waits for (or is
-    in) its blind second review, ``actor`` did not make that decision, and either holds the
-    claim or may not read others' notes."""
+    """Whether ``actor`` must not see the earlier decisions on ``post_id``: it waits for (or is
+    in) its blind second review, ``actor`` has not labelled it yet, and either holds the claim
+    or may not read others' notes."""
     row = session.execute(
-        select(Post.status, Post.first_decider_id, Post.claimed_by_id).where(Post.id == post_id)
+        select(Post.status, Post.claimed_by_id, labels.rated_by(actor.id)).where(Post.id == post_id)
     ).first()
-    if row is None or row.status != PostStatus.SECOND_REVIEW or row.first_decider_id == actor.id:
+    if row is None or row.status != PostStatus.SECOND_REVIEW or row[2]:
         return False
     return row.claimed_by_id == actor.id or not actor.can(Permission.READ_ALL_NOTES)
 
@@ -578,4 +594,42 @@ def history(session: Session, actor: Actor, post_id: int) -> list[HistoryEntry]:
                 bulk_id=event.bulk_id,
             )
         )
+    return out
+
+
+@dataclass(frozen=True)
+class Escalation:
+    post_id: int
+    by: str | None  # who escalated it
+    at: datetime
+    reason: str | None  # None: escalated before a reason was required, or not for this viewer
+    reason_hidden: bool = False
+
+
+def escalations(session: Session, actor: Actor, post_ids: Collection[int]) -> dict[int, Escalation]:
+    """Why each of ``post_ids`` that is escalated now was escalated: its latest ``escalate``
+    event (an undone escalation is followed by a reopen and the post is no longer escalated).
+    The reason is a note, read under the notes rule of ``history``: leads and admins read every
+    one, a moderator only their own."""
+    from db.models import User
+
+    require(actor, Permission.REVIEW)
+    ids = list(post_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(ReviewEvent.post_id, ReviewEvent.user_id, User.username, ReviewEvent.created_at, ReviewEvent.note)
+        .join(Post, Post.id == ReviewEvent.post_id)
+        .outerjoin(User, User.id == ReviewEvent.user_id)
+        .where(
+            ReviewEvent.post_id.in_(ids),
+            ReviewEvent.action == EventAction.ESCALATE,
+            Post.status == PostStatus.ESCALATED,
+        )
+        .order_by(ReviewEvent.id)
+    )
+    out: dict[int, Escalation] = {}
+    for post_id, user_id, username, at, note in rows:  # oldest first: the latest one stays
+        hidden = bool(note) and user_id != actor.id and not actor.can(Permission.READ_ALL_NOTES)
+        out[post_id] = Escalation(post_id, username, at, None if hidden else note, hidden)
     return out

@@ -803,13 +803,19 @@ def demo_waiting(sessions: sessionmaker[Session]) -> bool:
 
 
 def simulate_history(
-    sessions: sessionmaker[Session], by: Actor, *, share_decided: float = 0.65, now: datetime | None = None
+    sessions: sessionmaker[Session],
+    by: Actor,
+    *,
+    share_decided: float = 0.65,
+    raters: int = 2,
+    now: datetime | None = None,
 ) -> HistoryReport:
     """Ten days of simulated moderation on the demo posts, through the desk's own claim and
     decide: three moderator accounts (single-sign-on only, deactivated afterwards, so nobody can
     sign in as them) decide about two thirds of the scored demo posts, mostly as INTENDED says
-    and sometimes not, a share is drawn for a blind second review by another of them, and two
-    are escalated. The rest stay in the queue for the person trying the desk. Needs an admin
+    and sometimes not, a share is drawn for a blind second review by the others (``raters``
+    people label each of those: QA_RATERS, at most the three demo moderators), and two are
+    escalated. The rest stay in the queue for the person trying the desk. Needs an admin
     (it adds accounts); refused once the demo moderators exist."""
     from sqlalchemy import select, update
 
@@ -819,6 +825,8 @@ def simulate_history(
     from review.decisions import claim, decide
 
     require(by, Permission.MANAGE_USERS)
+    if not 2 <= raters <= len(DEMO_MODERATORS):
+        raise ReviewError(f"the demo has {len(DEMO_MODERATORS)} moderators: it can simulate 2 or 3 raters per post")
     now = now or datetime.now(UTC)
     with sessions() as session:
         if session.scalar(select(User.id).where(User.username.in_(DEMO_MODERATORS)).limit(1)) is not None:
@@ -855,19 +863,21 @@ def simulate_history(
             if claim(sessions, first, post_id, now=at) is None:
                 continue
             if k in (3, 11):  # unsure: for a lead
-                decide(sessions, first, post_id, "escalate", time_spent_ms=rng.randint(20_000, 90_000), now=at)
+                decide(sessions, first, post_id, "escalate", note="Not sure this breaks policy: please decide.",
+                       time_spent_ms=rng.randint(20_000, 90_000), now=at)  # fmt: skip
                 report.escalations += 1
                 continue
-            event = _decide_as(sessions, first, post_id, _judged(truth, 0.85, rng), rng, at, share=0.35)
+            event = _decide_as(sessions, first, post_id, _judged(truth, 0.85, rng), rng, at, share=0.35, raters=raters)
             report.decisions += 1
             with sessions() as session:
                 drawn = session.get(Post, post_id).status == PostStatus.SECOND_REVIEW  # type: ignore[union-attr]
-            if drawn:
-                second = people[(k + 1) % len(people)]
+            for step in range(1, raters if drawn else 1):  # the other raters, blind, one after the other
+                other = people[(k + step) % len(people)]
                 later = min(event.created_at + timedelta(hours=rng.randint(2, 20)), now - timedelta(minutes=5))
-                if claim(sessions, second, post_id, now=later) is not None:
-                    _decide_as(sessions, second, post_id, _judged(truth, 0.7, rng), rng, later)
-                    report.second_reviews += 1
+                if claim(sessions, other, post_id, now=later) is None:
+                    break
+                event = _decide_as(sessions, other, post_id, _judged(truth, 0.7, rng), rng, later, raters=raters)
+                report.second_reviews += 1
     finally:
         for person in people:
             set_active(sessions, person.username, False, by=by)
@@ -879,7 +889,7 @@ def _judged(truth: str, right: float, rng: random.Random) -> str:
     return truth if rng.random() < right else CONFUSED_WITH.get(truth, "none")
 
 
-def _decide_as(sessions, actor, post_id, category, rng, at, share=0.0):  # type: ignore[no-untyped-def]
+def _decide_as(sessions, actor, post_id, category, rng, at, share=0.0, raters=2):  # type: ignore[no-untyped-def]
     """Confirm when the verdict on screen says ``category``, overturn with it otherwise."""
     from review.decisions import Label, current_verdict, decide
     from review.scoring import USABLE
@@ -893,6 +903,7 @@ def _decide_as(sessions, actor, post_id, category, rng, at, share=0.0):  # type:
         )
     spent = int(rng.lognormvariate(9.6, 0.5))
     if agrees:
-        return decide(sessions, actor, post_id, "confirm", time_spent_ms=spent, share=share, now=at)
+        return decide(sessions, actor, post_id, "confirm", time_spent_ms=spent, share=share, raters=raters, now=at)
     label = Label(category != "none", category, 0 if category == "none" else 2)
-    return decide(sessions, actor, post_id, "overturn", label=label, time_spent_ms=spent, share=share, now=at)
+    return decide(sessions, actor, post_id, "overturn", label=label, time_spent_ms=spent, share=share, raters=raters,
+                  now=at)  # fmt: skip

@@ -38,6 +38,26 @@ def standing_decisions():  # type: ignore[no-untyped-def]
     return and_(ReviewEvent.action.in_(DECISIONS), ReviewEvent.id.not_in(taken_back))
 
 
+def rated_by(user_id: int):  # type: ignore[no-untyped-def]
+    """The condition on ``post`` that ``user_id`` has a standing decision on it: such a person
+    cannot be one more independent rater of it (second review, QA with several raters), and
+    has seen its earlier labels."""
+    return (
+        select(ReviewEvent.id)
+        .where(ReviewEvent.post_id == Post.id, ReviewEvent.user_id == user_id, standing_decisions())
+        .exists()
+    )
+
+
+def raters_of(session: Session, post_id: int) -> set[int]:
+    """The people with a standing decision on ``post_id``."""
+    return set(
+        session.scalars(
+            select(ReviewEvent.user_id).distinct().where(ReviewEvent.post_id == post_id, standing_decisions())
+        )
+    )
+
+
 def label_rows(dialect: str, post_ids: Collection[int] | None = None) -> Select:  # type: ignore[type-arg]
     """post_label's rows, in COLUMNS order, for ``post_ids`` (all posts when None): each settled
     post's latest standing decision (an undone one no longer counts)."""

@@ -7,8 +7,10 @@ re-score. Both come from ``post_label`` (review/labels.py), one narrow row per s
 the accuracy numbers are GROUP BYs over one table. Verdicts the model failed to give (parse
 failures, errors) are counted apart: they have nothing to compare.
 
-The database returns small grouped tables — confusion cells, counts per confidence value (to
-0.001), per period or slice — and the metrics are computed from those here.
+The database returns grouped tables — confusion cells, counts per exact confidence value, per
+period or slice — and the metrics are computed from those here. ROC-AUC and the threshold advice
+rank the confidences exactly as stored: models emit saturated probabilities (1e-9, 0.999999) and
+rounding them would turn most of them into ties. Only the calibration chart bins them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 
+import numpy as np
 from sqlalchemy import Select, and_, case, func, select, true
 from sqlalchemy.orm import Session
 
@@ -27,7 +30,6 @@ from review.labels import SETTLED, standing_decisions, utc_day
 from review.scoring import USABLE
 
 CALIBRATION_BINS = 10
-CONFIDENCE_DIGITS = 3  # confidences are grouped to 0.001 (ROC-AUC and thresholds see ties there)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,33 @@ class CategoryScores:
     predicted: int  # posts the model put in it
 
 
+SCORE_FIELDS = [("confidence", "f8"), ("model_violation", "?"), ("human_violation", "?"), ("right", "?"),
+                ("posts", "i8")]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Posts per exact (confidence, model says violation, human says violation, category right),
+    as parallel arrays: a million distinct confidences fit, and ranking them is a sort."""
+
+    confidence: np.ndarray  # float64, as stored
+    model_violation: np.ndarray  # bool
+    human_violation: np.ndarray  # bool
+    right: np.ndarray  # bool: the model's category is the human's
+    posts: np.ndarray  # int64
+
+    @classmethod
+    def of(cls, rows) -> Scores:  # type: ignore[no-untyped-def]
+        """From an iterable of (confidence, model violation, human violation, right, posts)."""
+        table = np.fromiter(rows, dtype=SCORE_FIELDS)
+        return cls(*(table[name] for name, _ in SCORE_FIELDS))
+
+    def p_violation(self) -> np.ndarray:
+        """The model's probability of a violation: its confidence when it said violation, one
+        minus it when it said no."""
+        return np.where(self.model_violation, self.confidence, 1.0 - self.confidence)
+
+
 @dataclass
 class Accuracy:
     binary: Binary
@@ -116,8 +145,7 @@ class Accuracy:
     calibration: list[tuple[int, int, float, float]]  # (bin, posts, mean confidence, share correct)
     ece: float | None  # expected calibration error over the bins
     model_failures: int  # decided posts whose on-screen verdict was a failure
-    scores: list[tuple[float, bool, bool, int]] = field(repr=False, default_factory=list)
-    # (confidence, model says violation, human says violation, posts): for thresholds
+    scores: Scores = field(repr=False)  # the thresholds' input
 
     @property
     def n(self) -> int:
@@ -148,41 +176,51 @@ CELLS = tuple(getattr(PostLabel, c) for c in LABEL_CELLS)  # (usable, human and 
 
 
 def accuracy(session: Session, actor: Actor, flt: MetricFilter = MetricFilter()) -> Accuracy:
-    """The accuracy page's headline numbers, categories, confusion matrix and calibration for the
-    settled posts under ``flt``: one GROUP BY, read in order from the ix_post_label_cells index."""
+    """The accuracy page's headline numbers, categories, confusion matrix, calibration and
+    threshold inputs for the settled posts under ``flt``: two GROUP BYs read in order from the
+    ix_post_label_cells index, one per confusion cell, one per cell and exact confidence (close
+    to a row per post when the confidences are all distinct, as saturated ones are)."""
     require(actor, Permission.METRICS)
-    grouped = (*CELLS, PostLabel.confidence)
-    rows = session.execute(_labelled(flt).add_columns(*grouped, func.count()).group_by(*grouped)).all()
-    return accuracy_from(rows)
+    cells = session.execute(_labelled(flt).add_columns(*CELLS, func.count()).group_by(*CELLS)).all()
+    label = PostLabel
+    scored = (
+        _labelled(flt)
+        .add_columns(
+            label.confidence,
+            label.model_violation,
+            label.human_violation,
+            label.human_category == label.model_category,
+            func.count(),
+        )  # fmt: skip
+        .where(label.usable.is_(True), label.confidence.is_not(None))
+        .group_by(*CELLS, label.confidence)
+    )
+    # read straight off the DBAPI cursor: plain tuples, where a million Row objects would cost
+    # more than the query itself
+    return _accuracy(cells, Scores.of(session.connection().execute(scored).cursor))
 
 
 def accuracy_from(rows) -> Accuracy:  # type: ignore[no-untyped-def]
     """The accuracy numbers from rows of (usable, human violation, model violation, human
-    category, model category, confidence, posts): grouped by the database, or one per example
-    when a model is evaluated on an export (review/evaluate.py)."""
-    failures = sum(n for usable, *_, n in rows if not usable)
-    facts = [(hv, mv, hc, mc, conf, n) for usable, hv, mv, hc, mc, conf, n in rows if usable]
-    binary, confusion = _tally([(hv, mv, hc, mc, n) for hv, mv, hc, mc, _, n in facts])
+    category, model category, confidence, posts), one per example when a model is evaluated on
+    an export (review/evaluate.py)."""
+    cells = Counter[tuple]()  # type: ignore[type-arg]
+    for usable, hv, mv, hc, mc, _, n in rows:
+        cells[(usable, hv, mv, hc, mc)] += n
+    scores = Scores.of(
+        (float(conf), bool(mv), bool(hv), hc == mc, n) for usable, hv, mv, hc, mc, conf, n in rows
+        if usable and conf is not None
+    )  # fmt: skip
+    return _accuracy([(*cell, n) for cell, n in cells.items()], scores)
 
-    # per confidence value (to 0.001): the model's answer, the human's, and whether the category matched
-    by_value = Counter[tuple[float, bool, bool, bool]]()
-    for hv, mv, hc, mc, conf, n in facts:
-        if conf is not None:
-            by_value[(round(float(conf), CONFIDENCE_DIGITS), bool(mv), bool(hv), hc == mc)] += n
-    totals = Counter[tuple[float, bool, bool]]()
-    for (c, m, h, _), n in by_value.items():
-        totals[(c, m, h)] += n
-    scores = [(c, m, h, n) for (c, m, h), n in sorted(totals.items())]
-    # P(violation) per verdict: its confidence if it says violation, else one minus it
-    binary = replace(binary, auc=_auc([((c if m else 1 - c), h, n) for c, m, h, n in scores]))
 
-    bins: dict[int, list[float]] = {}  # bin → [posts, sum of confidence, posts right]
-    for (c, _, _, right), n in by_value.items():
-        tally = bins.setdefault(min(int(c * CALIBRATION_BINS), CALIBRATION_BINS - 1), [0, 0.0, 0])  # 1.0: last bin
-        tally[0] += n
-        tally[1] += c * n
-        tally[2] += n if right else 0
-    calibration = [(b, int(n), total / n, hits / n) for b, (n, total, hits) in sorted(bins.items())]
+def _accuracy(cells, scores: Scores) -> Accuracy:  # type: ignore[no-untyped-def]
+    """From rows of (usable, human violation, model violation, human category, model category,
+    posts) and the usable verdicts' exact confidences."""
+    failures = sum(n for usable, *_, n in cells if not usable)
+    binary, confusion = _tally([cell[1:] for cell in cells if cell[0]])
+    binary = replace(binary, auc=_auc(scores.p_violation(), scores.human_violation, scores.posts))
+    calibration = _calibration(scores.confidence, scores.right, scores.posts)
     counted = sum(n for _, n, _, _ in calibration)
     ece = sum(n / counted * abs(acc - conf) for _, n, conf, acc in calibration) if counted else None
     categories = _category_scores(confusion)
@@ -285,24 +323,39 @@ def _category_scores(confusion: dict[tuple[str, str], int]) -> list[CategoryScor
     return out
 
 
-def _auc(points: list[tuple[float, bool, int]]) -> float | None:
-    """ROC-AUC from (score, positive, count) groups: the chance that a positive outscores a
-    negative, ties counting half (the Mann-Whitney statistic, as roc_auc_score computes it)."""
-    positives = sum(n for _, y, n in points if y)
-    negatives = sum(n for _, y, n in points if not y)
+def _calibration(confidence: np.ndarray, right: np.ndarray, posts: np.ndarray) -> list[tuple[int, int, float, float]]:
+    """(bin, posts, mean confidence, share with the right category) per tenth of confidence
+    that holds posts; a confidence of 1.0 goes to the last bin."""
+    bins = np.minimum((confidence * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
+    n = np.bincount(bins, weights=posts, minlength=CALIBRATION_BINS)
+    total = np.bincount(bins, weights=confidence * posts, minlength=CALIBRATION_BINS)
+    hits = np.bincount(bins, weights=posts * right, minlength=CALIBRATION_BINS)
+    return [(b, int(n[b]), total[b] / n[b], hits[b] / n[b]) for b in range(CALIBRATION_BINS) if n[b]]
+
+
+def _auc(score: np.ndarray, positive: np.ndarray, posts: np.ndarray) -> float | None:
+    """ROC-AUC of exact scores, each with its label and number of posts: the chance that a
+    positive outscores a negative, equal scores counting half (the Mann-Whitney statistic, as
+    roc_auc_score computes it). None with one class only."""
+    pos = np.where(positive, posts, 0)
+    neg = np.where(positive, 0, posts)
+    positives, negatives = int(pos.sum()), int(neg.sum())
     if not positives or not negatives:
         return None
-    by_score: dict[float, list[int]] = {}
-    for score, y, n in points:
-        pos_neg = by_score.setdefault(score, [0, 0])
-        pos_neg[0 if y else 1] += n
-    below = 0  # negatives with a lower score
-    wins = 0.0
-    for score in sorted(by_score):
-        pos, neg = by_score[score]
-        wins += pos * (below + neg / 2)
-        below += neg
-    return wins / (positives * negatives)
+    order = np.argsort(score, kind="stable")
+    starts, pos_at, neg_at = _runs(score[order], pos[order], neg[order])
+    below = np.cumsum(neg_at) - neg_at  # negatives with a strictly lower score
+    twice_wins = int((pos_at * (2 * below + neg_at)).sum())  # integers: exact at any size
+    return twice_wins / (2 * positives * negatives)
+
+
+def _runs(sorted_values: np.ndarray, *counts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The first index of each run of equal values in ``sorted_values``, and each of ``counts``
+    summed over the run."""
+    if not len(sorted_values):
+        return (np.zeros(0, dtype=np.int64), *(np.zeros(0, dtype=np.int64) for _ in counts))
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    return (starts, *(np.add.reduceat(c, starts) for c in counts))
 
 
 @dataclass(frozen=True)
@@ -316,17 +369,23 @@ class Threshold:
 def threshold_for(report: Accuracy, target: float, *, violation: bool) -> Threshold | None:
     """The lowest confidence from which acting on the model alone (auto-remove its violations
     when ``violation``, auto-approve its "no violation" otherwise) keeps the humans' agreement
-    at ``target`` or more, counting every verdict at or above it; None if no confidence does."""
-    rows = sorted((c, h, n) for c, m, h, n in report.scores if m is violation)
-    total = sum(n for *_, n in report.scores)
-    best = None
-    agreed = handled = 0
-    for c in sorted({c for c, _, _ in rows}, reverse=True):
-        agreed += sum(n for cc, h, n in rows if cc == c and h is violation)
-        handled += sum(n for cc, _, n in rows if cc == c)
-        if handled and agreed / handled >= target:
-            best = Threshold(c, agreed / handled, handled, _ratio(handled, total))
-    return best
+    at ``target`` or more, counting every verdict at or above it; None if no confidence does.
+    Confidences are compared exactly as stored."""
+    s = report.scores
+    total = int(s.posts.sum())
+    side = s.model_violation == violation
+    confidence, posts = s.confidence[side], s.posts[side]
+    agreed = np.where(s.human_violation[side] == violation, posts, 0)
+    order = np.argsort(-confidence, kind="stable")  # highest first
+    ranked = confidence[order]
+    starts, handled_at, agreed_at = _runs(ranked, posts[order], agreed[order])
+    handled, kept = np.cumsum(handled_at), np.cumsum(agreed_at)  # at or above each distinct value
+    ok = np.flatnonzero((handled > 0) & (kept / np.maximum(handled, 1) >= target))
+    if not len(ok):
+        return None
+    i = ok[-1]  # the lowest confidence that keeps the target
+    n = int(handled[i])
+    return Threshold(float(ranked[starts[i]]), int(kept[i]) / n, n, _ratio(n, total))
 
 
 @dataclass(frozen=True)

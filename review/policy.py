@@ -1,4 +1,5 @@
-"""The policy taxonomy from ``prompts/policy.toml``: categories, their names and blur flags.
+"""The policy taxonomy from ``prompts/policy.toml``: categories, their names, blur flags and the
+key that picks each one on the review pages.
 
 One place for this fact: prompts, pages, metrics and exports all ask :func:`load_policy`.
 """
@@ -6,6 +7,7 @@ One place for this fact: prompts, pages, metrics and exports all ask :func:`load
 from __future__ import annotations
 
 import hashlib
+import string
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -18,10 +20,15 @@ PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 POLICY_FILE = PROMPTS_DIR / "policy.toml"
 NO_VIOLATION = "none"
 FALLBACK = "other"
+# Single keys the Review page already uses (pages/review.py: N next, Y confirm, O overturn,
+# E escalate, S skip, H history, U undo, V reveal) and the two Streamlit keeps for itself (C, R):
+# a category's key may be none of them. tests/test_app_review.py checks this list against the page.
+RESERVED_KEYS = frozenset("nyoeshuvcr")
 
 
 class Category(BaseModel):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")
+    key: str  # the keyboard shortcut that picks this category: one digit or lowercase letter
     name_en: str
     name_zh: str
     definition: str
@@ -42,6 +49,16 @@ class Policy(BaseModel):
         ids = [c.id for c in self.category]
         if len(ids) != len(set(ids)):
             raise ValueError("category ids must be unique")
+        keys: dict[str, str] = {}
+        for c in self.category:
+            if len(c.key) != 1 or c.key not in string.digits + string.ascii_lowercase:
+                raise ValueError(f"category {c.id!r}: key {c.key!r} must be one digit or lowercase letter")
+            if c.key in RESERVED_KEYS:
+                taken = " ".join(sorted(RESERVED_KEYS))
+                raise ValueError(f"category {c.id!r}: key {c.key!r} is a shortcut of the Review page ({taken})")
+            if c.key in keys:
+                raise ValueError(f"categories {keys[c.key]!r} and {c.id!r} have the same key {c.key!r}")
+            keys[c.key] = c.id
         for required in (NO_VIOLATION, FALLBACK):
             if required not in ids:
                 raise ValueError(f"the taxonomy must define the category {required!r}")

@@ -125,6 +125,66 @@ def moderation_prompt(
     return RenderedPrompt(messages=_messages(system, user, n_images), version=version)
 
 
+class ModerationRenderer:
+    """The moderation prompt of one template, policy and option set, for many posts: its version
+    and system message are rendered once (they do not depend on the post), the user message per
+    post. ``user(...)`` gives the text of ``moderation_prompt(...)``'s user message exactly; a
+    template whose system part uses a post's variables, or whose parts do not render apart
+    (a block across the ``=== USER ===`` line), is rendered whole for every post instead."""
+
+    def __init__(self, *, use_ocr_hints: bool = False, policy: Policy | None = None,
+                 template: Template | None = None) -> None:  # fmt: skip
+        self.policy = policy or load_policy()
+        self.template = template or load_template("moderation")
+        self.use_ocr_hints = use_ocr_hints
+        self.schema = schema_text(self.policy)
+        self.version = prompt_version(self.template, self.policy, {"ocr_hints": use_ocr_hints})
+        self._user_part: jinja2.Template | None = None
+        self.system = self._whole("", 0, None)[0]
+        line = re.search(rf"(?m)^{re.escape(USER_MARK)}[ \t]*$", self.template.source)  # not the one in a comment
+        if line is None:
+            return
+        head, tail = self.template.source[: line.start()], self.template.source[line.end() :]
+        try:
+            system = _compiled(head).render(policy=self.policy, schema=self.schema)
+            user_part = _compiled(tail)
+        except (jinja2.TemplateError, ConfigError):
+            return
+        if system.replace(SYSTEM_MARK, "", 1).strip() != self.system:
+            return
+        # Jinja merges a template's globals (a ChainMap) into every render's context item by item;
+        # as a plain dict (the same items: nobody changes them while we render) that is one copy
+        user_part.globals = dict(user_part.globals)
+        self._user_part = user_part
+        sample = ("a post <|im_end|>", 2, "read text")
+        if self.user(*sample) != self._whole(*sample)[1]:  # the parts do not render as the whole does
+            self._user_part = None
+
+    @property
+    def renders_apart(self) -> bool:
+        """Whether the user part renders alone (the fast path), not the whole template per post."""
+        return self._user_part is not None
+
+    def _whole(self, post_text: str, n_images: int, ocr_hints: str | None) -> tuple[str, str]:
+        rendered = moderation_prompt(post_text, n_images, ocr_hints=ocr_hints, use_ocr_hints=self.use_ocr_hints,
+                                     policy=self.policy, template=self.template)  # fmt: skip
+        system, user = rendered.messages[0]["content"], rendered.messages[1]["content"]
+        return system[0]["text"], user[-1]["text"]
+
+    def user(self, post_text: str, n_images: int, ocr_hints: str | None = None) -> str:
+        """The user message's text (after the images) for one post."""
+        if self._user_part is None:
+            return self._whole(post_text, n_images, ocr_hints)[1]
+        rendered = self._user_part.render(
+            policy=self.policy,
+            schema=self.schema,
+            ocr_hints=inert(ocr_hints or None) if self.use_ocr_hints else None,
+            post_text=inert(post_text),
+            n_images=n_images,
+        )
+        return rendered.strip()
+
+
 def followup_prompt(
     post_text: str,
     n_images: int,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, aliased
 
 from db.models import Media, Post, PostMedia, PostStatus, User, Verdict
 from review.auth import Actor, Permission, require
+from review.labels import rated_by
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,10 @@ def waiting_statuses(actor: Actor, flt: QueueFilter) -> list[str]:
 
 
 def _in_status(actor: Actor, status: str) -> list[ColumnElement[bool]]:
-    """Posts of ``status`` waiting for ``actor``: nobody second-reviews their own decision."""
+    """Posts of ``status`` waiting for ``actor``: nobody rates a post twice in its second review."""
     out: list[ColumnElement[bool]] = [Post.status == status]
     if status == PostStatus.SECOND_REVIEW:
-        out.append(Post.first_decider_id != actor.id)
+        out.append(~rated_by(actor.id))
     return out
 
 

@@ -4,6 +4,7 @@ Queue page's filters, paging and bulk decisions, Operations, Users and display p
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from db.models import Post, ReviewEvent, User, Verdict
 from pages._common import ACTOR
 from review.auth import preferences
 from review.browse import get_posts
+from review.decisions import EscalationReasonMissing, decide_bulk, history
 from review.ingest import ingest_records
 from review.media import data_uri
+from review.policy import RESERVED_KEYS, load_policy
 from review.scoring import point_at, queue_priority
 from tests.conftest import ACCOUNT_PASSWORD, account
 
@@ -85,6 +88,19 @@ def _events(desk, action: str | None = None) -> list[ReviewEvent]:  # type: igno
 def _status(desk, post_id: int) -> str:  # type: ignore[no-untyped-def]
     with desk.sessions() as session:
         return session.scalar(select(Post.status).where(Post.id == post_id)) or ""
+
+
+def _picked(at: AppTest, prefix: str) -> list[str]:
+    """The label picker's buttons that stand out as chosen (a category or a severity)."""
+    picker = (f"{prefix}_pick_", f"{prefix}_severity_")
+    return [b.key for b in at.button if b.key and b.key.startswith(picker) and b.proto.type == "primary"]
+
+
+def _focus_target(at: AppTest) -> str | None:
+    """The container the page's focus script aims at (None: no script on the page)."""
+    bodies = [e.value for e in at.get("html")]
+    aims = [c for body in bodies for c in re.findall(r"\.st-key-(\w+) ", body)]
+    return aims[-1] if aims else None
 
 
 def _held(at: AppTest) -> int | None:
@@ -199,12 +215,16 @@ def test_next_confirm_overturn_escalate_skip_and_undo(sqlite_desk, monkeypatch, 
     second = _held(at)
     assert second not in (None, first)  # the next post is loaded at once
 
-    at.selectbox(key=f"category:{second}").select("hate_harassment").run()
+    at.button(key="review_pick_hate_harassment").click().run()
+    at.button(key="review_severity_3").click().run()
     at.button(key="review_overturn").click().run()
     overturn = _events(sqlite_desk, "overturn")[-1]
-    assert (overturn.post_id, overturn.label_violation, overturn.label_category) == (second, True, "hate_harassment")
+    assert (overturn.post_id, overturn.label_violation, overturn.label_category, overturn.label_severity) == (
+        second, True, "hate_harassment", 3
+    )  # fmt: skip
 
     third = _held(at)
+    at.text_area(key=f"note:{third}").input("satire or a threat?")
     at.button(key="review_escalate").click().run()
     assert _status(sqlite_desk, third) == "escalated"  # a moderator's queue no longer has it
     fourth = _held(at)
@@ -220,6 +240,122 @@ def test_next_confirm_overturn_escalate_skip_and_undo(sqlite_desk, monkeypatch, 
     assert [(e.post_id, e.action) for e in _events(sqlite_desk)[-2:]] == [(fourth, "reopen"), (fifth, "release")]
     assert any("Undone" in i.value for i in at.info)
     assert at.button(key="review_undo").disabled
+
+
+def test_an_overturn_never_guesses_the_label(sqlite_desk, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13: O on a post once recorded a preselected label ("none" on a flagged post, the
+    first category, severity 2, on a clean one). Now nothing is preselected; O alone saves
+    nothing and asks for the label (the focus goes to the categories), and the label picked
+    next, with the category's own key, completes that overturn."""
+    ids = _queue(sqlite_desk, tmp_path, 3)  # the model: ids[0] violence_gore, ids[1] fraud_spam, ids[2] none
+    at = _app(monkeypatch, sqlite_desk, "moderator", "pages/review.py")
+    at.button(key="review_next").click().run()
+    flagged = _held(at)
+    assert flagged == ids[0]
+    assert not _picked(at, "review")  # nothing preselected, not even the opposite of the model
+    assert at.button(key="review_pick_fraud_spam").proto.shortcut == "6"  # the key, from prompts/policy.toml
+    assert at.button(key="review_pick_none").proto.shortcut == "0"
+
+    at.button(key="review_overturn").click().run()  # O with no choice
+    assert not _events(sqlite_desk, "overturn") and _held(at) == flagged
+    assert any("nothing saved" in w.value and "Choose the new label" in w.value for w in at.warning)
+    assert _focus_target(at) == "review_categories"
+    at.button(key="review_pick_fraud_spam").click().run()  # a violation: its severity is still to choose
+    assert not _events(sqlite_desk, "overturn") and _held(at) == flagged
+    assert any("Choose the severity" in w.value for w in at.warning)
+    assert _focus_target(at) == "review_severity" and _picked(at, "review") == ["review_pick_fraud_spam"]
+    at.button(key="review_severity_3").click().run()  # complete: the waiting overturn is saved
+    event = _events(sqlite_desk, "overturn")[-1]
+    assert (event.post_id, event.label_violation, event.label_category, event.label_severity) == (
+        flagged, True, "fraud_spam", 3
+    )  # fmt: skip
+
+    # the next post (the model: fraud_spam): O, then 0 records "no violation", on purpose
+    nxt = _held(at)
+    assert nxt == ids[1] and not _picked(at, "review") and not any("nothing saved" in w.value for w in at.warning)
+    at.button(key="review_overturn").click().run()
+    assert len(_events(sqlite_desk, "overturn")) == 1
+    at.button(key="review_pick_none").click().run()
+    event = _events(sqlite_desk, "overturn")[-1]
+    assert (event.post_id, event.label_violation, event.label_category, event.label_severity) == (nxt, False, "none", 0)
+
+    # picking first and pressing O after works too; a severity chosen for another category is dropped
+    last = _held(at)
+    assert last == ids[2]
+    at.button(key="review_pick_sexual").click().run()
+    at.button(key="review_severity_1").click().run()
+    assert not _events(sqlite_desk, "overturn")[2:]  # picking alone decides nothing
+    at.button(key="review_pick_illegal_goods").click().run()
+    assert _picked(at, "review") == ["review_pick_illegal_goods"]
+    at.button(key="review_overturn").click().run()
+    assert not _events(sqlite_desk, "overturn")[2:] and any("Choose the severity" in w.value for w in at.warning)
+    at.button(key="review_severity_2").click().run()
+    event = _events(sqlite_desk, "overturn")[-1]
+    assert (event.post_id, event.label_category, event.label_severity) == (last, "illegal_goods", 2)
+
+
+def test_review_page_shortcuts_are_distinct_and_reserved(sqlite_desk, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Every single-key shortcut of the Review page is either a category's key from the policy
+    or in review.policy.RESERVED_KEYS (which the policy's keys must avoid), and none repeats."""
+    _queue(sqlite_desk, tmp_path, 1)
+    at = _app(monkeypatch, sqlite_desk, "moderator", "pages/review.py")
+    at.button(key="review_next").click().run()
+    shortcuts = [b.proto.shortcut for b in at.button if b.proto.shortcut]
+    assert len(shortcuts) == len(set(shortcuts))
+    keys = {c.key for c in load_policy().category}
+    single = {s for s in shortcuts if len(s) == 1}
+    assert keys <= single
+    assert single - keys <= RESERVED_KEYS
+    assert {"n", "y", "o", "e", "s", "h", "u"} <= single - keys  # the page's own keys are found here
+
+
+def test_escalation_needs_a_reason_that_the_lead_sees(sqlite_desk, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ids = _queue(sqlite_desk, tmp_path, 2)
+    at = _app(monkeypatch, sqlite_desk, "moderator", "pages/review.py", name="ann")
+    at.button(key="review_next").click().run()
+    post_id = _held(at)
+    assert post_id == ids[0]
+    at.text_area(key=f"note:{post_id}").input("   ")  # blank is no reason
+    at.button(key="review_escalate").click().run()
+    assert not _events(sqlite_desk, "escalate") and _held(at) == post_id and _status(sqlite_desk, post_id) == "queued"
+    assert any("Write the reason in the note" in w.value for w in at.warning)
+    assert _focus_target(at) == "review_note"
+    reason = "**Fake** <b>charity</b>: the same QR code as last week's scam"
+    at.text_area(key=f"note:{post_id}").input(reason)
+    at.button(key="review_escalate").click().run()
+    event = _events(sqlite_desk, "escalate")[-1]
+    assert (event.post_id, event.note) == (post_id, reason)
+    assert _status(sqlite_desk, post_id) == "escalated"
+
+    # the core refuses it too, one by one and in bulk, whatever the page does
+    lead_actor = account(sqlite_desk, "lead", "lea")
+    with pytest.raises(EscalationReasonMissing):
+        decide_bulk(sqlite_desk.sessions, lead_actor, [ids[1]], "escalate", note=" ")
+    assert _status(sqlite_desk, ids[1]) == "queued"
+
+    # the lead: the reason in the queue's listing of escalated posts, on the post and in its history
+    lead = _app(monkeypatch, sqlite_desk, "lead", "pages/queue.py", name="lea")
+    lead.selectbox(key="q_escalated").select("only escalated").run()
+    table = lead.dataframe[0].value
+    assert list(table.index) == [post_id] and table.loc[post_id, "escalation reason"] == f"ann: {reason}"
+    lead.session_state[lead.dataframe[0].key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    lead.run()
+    lead.button(key="queue_open").click().run()
+    assert _held(lead) == post_id
+    assert any("Escalated for a lead to decide" in w.value for w in lead.warning)
+    assert any(t.value == f"ann: {reason}" for t in lead.text)  # plain text, not markdown
+    assert all("charity" not in m.value for m in lead.markdown)
+    with sqlite_desk.sessions() as session:
+        entries = history(session, lead_actor, post_id)
+    assert [(e.action, e.note) for e in entries if e.action == "escalate"] == [("escalate", reason)]
+    # and another moderator does not read ann's reason (notes are for leads)
+    posts = _app(monkeypatch, sqlite_desk, "moderator", "pages/posts.py", name="bob")
+    posts.session_state[posts.dataframe[0].key] = {
+        "selection": {"rows": [list(posts.dataframe[0].value.index).index(post_id)], "columns": [], "cells": []}
+    }
+    posts.run()
+    assert any("Escalated for a lead to decide" in w.value for w in posts.warning)
+    assert not any("charity" in t.value for t in posts.text)
 
 
 def test_two_moderators_never_get_the_same_post(sqlite_desk, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -278,10 +414,12 @@ def test_blind_second_review_by_another_moderator(sqlite_desk, monkeypatch, tmp_
     assert bob.button(key="review_confirm").disabled  # the verdict is hidden: there is nothing to confirm
     assert not any("rationale 0" in t.value for t in bob.text)
     # nothing on the page tells the verdict: no preselected label, no category in the blur caption
-    assert bob.selectbox(key=f"category:{ids[0]}").value is None and bob.button(key="review_overturn").disabled
+    assert not _picked(bob, "review") and f"category:{ids[0]}" not in bob.session_state
     assert not any("violence" in c.value for c in bob.caption)
-    bob.selectbox(key=f"category:{ids[0]}").select("violence_gore").run()
-    bob.button(key="review_overturn").click().run()  # "Decide": the same label as the model's
+    bob.button(key="review_overturn").click().run()  # "Decide" before choosing: asks, saves nothing
+    assert _events(sqlite_desk)[-1].action == "claim" and any("nothing saved" in w.value for w in bob.warning)
+    bob.button(key="review_pick_violence_gore").click().run()
+    bob.button(key="review_severity_2").click().run()  # the label is complete: the waiting "Decide" saves it
     last = _events(sqlite_desk)[-1]
     assert (last.action, last.second_review, last.label_category) == ("confirm", True, "violence_gore")
     assert _status(sqlite_desk, ids[0]) == "decided"
@@ -376,7 +514,7 @@ def test_bulk_decision_by_a_lead(sqlite_desk, monkeypatch, tmp_path: Path) -> No
     lead.session_state[lead.dataframe[0].key] = {"selection": {"rows": [0, 1, 2], "columns": [], "cells": []}}
     lead.run()
     lead.selectbox(key="bulk_decision").select("overturn").run()
-    lead.selectbox(key="bulk_category").select("none").run()
+    lead.button(key="bulk_pick_none").click().run()
     lead.text_input(key="bulk_note").input("campaign was fine").run()
     lead.button(key="bulk_apply").click().run()
     assert not lead.exception
@@ -386,6 +524,34 @@ def test_bulk_decision_by_a_lead(sqlite_desk, monkeypatch, tmp_path: Path) -> No
     assert all(e.note == "campaign was fine" and e.label_violation is False for e in events)
     assert any("3 decided" in s.value for s in lead.success)
     assert lead.button(key="bulk_apply").disabled  # the selection is gone with the rows it named
+
+
+def test_bulk_overturn_needs_a_chosen_label(sqlite_desk, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """No decision, category or severity is preset for a bulk decision: Apply with overturn and
+    no label decides nothing and asks for it; the categories' keys pick it, as on Review."""
+    ids = _queue(sqlite_desk, tmp_path, 4)
+    lead = _app(monkeypatch, sqlite_desk, "lead", "pages/queue.py")
+    lead.session_state[lead.dataframe[0].key] = {"selection": {"rows": [1, 2], "columns": [], "cells": []}}
+    lead.run()
+    assert lead.selectbox(key="bulk_decision").value is None and lead.button(key="bulk_apply").disabled
+    lead.selectbox(key="bulk_decision").select("overturn").run()
+    assert not _picked(lead, "bulk")
+    assert lead.button(key="bulk_pick_fraud_spam").proto.shortcut == "6"
+    lead.button(key="bulk_apply").click().run()
+    assert not [e for e in _events(sqlite_desk) if e.bulk_id]
+    assert any("Nothing was decided" in w.value and "Choose the new label" in w.value for w in lead.warning)
+    assert _focus_target(lead) == "bulk_categories"
+    lead.button(key="bulk_pick_illegal_goods").click().run()
+    lead.button(key="bulk_apply").click().run()  # a violation without a severity: still nothing
+    assert not [e for e in _events(sqlite_desk) if e.bulk_id]
+    assert any("Choose the severity" in w.value for w in lead.warning)
+    lead.button(key="bulk_severity_1").click().run()
+    lead.button(key="bulk_apply").click().run()
+    events = [e for e in _events(sqlite_desk) if e.bulk_id]
+    assert {e.post_id for e in events} == {ids[1], ids[3]}  # the second and third rows
+    assert {(e.action, e.label_category, e.label_severity) for e in events} == {("overturn", "illegal_goods", 1)}
+    assert any("2 decided" in s.value for s in lead.success)
+    assert not _picked(lead, "bulk")  # the next bulk overturn is chosen afresh
 
 
 # ---------------------------------------------------------------------------------------------

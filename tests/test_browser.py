@@ -125,6 +125,21 @@ def _idle(page) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_timeout(300)
 
 
+def _settled(page) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the app has finished its rerun, leaving the focus where the page put it."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
+
+
+def _focus_in(page, container_key: str) -> None:  # type: ignore[no-untyped-def]
+    """The keyboard focus is inside the container with ``container_key`` (st.container(key=...))."""
+    page.wait_for_function(
+        "(key) => !!document.activeElement && !!document.activeElement.closest('.st-key-' + key)",
+        arg=container_key,
+        timeout=15_000,
+    )
+
+
 def test_post_browser_in_chromium(app: App, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     page = _sign_in(browser, app, *MODERATOR)
     page.get_by_role("link", name="Posts").click()
@@ -162,29 +177,62 @@ def test_post_browser_in_chromium(app: App, browser, tmp_path: Path) -> None:  #
     page.close()
 
 
-def _events(app: App) -> list[tuple[int, str, str | None]]:
+def _events(app: App, columns: str = "post_id, action, label_category") -> list[tuple]:  # type: ignore[type-arg]
     from sqlalchemy import create_engine, text
 
     engine = create_engine(app.database_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT post_id, action, label_category FROM review_event ORDER BY id"))
-            return [tuple(r) for r in rows]  # type: ignore[misc]
+            rows = conn.execute(text(f"SELECT {columns} FROM review_event ORDER BY id"))
+            return [tuple(r) for r in rows]
     finally:
         engine.dispose()
 
 
+def _choose(page, label: str, option: str) -> None:  # type: ignore[no-untyped-def]
+    """Pick ``option`` in the select box ``label``; once more if a rerun closed the dropdown."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.locator("[data-testid=stSelectbox]", has_text=label)
+    for _ in range(3):
+        if box.locator("input").first.input_value() == option:
+            return
+        page.get_by_role("combobox", name=label).click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+        _settled(page)
+    assert box.locator("input").first.input_value() == option
+
+
+def _only_escalated(page) -> None:  # type: ignore[no-untyped-def]
+    """The Queue page with its filter on escalated posts (a lead's), and the one post there.
+    The filters may be kept from an earlier visit, expanded or not."""
+    page.get_by_role("link", name="Queue").click()
+    page.get_by_text("posts waiting").first.wait_for(timeout=30_000)
+    _idle(page)
+    if not page.get_by_role("combobox", name="Escalated").is_visible():
+        page.get_by_text("Filters", exact=True).click()  # collapsed by default
+    _choose(page, "Escalated", "only escalated")
+    page.get_by_text("1 posts waiting under these filters").wait_for(timeout=30_000)
+    _idle(page)
+
+
 def test_a_moderator_works_the_queue_by_keyboard(app: App, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Sign in, take the next post, reveal its blurred image, confirm with the keyboard,
-    overturn the next one with a category, undo, open the history, sign out; every action is
-    in review_event."""
+    overturn the next ones (O alone saves nothing and asks for the label, with the focus on the
+    categories; the category's key, and the severity, complete it), undo, open the history,
+    escalate (refused without a reason, then with one), sign out; every action is in
+    review_event. Then a lead reads the reason in the queue and on the post, and decides it in
+    bulk, where an overturn also waits for a label chosen on purpose."""
     page = _sign_in(browser, app, *MODERATOR)
     # the queue of graphic posts: the Queue page's filter is the one "Next" claims under
     page.get_by_role("link", name="Queue").click()
+    page.get_by_text("posts waiting").first.wait_for(timeout=30_000)
+    _idle(page)
     page.get_by_text("Filters", exact=True).click()  # collapsed by default
-    page.get_by_role("combobox", name="Category").click()
-    page.keyboard.type("violence_gore")
-    page.keyboard.press("Enter")
+    _choose(page, "Category", "violence_gore")
     page.get_by_text("posts waiting under these filters").wait_for(timeout=30_000)
     page.get_by_role("link", name="Review").click()
     page.get_by_text("to take the next post of the queue").wait_for(timeout=30_000)
@@ -205,15 +253,21 @@ def test_a_moderator_works_the_queue_by_keyboard(app: App, browser, tmp_path: Pa
     second = int(page.get_by_role("heading", name="Post ").inner_text().split()[-1])
     assert second != first
 
-    # overturn: pick the label with the keyboard in the select box, then O
-    page.get_by_role("combobox", name="Label for overturn").click()
-    page.keyboard.type("hate_harassment")
-    page.keyboard.press("Enter")
-    _idle(page)
+    # overturn: O with nothing chosen saves nothing, asks for the label and puts the focus on
+    # the categories; the category's key then completes it. This flagged post (violence_gore)
+    # gets "no violation" only by O and then 0, on purpose.
+    before = len(_events(app))
     page.keyboard.press("o")
+    page.get_by_text("Overturn: nothing saved yet. Choose the new label").wait_for(timeout=15_000)
+    _settled(page)
+    _focus_in(page, "review_categories")
+    page.screenshot(path=str(tmp_path / "choose-label.png"))
+    assert len(_events(app)) == before
+    page.keyboard.press("0")
     page.get_by_text(f"Post {second}: overturn saved").wait_for(timeout=15_000)
     _idle(page)
-    assert (second, "overturn", "hate_harassment") in _events(app)
+    labelled = "post_id, action, label_category, label_severity"
+    assert _events(app, labelled)[before] == (second, "overturn", "none", 0)
 
     page.keyboard.press("u")
     page.get_by_text(f"Undone: your overturn of post {second}").wait_for(timeout=15_000)
@@ -225,14 +279,88 @@ def test_a_moderator_works_the_queue_by_keyboard(app: App, browser, tmp_path: Pa
     page.screenshot(path=str(tmp_path / "history.png"))
     page.keyboard.press("Escape")
     dialog.wait_for(state="detached", timeout=15_000)
+    _idle(page)
 
-    actions = [(post, action) for post, action, _ in _events(app)]
-    assert actions[:3] == [(first, "claim"), (first, "confirm"), (second, "claim")]
-    assert actions[3:5] == [(second, "overturn"), (second, "reopen")]  # then the next post's claim, released
+    # a violation also needs its severity: 3 (hate_harassment), then O asks for it, Shift+2 saves
+    before = len(_events(app))
+    page.keyboard.press("3")
+    _idle(page)
+    page.keyboard.press("o")
+    page.get_by_text("Overturn: nothing saved yet. Choose the severity").wait_for(timeout=15_000)
+    _settled(page)
+    _focus_in(page, "review_severity")
+    assert len(_events(app)) == before
+    page.keyboard.press("Shift+2")
+    page.get_by_text(f"Post {second}: overturn saved").wait_for(timeout=15_000)
+    _idle(page)
+    assert _events(app, labelled)[before] == (second, "overturn", "hate_harassment", 2)
+    page.keyboard.press("u")
+    page.get_by_text(f"Undone: your overturn of post {second}").wait_for(timeout=15_000)
+    _idle(page)
+
+    # escalate: refused without a reason (the focus goes to the note), saved with one
+    before = len(_events(app))
+    page.keyboard.press("e")
+    page.get_by_text("Escalation: nothing saved. Write the reason in the note").wait_for(timeout=15_000)
+    _settled(page)
+    _focus_in(page, "review_note")
+    assert len(_events(app)) == before
+    reason = "Looks staged: a lead should check the source"
+    page.keyboard.type(reason)
+    page.keyboard.press("Tab")
+    _idle(page)
+    page.keyboard.press("e")
+    page.get_by_text(f"Post {second}: escalate saved").wait_for(timeout=15_000)
+    _idle(page)
+    assert [e for e in _events(app, "post_id, action, note") if e[1] == "escalate"] == [(second, "escalate", reason)]
+
+    mine = [(post, action) for post, action, *_ in _events(app) if post in (first, second)]
+    assert mine == [
+        (first, "claim"), (first, "confirm"), (second, "claim"), (second, "overturn"), (second, "reopen"),
+        (second, "overturn"), (second, "reopen"), (second, "escalate"),
+    ]  # fmt: skip
     assert page.locator('[data-testid="stException"]').count() == 0
 
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("textbox", name="Username").wait_for(timeout=15_000)
+    page.close()
+
+    # a lead opens the escalated post from the queue and reads why
+    page = _sign_in(browser, app, "root", "root's long password")
+    _only_escalated(page)
+    page.screenshot(path=str(tmp_path / "escalated-queue.png"))
+    box = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 14, box["y"] + 36 + 32)
+    page.get_by_role("button", name="Review the selected post").click()
+    page.get_by_role("heading", name=f"Post {second}").wait_for(timeout=30_000)
+    page.get_by_text("Escalated for a lead to decide").wait_for(timeout=15_000)
+    page.locator('[data-testid="stText"]', has_text=f"mia: {reason}").wait_for()
+    page.screenshot(path=str(tmp_path / "escalated.png"))
+
+    # the lead decides it in bulk: overturn without a label decides nothing and asks for one
+    _only_escalated(page)  # the Queue page's filters start afresh after another page
+    box = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 14, box["y"] + 36 + 32)
+    page.get_by_role("button", name="Decide 1 post").wait_for(timeout=15_000)  # no decision is preset
+    _idle(page)
+    _choose(page, "Decision", "overturn")
+    page.get_by_role("button", name="Overturn 1 post").click()
+    page.get_by_text("Nothing was decided. Choose the new label first").wait_for(timeout=15_000)
+    _settled(page)
+    _focus_in(page, "bulk_categories")
+    page.screenshot(path=str(tmp_path / "bulk-choose.png"))
+    before = len(_events(app))
+    page.keyboard.press("0")  # the key picks the category here too
+    _idle(page)
+    assert len(_events(app)) == before
+    page.get_by_role("button", name="Overturn 1 post").click()
+    page.get_by_text("No post waits under these filters.").wait_for(timeout=15_000)  # it was the only one
+    assert _events(app, "post_id, action, label_category, bulk_id IS NOT NULL")[before:] == [
+        (second, "overturn", "none", 1)
+    ]
+    assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
 
 

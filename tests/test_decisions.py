@@ -18,9 +18,12 @@ from review.auth import Actor, PermissionDenied, create_user
 from review.decisions import (
     ESCALATED_PRIORITY,
     ClaimLost,
+    EscalationReasonMissing,
     Label,
     claim,
     decide,
+    decide_bulk,
+    escalations,
     history,
     release,
     renew,
@@ -135,8 +138,15 @@ def test_decisions_labels_escalation_and_idempotency(desk) -> None:  # type: ign
             decide(desk.sessions, ann, ids[0], "overturn", label=bad)
     event = decide(desk.sessions, ann, ids[0], "overturn", label=Label(False, "sexual", 3))
     assert (event.label_violation, event.label_category, event.label_severity) == (False, "none", 0)
-    # escalate: only leads may take it, and it comes first for them
+    # escalate: it needs a reason (refused without one, writing nothing), only leads may take it,
+    # and it comes first for them
     claim(desk.sessions, ann, ids[1])
+    for blank in (None, "", "  \n "):
+        with pytest.raises(EscalationReasonMissing, match="needs a reason"):
+            decide(desk.sessions, ann, ids[1], "escalate", note=blank)
+        with pytest.raises(EscalationReasonMissing):
+            decide_bulk(desk.sessions, p["lea"], [ids[2]], "escalate", note=blank)
+    assert (_post(desk, ids[1]).status, _post(desk, ids[2]).status) == ("queued", "queued")
     decide(desk.sessions, ann, ids[1], "escalate", note="not sure: satire?")
     assert (_post(desk, ids[1]).status, _post(desk, ids[1]).priority) == ("escalated", ESCALATED_PRIORITY)
     assert claim(desk.sessions, p["bob"], ids[1]) is None
@@ -149,6 +159,12 @@ def test_decisions_labels_escalation_and_idempotency(desk) -> None:  # type: ign
     assert bob_sees[1].note is None and bob_sees[1].note_hidden
     assert history(desk.sessions(), p["lea"], ids[1])[1].note == "not sure: satire?"
     assert history(desk.sessions(), ann, ids[1])[1].note == "not sure: satire?"
+    # the reason beside the escalated post, under the same rule for notes
+    with desk.sessions() as session:
+        for who, reason in ((p["lea"], "not sure: satire?"), (ann, "not sure: satire?"), (p["bob"], None)):
+            seen = escalations(session, who, ids)
+            assert list(seen) == [ids[1]] and (seen[ids[1]].by, seen[ids[1]].reason) == ("ann", reason)
+        assert escalations(session, p["bob"], ids)[ids[1]].reason_hidden
 
 
 def test_undo_reopens_for_the_same_moderator(desk) -> None:  # type: ignore[no-untyped-def]
@@ -171,7 +187,7 @@ def test_undo_reopens_for_the_same_moderator(desk) -> None:  # type: ignore[no-u
     assert actions == ["claim", "confirm", "reopen", "overturn"]  # every action kept
     # once someone else has claimed the post, the decision stands
     claim(desk.sessions, bob, ids[0])
-    escalated = decide(desk.sessions, bob, ids[0], "escalate")
+    escalated = decide(desk.sessions, bob, ids[0], "escalate", note="needs a lead")
     claim(desk.sessions, p["lea"], ids[0])
     with pytest.raises(ReviewError, match="changed since"):
         undo(desk.sessions, bob, escalated.id)
@@ -241,7 +257,7 @@ def test_undo_restores_where_the_post_waited(desk) -> None:  # type: ignore[no-u
     ids = _queue(desk, 1)
     post = ids[0]
     claim(desk.sessions, p["ann"], post)
-    decide(desk.sessions, p["ann"], post, "escalate")
+    decide(desk.sessions, p["ann"], post, "escalate", note="needs a lead")
     lea = p["lea"]
     for _ in range(2):  # decide and undo twice: the escalation must survive both undos
         claim(desk.sessions, lea, post)

@@ -77,6 +77,8 @@ def world(desk, tmp_path):  # type: ignore[no-untyped-def]
         media = session.scalars(
             select(PostMedia.media_id).where(PostMedia.post_id.in_([ids[0], ids[1]]))
         ).all()  # the first two posts are near-duplicates of each other
+        # as after `python -m review signals`: every image in a cluster, most of them alone
+        session.execute(update(Media).values(dup_cluster=Media.id + 1000))
         session.execute(update(Media).where(Media.id.in_(media)).values(dup_cluster=7))
     moderator = account(desk, "moderator")
     for (_, said, human, _), post_id in zip(POSTS, ids, strict=True):
@@ -132,18 +134,21 @@ def _load(folder: Path, fmt: str) -> dict[str, list[dict]]:  # type: ignore[type
                 _resolves(folder, images)
                 rows.append({"user": turns[0]["value"], "images": images, "system": None, "answer": turns[-1]["value"]})
         else:
+            import pyarrow.parquet as pq
             from datasets import load_dataset
 
             data = load_dataset("parquet", data_files=str(folder / f"{split}.parquet"), split="train")
-            for item in data:
+            stored = pq.read_table(folder / f"{split}.parquet", columns=["images"]).column("images").to_pylist()
+            for item, files in zip(data, stored, strict=True):
                 roles = [m["role"] for m in item["messages"]]
                 _check_turns(roles, "user", "assistant", "system")
                 assert item["messages"][1]["content"].count(IMAGE_TOKEN) == len(item["images"])
-                for image in item["images"]:
-                    with Image.open(io.BytesIO(image["bytes"])) as img:
-                        img.verify()
+                for image, file in zip(item["images"], files, strict=True):  # typed: datasets gives PIL images
+                    assert isinstance(image, Image.Image)
+                    with Image.open(io.BytesIO(file["bytes"])) as img:
+                        assert img.size == image.size
                 messages = item["messages"]
-                paths = [i["path"] for i in item["images"]]
+                paths = [i["path"] for i in files]
                 rows.append({"user": messages[1]["content"], "images": paths, "system": messages[0]["content"],
                              "answer": messages[-1]["content"]})  # fmt: skip
         out[split] = rows
@@ -258,6 +263,54 @@ def test_refusals_and_the_command_line(desk, world, tmp_path, monkeypatch, capsy
     assert sum(n.startswith("cli/images/") for n in names) == manifest["images"]
 
 
+def test_images_without_clusters_are_refused_unless_allowed(desk, world, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Before the signals step has clustered a post's images, the split cannot keep its near
+    duplicates together: the export says which command fixes that, or exports when allowed."""
+    lead = account(desk, "lead")
+    with desk.sessions() as session, session.begin():  # the first two posts' images: signals not computed yet
+        media = session.scalars(select(PostMedia.media_id).where(PostMedia.post_id.in_([world[0], world[1]]))).all()
+        session.execute(update(Media).where(Media.id.in_(media)).values(dup_cluster=None))
+    with pytest.raises(ReviewError, match="python -m review signals") as refused:
+        export(desk.sessions, lead, desk.settings, ExportOptions(format="swift"), tmp_path / "refused")
+    assert "3 of the 8 examples" in str(refused.value)  # the two posts and the other caption on the first picture
+    assert not (tmp_path / "refused").exists()
+    with desk.sessions() as session, pytest.raises(ReviewError, match="--allow-ungrouped"):
+        select_examples(session, lead, ExportOptions(format="swift"))  # the page's preview says so too
+    allowed = export(desk.sessions, lead, desk.settings, ExportOptions(format="swift", allow_ungrouped=True),
+                     tmp_path / "allowed")  # fmt: skip
+    assert allowed.manifest["examples"] == 8 and allowed.manifest["ungrouped"] == 3
+    assert allowed.manifest["filters"]["allow_ungrouped"] is True
+    monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
+    monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
+    capsys.readouterr()
+    assert main(["export", "--format", "qwen", "--out", str(tmp_path / "cli-refused")]) == 2
+    assert "python -m review signals" in capsys.readouterr().err
+    assert main(["export", "--format", "qwen", "--out", str(tmp_path / "cli"), "--allow-ungrouped", "--quiet"]) == 0
+    said = capsys.readouterr()
+    assert "8 examples" in said.out and "3 examples have images without a near-duplicate cluster" in said.err
+
+
+@pytest.mark.parametrize("with_cp", [True, False])
+def test_each_image_is_copied_once_and_a_missing_one_is_named(desk, world, tmp_path, monkeypatch, with_cp) -> None:  # type: ignore[no-untyped-def]
+    import review.export
+
+    if not with_cp:  # no cp on the machine: Python copies
+        monkeypatch.setattr(review.export.shutil, "which", lambda name: None)
+    lead = account(desk, "lead")
+    result = export(desk.sessions, lead, desk.settings, ExportOptions(format="swift", include="all"), tmp_path / "ok")
+    copied = sorted(p.name for p in (result.out / "images").iterdir())
+    with desk.sessions() as session:
+        stored = session.scalars(select(Media.path)).all()
+    assert copied == sorted(Path(p).name for p in stored) and len(copied) == result.manifest["images"]
+    for p in copied:
+        assert (result.out / "images" / p).read_bytes() == next(
+            (desk.settings.media_dir / s).read_bytes() for s in stored if Path(s).name == p
+        )
+    (desk.settings.media_dir / stored[0]).unlink()
+    with pytest.raises(ReviewError, match="MEDIA_DIR"):
+        export(desk.sessions, lead, desk.settings, ExportOptions(format="swift", include="all"), tmp_path / "missing")
+
+
 def test_strip_pii_keeps_ordinary_text() -> None:
     assert strip_pii("加微信 wx: meiyan_8888，电话 138 1234 5678") == "加微信 wx: [id]，电话 [phone]"
     assert strip_pii("DM @win_prize_now or mail a.b@example.com, see https://t.me/x") == (
@@ -302,3 +355,14 @@ def test_export_page(desk, world, tmp_path, monkeypatch) -> None:  # type: ignor
     folders = list((tmp_path / "exports").iterdir())
     assert len(folders) == 1 and (folders[0] / "dataset_info.json").exists()  # LLaMA-Factory, the first format
     assert any(b.proto.label.endswith(".zip") for b in at.get("download_button"))
+    assert any(t.value.startswith("Longest example:") and "cutoff length" in t.value for t in at.text)
+
+    # images the signals step has not clustered yet: refused, until the box allowing them is ticked
+    with desk.sessions() as session, session.begin():
+        first = session.scalars(select(Media.id).order_by(Media.id)).first()
+        session.execute(update(Media).where(Media.id == first).values(dup_cluster=None))
+    next(b for b in at.button if b.label == "Preview").click().run()
+    assert any("python -m review signals" in c.value for c in at.code)
+    next(c for c in at.checkbox if c.label == "Allow images without near-duplicate clusters").check()
+    next(b for b in at.button if b.label == "Preview").click().run()
+    assert not at.exception and any(s.value == "8 examples" for s in at.subheader)

@@ -76,7 +76,8 @@ def test_post_label_follows_every_action(desk) -> None:  # type: ignore[no-untyp
                 action = rng.choice(["confirm", "overturn", "overturn", "escalate"])
                 try:
                     event = decide(desk.sessions, who, got.post_id, action, share=0.5,
-                                   label=label if action == "overturn" else None)  # fmt: skip
+                                   label=label if action == "overturn" else None,
+                                   note="unsure" if action == "escalate" else None)  # fmt: skip
                 except ReviewError:  # e.g. confirm of a failed verdict: release by skipping
                     decide(desk.sessions, who, got.post_id, "skip")
                     continue

@@ -1,4 +1,5 @@
-"""The policy taxonomy in prompts/policy.toml: complete, consistent, reloaded when edited."""
+"""The policy taxonomy in prompts/policy.toml: complete, consistent (ids, and the keys that pick
+categories on the review pages), reloaded when edited."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from review.errors import ConfigError
-from review.policy import POLICY_FILE, load_policy
+from review.policy import POLICY_FILE, RESERVED_KEYS, load_policy
 
 REQUIRED = {
     "none", "sexual", "violence_gore", "hate_harassment", "self_harm", "illegal_goods", "fraud_spam",
@@ -28,6 +29,35 @@ def test_shipped_taxonomy_is_complete() -> None:
     assert policy.get("fraud_spam").name_zh == "诈骗与引流"
     with pytest.raises(KeyError):
         policy.get("nope")
+
+
+def test_every_category_has_its_own_key() -> None:
+    policy = load_policy()
+    keys = [c.key for c in policy.category]
+    assert len(set(keys)) == len(keys) and not set(keys) & RESERVED_KEYS
+    assert all(len(k) == 1 and (k.isdigit() or k.islower()) for k in keys)
+    assert policy.get("none").key == "0" and policy.get("fraud_spam").key == "6"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('key = "6"', 'key = "5"', "'illegal_goods' and 'fraud_spam' have the same key '5'"),
+        ('key = "6"', 'key = "o"', "key 'o' is a shortcut of the Review page"),  # O is overturn
+        ('key = "6"', 'key = "r"', "key 'r' is a shortcut"),  # Streamlit's rerun
+        ('key = "6"', 'key = "66"', "must be one digit or lowercase letter"),
+        ('key = "6"', 'key = "F"', "must be one digit or lowercase letter"),
+        ('key = "6"', 'key = "٦"', "must be one digit or lowercase letter"),  # an Arabic-Indic six
+        ('key = "6"\n', "", r"category\.6\.key\s+Field required"),  # every category needs one
+    ],
+)
+def test_bad_category_keys_are_refused(tmp_path: Path, old: str, new: str, message: str) -> None:
+    path = tmp_path / "policy.toml"
+    text = POLICY_FILE.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_policy(path)
 
 
 def test_edits_are_picked_up_and_bad_files_refused(tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ def test_a_drawn_decision_waits_for_second_review(desk) -> None:  # type: ignore
     _decide_first(desk, ann, ids[1], "overturn", label=Label(True, "sexual", 3), share=1.0)
     _decide_first(desk, ann, ids[2], "confirm", share=0.0)
     _decide_first(desk, ann, ids[3], "overturn", label=Label(True, "sexual", 3), share=0.0)
-    _decide_first(desk, ann, ids[4], "escalate", share=1.0)
+    _decide_first(desk, ann, ids[4], "escalate", share=1.0, note="needs a lead")
     _decide_first(desk, ann, ids[5], "skip", share=1.0)
     for post_id in ids[:2]:
         row = _row(desk, post_id)
@@ -200,7 +200,7 @@ def test_the_first_decider_never_takes_the_second_review(desk) -> None:  # type:
 def test_an_escalation_decided_by_a_lead_is_not_drawn(desk) -> None:  # type: ignore[no-untyped-def]
     p = _people(desk)
     ids = _posts(desk, ["fraud_spam"])
-    _decide_first(desk, p["ann"], ids[0], "escalate", share=1.0)
+    _decide_first(desk, p["ann"], ids[0], "escalate", share=1.0, note="needs a lead")
     got = claim(desk.sessions, p["lea"])
     assert got is not None and got.post_id == ids[0]
     event = decide(desk.sessions, p["lea"], ids[0], "confirm", share=1.0)
@@ -325,7 +325,7 @@ def test_queue_filters_on_second_review_and_escalation(desk) -> None:  # type: i
     ann, bob, lea = p["ann"], p["bob"], p["lea"]
     queued, second, escalated, decided, failed = _posts(desk, ["fraud_spam", "sexual", "fraud_spam", "none", None])
     _decide_first(desk, ann, second, "confirm", share=1.0)
-    _decide_first(desk, ann, escalated, "escalate")
+    _decide_first(desk, ann, escalated, "escalate", note="needs a lead")
     _decide_first(desk, ann, decided, "confirm", share=0.0)
     cases = [
         (bob, QueueFilter(), {queued, second, failed}),
@@ -419,7 +419,7 @@ def test_bulk_escalate_and_overturn(desk) -> None:  # type: ignore[no-untyped-de
     p = _people(desk)
     lea = p["lea"]
     ids = _posts(desk, ["fraud_spam", "none", None, "sexual", "fraud_spam"])
-    escalated = decide_bulk(desk.sessions, lea, ids[:3], "escalate")
+    escalated = decide_bulk(desk.sessions, lea, ids[:3], "escalate", note="needs a lead")
     assert escalated.decided == ids[:3] and escalated.skipped == {}
     for post_id in ids[:3]:
         row = _row(desk, post_id)
@@ -485,7 +485,7 @@ def test_category_counts_match_the_waiting_posts(desk) -> None:  # type: ignore[
     with desk.sessions() as session:
         assert category_counts(session, bob) == {"fraud_spam": 4, "sexual": 3, "none": 2, None: 2, "illegal_goods": 1}
     _decide_first(desk, ann, ids[0], "confirm", share=0.0)  # decided: no longer waiting
-    _decide_first(desk, ann, ids[4], "escalate")  # waits for leads only
+    _decide_first(desk, ann, ids[4], "escalate", note="needs a lead")  # waits for leads only
     _decide_first(desk, ann, ids[5], "confirm", share=1.0)  # second review: not for ann
     assert claim(desk.sessions, bob, ids[1]) is not None  # claimed posts still count
 
