@@ -35,11 +35,11 @@ from db.session import writing
 from review.auth import Actor, Permission, require
 from review.errors import ReviewError
 from review.export import IMAGE_TOKEN
+from review.inference.hf import MIN_PIXELS  # the same image bounds as scoring and the export's token count
 
 # LoRA targets: the decoder's attention and MLP projections, never a module under the vision tower.
 LANGUAGE_TARGETS = r"^(?!.*visual).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
 TRAINABLE_FORMATS = ("llamafactory", "swift", "parquet")
-MIN_PIXELS = 32 * 32
 
 
 @dataclass
