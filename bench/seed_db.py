@@ -65,7 +65,7 @@ VERDICT_COLS = ("id", "post_id", "created_at", "provider", "model_id", "model_re
                 "prompt_tokens", "completion_tokens")  # fmt: skip
 EVENT_COLS = ("id", "post_id", "user_id", "action", "created_at", "verdict_id", "label_violation",
               "label_category", "label_severity", "time_spent_ms", "lease_expires_at", "second_review")  # fmt: skip
-USER_COLS = ("id", "username", "password_hash", "role", "active", "created_at", "failed_logins")
+USER_COLS = ("id", "username", "password_hash", "role", "active", "created_at")
 
 
 def _ts(dt: datetime, sqlite: bool) -> str | datetime:
@@ -143,8 +143,8 @@ def generate(n_posts: int, rng: random.Random, sqlite: bool, exact: bool = False
 
 def _users(sqlite: bool) -> list[tuple]:  # type: ignore[type-arg]
     now = _ts(START, sqlite)
-    rows = [(i, f"mod{i:02d}", None, "moderator", True, now, 0) for i in range(1, MODERATORS + 1)]
-    rows.append((MODERATORS + 1, "lead", None, "lead", True, now, 0))
+    rows = [(i, f"mod{i:02d}", None, "moderator", True, now) for i in range(1, MODERATORS + 1)]
+    rows.append((MODERATORS + 1, "lead", None, "lead", True, now))
     return rows
 
 

@@ -123,8 +123,6 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Display preferences (review.auth.Preferences): blur of flagged images, greyscale.
     preferences: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
@@ -160,6 +158,11 @@ class Post(Base):
     verdict_violation: Mapped[bool | None] = mapped_column(Boolean)
     # While status is second_review: the moderator whose decision is being checked (never the checker).
     first_decider_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    # Erasure (review/purge.py): when the post's content was removed, and the audit event that
+    # says who did it, why and what kinds of data went. The row stays as a tombstone, so that its
+    # review events, labels and counts remain.
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    purge_event_id: Mapped[int | None] = mapped_column(ForeignKey("audit_event.id"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     media_links: Mapped[list[PostMedia]] = relationship(
@@ -303,7 +306,9 @@ class ReviewEvent(Base):
     __tablename__ = "review_event"
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"))
+    # RESTRICT: a post with review history cannot be deleted; review/purge.py erases its content
+    # and keeps the row (a tombstone) instead.
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="RESTRICT"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     action: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -412,3 +417,40 @@ class FinetuneRun(Base):
     adapter_path: Mapped[str] = mapped_column(Text)
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class AuditEvent(Base):
+    """An append-only record of what was done to the desk itself (review/audit.py): accounts,
+    sign-ins, ingest runs, exports, purges, retention runs. Database triggers refuse UPDATE and
+    DELETE on this table."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Who acted: a user (NULL: the command line, or nobody signed in, e.g. a failed sign-in), and
+    # the name as it was then (kept when the account is renamed or gone).
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    actor_name: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))  # e.g. user.create, signin.failed, purge (review.audit.Action)
+    subject: Mapped[str | None] = mapped_column(String(255))  # what it was done to: a username, a folder…
+    client: Mapped[str | None] = mapped_column(String(64))  # the client's address, for sign-ins
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+    __table_args__ = (
+        Index("ix_audit_event_created_at", "created_at"),
+        Index("ix_audit_event_action_created", "action", "created_at"),
+    )
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins counted per key (review/auth.py): one account from one client, one client
+    across accounts, one account from everywhere. A key is locked while ``locked_until`` is in
+    the future; ``failures`` count since ``window_started_at``."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

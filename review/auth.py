@@ -51,11 +51,13 @@ class Permission(enum.StrEnum):
     INGEST = "ingest"
     SCORE = "score"
     MANAGE_USERS = "manage_users"
+    AUDIT = "audit"  # read and export the audit log
+    PURGE = "purge"  # erase posts' content, apply retention, make backups
 
 
 GRANTS: dict[str, frozenset[Permission]] = {
     Role.MODERATOR: frozenset({Permission.REVIEW}),
-    Role.LEAD: frozenset(Permission) - {Permission.MANAGE_USERS},
+    Role.LEAD: frozenset(Permission) - {Permission.MANAGE_USERS, Permission.AUDIT, Permission.PURGE},
     Role.ADMIN: frozenset(Permission),
 }
 
@@ -147,7 +149,7 @@ def create_user(
                     raise ReviewError("the first account must be an admin (--role admin)")
             else:
                 require(by, Permission.MANAGE_USERS)
-            user = User(username=username, password_hash=hashed, role=role, active=True, failed_logins=0)
+            user = User(username=username, password_hash=hashed, role=role, active=True)
             session.add(user)
             session.flush()
             return _actor(user)

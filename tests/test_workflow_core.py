@@ -66,7 +66,7 @@ def _people(desk) -> dict[str, Actor]:  # type: ignore[no-untyped-def]
     with desk.sessions() as session, session.begin():
         for name, role in (("admin", "admin"), ("ann", "moderator"), ("bob", "moderator"), ("cid", "moderator"),
                            ("lea", "lead")):  # fmt: skip
-            user = User(username=name, password_hash=None, role=role, active=True, failed_logins=0)
+            user = User(username=name, password_hash=None, role=role, active=True)
             session.add(user)
             session.flush()
             people[name] = Actor(user.id, name, role)
