@@ -95,6 +95,18 @@ def require(actor: Actor | None, permission: Permission) -> Actor:
     return actor
 
 
+def require_live(session: Session, actor: Actor | None, permission: Permission) -> Actor:
+    """``require`` against the account as it is stored now, not as the caller's ``Actor`` says:
+    a role taken away or an account deactivated since sign-in applies at once. The command
+    line's ``OPERATOR`` is no account and stands for itself. Returns the fresh actor."""
+    if actor is not None and actor != OPERATOR:
+        fresh = active_actor(session, actor.id)
+        if fresh is None or fresh.username != actor.username:
+            raise PermissionDenied("this account is no longer active: sign in again")
+        actor = fresh
+    return require(actor, permission)
+
+
 def normalise_username(name: str) -> str:
     """Usernames are compared case-insensitively: NFKC, stripped, lower case."""
     return unicodedata.normalize("NFKC", name).strip().lower()
