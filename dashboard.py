@@ -10,16 +10,18 @@ from __future__ import annotations
 import streamlit as st
 
 from db.session import safe_url
-from pages._common import PREFERENCES, desk_or_stop, sign_out, signed_in, user_preferences
+from pages._common import PREFERENCES, desk_or_stop, guarded, outages_shown, sign_out, signed_in, user_preferences
 from review.auth import Permission, Preferences, set_preferences
 
 st.set_page_config(page_title="Review desk", page_icon="🛡️", layout="wide")
 
 desk = desk_or_stop()
-actor = signed_in(desk)
+with outages_shown():  # a database gone away: an error box, never a traceback (pages/_common.py)
+    actor = signed_in(desk)
 
 if actor is None:
-    st.navigation([st.Page("pages/login.py", title="Sign in", icon=":material/login:")], position="hidden").run()
+    with outages_shown():
+        st.navigation([st.Page("pages/login.py", title="Sign in", icon=":material/login:")], position="hidden").run()
     st.stop()
 
 pages = {
@@ -41,6 +43,12 @@ if actor.can(Permission.INGEST) or actor.can(Permission.SCORE):
     pages["Operations"] = [st.Page("pages/operations.py", title="Ingest and score", icon=":material/upload:")]
 if actor.can(Permission.MANAGE_USERS):
     pages.setdefault("Operations", []).append(st.Page("pages/users.py", title="Users", icon=":material/group:"))
+if actor.can(Permission.AUDIT):
+    pages.setdefault("Operations", []).append(st.Page("pages/audit.py", title="Audit log", icon=":material/history:"))
+if actor.can(Permission.PURGE):
+    pages.setdefault("Operations", []).append(
+        st.Page("pages/data.py", title="Erasure and retention", icon=":material/delete_forever:")
+    )
 navigation = st.navigation(pages)
 
 
@@ -53,13 +61,14 @@ def save_preferences() -> None:
 def sidebar() -> None:
     st.text(f"Signed in as {actor.username} ({actor.role})")
     prefs = user_preferences()
-    st.toggle("Blur flagged images", value=prefs.blur_flagged, key="pref_blur", on_change=save_preferences,
+    st.toggle("Blur flagged images", value=prefs.blur_flagged, key="pref_blur", on_change=guarded(save_preferences),
               help="Images the NSFW score or the category flags stay blurred until you reveal them.")  # fmt: skip
-    st.toggle("Greyscale images", value=prefs.greyscale, key="pref_grey", on_change=save_preferences)
+    st.toggle("Greyscale images", value=prefs.greyscale, key="pref_grey", on_change=guarded(save_preferences))
     st.button("Sign out", key="sign_out", icon=":material/logout:", on_click=sign_out)
     st.caption(f"Database: {safe_url(desk.settings.database_url)}")
 
 
 with st.sidebar:  # before the page, which may stop early
     sidebar()
-navigation.run()
+with outages_shown():
+    navigation.run()

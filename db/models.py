@@ -185,6 +185,13 @@ class Post(Base):
     )
 
 
+# The one "live post" rule: a post not erased (review/purge.py). An erased post keeps the status
+# it had, so every query for work still to do (the queue, claims, decisions, undo, scoring, the
+# backlog and unscored counts) adds this condition; here, beside the column, because every module
+# that asks already imports Post from here (review.queue cannot be imported by review.scoring).
+LIVE_POST = Post.purged_at.is_(None)
+
+
 class Media(Base):
     """One image file, stored once under MEDIA_DIR by the sha256 of its bytes."""
 

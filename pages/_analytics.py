@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from review import metrics
+from review import csvout, metrics
 from review.auth import Actor, Permission, require
 from review.desk import Desk
 from review.metrics import MetricFilter, filter_options
@@ -85,16 +85,21 @@ def day_range(since: date | None, until: date | None) -> tuple[datetime | None, 
 
 
 def table(df: pd.DataFrame, name: str, **kwargs: object) -> None:
-    """A table with its CSV download (full precision, as the CLI writes it)."""
+    """A table with its CSV download (full precision, formulas neutralised: the CLI's writer)."""
     st.dataframe(df, hide_index=True, **kwargs)  # type: ignore[arg-type]
     st.download_button(
         f"Download {name}.csv",
-        df.to_csv(index=False).encode("utf-8"),
+        download_csv(df),
         file_name=f"{name}.csv",
         mime="text/csv",
         key=f"download:{name}",
         icon=":material/download:",
     )
+
+
+def download_csv(df: pd.DataFrame) -> bytes:
+    """What a "Download ….csv" button hands out: ``review.csvout``'s CSV of ``df``."""
+    return csvout.to_csv_bytes(df)
 
 
 def share(value: float | None) -> str:

@@ -3,30 +3,47 @@ verdict and an image. Not a screen: the leading underscore keeps it out of the n
 
 Post text, OCR text and model output are untrusted: they are shown with ``st.text`` (or in
 tables), never as markdown or HTML.
+
+A database that goes away (a Postgres restart, a cut connection) is shown as an error box that
+says what happened and that nothing saved before is lost, never as a traceback: dashboard.py
+runs the page inside :func:`outages_shown`, and button callbacks, which Streamlit runs before
+the script, are wrapped with :func:`guarded`. The traceback goes to the server's log.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import ParamSpec
 
 import streamlit as st
 
 from db.models import PostStatus
 from db.schema import require_current
-from review.auth import Actor, Permission, Preferences, active_actor, preferences
+from db.session import outage_message, outage_reason
+from review.auth import Actor, Permission, Preferences, active_actor, preferences, request_client
 from review.browse import MediaRow, VerdictRow
 from review.config import Settings
 from review.decisions import Label
 from review.desk import Desk, open_desk
-from review.errors import MediaError, ReviewError
+from review.errors import DatabaseUnavailable, MediaError, ReviewError
 from review.media import display_jpeg
 from review.policy import NO_VIOLATION, Policy
 
 ACTOR = "actor"  # session_state: the signed-in Actor
 PREFERENCES = "preferences"  # session_state: that user's Preferences
 DISPLAY_SIDE = 1600  # longest side of an image on a page
+OUTAGE = (
+    "The database cannot be reached just now, so this was not saved. Everything saved before is kept: "
+    "try again in a moment."
+)
+
+log = logging.getLogger("review.app")
+P = ParamSpec("P")
 
 
 @st.cache_resource(show_spinner=False)
@@ -45,15 +62,64 @@ def desk_or_stop() -> Desk:
     try:
         desk = _open()
         require_current(desk.engine)  # checked on every run: the schema may change under us
+    except DatabaseUnavailable as exc:
+        log.warning("%s", exc)
+        show_error("The database cannot be reached just now. Everything saved before is kept: try again in a moment.",
+                   str(exc))  # fmt: skip
+        st.stop()
     except ReviewError as exc:
         show_error("The review desk cannot start.", str(exc))
         st.stop()
     return desk
 
 
+def show_outage(exc: BaseException, reason: str) -> None:
+    """The error box for a database outage; the traceback goes to the server log only."""
+    log.error("database unreachable (%s)", reason, exc_info=exc)
+    show_error(OUTAGE, outage_message(reason))  # the settings' DATABASE_URL, as the desk was opened with
+
+
+@contextmanager
+def outages_shown() -> Iterator[None]:
+    """Run a page (or part of one): a database outage inside becomes an error box and a stop;
+    any other exception goes on to Streamlit."""
+    try:
+        yield
+    except Exception as exc:
+        reason = outage_reason(exc)
+        if reason is None:
+            raise
+        show_outage(exc, reason)
+        st.stop()
+
+
+def guarded(callback: Callable[P, object]) -> Callable[P, None]:
+    """``callback`` for a widget's on_click / on_change / on_submit: Streamlit runs callbacks
+    before the page, outside :func:`outages_shown`, so an outage inside one is shown here as
+    the error box (at the top of the page) instead of a traceback."""
+
+    @functools.wraps(callback)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            callback(*args, **kwargs)
+        except Exception as exc:
+            reason = outage_reason(exc)
+            if reason is None:
+                raise
+            show_outage(exc, reason)
+
+    return run
+
+
 def current_desk() -> Desk:
     """For pages: the desk that dashboard.py has already checked in this run."""
     return _open()
+
+
+def request_address() -> str:
+    """The browser's address as the sign-in throttle and the audit log name it (behind the
+    proxy named by ``TRUSTED_PROXY_HEADER``, the address that proxy saw)."""
+    return request_client(st.context.ip_address, st.context.headers, current_desk().settings.trusted_proxy_header)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,7 +165,8 @@ def sign_out() -> None:
 def current_actor() -> Actor:
     """For pages: the signed-in user, checked again against the database (dashboard.py has
     done so for the navigation; a page may also be rerun on its own, as a fragment is)."""
-    actor = signed_in(current_desk())
+    with outages_shown():  # a page may run on its own (a fragment), outside dashboard.py's guard
+        actor = signed_in(current_desk())
     if actor is None:
         st.error("You are signed out. Reload the page to sign in.")
         st.stop()

@@ -2,6 +2,12 @@
 when an identity provider is configured in .streamlit/secrets.toml. On a desk with no
 accounts yet, the first admin is created here (or with ``python -m review user add``).
 
+Sign-in attempts are throttled per account, per client address and per account and client
+together (review.auth); every failure shows the same message. The client address is
+``st.context.ip_address`` (None on localhost: "unknown", for which only the account-wide limit
+counts), or, when the ``trusted_proxy_header`` setting names a header (X-Forwarded-For behind a
+reverse proxy), that header's last entry: the address the proxy saw.
+
 The sign-in lasts for this browser tab's session: a reload asks again. A claimed post is not
 lost by that: the claim lives in the database, and "Next" gives the moderator their post back
 while its lease runs.
@@ -11,11 +17,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._common import current_desk, show_error, sign_in, sso_configured
+from pages._common import current_desk, request_address, show_error, sign_in, sso_configured
 from review.auth import AuthError, authenticate, create_user, sso_actor, user_count
 from review.errors import ReviewError
 
 desk = current_desk()
+client = request_address()
 
 with desk.sessions() as session:
     first_run = user_count(session) == 0
@@ -33,7 +40,7 @@ if first_run:
                 st.error("The two passwords differ.")
             else:
                 try:
-                    actor = create_user(desk.sessions, username, password, "admin", by=None)
+                    actor = create_user(desk.sessions, username, password, "admin", by=None, client=client)
                 except ReviewError as exc:
                     show_error("The account was not created.", str(exc))
                 else:
@@ -47,7 +54,7 @@ with st.form("login"):
     submitted = st.form_submit_button("Sign in", type="primary")
 if submitted:
     try:
-        actor = authenticate(desk.sessions, username, password)
+        actor = authenticate(desk.sessions, username, password, client=client)
     except AuthError as exc:
         st.error(str(exc).capitalize() + ".")
     else:
@@ -63,7 +70,7 @@ if sso_configured():
         try:
             if not email or st.user.get("email_verified") is False:
                 raise AuthError("the identity provider gave no verified e-mail address")
-            actor = sso_actor(desk.sessions, email)
+            actor = sso_actor(desk.sessions, email, client=client)
         except AuthError as exc:
             show_error("Single sign-on did not sign you in.", str(exc))
             st.button("Sign out of single sign-on", on_click=st.logout)

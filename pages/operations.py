@@ -17,6 +17,8 @@ from review.operations import Job, ingest_upload, start_scoring
 from review.scoring import unscored_count
 
 BUSY = "ops_busy"  # a worker started here was running at the page's last full run
+# The first is the default (nothing named); the others are passed on as --encoding would be.
+ENCODINGS = ["UTF-8 / UTF-16 with BOM", "gb18030", "big5", "shift_jis", "euc-kr", "cp1252", "latin-1"]
 
 desk = current_desk()
 actor = current_actor()
@@ -46,13 +48,18 @@ with st.form("ingest", clear_on_submit=True):
         key="ingest_files",
     )
     source = st.text_input("Source (for records that name none)", key="ingest_source")
+    encoding = st.selectbox(
+        "Text encoding of the data files", ENCODINGS, key="ingest_encoding",
+        help="UTF-8 and UTF-16 with a byte-order mark are read by default; name any other encoding: "
+        "it is never guessed (a wrong guess stores unreadable text).",
+    )  # fmt: skip
     submitted = st.form_submit_button("Ingest", type="primary", disabled=not actor.can(Permission.INGEST))
 if submitted:
     try:
         with st.spinner("Ingesting …"):
             report = ingest_upload(
                 desk.sessions, desk.settings, actor, [(f.name, f.getvalue()) for f in files or []],
-                source=source.strip() or None,
+                source=source.strip() or None, encoding=None if encoding == ENCODINGS[0] else encoding,
             )  # fmt: skip
     except ReviewError as exc:
         show_error("Nothing was ingested.", str(exc))
@@ -85,7 +92,7 @@ start = cols[2].button(
 )  # fmt: skip
 if start:
     try:
-        job = start_scoring(desk.settings, actor, limit=int(limit) or None,
+        job = start_scoring(desk.settings, actor, limit=int(limit) or None, sessions=desk.sessions,
                             provider=None if provider == "configured" else provider)  # fmt: skip
     except ReviewError as exc:
         show_error("Scoring did not start.", str(exc))
@@ -109,7 +116,7 @@ def workers() -> None:
             stop = st.button("Stop after this batch", key=f"score_stop:{i}:{job.log_path.name}",
                              disabled=not (job.running and me.can(Permission.SCORE)))  # fmt: skip
             if stop:
-                job.stop(me)
+                job.stop(me, desk.sessions)
 
 
 workers()

@@ -22,8 +22,10 @@ from pages._common import (
     user_preferences,
     verdict_hidden,
 )
+from review.auth import Permission
 from review.browse import PostFilter, count_posts, facet_counts, list_posts
 from review.media import data_uri
+from review.purge import tombstones
 
 PAGE_SIZES = (20, 50, 100)
 CURSOR = "posts_cursor"
@@ -92,6 +94,7 @@ with desk.sessions() as session:
         newer_than=cursor[1] if cursor and cursor[0] == "newer" else None,
         limit=page_size,
     )
+    erased = tombstones(session, [r.id for r in page.rows])  # review/purge.py: content gone, row kept
 
 matches = "1 post matches" if total == 1 else f"{total:,} posts match"
 st.caption(matches + (f" · showing {len(page.rows)}" if page.rows else ""))
@@ -113,7 +116,10 @@ table = pd.DataFrame(
             else None
             for r in page.rows
         ],
-        "text": [" ".join(r.text.split())[:200] for r in page.rows],
+        "text": [
+            "(erased)" if r.id in erased and "text" in erased[r.id].kinds else " ".join(r.text.split())[:200]
+            for r in page.rows
+        ],
         "verdict": [
             HIDDEN_BADGE
             if verdict_hidden(actor, r.status, desk.settings)
@@ -168,8 +174,17 @@ with detail_column:
             f"{post.source} · {post.external_id} · by {post.author or '—'}\n"
             f"posted {posted} · ingested {post.ingested_at:%Y-%m-%d %H:%M} UTC · {post.status}"
         )
+        tomb = erased.get(post.id)
+        if tomb is not None:
+            st.warning("This post's content was erased. The post stays as a tombstone, so its decisions still count.",
+                       icon=":material/delete_forever:")  # fmt: skip
+            what = ", ".join(tomb.kinds) or "content"
+            line = f"{what} erased {tomb.purged_at:%Y-%m-%d %H:%M} UTC by {tomb.actor} ({tomb.action})"
+            if tomb.reason and actor.can(Permission.AUDIT):  # a reason may name who asked: admins only
+                line += f"\nreason: {tomb.reason}"
+            st.text(line)
         with st.container(border=True):
-            st.text(post.text or "(no text)")
+            st.text(post.text or ("(erased)" if tomb is not None and "text" in tomb.kinds else "(no text)"))
         if post.status == "escalated":
             show_escalation(desk, actor, post.id)
         blind = verdict_hidden(actor, post.status, desk.settings)

@@ -5,6 +5,8 @@ The filters set here are the ones the Review page's "Next" claims under. Pages a
 on (priority, id) (review.queue.queue_page), so the thousandth page costs what the first does.
 Escalated posts show why they were escalated. A bulk decision is chosen, never preset: an
 overturn needs its label picked (the categories' keys work here too), an escalation a reason.
+Leads can release another moderator's claim on the selected post (review.decisions.force_release:
+a release event by the lead, with a note naming whose claim it was and why).
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from pages._common import (
     label_picker,
     missing_choice,
     move_focus,
+    request_address,
     show_error,
     user_preferences,
     verdict_hidden,
 )
 from review.auth import Permission
 from review.browse import get_posts
-from review.decisions import Decision, decide_bulk, escalations
+from review.decisions import Decision, decide_bulk, escalations, force_release
 from review.errors import ReviewError
 from review.media import data_uri
 from review.policy import load_policy
@@ -195,6 +198,25 @@ if nav[2].button("Review the selected post", key="queue_open", disabled=len(chos
     st.switch_page("pages/review.py")
 many = " or rows to decide them at once" if bulk_allowed else ""
 nav[3].caption(f"Page {len(cursors)} · select a row to review it{many}")
+
+if message := st.session_state.pop("queue_flash", None):
+    st.success(message)
+held_row = next((r for r in page.rows if len(chosen) == 1 and r.post_id == chosen[0]), None)
+if bulk_allowed and held_row is not None and held_row.in_review_by and held_row.in_review_by != actor.username:
+    # a lead frees a post someone left open (the holder's next action on it is refused)
+    with st.expander("Release the claim on the selected post"):
+        st.text(f"{held_row.in_review_by} is reviewing post {held_row.post_id}.")  # a name is not markdown
+        why = st.text_input("Reason (kept in the post's history)", key="force_release_reason", max_chars=2000)
+        if st.button("Release the claim", key="force_release"):
+            try:
+                holder = force_release(desk.sessions, actor, held_row.post_id, reason=why,
+                                       client=request_address())  # fmt: skip
+            except ReviewError as exc:
+                show_error("Nothing was released.", str(exc))
+            else:
+                st.session_state["queue_flash"] = f"Released {holder}'s claim on post {held_row.post_id}."
+                st.session_state[BULK_ROUND] = st.session_state.get(BULK_ROUND, 0) + 1
+                st.rerun()
 
 if bulk_allowed:
     with st.expander("Bulk decision", expanded=bool(chosen)):

@@ -29,6 +29,7 @@ from pages._common import (
     chosen_label,
     current_actor,
     current_desk,
+    guarded,
     label_picker,
     missing_choice,
     move_focus,
@@ -173,7 +174,7 @@ top[1].button(
     key="review_undo",
     shortcut="U",
     disabled=last is None,
-    on_click=undo_last,
+    on_click=guarded(undo_last),
 )
 if top[2].button("Release post", key="review_release", disabled=current is None):
     release(desk.sessions, actor, current.post_id)
@@ -344,20 +345,21 @@ with side:
     buttons = st.columns(4)
     buttons[0].button(
         "Confirm", key="review_confirm", shortcut="Y", type="primary", disabled=not usable or hide_verdict,
-        on_click=act, args=(post.id, Decision.CONFIRM, blind), help="The model's verdict is right.",
+        on_click=guarded(act), args=(post.id, Decision.CONFIRM, blind), help="The model's verdict is right.",
         width="stretch",
     )  # fmt: skip
     buttons[1].button(
         "Overturn" if not hide_verdict else "Decide",
-        key="review_overturn", shortcut="O", on_click=act, args=(post.id, Decision.OVERTURN, blind),
+        key="review_overturn", shortcut="O", on_click=guarded(act), args=(post.id, Decision.OVERTURN, blind),
         help="Record the label chosen above (O first: it waits for your choice).", width="stretch",
     )  # fmt: skip
     buttons[2].button(
-        "Escalate", key="review_escalate", shortcut="E", on_click=act, args=(post.id, Decision.ESCALATE, blind),
+        "Escalate", key="review_escalate", shortcut="E", on_click=guarded(act),
+        args=(post.id, Decision.ESCALATE, blind),
         help="For a lead to decide; the note is the reason (required).", width="stretch",
     )  # fmt: skip
     buttons[3].button(
-        "Skip", key="review_skip", shortcut="S", on_click=act, args=(post.id, Decision.SKIP, blind),
+        "Skip", key="review_skip", shortcut="S", on_click=guarded(act), args=(post.id, Decision.SKIP, blind),
         help="Back to the queue.", width="stretch",
     )  # fmt: skip
     if st.session_state.get(NO_REASON) == post.id:

@@ -1,6 +1,8 @@
-"""Users (admins): add accounts, change roles, reset passwords, activate and deactivate.
+"""Users (admins): add accounts, change roles, reset passwords, activate and deactivate, and
+unlock an account throttled after failed sign-ins.
 
-Every change goes through review.auth, which checks the admin's permission itself.
+Every change goes through review.auth, which checks the admin's permission itself and writes
+the audit log. Deactivating an account releases the posts it was reviewing.
 """
 
 from __future__ import annotations
@@ -8,8 +10,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages._common import allowed_or_stop, current_actor, current_desk, show_error
-from review.auth import Permission, create_user, list_users, set_active, set_password, set_role
+from pages._common import allowed_or_stop, current_actor, current_desk, request_address, show_error
+from review.auth import (
+    Permission,
+    create_user,
+    list_users,
+    set_active,
+    set_password,
+    set_role,
+    unlock,
+)
 from review.errors import ReviewError
 
 ROLES = ["moderator", "lead", "admin"]
@@ -17,6 +27,7 @@ ROLES = ["moderator", "lead", "admin"]
 desk = current_desk()
 actor = current_actor()
 allowed_or_stop(actor, Permission.MANAGE_USERS, "manage users")
+client = request_address()  # for the audit log
 
 st.title("Users")
 with desk.sessions() as session:
@@ -26,7 +37,8 @@ st.dataframe(
     hide_index=True,
     column_config={
         "last_login_at": st.column_config.DatetimeColumn("Last sign-in", format="YYYY-MM-DD HH:mm"),
-        "locked_until": st.column_config.DatetimeColumn("Locked until", format="YYYY-MM-DD HH:mm"),
+        "locked": st.column_config.TextColumn("Sign-in locked", help="after failed sign-ins: Unlock clears it"),
+        "locked_until": st.column_config.DatetimeColumn("Locked until (UTC)", format="YYYY-MM-DD HH:mm"),
     },
 )
 
@@ -44,7 +56,9 @@ with add, st.form("add_user", clear_on_submit=True):
     password = st.text_input("Password (at least 10 characters)", type="password", key="new_password")
     if st.form_submit_button("Add user", type="primary"):
         try:
-            created = create_user(desk.sessions, username, None if sso_only else password, role, by=actor)
+            created = create_user(
+                desk.sessions, username, None if sso_only else password, role, by=actor, client=client
+            )
         except ReviewError as exc:
             show_error("The user was not added.", str(exc))
         else:
@@ -57,21 +71,27 @@ with change:
     who = st.selectbox("User", names, key="change_user")
     new_role = st.selectbox("Role", ROLES, key="change_role")
     new_password = st.text_input("New password", type="password", key="change_password")
-    buttons = st.columns(4)
+    buttons = st.columns(5)
     actions = {
-        "Set role": lambda: set_role(desk.sessions, who, new_role, by=actor),
-        "Set password": lambda: set_password(desk.sessions, who, new_password, by=actor),
-        "Activate": lambda: set_active(desk.sessions, who, True, by=actor),
-        "Deactivate": lambda: set_active(desk.sessions, who, False, by=actor),
+        "Set role": lambda: set_role(desk.sessions, who, new_role, by=actor, client=client),
+        "Set password": lambda: set_password(desk.sessions, who, new_password, by=actor, client=client),
+        "Activate": lambda: set_active(desk.sessions, who, True, by=actor, client=client),
+        "Deactivate": lambda: set_active(desk.sessions, who, False, by=actor, client=client),
+        "Unlock": lambda: unlock(desk.sessions, who, by=actor, client=client),
     }
     for column, (name, action) in zip(buttons, actions.items(), strict=True):
         if column.button(name, key=f"user_{name.lower().replace(' ', '_')}"):
             try:
-                action()
+                result = action()
             except ReviewError as exc:
                 show_error(f"{name}: not done.", str(exc))
             else:
-                done(f"{name}: {who}.")
+                extra = ""
+                if name == "Deactivate" and result:
+                    extra = f" {result} post{'s' if result != 1 else ''} it was reviewing went back to the queue."
+                elif name == "Unlock":
+                    extra = " Its failed sign-ins are forgotten." if result else " It was not locked."
+                done(f"{name}: {who}.{extra}")
                 st.rerun()
 
 if message := st.session_state.pop("users_flash", None):

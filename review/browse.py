@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import Media, Post, PostMedia, Verdict
+from db.session import db_text
 from review.policy import Policy, load_policy
 from review.signals.nsfw import blur_reason
 from review.signals.runner import load_media_signals
@@ -22,13 +23,16 @@ from review.signals.runner import load_media_signals
 
 @dataclass(frozen=True)
 class PostFilter:
+    """What people type or paste is compared without the characters no stored text holds (a NUL,
+    lone surrogates: ``db.session.db_text``); Postgres would refuse the query otherwise."""
+
     search: str = ""  # case-insensitive substring of text, external id or author
     source: str | None = None
     status: str | None = None
 
     def apply(self, query: Select) -> Select:  # type: ignore[type-arg]
-        if self.search.strip():
-            needle = self.search.strip()
+        needle = db_text(self.search).strip()
+        if needle:
             query = query.where(
                 or_(
                     Post.text.icontains(needle, autoescape=True),
@@ -37,9 +41,9 @@ class PostFilter:
                 )
             )
         if self.source:
-            query = query.where(Post.source == self.source)
+            query = query.where(Post.source == db_text(self.source))
         if self.status:
-            query = query.where(Post.status == self.status)
+            query = query.where(Post.status == db_text(self.status))
         return query
 
 

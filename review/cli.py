@@ -20,8 +20,8 @@ from sqlalchemy import Select, func, select
 from tqdm import tqdm
 
 from db import schema
-from db.models import Post, PostStatus
-from db.session import safe_url
+from db.models import Post
+from db.session import outage_message, outage_reason, safe_url
 from review.config import Settings, load_settings
 from review.desk import Desk, open_desk
 from review.errors import ConfigError, ReviewError, SchemaOutOfDate
@@ -29,8 +29,10 @@ from review.inference import load_provider
 from review.inference.base import ModelUnavailable, Provider
 from review.ingest import IngestReport, ingest_paths
 from review.metrics import MetricFilter
+from review.text import shown
 
 if TYPE_CHECKING:
+    from review.purge import Erasure
     from review.scoring import Scorer
 
 EXIT_REJECTED = 1
@@ -40,7 +42,7 @@ EXIT_INTERNAL = 3
 
 def _progress(label: str, total: int) -> Callable[[int], None]:
     """A tqdm bar on stderr that appears only when the input takes more than a second."""
-    bar = tqdm(total=total, desc=Path(label).name, unit="rec", delay=1.0, leave=False)
+    bar = tqdm(total=total, desc=shown(Path(label).name), unit="rec", delay=1.0, leave=False)
 
     def update(done: int) -> None:
         bar.update(done - bar.n)
@@ -86,7 +88,7 @@ def _print_report(report: IngestReport, verbose_warnings: bool = True) -> None:
             print(f"warning {warning}", file=sys.stderr)
     for path, encoding in report.encodings.items():
         if encoding not in ("utf-8", "utf-8-sig"):
-            print(f"note: read {path} as {encoding}", file=sys.stderr)
+            print(f"note: read {shown(path)} as {encoding}", file=sys.stderr)
     print(report.summary())
 
 
@@ -107,6 +109,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if report.rejected else 0
 
 
+def cmd_media(args: argparse.Namespace) -> int:
+    from review.auth import OPERATOR
+    from review.media import collect_garbage
+
+    desk = open_desk()
+    if args.min_age < 0:
+        raise ReviewError("--min-age is a number of minutes, 0 or more")
+    found = collect_garbage(
+        desk.sessions, desk.settings.media_dir, OPERATOR, delete=args.delete, min_age=timedelta(minutes=args.min_age)
+    )
+    verb = "removed" if found.deleted else "would remove"
+    for rel, size in found.files:
+        print(f"{verb} {size:>12,}  {shown(rel)}")
+    for rel, why in found.failed:
+        print(f"could not remove {shown(rel)}: {why}", file=sys.stderr)
+    print(found.summary())
+    if not found.deleted and found.files:
+        print("dry run: nothing was removed (python -m review media gc --delete removes them)")
+    return EXIT_ERROR if found.failed else 0
+
+
 def _post_count(desk: Desk) -> int:
     with desk.sessions() as session:
         return session.scalar(select(func.count(Post.id))) or 0
@@ -114,6 +137,7 @@ def _post_count(desk: Desk) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from review.demo import load_demo
+    from review.scoring import unscored_count
 
     desk = open_desk()
     if args.history:
@@ -122,7 +146,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if existing and not args.force:
         print(f"the database already holds {existing} posts; the demo loads only into an empty one (--force adds it)")
         with desk.sessions() as session:
-            unscored = session.scalar(select(func.count(Post.id)).where(Post.status == PostStatus.UNSCORED)) or 0
+            unscored = unscored_count(session)
         if unscored:
             print(f"{unscored} posts have no verdict yet: python -m review score", file=sys.stderr)
         return 0
@@ -190,7 +214,7 @@ def make_provider(settings: Settings, args: argparse.Namespace) -> Provider:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from review.scoring import Scorer
+    from review.scoring import Scorer, unscored_query
 
     desk = open_desk()
     if args.skip_signals and (args.provider or desk.settings.provider) == "baseline":
@@ -204,15 +228,15 @@ def cmd_score(args: argparse.Namespace) -> int:
         near_duplicates=args.near_duplicates,
         max_new_tokens=args.max_new_tokens,
         ocr_hints=args.ocr_hints,
+        retry_wait=args.retry_seconds,
     )
     if not args.skip_signals:  # the images of the posts this run will score
-        unscored = select(Post.id).where(Post.status == PostStatus.UNSCORED).order_by(Post.id)
+        unscored = unscored_query()
         _compute_signals(desk, quiet=args.quiet, posts=unscored if args.limit is None else unscored.limit(args.limit))
-    _score(desk, scorer, args.limit, args.quiet)
-    return 0
+    return _score(desk, scorer, args.limit, args.quiet)
 
 
-def _score(desk: Desk, scorer: Scorer, limit: int | None = None, quiet: bool = False) -> None:
+def _score(desk: Desk, scorer: Scorer, limit: int | None = None, quiet: bool = False) -> int:
     """Score unscored posts with a progress bar; Ctrl-C finishes the current batch and stops."""
     from review.scoring import unscored_count
 
@@ -238,6 +262,13 @@ def _score(desk: Desk, scorer: Scorer, limit: int | None = None, quiet: bool = F
         bar.close()
         signal.signal(signal.SIGINT, previous)
     print(f"{scorer.provider.name} {scorer.provider.model_id}: {stats.summary()}")
+    if stats.leased_elsewhere:  # exit 1: posts are left unscored, as an ingest with rejections
+        until = f"{stats.leases_end:%Y-%m-%d %H:%M:%S} UTC" if stats.leases_end else "later"
+        print(f"error: {stats.leased_elsewhere} posts are still leased by another scoring worker (perhaps one "
+              f"that died) and were not scored; the leases end by {until}: run score again then",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_REJECTED
+    return 0
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -317,7 +348,8 @@ def cmd_user(args: argparse.Namespace) -> int:
         for u in users:
             state = "active" if u["active"] else "deactivated"
             login = f"{u['last_login_at']:%Y-%m-%d %H:%M} UTC" if u["last_login_at"] else "never"
-            print(f"{u['username']}\t{u['role']}\t{state}\tlast login {login}")
+            locked = f"\tlocked {u['locked']} until {u['locked_until']:%Y-%m-%d %H:%M} UTC" if u["locked"] else ""
+            print(f"{u['username']}\t{u['role']}\t{state}\tlast login {login}{locked}")
         if not users:
             print("no users yet: python -m review user add NAME --role admin", file=sys.stderr)
     elif args.user_command == "passwd":
@@ -326,10 +358,16 @@ def cmd_user(args: argparse.Namespace) -> int:
     elif args.user_command == "role":
         auth.set_role(desk.sessions, args.name, args.role, by=operator)
         print(f"{auth.normalise_username(args.name)} is now {args.role}")
+    elif args.user_command == "unlock":
+        locked = auth.unlock(desk.sessions, args.name, by=operator)
+        was = f"{locked} lock{'s' if locked != 1 else ''} cleared" if locked else "it was not locked"
+        print(f"{auth.normalise_username(args.name)} unlocked ({was}; its failed sign-ins forgotten)")
     else:
         active = args.user_command == "activate"
-        auth.set_active(desk.sessions, args.name, active, by=operator)
+        released = auth.set_active(desk.sessions, args.name, active, by=operator)
         print(f"{auth.normalise_username(args.name)} {'activated' if active else 'deactivated'}")
+        if released:
+            print(f"released {released} post{'s' if released != 1 else ''} it was reviewing back to the queue")
     return 0
 
 
@@ -383,15 +421,12 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise ReviewError(f"no table {args.table!r} in this report; there are: {', '.join(tables)}")
         tables = {args.table: tables[args.table]}
     if args.out is not None:  # json: one report.json; text and csv: a CSV file per table
-        args.out.mkdir(parents=True, exist_ok=True)
         if args.format == "json":
-            (args.out / "report.json").write_text(report.to_json(tables, flt), encoding="utf-8")
-            written = 1
+            files = {"report.json": report.to_json(tables, flt)}
         else:
-            for name, df in tables.items():
-                (args.out / f"{name}.csv").write_text(report.to_csv(df), encoding="utf-8")
-            written = len(tables)
-        print(f"wrote {written} file(s) to {args.out}")
+            files = {f"{name}.csv": report.to_csv(df) for name, df in tables.items()}
+        written = report.write_files(args.out, files, force=args.force)
+        print(f"wrote {len(written)} file(s) to {args.out}")
     elif args.format == "json":
         print(report.to_json(tables, flt))
     elif args.format == "csv":
@@ -518,6 +553,212 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from review import audit
+    from review.auth import OPERATOR
+
+    desk = open_desk()
+    flt = audit.AuditFilter(since=args.since, until=_through(args.until), action=audit.check_action(args.action),
+                            actor=args.actor, limit=args.limit)  # fmt: skip
+    if args.audit_command == "list":
+        with desk.sessions() as session:
+            rows = audit.events(session, flt, by=OPERATOR)
+        if rows.empty:
+            print("no audit events match", file=sys.stderr)
+            return 0
+        print("\n".join(audit.text_table(rows)))
+        return 0
+    with desk.sessions() as session:
+        n = audit.export_events(session, flt, args.out, by=OPERATOR, fmt=args.format)
+    filters = {k: v for k, v in {"since": args.since, "until": args.until, "action": flt.action,
+                                 "actor": args.actor, "limit": args.limit}.items() if v is not None}  # fmt: skip
+    audit.log(desk.sessions, OPERATOR, audit.Action.EXPORT, str(args.out), what="audit log", format=args.format,
+              rows=n, filters={k: str(v) for k, v in filters.items()})  # fmt: skip
+    print(f"wrote {n} audit events to {args.out}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from review import backup
+
+    def progress(stage: str, done: int) -> None:
+        if not args.quiet and stage == "media" and done:
+            print(f"\r{stage}: {done} files", end="", file=sys.stderr, flush=True)
+
+    if args.backup_command == "create":
+        made = backup.create(open_desk(check_schema=False), args.out, progress=progress)  # also before an upgrade
+        m = made.manifest
+        if not args.quiet:
+            print(file=sys.stderr)
+        counts = backup.describe(m["counts"])
+        print(f"backup of {m['source']} (schema {m['schema_revision']}) in {made.folder}: {counts}; "
+              f"{m['media']['files']} media files ({m['media']['bytes']} bytes)")  # fmt: skip
+        if made.missing:
+            shown = ", ".join(m["media"]["missing_shown"])
+            print(f"warning: {made.missing} files named by media rows were not in MEDIA_DIR: {shown}", file=sys.stderr)
+            return EXIT_REJECTED
+        return 0
+    if args.backup_command == "verify":
+        m = backup.verify(args.source)
+        print(f"{args.source}: a complete {m['backend']} backup of {m['created_at']} (schema {m['schema_revision']})")
+        return 0
+    settings = load_settings()
+    done = backup.restore(settings, args.source, force=args.force, progress=progress)
+    if not args.quiet:
+        print(file=sys.stderr)
+    counts = backup.describe(done.manifest["counts"])
+    upgraded = f", upgraded from schema {done.upgraded_from}" if done.upgraded_from else ""
+    print(f"restored {args.source} into {safe_url(settings.database_url)} and {settings.media_dir}: {counts}; "
+          f"{done.media_files} media files copied (schema {done.revision}{upgraded})")  # fmt: skip
+    if done.missing:
+        print(f"warning: {done.missing} files named by media rows are not in MEDIA_DIR: "
+              f"{', '.join(done.missing_shown)}", file=sys.stderr)  # fmt: skip
+        return EXIT_REJECTED
+    return 0
+
+
+def _audit_and_backup_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def positive(value: str) -> int:
+        if not value.isdigit() or int(value) < 1:
+            raise argparse.ArgumentTypeError(f"not a positive whole number: {value!r}")
+        return int(value)
+
+    aud = sub.add_parser("audit", help="the audit log (admins): list or export")
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True)
+    listing = aud_sub.add_parser("list", help="the latest events as a table, newest first")
+    export = aud_sub.add_parser(
+        "export", help="every matching event, oldest first, to a new CSV or JSON-lines file (streamed)"
+    )
+    export.add_argument("--out", type=Path, required=True, metavar="FILE", help="a new file (never overwritten)")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    for p in (listing, export):
+        p.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="from the start of this UTC day")
+        p.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="through the end of this UTC day")
+        p.add_argument("--action", help="one action (user.role) or a family (user.)")
+        p.add_argument("--actor", metavar="NAME", help="who acted, as stored ('(command line)' for the CLI)")
+    listing.add_argument("--limit", type=positive, default=50, metavar="N", help="at most N events (default 50)")
+    export.add_argument("--limit", type=positive, metavar="N", help="the newest N events, as list (default: all)")
+    aud.set_defaults(func=cmd_audit)
+
+    bak = sub.add_parser("backup", help="back up the database and the media store, verify a backup, restore one")
+    bak_sub = bak.add_subparsers(dest="backup_command", required=True)
+    create = bak_sub.add_parser(
+        "create",
+        help="an online, consistent copy of the database, then the media files, and a manifest",
+        description="SQLite through its online backup API, Postgres through pg_dump --format=custom; safe while the "
+        "app and workers write.",
+    )
+    create.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new or empty folder")
+    verify = bak_sub.add_parser("verify", help="check a backup folder: manifest, checksums, media files")
+    verify.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR")
+    restore = bak_sub.add_parser(
+        "restore",
+        help="restore a backup into DATABASE_URL (an empty database) and MEDIA_DIR",
+        description="Refuses a database that holds any table (a restore never overwrites a desk) and a backup made "
+        "by a newer version; an older backup is upgraded to this version's schema after the restore.",
+    )
+    restore.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR")
+    restore.add_argument(
+        "--force", action="store_true", help="restore into a MEDIA_DIR that already holds files (they are kept)"
+    )
+    for p in (create, verify, restore):
+        p.add_argument("--quiet", action="store_true", help="no progress")
+    bak.set_defaults(func=cmd_backup)
+
+
+def _print_erasure(result: Erasure, label: str) -> None:
+    """The one-line summary, then what needs a person: export folders, failed file deletions."""
+    print(f"{label}{' (dry run, nothing changed)' if result.dry_run else ''}: {result.summary()}")
+    for post_id, when in sorted(result.already.items()):
+        since = f" on {when:%Y-%m-%d %H:%M} UTC" if when else ""
+        print(f"post {post_id}: already erased{since}, nothing left to erase", file=sys.stderr)
+    for missing in result.not_found:
+        print(f"not found: {missing}", file=sys.stderr)
+    for folder in result.export_folders:
+        print(f"export folder still holds erased posts (delete it or export again): {folder}", file=sys.stderr)
+    for folder in result.unchecked_exports:
+        print(f"export folder could not be checked (no readable manifest.json): {folder}", file=sys.stderr)
+    for failure in result.file_errors:
+        print(f"could not delete {failure} (python -m review media gc removes it later)", file=sys.stderr)
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from review import purge
+    from review.auth import OPERATOR
+
+    reason = purge.check_reason(args.reason)  # before anything else: no reason, nothing done
+    desk = open_desk()
+    ids = list(args.post or [])
+    if args.posts_file is not None:
+        ids += purge.read_ids_file(args.posts_file)
+    external = [purge.parse_external(v) for v in args.external or []]
+    if args.source and args.author is None:
+        raise ConfigError("--source narrows --author: give --author NAME too")
+    if not ids and not external and args.author is None:
+        raise ConfigError("name the posts: --post ID, --posts-file FILE, --external SOURCE:ID or --author NAME")
+    with desk.sessions() as session:
+        found, missing = purge.resolve_posts(session, post_ids=ids, external=external, author=args.author,
+                                             source=args.source)  # fmt: skip
+    if args.author is not None and not found and not missing:
+        where = f" in {args.source}" if args.source else ""
+        print(f"purge: no post by {args.author!r}{where}: nothing to erase (a purge erases the author, so posts "
+              "purged before no longer match)")  # fmt: skip
+        return 0
+    result = purge.purge(desk.sessions, OPERATOR, desk.settings, found, reason=reason, dry_run=args.dry_run,
+                         not_found=missing, author=args.author)  # fmt: skip
+    _print_erasure(result, "purge")
+    return EXIT_REJECTED if result.not_found or result.file_errors else 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from review import purge
+    from review.auth import OPERATOR
+
+    desk = open_desk()
+    days = purge.retention_days(desk.settings)
+    if not any(days.values()):
+        print("retention: nothing to do, every kind is kept for ever (RETAIN_MEDIA_DAYS, RETAIN_TEXT_DAYS, "
+              "RETAIN_RAW_OUTPUT_DAYS)")  # fmt: skip
+        return 0
+    result = purge.apply_retention(desk.sessions, OPERATOR, desk.settings, dry_run=args.dry_run)
+    kept = ", ".join(f"{kind} {d} days" if d else f"{kind} for ever" for kind, d in days.items())
+    _print_erasure(result, f"retention ({kept})")
+    return EXIT_REJECTED if result.file_errors else 0
+
+
+def _erasure_parsers(sub) -> None:  # type: ignore[no-untyped-def]
+    pg = sub.add_parser(
+        "purge",
+        help="erase posts' content (text, images, signals, verdict texts, notes) and keep a tombstone",
+        description="Erase the content of posts: text, author, metadata, images and thumbnails no other post shows, "
+        "OCR and other signals, the verdicts' texts and raw output, review notes, and image copies in known export "
+        "folders (folders whose data files still hold the posts are listed). The post row stays as a tombstone, "
+        "with an audit event: who, when, why, what. Decisions and metrics stay countable.",
+    )
+    pg.add_argument("--post", type=int, action="append", metavar="ID", help="a post id (repeatable)")
+    pg.add_argument(
+        "--posts-file", type=Path, metavar="FILE", help="post ids: one a line or separated by commas, # comments"
+    )
+    pg.add_argument("--external", action="append", metavar="SOURCE:ID", help="a post by source and external id")
+    pg.add_argument("--author", metavar="NAME", help="every post of this author (exact match)")
+    pg.add_argument("--source", help="with --author: only posts of this source")
+    pg.add_argument("--reason", required=True, help="why (a request's reference, a legal ground): required")
+    pg.add_argument("--dry-run", action="store_true", help="show what would be erased, change nothing")
+    pg.set_defaults(func=cmd_purge)
+
+    ret = sub.add_parser(
+        "retention",
+        help="erase what the retention settings no longer keep (for cron: a one-line summary, exit 0 when all went)",
+        description="Apply RETAIN_MEDIA_DAYS, RETAIN_TEXT_DAYS and RETAIN_RAW_OUTPUT_DAYS (days after a post's "
+        "decision; 0: for ever) to decided posts, by the purge's mechanism, with one audit event per run. Prints "
+        "one summary line; export folders that still hold erased posts and files that could not be deleted are "
+        "listed on stderr, and a failed file deletion makes the exit status 1 (python -m review media gc removes "
+        "such files later).",
+    )
+    ret.add_argument("--dry-run", action="store_true", help="show what would be erased, change nothing")
+    ret.set_defaults(func=cmd_retention)
+
+
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provider",
@@ -558,7 +799,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("paths", nargs="+", metavar="PATH", help=".jsonl, .csv, .tsv file or a folder of images")
     ingest.add_argument("--source", help="source for records that name none (default: local)")
-    ingest.add_argument("--encoding", help="text encoding of the inputs (default: detect UTF-8 / GB18030)")
+    ingest.add_argument(
+        "--encoding",
+        help="text encoding of the inputs, e.g. gb18030, big5, shift_jis (default: UTF-8, or UTF-16 with a BOM; "
+        "other text is refused, never guessed)",
+    )
     ingest.add_argument(
         "--allow-absolute-paths",
         action="store_true",
@@ -567,6 +812,18 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--workers", type=int, default=2, help="threads decoding images (default 2, at most 16)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(func=cmd_ingest)
+
+    media = sub.add_parser("media", help="the media store: gc (files left by crashes)")
+    media_sub = media.add_subparsers(dest="media_command", required=True)
+    gc = media_sub.add_parser(
+        "gc",
+        help="list (or --delete) temporary files and files no media row refers to",
+        description="Temporary .tmp-* files and store files that no media row refers to, older than --min-age "
+        "(so that nothing a running ingest writes is touched). A dry run unless --delete; a deletion is audited.",
+    )
+    gc.add_argument("--delete", action="store_true", help="remove them (default: only list them with their sizes)")
+    gc.add_argument("--min-age", type=float, default=60, metavar="MINUTES", help="only files older than this (60)")
+    media.set_defaults(func=cmd_media)
 
     score = sub.add_parser("score", help="give every unscored post a model verdict")
     _model_arguments(score)
@@ -580,6 +837,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--skip-signals", action="store_true", help="do not compute missing signals first")
     score.add_argument(
         "--lease-seconds", type=int, default=600, help="how long a claimed post stays with this worker (default 600)"
+    )
+    score.add_argument(
+        "--retry-seconds",
+        type=float,
+        default=120.0,
+        help="how long in all to wait for an unreachable database before giving up (default 120)",
     )
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(func=cmd_score)
@@ -597,7 +860,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--save", type=Path, metavar="FILE", help="write the conversation as JSON to FILE")
     ask.set_defaults(func=cmd_ask)
 
-    user = sub.add_parser("user", help="accounts: add, list, passwd, role, activate, deactivate")
+    user = sub.add_parser("user", help="accounts: add, list, passwd, role, activate, deactivate, unlock")
     user_sub = user.add_subparsers(dest="user_command", required=True)
     roles = ["moderator", "lead", "admin"]
     add = user_sub.add_parser(
@@ -619,6 +882,9 @@ def build_parser() -> argparse.ArgumentParser:
     role.add_argument("role", choices=roles)
     for verb in ("activate", "deactivate"):
         user_sub.add_parser(verb, help=f"{verb} an account").add_argument("name")
+    user_sub.add_parser(
+        "unlock", help="clear an account's sign-in throttling (every client), after too many failed sign-ins"
+    ).add_argument("name")
     user.set_defaults(func=cmd_user)
 
     signals = sub.add_parser("signals", help="compute missing image signals: OCR, NSFW score, near-duplicate clusters")
@@ -651,6 +917,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--format", choices=["text", "json", "csv"], default="text")
     report.add_argument("--out", type=Path, metavar="DIR", help="write the tables to DIR (csv: one file per table)")
+    report.add_argument(
+        "--force", action="store_true", help="with --out: replace files of the same names that DIR already holds"
+    )
     report.add_argument("--table", help="only this table (needed for --format csv without --out)")
     report.add_argument(
         "--section",
@@ -737,6 +1006,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-new-tokens", type=int, default=768)
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_evaluate)
+    _erasure_parsers(sub)
+    _audit_and_backup_parsers(sub)
     return parser
 
 
@@ -750,7 +1021,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception:  # a bug: keep the traceback for the report, with its own exit status
+    except Exception as exc:
+        reason = outage_reason(exc)
+        if reason is not None:  # the database went away: one line, not the chain of tracebacks
+            print(f"error: {outage_message(reason)}", file=sys.stderr)
+            return EXIT_ERROR
+        # a bug: keep the traceback for the report, with its own exit status
         traceback.print_exc()
         print("error: internal error (the traceback above is worth a bug report)", file=sys.stderr)
         return EXIT_INTERNAL

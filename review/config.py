@@ -33,10 +33,17 @@ ENV_VARS = {
     "SECOND_REVIEW_SHARE": "second_review_share",
     "SECOND_REVIEW_HIDE_VERDICT": "second_review_hide_verdict",
     "QA_RATERS": "qa_raters",
+    "RETAIN_MEDIA_DAYS": "retain_media_days",
+    "RETAIN_TEXT_DAYS": "retain_text_days",
+    "RETAIN_RAW_OUTPUT_DAYS": "retain_raw_output_days",
+    "TRUSTED_PROXY_HEADER": "trusted_proxy_header",
 }
 
 
 MAX_QA_RATERS = 10
+RETENTION_SETTINGS = ("retain_media_days", "retain_text_days", "retain_raw_output_days")
+MAX_RETENTION_DAYS = 100 * 366
+HEADER_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,17 @@ class Settings:
     # other (the first decision included): 2 gives pairs (Cohen's kappa), 3 or more lets Fleiss'
     # kappa and Krippendorff's alpha come from the desk's own flow. At most 10.
     qa_raters: int = 2
+    # Retention (review/purge.py, `python -m review retention`): days after a post's decision that
+    # its images (files, thumbnails, signals), its text (text, author, metadata, verdict texts,
+    # review notes) and its verdicts' raw model output are kept. 0 (or empty): for ever.
+    retain_media_days: int = 0
+    retain_text_days: int = 0
+    retain_raw_output_days: int = 0
+    # Sign-in throttling (review/auth.py) per client address: the app's own view of it by default
+    # (empty). Behind a reverse proxy that every request passes, name the header it sets
+    # (X-Forwarded-For): its last entry is then the client. Only with such a proxy: otherwise a
+    # client writes the header itself and picks its own address.
+    trusted_proxy_header: str = ""
 
     def with_overrides(self, **values: object) -> Settings:
         return replace(self, **_coerce(values))
@@ -81,6 +99,8 @@ def _coerce(values: dict[str, object]) -> dict[str, object]:
         if name not in types:
             raise ConfigError(f"unknown setting {name!r}; known settings: {', '.join(sorted(types))}")
         kind = types[name]
+        if name in RETENTION_SETTINGS and str(value).strip() == "":
+            value = 0  # empty: keep for ever
         try:
             if kind == "int":
                 out[name] = int(str(value).replace("_", ""))
@@ -98,6 +118,17 @@ def _coerce(values: dict[str, object]) -> dict[str, object]:
     share = out.get("second_review_share")
     if isinstance(share, float) and not 0.0 <= share <= 1.0:
         raise ConfigError(f"setting second_review_share must be between 0 and 1, got {share}")
+    for name in RETENTION_SETTINGS:
+        days = out.get(name)
+        if isinstance(days, int) and not 0 <= days <= MAX_RETENTION_DAYS:
+            raise ConfigError(f"setting {name} is a number of days up to {MAX_RETENTION_DAYS} (0: keep for ever), "
+                              f"got {days}")  # fmt: skip
+    header = out.get("trusted_proxy_header")
+    if isinstance(header, str):
+        out["trusted_proxy_header"] = header = header.strip()
+        if header and not (len(header) <= 64 and set(header.lower()) <= HEADER_CHARS):
+            raise ConfigError(f"setting trusted_proxy_header must be a header name such as X-Forwarded-For (or empty), "
+                              f"got {header!r}")  # fmt: skip
     raters = out.get("qa_raters")
     if isinstance(raters, int) and not 2 <= raters <= MAX_QA_RATERS:
         raise ConfigError(f"setting qa_raters must be between 2 and {MAX_QA_RATERS}, got {raters}")

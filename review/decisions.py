@@ -13,6 +13,18 @@ moderator who decided it.
 Transactions take the write lock first (``BEGIN IMMEDIATE`` on SQLite) and, on Postgres, the
 claim picks its post with ``FOR UPDATE SKIP LOCKED``; the conditional updates make both safe
 under any number of processes.
+
+Every action re-reads the account (``require_live``): a deactivated or demoted account is
+refused at once (the command line, no account, holds no claim and decides nothing), and
+deactivating an account releases its live claims (``release_claims_of``).
+A lease is at most ``MAX_LEASE`` (30 minutes; a longer one is refused, not clamped, so a caller
+never believes it holds a post longer than it does): an abandoned post returns to the queue.
+Leads (``Permission.BULK``, the right to act on posts they do not hold) can release another
+moderator's claim (``force_release``), which is recorded as that lead's ``release`` event with a
+note naming whose claim it was.
+
+An erased post (``db.models.LIVE_POST``, review/purge.py) keeps its status but is no work: it
+cannot be claimed, decided (one by one or in bulk) or undone; purging it ended any claim on it.
 """
 
 from __future__ import annotations
@@ -27,16 +39,18 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import EventAction, Post, PostStatus, ReviewEvent, Verdict
+from db.models import LIVE_POST, EventAction, Post, PostStatus, ReviewEvent, Verdict
 from db.session import writing
-from review import labels
-from review.auth import Actor, Permission, PermissionDenied, require
+from review import audit, labels
+from review.audit import Action
+from review.auth import Actor, Permission, PermissionDenied, account_id, require, require_live
 from review.errors import ReviewError
 from review.policy import Policy, load_policy
 from review.queue import ANY, QueueFilter, free, in_queue_order, waiting, waiting_statuses, with_verdict
 from review.scoring import FAILURE_PRIORITY, USABLE, queue_priority
 
 DEFAULT_LEASE = timedelta(minutes=10)
+MAX_LEASE = timedelta(minutes=30)  # a longer lease is refused: an abandoned post must come back
 ESCALATED_PRIORITY = 200.0  # escalations sort before model failures (100) and every verdict
 MAX_NOTE = 2000
 
@@ -74,8 +88,29 @@ def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
 
 
+def _checked_lease(lease: timedelta) -> timedelta:
+    if lease <= timedelta(0):
+        raise ReviewError("a lease must be longer than zero")
+    if lease > MAX_LEASE:
+        raise ReviewError(f"a lease is at most {MAX_LEASE.total_seconds() / 60:g} minutes (asked for {lease})")
+    return lease
+
+
 def _mine(actor: Actor, now: datetime):  # type: ignore[no-untyped-def]
-    return and_(Post.claimed_by_id == actor.id, Post.lease_expires_at > now)
+    """A live claim of ``actor`` on a live (not erased) post."""
+    return and_(Post.claimed_by_id == actor.id, Post.lease_expires_at > now, LIVE_POST)
+
+
+def _erased(session: Session, post_id: int) -> bool:
+    return session.scalar(select(Post.id).where(Post.id == post_id, ~LIVE_POST)) is not None
+
+
+def _acting(session: Session, actor: Actor, permission: Permission) -> Actor:
+    """The account as it is stored now (``require_live``). The command line (``OPERATOR``) is no
+    account: it holds no claim and decides nothing (an event names a person)."""
+    if account_id(actor) is None:
+        raise PermissionDenied("the command line holds no claims and decides no posts: sign in to the app")
+    return require_live(session, actor, permission)
 
 
 def _event(session: Session, **values: object) -> ReviewEvent:
@@ -100,10 +135,11 @@ def claim(
     out ``exclude`` (the posts this moderator just skipped). None when there is nothing to
     claim (or ``post_id`` is taken, decided or not waiting for this actor)."""
     require(actor, Permission.REVIEW)
+    lease = _checked_lease(lease)
     now = _now(now)
     claimable = and_(waiting(actor, flt), free(now))
     with writing(sessions) as session:
-        _still_allowed(session, actor, Permission.REVIEW)
+        actor = _acting(session, actor, Permission.REVIEW)
         query = with_verdict(select(Post.priority, Post.id), flt).where(free(now))
         if post_id is not None:
             query = query.where(Post.id == post_id)
@@ -155,9 +191,13 @@ def renew(
     lease: timedelta = DEFAULT_LEASE,
     now: datetime | None = None,
 ) -> datetime:
-    """Extend a live claim (the review page does it while the moderator is active)."""
+    """Extend a live claim (the review page does it while the moderator is active) to ``lease``
+    from now (at most ``MAX_LEASE``). The account must still be active and allowed to review."""
+    require(actor, Permission.REVIEW)
+    lease = _checked_lease(lease)
     now = _now(now)
     with writing(sessions) as session:
+        actor = _acting(session, actor, Permission.REVIEW)
         expires = now + lease
         done = session.execute(
             update(Post)
@@ -171,9 +211,12 @@ def renew(
 
 
 def release(sessions: sessionmaker[Session], actor: Actor, post_id: int, *, now: datetime | None = None) -> None:
-    """Give a claimed post back to the queue undecided (a no-op when the claim is gone)."""
+    """Give a claimed post back to the queue undecided (a no-op when the claim is gone). The
+    account must still be active and allowed to review (deactivation released its claims)."""
+    require(actor, Permission.REVIEW)
     now = _now(now)
     with writing(sessions) as session:
+        actor = _acting(session, actor, Permission.REVIEW)
         done = session.execute(
             update(Post)
             .where(Post.id == post_id, _mine(actor, now))
@@ -184,10 +227,82 @@ def release(sessions: sessionmaker[Session], actor: Actor, post_id: int, *, now:
             _event(session, post_id=post_id, user_id=actor.id, action=EventAction.RELEASE, created_at=now)
 
 
+def release_claims_of(session: Session, user_id: int, *, by: Actor, now: datetime | None = None) -> int:
+    """In the caller's transaction (an account's deactivation): end every live claim of
+    ``user_id``, each with a ``release`` event by ``by`` (none for the command line) whose note
+    says whose claim it was. The number of posts released."""
+    from db.models import User
+
+    now = _now(now)
+    holder = session.scalar(select(User.username).where(User.id == user_id)) or f"user {user_id}"
+    query = select(Post.id).where(Post.claimed_by_id == user_id, Post.lease_expires_at > now).order_by(Post.id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    released = 0
+    for post_id in session.scalars(query).all():
+        done = session.execute(
+            update(Post)
+            .where(Post.id == post_id, Post.claimed_by_id == user_id, Post.lease_expires_at > now)
+            .values(claimed_by_id=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount == 1:
+            _event(session, post_id=post_id, user_id=account_id(by), action=EventAction.RELEASE, created_at=now,
+                   note=f"released {holder}'s claim: the account was deactivated")  # fmt: skip
+            released += 1
+    return released
+
+
+def force_release(
+    sessions: sessionmaker[Session],
+    actor: Actor,
+    post_id: int,
+    *,
+    reason: str | None = None,
+    client: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """A lead ends another moderator's live claim on ``post_id`` (someone who left the post
+    open and went away): the post is free at once, a ``release`` event by the lead notes whose
+    claim it was (and ``reason``), and the audit log has it. The holder's username; a
+    ReviewError when nobody holds the post. The holder's next action on it is refused
+    (``ClaimLost``). Needs ``Permission.BULK``: acting on posts one does not hold."""
+    from db.models import User
+
+    require(actor, Permission.BULK)
+    reason = _checked_note(reason)
+    now = _now(now)
+    with writing(sessions) as session:
+        actor = require_live(session, actor, Permission.BULK)
+        post = session.get(Post, post_id, with_for_update=True, populate_existing=True)
+        if post is None:
+            raise ReviewError(f"there is no post {post_id}")
+        holder_id = post.claimed_by_id
+        if holder_id is None or post.lease_expires_at is None or post.lease_expires_at <= now:
+            raise ReviewError(f"nobody is reviewing post {post_id}: there is no claim to release")
+        holder = session.scalar(select(User.username).where(User.id == holder_id)) or f"user {holder_id}"
+        done = session.execute(
+            update(Post)
+            .where(Post.id == post_id, Post.claimed_by_id == holder_id, Post.lease_expires_at > now)
+            .values(claimed_by_id=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:  # SQLite holds the write lock and Postgres the row: cannot happen
+            raise ReviewError(f"the claim on post {post_id} changed meanwhile; nothing was released")
+        note = f"released {holder}'s claim" + (f": {reason}" if reason else "")
+        _event(session, post_id=post_id, user_id=actor.id, action=EventAction.RELEASE, created_at=now,
+               note=note[:MAX_NOTE])  # fmt: skip
+        audit.record(session, actor, Action.CLAIMS_RELEASED, holder, client=client, count=1, post_id=post_id,
+                     why=reason or "released by a lead")  # fmt: skip
+        return holder
+
+
 def _lost(session: Session, actor: Actor, post_id: int, now: datetime) -> str:
     post = session.get(Post, post_id)
     if post is None:
         return f"there is no post {post_id}"
+    if _erased(session, post_id):
+        return f"post {post_id} was erased; nothing was saved"
     if post.claimed_by_id == actor.id:
         return f"your claim on post {post_id} expired; nothing was saved: take it again with Next"
     if post.claimed_by_id is not None and post.lease_expires_at is not None and post.lease_expires_at > now:
@@ -243,7 +358,7 @@ def decide(
     elif label is not None:
         raise ReviewError(f"{decision.value} takes no label (overturn does)")
     with writing(sessions) as session:
-        _still_allowed(session, actor, Permission.REVIEW)
+        actor = _acting(session, actor, Permission.REVIEW)
         verdict = current_verdict(session, post_id)
         decision = _as_confirm(decision, label, verdict)
         seen = _repeated(session, actor, post_id, decision, idempotency_key)
@@ -273,6 +388,12 @@ def decide(
             .execution_options(synchronize_session=False)
         )
         if done.rowcount != 1:
+            # On Postgres a concurrent call with the same key can take the row between our read
+            # and this update (the update waits for it, then finds the claim ended): its event
+            # is committed now, and this call is a repeat of it, not a failure.
+            seen = _repeated(session, actor, post_id, decision, idempotency_key)
+            if seen is not None:
+                return seen
             raise ClaimLost(_lost(session, actor, post_id, now))
         event = _event(
             session,
@@ -346,7 +467,7 @@ def decide_bulk(
     skipped: dict[int, str] = {}
     statuses = waiting_statuses(actor, QueueFilter(second_review=False))
     with writing(sessions) as session:
-        _still_allowed(session, actor, Permission.BULK)
+        actor = _acting(session, actor, Permission.BULK)
         found = {
             row.id: row
             for row in session.execute(
@@ -355,10 +476,14 @@ def decide_bulk(
                 .with_for_update()
             )
         }
+        erased = set(session.scalars(select(Post.id).where(Post.id.in_(ids), ~LIVE_POST)))
         for post_id in ids:
             row = found.get(post_id)
             if row is None:
                 skipped[post_id] = "no such post"
+                continue
+            if post_id in erased:
+                skipped[post_id] = "erased: nothing left to decide"
                 continue
             if row.status not in statuses:
                 skipped[post_id] = f"not waiting for you (status {row.status})"
@@ -435,16 +560,6 @@ def _repeated(session: Session, actor: Actor, post_id: int, decision: Decision, 
     return seen
 
 
-def _still_allowed(session: Session, actor: Actor, permission: Permission) -> None:
-    """The actor's account as it is now: deactivated or demoted since login means refused."""
-    from db.models import User
-
-    user = session.get(User, actor.id)
-    if user is None or not user.active:
-        raise PermissionDenied("this account is no longer active")
-    require(Actor(user.id, user.username, user.role), permission)
-
-
 def _normal(label: Label) -> Label:
     """ "No violation" has no category or severity."""
     return label if label.violation else Label(False, "none", 0)
@@ -485,11 +600,12 @@ def undo(
 ) -> Claim:
     """Take back this moderator's decision ``event_id``: a ``reopen`` event, and the post is
     claimed by them again to decide anew. Only the post's latest event can be undone (not after
-    someone else has claimed or decided it since)."""
+    someone else has claimed or decided it since), and not on an erased post."""
     require(actor, Permission.REVIEW)
+    lease = _checked_lease(lease)
     now = _now(now)
     with writing(sessions) as session:
-        _still_allowed(session, actor, Permission.REVIEW)
+        actor = _acting(session, actor, Permission.REVIEW)
         event = session.get(ReviewEvent, event_id)
         decisions = {d.value for d in Decision}
         if event is None or event.user_id != actor.id or event.action not in decisions:
@@ -497,6 +613,8 @@ def undo(
         # the post's row, locked (Postgres; SQLite holds the write lock): no claim slips in now
         post = session.get(Post, event.post_id, with_for_update=True, populate_existing=True)
         assert post is not None
+        if _erased(session, event.post_id):
+            raise ReviewError(f"post {event.post_id} was erased; its decisions cannot be undone")
         latest = session.scalar(
             select(ReviewEvent.id).where(ReviewEvent.post_id == event.post_id).order_by(ReviewEvent.id.desc()).limit(1)
         )

@@ -66,7 +66,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Export, Media, Post, PostLabel, PostMedia, ReviewEvent, Verdict
 from db.session import safe_url, writing
-from review.auth import Actor, Permission, require
+from review import audit
+from review.auth import Actor, Permission, require_live
 from review.config import Settings
 from review.errors import ReviewError
 from review.inference.hf import MIN_PIXELS
@@ -225,7 +226,7 @@ def _query(opts: ExportOptions) -> Select:  # type: ignore[type-arg]
         PostLabel.human_violation != PostLabel.model_violation,
         PostLabel.human_category != PostLabel.model_category,
     )
-    conditions = []
+    conditions = [Post.purged_at.is_(None)]  # an erased post (review/purge.py) is no training data
     if opts.include == "disagreements":
         conditions.append(disagree)
     if opts.since is not None:
@@ -304,7 +305,7 @@ def select_examples(session: Session, actor: Actor, opts: ExportOptions, policy:
     Refuses when an example's images have no near-duplicate cluster yet (the signals step has
     not run on them), unless ``opts.allow_ungrouped``. The decisions are read ``CHUNK`` at a
     time, each chunk's images and OCR with them."""
-    require(actor, Permission.EXPORT)
+    actor = require_live(session, actor, Permission.EXPORT)
     policy = policy or load_policy()
     opts.check(policy)
     query = _query(opts)
@@ -415,6 +416,11 @@ def _split(examples: list[Example], keys: dict[int, list[tuple[str, object]]], v
             e.split = "val"
 
 
+def image_name(sha256: str, path: str) -> str:
+    """An image's name in an export folder, relative to it (review/purge.py finds copies by it)."""
+    return f"images/{sha256}{os.path.splitext(path)[1].lower() or '.jpg'}"
+
+
 def _example(row: Any, images: list[PostImage], ocr: str, plain: ModerationRenderer, hinted: ModerationRenderer,
              answers: _Answers) -> Example:  # fmt: skip
     # the prompt the verdict was made with: the same template and options give the same version
@@ -424,7 +430,7 @@ def _example(row: Any, images: list[PostImage], ocr: str, plain: ModerationRende
     reproduced = version == renderer.version
     user = renderer.user(row.text or "", len(images), ocr)
     return Example(row.post_id, row.human_category, renderer.system, answers.clean(user), [m.path for m in images],
-                   [f"images/{m.sha256}{os.path.splitext(m.path)[1].lower() or '.jpg'}" for m in images],
+                   [image_name(m.sha256, m.path) for m in images],
                    answers.answer(row, ocr), renderer.version, reproduced,
                    [(m.width, m.height) for m in images])  # fmt: skip
 
@@ -1215,11 +1221,59 @@ def export(sessions: sessionmaker[Session], actor: Actor, settings: Settings, op
            progress: Progress | None = None) -> ExportResult:  # fmt: skip
     """Select, split and write the examples to ``out`` (a new or empty folder), measure them in
     tokens, write the manifest and TRAINING.md, and record the export. ``progress`` reports the
-    stages (examples, writing)."""
-    require(actor, Permission.EXPORT)
+    stages (examples, writing). The role is read again from the database; the export row, its
+    audit event (``Action.EXPORT``) and manifest.json are written in one transaction, which
+    first checks that no selected post was erased meanwhile (review/purge.py).
+
+    An export that fails leaves no folder behind (what it had written is removed): every export
+    folder with data in it is one the ``export`` table names, so a later purge finds it."""
+    with sessions() as session:
+        actor = require_live(session, actor, Permission.EXPORT)
     out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise ReviewError(f"{out} is a file, not a folder: export into a new folder")
     if out.exists() and any(out.iterdir()):
         raise ReviewError(f"{out} is not empty: export into a new folder")
+    created = not out.exists()
+    try:
+        return _export(sessions, actor, settings, opts, out, progress)
+    except BaseException:
+        _discard(out, created)
+        raise
+
+
+def _discard(out: Path, created: bool) -> None:
+    """Remove a failed export's files: the folder if the export made it, else what is in it."""
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+    elif out.is_dir():
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+
+
+def _erased_meanwhile(session: Session, post_ids: list[int]) -> list[int]:
+    """Those of ``post_ids`` erased since they were selected. Postgres: the rows are read FOR
+    SHARE, so a purge of one of them that has not committed yet is waited for (and seen), and one
+    that starts now waits for this transaction, then finds its export row and manifest. SQLite:
+    the write transaction already excludes a purge."""
+    erased: list[int] = []
+    ids = sorted(set(post_ids))
+    for start in range(0, len(ids), 500):
+        rows = session.execute(
+            select(Post.id, Post.purged_at)
+            .where(Post.id.in_(ids[start : start + 500]))
+            .order_by(Post.id)
+            .with_for_update(read=True)
+        )
+        erased += [post_id for post_id, purged_at in rows if purged_at is not None]
+    return erased
+
+
+def _export(sessions: sessionmaker[Session], actor: Actor, settings: Settings, opts: ExportOptions, out: Path,
+            progress: Progress | None) -> ExportResult:  # fmt: skip
     model = opts.model or settings.model
     with _gc_paused(), ThreadPoolExecutor(1) as background:  # the processor loads while the examples are read
         loading = background.submit(load_processor, model)
@@ -1231,7 +1285,10 @@ def export(sessions: sessionmaker[Session], actor: Actor, settings: Settings, op
         processor = loading.result()[0]
         measuring = background.submit(measure_tokens, selection.examples, model, MIN_PIXELS,
                                       settings.model_max_pixels, processor)  # fmt: skip
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReviewError(f"cannot make the export folder {out}: {exc.strerror or exc}") from None
         files = write_examples(selection.examples, out, opts.format, settings.media_dir, progress)
         tokens = measuring.result()
     (out / "TRAINING.md").write_text(training_notes(opts.format, out, tokens), encoding="utf-8")
@@ -1262,12 +1319,20 @@ def export(sessions: sessionmaker[Session], actor: Actor, settings: Settings, op
         "post_ids": {s: [e.post_id for e in examples if e.split == s] for s in ("train", "val")},
     }
     with writing(sessions) as session:
+        if erased := _erased_meanwhile(session, [e.post_id for e in examples]):
+            raise ReviewError(
+                f"{len(erased)} of the exported posts (post {erased[0]}{', …' if len(erased) > 1 else ''}) were "
+                "erased while the export ran: nothing was exported and its files were removed; run it again"
+            )
         row = Export(user_id=actor.id or None, format=opts.format, filters=opts.as_json(),
                      counts={"examples": manifest["examples"], **manifest["counts"]}, output_path=str(out))  # fmt: skip
         session.add(row)
         session.flush()
         manifest["export_id"] = row.id
-    _write_json_obj(out / "manifest.json", manifest)
+        audit.record(session, actor, audit.Action.EXPORT, f"export {row.id}", format=opts.format, folder=str(out),
+                     examples=manifest["examples"], counts=manifest["counts"], filters=opts.as_json())  # fmt: skip
+        # before the commit: a purge that finds the export row finds the manifest listing its posts
+        _write_json_obj(out / "manifest.json", manifest)
     return ExportResult(manifest["export_id"], out, manifest)
 
 
@@ -1297,7 +1362,7 @@ def recent_exports(session: Session, actor: Actor, limit: int = 20) -> list[dict
     """The latest exports: id, when, by whom ("(command line)" for the CLI), format, examples, folder."""
     from db.models import User
 
-    require(actor, Permission.EXPORT)
+    require_live(session, actor, Permission.EXPORT)
     rows = session.execute(
         select(Export, User.username).outerjoin(User, User.id == Export.user_id).order_by(Export.id.desc()).limit(limit)
     ).all()

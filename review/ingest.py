@@ -10,7 +10,11 @@ Guarantees:
 - a bad record is rejected with its location (``file:line``) and a reason a person can act on,
   and the good records around it are stored;
 - a record is stored whole or not at all: if one of its images is bad, the post is rejected;
-- relative image paths may not leave the input's folder (no ``../`` or symlink escapes).
+- relative image paths may not leave the input's folder (no ``../`` or symlink escapes);
+- text is read as UTF-8 (with or without BOM) or UTF-16/32 with a BOM unless the operator names
+  the encoding; other text is refused, never guessed (a guess among legacy encodings stores
+  mojibake), and a row or line with undecodable bytes is rejected alone;
+- file names and other untrusted text in rejections and warnings are escaped to one line.
 
 :func:`ingest_paths` is what ``python -m review ingest`` runs; :func:`ingest_records` takes
 already-parsed records (the API entry point).
@@ -19,6 +23,7 @@ already-parsed records (the API entry point).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import json
@@ -28,7 +33,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +44,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Media, Post, PostMedia, PostStatus
 from db.session import writing
+from review import audit
+from review.auth import OPERATOR, Actor, Permission, require_live
 from review.config import Settings
 from review.errors import IngestError, MediaError
 from review.media import StoredImage, prepare_image, read_image_file, write_image
+from review.text import one_line, shown  # (shown: also for review.operations)
 
 DEFAULT_SOURCE = "local"
 MAX_RECORD_BYTES = 16 * 2**20  # one JSONL line or sidecar file; larger ones are refused unread
+MAX_METADATA_KEYS = 500  # keys in one record's metadata, nested objects' keys included
+MAX_METADATA_KEY_CHARS = 128  # characters in one metadata key
+MAX_METADATA_DEPTH = 32  # nesting of objects and lists in metadata
+# created_at must fall in [EARLIEST_CREATED_AT, now + FUTURE_SLACK]: older is not a social-media
+# post (Usenet began in 1980; 1970-01-01 is a placeholder for "unknown"), later is a bad clock.
+EARLIEST_CREATED_AT = datetime(1980, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
 CHUNK_SIZE = 200  # records per transaction
 SIDECAR_SUFFIXES = {".txt", ".json"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -96,10 +111,16 @@ class PostRecord(BaseModel):
                 return None
             if re.fullmatch(r"\d{8}", value):  # 20261120: a compact date, not Unix seconds
                 value = f"{value[:4]}-{value[4:6]}-{value[6:]}"
+            elif re.fullmatch(r"\d{14}", value):  # 20261120083000: a compact date and time
+                value = f"{value[:4]}-{value[4:6]}-{value[6:8]}T{value[8:10]}:{value[10:12]}:{value[12:]}"
+            elif re.fullmatch(r"[+-]?\d+(\.\d+)?", value):  # a number in a string: Unix seconds
+                return _from_unix_seconds(float(value) if "." in value else int(value))
             elif re.match(r"^\d{4}/\d{1,2}/\d{1,2}", value):  # 2024/05/01 12:00, common in CN exports
                 date, _, time = value.partition(" ")
                 y, m, d = date.split("/")
                 value = f"{y}-{int(m):02d}-{int(d):02d}" + (f" {time}" if time else "")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            return _from_unix_seconds(value)
         return value
 
     @field_validator("created_at")
@@ -108,11 +129,14 @@ class PostRecord(BaseModel):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)  # naive timestamps are taken as UTC (documented)
+            value = value.replace(tzinfo=UTC)  # naive timestamps are taken as UTC (documented)
         try:
-            return value.astimezone(UTC)
+            value = value.astimezone(UTC)
         except OverflowError:
-            raise ValueError("is out of range (years 1–9999 in UTC)") from None
+            raise ValueError(f"is out of range; {_TIME_RANGE}") from None
+        if not EARLIEST_CREATED_AT <= value <= datetime.now(UTC) + FUTURE_SLACK:
+            raise ValueError(f"{value.isoformat()} is out of range; {_TIME_RANGE}")
+        return value
 
     @field_validator("images", mode="before")
     @classmethod
@@ -122,6 +146,29 @@ class PostRecord(BaseModel):
         if isinstance(value, str):
             return [value]
         return value
+
+
+_TIME_RANGE = (
+    f"a post's time must lie between {EARLIEST_CREATED_AT:%Y-%m-%d} and one day from now (UTC); "
+    "fix it or leave created_at empty"
+)
+
+
+def _from_unix_seconds(value: int | float) -> datetime:
+    """A number as created_at: Unix time in seconds, never guessed to be milliseconds (Pydantic
+    would read 253402300800, the year 10000 in seconds, as milliseconds: 1978)."""
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a time")
+    earliest, latest = EARLIEST_CREATED_AT.timestamp(), (datetime.now(UTC) + FUTURE_SLACK).timestamp()
+    if earliest <= value <= latest:
+        return datetime.fromtimestamp(value, UTC)
+    if earliest * 1000 <= value <= latest * 1000:
+        when = datetime.fromtimestamp(value / 1000, UTC).isoformat()
+        raise ValueError(
+            f"{value} looks like milliseconds since 1970 ({when}); numbers are read as seconds: "
+            "divide by 1000 or give an ISO 8601 time"
+        )
+    raise ValueError(f"{value} seconds since 1970 is out of range; {_TIME_RANGE}")
 
 
 @dataclass(frozen=True)
@@ -139,6 +186,10 @@ class Rejection:
     location: str
     reason: str
     order: int = field(default=0, compare=False, repr=False)  # position in the input
+
+    def __post_init__(self) -> None:  # one line each, whatever a file name or a message held
+        object.__setattr__(self, "location", one_line(self.location))
+        object.__setattr__(self, "reason", one_line(self.reason))
 
     def __str__(self) -> str:
         return f"{self.location}: {self.reason}"
@@ -165,34 +216,54 @@ class IngestReport:
 # Text encodings
 
 
-def detect_encoding(path: Path, sample_bytes: int = 1 << 20) -> str:
-    """UTF-8 (with or without BOM), UTF-16 with BOM, else GB18030 (a superset of GBK/GB2312).
+ENCODING_HINT = "--encoding gb18030, big5, shift_jis, euc-kr, cp1252 …"
 
-    Decided on the first MiB; a file that is neither raises :class:`IngestError` asking for
-    ``--encoding``.
-    """
+
+def detect_encoding(path: Path, sample_bytes: int = 1 << 20) -> str:
+    """UTF-8 (with or without BOM) or UTF-16/32 with a BOM; any other text is refused with an
+    :class:`IngestError` asking for ``--encoding``. Nothing is guessed: legacy encodings (GBK,
+    Big5, Shift-JIS, Latin-1…) accept almost any bytes, so a guess among them stores mojibake.
+
+    Decided on the first MiB. Bytes that are not UTF-8 refuse the file only where text that could
+    be mojibake would be stored beside them: more than 3 of them, and more than the non-ASCII
+    characters that did decode. Otherwise the file is read as UTF-8 and the lines or rows holding
+    them are rejected one by one, so nothing undecodable is ever stored."""
     with path.open("rb") as fh:
         sample = fh.read(sample_bytes)
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    for encoding in ("utf-8", "gb18030"):
-        try:
-            codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
-            return encoding
-        except UnicodeDecodeError:
-            continue
-    raise IngestError(
-        f"{path}: cannot tell the text encoding (not UTF-8 or GB18030/GBK); pass --encoding, e.g. --encoding big5"
-    )
+    if sample.count(0) > len(sample) // 8:
+        raise IngestError(
+            f"{shown(path)}: looks like UTF-16 or UTF-32 without a byte-order mark; "
+            "pass --encoding utf-16-le (or utf-16-be)"
+        )
+    # Undecodable bytes become lone surrogates (U+DC80–U+DCFF), one per byte; a character cut
+    # at the end of the sample is held back by the incremental decoder.
+    text = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(sample, final=False)
+    bad = [i for i, ch in enumerate(text) if "\udc80" <= ch <= "\udcff"]
+    good = sum(1 for ch in text if ord(ch) > 0x7F) - len(bad)
+    # Refused when the undecodable bytes outnumber the characters that did decode as UTF-8 beyond
+    # ASCII: then those may be legacy text that happens to form UTF-8 (mojibake). With no such
+    # characters at all, every line that decodes is plain ASCII, the same in any encoding: the
+    # file is read and only its undecodable lines are rejected.
+    if good and len(bad) > 3 and len(bad) > good:
+        line = text.count("\n", 0, bad[0]) + 1
+        raise IngestError(
+            f"{shown(path)}: not UTF-8 text (undecodable bytes from line {line} on); only UTF-8 and UTF-16 "
+            f"with a byte-order mark are read unless the encoding is named: pass {ENCODING_HINT}"
+        )
+    return "utf-8"
 
 
 def _check_encoding(name: str) -> str:
     try:
         return codecs.lookup(name).name
     except LookupError:
-        raise IngestError(f"unknown encoding {name!r} (try utf-8, gbk, gb18030, big5)") from None
+        raise IngestError(f"unknown encoding {name!r} (try utf-8, gbk, gb18030, big5, shift_jis)") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,8 +335,9 @@ def _numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, Line]]:
 
 def read_jsonl(path: Path, encoding: str) -> Iterator[RawRecord]:
     base = path.parent
+    label = shown(path.name)
     for lineno, line in _numbered_lines(path, encoding):
-        where = f"{path.name}:{lineno}"
+        where = f"{label}:{lineno}"
         if isinstance(line, UnicodeDecodeError):
             yield RawRecord(where, None, base, f"line is not valid {encoding} ({line.reason} at byte {line.start})")
             continue
@@ -297,23 +369,49 @@ def _split_images(cell: str) -> list[str] | str:
     return [part.strip() for part in re.split(r"[;|\n]", cell) if part.strip()]
 
 
+def _undecodable(text: str) -> bool:
+    """Whether ``text`` holds a byte that its encoding could not decode (surrogateescape)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _label(encoding: str) -> str:
+    return "UTF-8" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else encoding
+
+
 def read_csv(path: Path, encoding: str) -> Iterator[RawRecord]:
     """CSV (or TSV by extension) with a header row; fields may hold quotes and newlines."""
     base = path.parent
+    label = shown(path.name)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open("r", encoding=encoding, newline="") as fh:
+    # Encodings that keep ASCII intact decode undecodable bytes to lone surrogates (surrogateescape),
+    # so that a bad byte costs its row only; UTF-16/32 cannot resynchronise and stop the file.
+    wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    with path.open("r", encoding=encoding, errors="strict" if wide else "surrogateescape", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter, strict=True)  # bad quoting is an error, not a guess
         try:
             header = next(reader)
         except StopIteration:
             return
         except (csv.Error, UnicodeDecodeError) as exc:
-            yield RawRecord(f"{path.name}:1", None, base, f"cannot read the header row ({exc}); file not read")
+            yield RawRecord(f"{label}:1", None, base, f"cannot read the header row ({exc}); file not read")
+            return
+        if any(_undecodable(h) for h in header):
+            reason = f"the header row is not valid {_label(encoding)}; file not read (pass --encoding if it is another)"
+            yield RawRecord(f"{label}:1", None, base, reason)
             return
         header = [h.strip().lstrip("\ufeff").lower() for h in header]
         if "external_id" not in header:
-            found = ", ".join(header) or "nothing"
-            yield RawRecord(f"{path.name}:1", None, base, f"the header has no external_id column (found: {found})")
+            found = one_line(", ".join(header)) or "nothing"
+            yield RawRecord(f"{label}:1", None, base, f"the header has no external_id column (found: {found})")
+            return
+        twice = sorted({h for h in header if h and header.count(h) > 1})
+        if twice:
+            columns = ", ".join(repr(h) for h in twice)
+            reason = (
+                f"the header names the column {columns} more than once (columns are compared without case "
+                "and surrounding spaces); one would overwrite the other: rename it, file not read"
+            )
+            yield RawRecord(f"{label}:1", None, base, reason)
             return
         start = reader.line_num + 1
         while True:
@@ -326,15 +424,24 @@ def read_csv(path: Path, encoding: str) -> Iterator[RawRecord]:
                     f"not valid {encoding} ({exc.reason}); the rest of the file was not read "
                     "(pass --encoding if the file is in another encoding)"
                 )
-                yield RawRecord(f"{path.name}:{start}", None, base, reason)
+                yield RawRecord(f"{label}:{start}", None, base, reason)
                 return
             except csv.Error as exc:  # the reader cannot find the next record reliably after this
                 reason = f"malformed CSV ({exc}); the rest of the file was not read"
-                yield RawRecord(f"{path.name}:{start}", None, base, reason)
+                yield RawRecord(f"{label}:{start}", None, base, reason)
                 return
-            where = f"{path.name}:{start}"
+            where = f"{label}:{start}"
             start = reader.line_num + 1
             if not any(cell.strip() for cell in row):
+                continue
+            bad = next((cell for cell in row if _undecodable(cell)), None)
+            if bad is not None:
+                byte = next(ord(ch) - 0xDC00 for ch in bad if _undecodable(ch))
+                reason = (
+                    f"not {_label(encoding)} (byte 0x{byte:02x}); the row was not stored "
+                    "(pass --encoding if the file is in another encoding)"
+                )
+                yield RawRecord(where, None, base, reason)
                 continue
             if len(row) != len(header):
                 yield RawRecord(where, None, base, f"has {len(row)} fields, the header has {len(header)}")
@@ -371,13 +478,14 @@ def read_folder(folder: Path, encoding: str | None) -> Iterator[RawRecord]:
     files, by_stem = _folder_listing(folder)
     for path in files:
         rel = path.relative_to(folder).as_posix()
+        where = shown(rel)
         suffix = path.suffix.lower()
         if suffix in DATA_SUFFIXES:
-            yield RawRecord(rel, None, folder, "data files inside an image folder are not read; ingest them by name")
+            yield RawRecord(where, None, folder, "data files inside an image folder are not read; ingest them by name")
             continue
         if suffix in SIDECAR_SUFFIXES:
             if path.with_suffix("") not in by_stem:
-                yield RawRecord(rel, None, folder, "sidecar file with no image of the same name next to it")
+                yield RawRecord(where, None, folder, "sidecar file with no image of the same name next to it")
             continue
         data: dict[str, Any] = {"external_id": Path(rel).with_suffix("").as_posix(), "images": [rel]}
         sidecar_json = path.with_suffix(".json")
@@ -397,9 +505,12 @@ def read_folder(folder: Path, encoding: str | None) -> Iterator[RawRecord]:
             if sidecar_txt.is_file() and "text" not in data:
                 data["text"] = _read_sidecar(folder, sidecar_txt, encoding)
         except (ValueError, IngestError) as exc:
-            yield RawRecord(rel, None, folder, f"sidecar {exc}")
+            yield RawRecord(where, None, folder, f"sidecar {exc}")
             continue
-        yield RawRecord(rel, data, folder)
+        except OSError as exc:  # unreadable, vanished meanwhile, a link loop
+            yield RawRecord(where, None, folder, f"sidecar cannot be read ({exc.strerror or exc})")
+            continue
+        yield RawRecord(where, data, folder)
 
 
 def _folder_listing(folder: Path) -> tuple[list[Path], dict[Path, Path]]:
@@ -419,15 +530,15 @@ def _read_sidecar(folder: Path, path: Path, encoding: str | None) -> str:
     """A sidecar's text, exactly (no newline translation). It must really live inside the
     folder (a symlink out of it is refused) and stay under MAX_RECORD_BYTES."""
     if not path.resolve().is_relative_to(folder.resolve()):
-        raise IngestError(f"{path.name} points outside the input folder {folder}")
+        raise IngestError(f"{shown(path.name)} points outside the input folder {shown(folder)}")
     if path.stat().st_size > MAX_RECORD_BYTES:
-        raise IngestError(f"{path.name} is larger than {MAX_RECORD_BYTES // 2**20} MiB")
+        raise IngestError(f"{shown(path.name)} is larger than {MAX_RECORD_BYTES // 2**20} MiB")
     enc = encoding or detect_encoding(path)
     try:
         with path.open(encoding=enc, newline="") as fh:
             return fh.read().removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        raise IngestError(f"{path.name} is not valid {enc} ({exc.reason})") from None
+        raise IngestError(f"{shown(path.name)} is not valid {enc} ({exc.reason})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,12 +587,41 @@ def _validate(raw: RawRecord, settings: Settings, default_source: str | None) ->
             f"text is {len(record.text):,} characters; the limit is {settings.max_text_chars:,} (MAX_TEXT_CHARS). "
             "Shorten it or raise the limit"
         )
-    problem = _unstorable_value(record.model_dump())
+    problem = _metadata_problem(record.metadata) or _unstorable_value(record.model_dump())
     if problem:
         return problem
     canonical = record.model_dump(mode="json")
     fingerprint = hashlib.sha256(json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     return _Prepared(raw=raw, record=record, fingerprint=fingerprint)
+
+
+def _metadata_problem(metadata: dict[str, Any]) -> str | None:
+    """More than MAX_METADATA_KEYS keys (nested objects' keys count too), a key longer than
+    MAX_METADATA_KEY_CHARS, or nesting deeper than MAX_METADATA_DEPTH: a record is a post, not a
+    store for arbitrary documents (and a deep one fails serialisation further on)."""
+    count = 0
+    todo: list[tuple[Any, int]] = [(metadata, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, dict | list) and depth > MAX_METADATA_DEPTH:
+            return f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep; flatten it"
+        if isinstance(value, dict):
+            count += len(value)
+            if count > MAX_METADATA_KEYS:
+                return (
+                    f"metadata has more than {MAX_METADATA_KEYS} keys (nested ones included); "
+                    "keep what moderation needs, or put the rest in one JSON string"
+                )
+            for key in value:
+                if len(str(key)) > MAX_METADATA_KEY_CHARS:
+                    return (
+                        f"metadata key {str(key)[:40]!r}… is {len(str(key)):,} characters; "
+                        f"keys are at most {MAX_METADATA_KEY_CHARS}"
+                    )
+            todo.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            todo.extend((item, depth + 1) for item in value)
+    return None
 
 
 def _unstorable_value(value: Any, where: str = "") -> str | None:
@@ -511,26 +651,39 @@ def _unstorable_value(value: Any, where: str = "") -> str | None:
     return None
 
 
+def unexpected(exc: BaseException) -> str:
+    """The reason for a rejection that no check foresaw: the record is refused, the others go
+    on, and the error stays visible as what it is."""
+    return f"could not be processed ({type(exc).__name__}: {exc}); this is a bug worth reporting"
+
+
 def _resolve_images(prep: _Prepared, allow_absolute: bool) -> str | None:
     base = prep.raw.base_dir
     for name in prep.record.images:
-        candidate = Path(name).expanduser()
-        if candidate.is_absolute():
-            if not allow_absolute:
-                return (
-                    f"image {name!r}: absolute paths are refused unless the operator allows them "
-                    "(python -m review ingest --allow-absolute-paths)"
-                )
-            resolved = candidate.resolve()
-        else:
-            if base is None:
-                return f"image {name!r}: a relative path needs an input folder"
-            resolved = (base / candidate).resolve()
-            if not resolved.is_relative_to(base.resolve()):
-                return (
-                    f"image {name!r} points outside the input folder {base} "
-                    "(relative paths may not leave it; use an absolute path if this is intended)"
-                )
+        try:
+            candidate = Path(name).expanduser()
+        except RuntimeError:  # ~nosuchuser/…, or no home folder at all
+            return f"image {name!r}: '~' names no user's home folder on this machine"
+        try:
+            if candidate.is_absolute():
+                if not allow_absolute:
+                    return (
+                        f"image {name!r}: absolute paths are refused unless the operator allows them "
+                        "(python -m review ingest --allow-absolute-paths)"
+                    )
+                resolved = candidate.resolve()
+            else:
+                if base is None:
+                    return f"image {name!r}: a relative path needs an input folder"
+                resolved = (base / candidate).resolve()
+        except (RuntimeError, OSError) as exc:  # a symlink loop (RuntimeError before Python 3.13)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return f"image {name!r}: the path cannot be resolved ({one_line(reason)})"
+        if base is not None and not candidate.is_absolute() and not resolved.is_relative_to(base.resolve()):
+            return (
+                f"image {name!r} points outside the input folder {shown(base)} "
+                "(relative paths may not leave it; use an absolute path if this is intended)"
+            )
         prep.image_paths.append(resolved)
     return None
 
@@ -549,9 +702,14 @@ def _store_images(prep: _Prepared, settings: Settings) -> None:
             prep.error = f"image {name!r}: {exc}"
             return
         except Exception as exc:  # a decoder bug must cost one record, not the batch
-            prep.error = f"image {name!r}: could not be processed ({type(exc).__name__}: {exc})"
+            prep.error = f"image {name!r}: {unexpected(exc)}"
             return
-    prep.stored = [write_image(image, settings.media_dir) for image in prepared]
+    try:
+        prep.stored = [write_image(image, settings.media_dir) for image in prepared]
+    except OSError as exc:  # a full disk, a store that is not writable
+        prep.error = f"could not be written to the media store ({exc.strerror or exc})"
+    except Exception as exc:
+        prep.error = unexpected(exc)
 
 
 def _is_deadlock(exc: OperationalError) -> bool:
@@ -593,6 +751,9 @@ class _Ingestor:
         self.position = 0  # records read so far; orders the rejections
         self.media_cache: dict[str, int] = {}
 
+    def warn(self, message: str) -> None:
+        self.report.warnings.append(one_line(message))
+
     def reject(self, order: int, location: str, reason: str) -> None:
         self.report.rejected.append(Rejection(location, reason, order))
 
@@ -621,7 +782,10 @@ class _Ingestor:
             if raw.data is None:
                 self.reject(order, raw.location, raw.error or "no record")
                 continue
-            prep = _validate(raw, self.settings, self.default_source)
+            try:
+                prep = _validate(raw, self.settings, self.default_source)
+            except Exception as exc:  # one record's surprise must not cost the chunk
+                prep = unexpected(exc)
             if isinstance(prep, str):
                 self.reject(order, raw.location, prep)
                 continue
@@ -648,7 +812,10 @@ class _Ingestor:
             if (prep.record.source, prep.record.external_id) in existing:
                 self.report.already_present += 1
                 continue
-            error = _resolve_images(prep, self.allow_absolute)
+            try:
+                error = _resolve_images(prep, self.allow_absolute)
+            except Exception as exc:
+                error = unexpected(exc)
             if error:
                 self.reject_prep(prep, error)
                 continue
@@ -670,7 +837,7 @@ class _Ingestor:
                 self.reject(order, raw.location, f"repeats {first_location}, which was rejected")
             else:
                 self.report.already_present += 1
-                self.report.warnings.append(f"{raw.location}: repeats {first_location} exactly; stored once")
+                self.warn(f"{raw.location}: repeats {first_location} exactly; stored once")
 
     @staticmethod
     def _existing_keys(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -705,8 +872,12 @@ class _Ingestor:
     def _insert_batch(self, session: Session, ready: list[_Prepared]) -> list[Post]:
         # Rows go in sorted by their unique keys, so that concurrent writers take locks in the
         # same order (no deadlocks on Postgres).
-        wanted = {img.sha256: img for prep in ready for img in prep.stored if img.sha256 not in self.media_cache}
+        # Every image of the chunk is looked up in this transaction, those cached from earlier
+        # chunks too: a purge (review/purge.py) may have removed their media rows since.
+        wanted = {img.sha256: img for prep in ready for img in prep.stored}
         if wanted:
+            for sha in wanted:
+                self.media_cache.pop(sha, None)
             rows = session.execute(select(Media.sha256, Media.id).where(Media.sha256.in_(list(wanted))))
             self.media_cache.update({sha: media_id for sha, media_id in rows})
             new_media = [_media_row(wanted[sha]) for sha in sorted(wanted) if sha not in self.media_cache]
@@ -778,7 +949,7 @@ def ingest_records(
 
 def input_kind(path: Path) -> str:
     if not path.exists():
-        raise IngestError(f"{path}: no such file or folder")
+        raise IngestError(f"{shown(path)}: no such file or folder")
     if path.is_dir():
         return "folder"
     suffix = path.suffix.lower()
@@ -786,7 +957,9 @@ def input_kind(path: Path) -> str:
         return "jsonl"
     if suffix in CSV_SUFFIXES:
         return "csv"
-    raise IngestError(f"{path}: unknown input type {suffix!r}; give a .jsonl, .csv, .tsv file or a folder of images")
+    raise IngestError(
+        f"{shown(path)}: unknown input type {suffix!r}; give a .jsonl, .csv, .tsv file or a folder of images"
+    )
 
 
 def ingest_paths(
@@ -799,20 +972,98 @@ def ingest_paths(
     allow_absolute_paths: bool = False,
     workers: int = 2,
     progress: Progress | None = None,
+    actor: Actor = OPERATOR,
 ) -> IngestReport:
     """Ingest files and folders given by an operator.
 
     Every input is checked (exists, known type, readable encoding) before anything is stored,
     so a typo in the last path does not leave the first ones half-reported. Absolute image
     paths inside the inputs are refused unless ``allow_absolute_paths``. ``progress(label,
-    total)`` may return a callback taking the number of records done so far.
+    total)`` may return a callback taking the number of records done so far. ``actor`` needs
+    the ingest permission as its account is stored now (the command line's ``OPERATOR`` has
+    it); the run is written to the audit log.
     """
+    paths = list(paths)
+    with session_factory() as session:
+        actor = require_live(session, actor, Permission.INGEST)
+    return audited_ingest(
+        session_factory,
+        actor,
+        [str(p) for p in paths],
+        lambda: read_paths(
+            session_factory,
+            paths,
+            settings,
+            source=source,
+            encoding=encoding,
+            allow_absolute_paths=allow_absolute_paths,
+            workers=workers,
+            progress=progress,
+        ),
+        via="command line" if actor == OPERATOR else "paths",
+        source=source,
+        encoding=encoding,
+    )
+
+
+def audited_ingest(
+    session_factory: sessionmaker[Session],
+    actor: Actor,
+    inputs: list[str],
+    run: Callable[[], IngestReport],
+    *,
+    client: str | None = None,
+    **details: Any,
+) -> IngestReport:
+    """``run()`` and one audit row (Action.INGEST) for it: who, the inputs (names, not their
+    content), the counts; an ingest that stops on an error is logged with the error's kind, when
+    the database still takes the row (the posts stored until then stay: chunks commit singly)."""
+    names = [one_line(name) for name in inputs]
+    subject = ", ".join(names)
+    fields = {"inputs": names[:100], "inputs_count": len(names), **{k: v for k, v in details.items() if v}}
+    try:
+        report = run()
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # the database that stopped the ingest may not take the row
+            audit.log(session_factory, actor, audit.Action.INGEST, subject, client=client, outcome="error",
+                      error=type(exc).__name__, **fields)  # fmt: skip
+        raise
+    audit.log(
+        session_factory,
+        actor,
+        audit.Action.INGEST,
+        subject,
+        client=client,
+        outcome="done",
+        added=report.added,
+        already_present=report.already_present,
+        rejected=len(report.rejected),
+        **fields,
+    )
+    return report
+
+
+def read_paths(
+    session_factory: sessionmaker[Session],
+    paths: Iterable[Path],
+    settings: Settings,
+    *,
+    source: str | None = None,
+    encoding: str | None = None,
+    allow_absolute_paths: bool = False,
+    workers: int = 2,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """:func:`ingest_paths` without the permission check and the audit row (its callers do both)."""
     if encoding:
         encoding = _check_encoding(encoding)
     plan = []
     for path in paths:
         kind = input_kind(path)
-        plan.append((path, kind, None if kind == "folder" else encoding or detect_encoding(path)))
+        try:
+            plan.append((path, kind, None if kind == "folder" else encoding or detect_encoding(path)))
+        except OSError as exc:
+            raise IngestError(f"{shown(path)}: cannot be read ({exc.strerror or exc})") from None
     ingestor = _Ingestor(
         session_factory, settings, default_source=source, allow_absolute_paths=allow_absolute_paths, workers=workers
     )
@@ -823,10 +1074,29 @@ def ingest_paths(
             assert enc is not None
             ingestor.report.encodings[str(path)] = enc
             records = read_jsonl(path, enc) if kind == "jsonl" else read_csv(path, enc)
+        records = _guarded(records, shown(path.name or path))
         if progress:
             records = _tracked(records, path, progress(str(path), _count_units(path)))
         ingestor.run(records)
     return ingestor.report
+
+
+def _guarded(records: Iterator[RawRecord], label: str) -> Iterator[RawRecord]:
+    """A reader's records; if the reader itself fails (a file or folder that cannot be read on),
+    one rejection says where and why, and the records read so far are stored all the same."""
+    last = None
+    while True:
+        try:
+            raw = next(records)
+        except StopIteration:
+            return
+        except Exception as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+            after = f" after {last}" if last else ""
+            yield RawRecord(label, None, None, f"reading stopped{after} ({reason}); the rest of {label} was not read")
+            return
+        last = raw.location
+        yield raw
 
 
 def _count_units(path: Path) -> int:

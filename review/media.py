@@ -17,20 +17,30 @@ from __future__ import annotations
 
 import base64
 import codecs
+import contextlib
 import hashlib
 import io
 import os
-import tempfile
+import re
+import stat
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import imagehash
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from review.errors import MediaError
+from review.files import TEMP_PREFIX, written_beside
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from review.auth import Actor
 
 # Decoders we accept, and the MIME type and file extension each is stored under.
 ALLOWED_FORMATS: dict[str, tuple[str, str]] = {
@@ -146,8 +156,20 @@ def normalise_mode(im: Image.Image) -> Image.Image:
     return im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
-def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
-    """Decode untrusted image bytes into a normalised RGB image, or raise :class:`MediaError`."""
+_TRANSPOSE = {  # EXIF orientation → the transposition that shows the picture upright
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _open_checked(data: bytes, max_pixels: int) -> tuple[Image.Image, str, int]:
+    """Open untrusted bytes and check the header (format, pixel count) before any pixel is
+    decoded; the image (first frame), its format and its number of frames."""
     if not data:
         raise MediaError("the file is empty (0 bytes)")
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > 2 * Image.MAX_IMAGE_PIXELS:
@@ -178,16 +200,83 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
         frames = int(getattr(im, "n_frames", 1) or 1)
         if frames > 1:
             im.seek(0)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise MediaError(f"the {fmt} image data is truncated or corrupt ({exc})") from None
+    return im, fmt, frames
+
+
+def _load(im: Image.Image, fmt: str) -> None:
+    """Decode the pixels (all of the data is read: truncation is an error)."""
+    try:
         im.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise MediaError(f"the {fmt} image data is truncated or corrupt ({exc})") from None
+
+
+def _orientation(im: Image.Image) -> int:
     try:
-        oriented = ImageOps.exif_transpose(im)
+        value = im.getexif().get(0x0112, 1)  # ExifTags.Base.Orientation
+        return value if value in _TRANSPOSE else 1
     except Exception:  # a broken EXIF block must not cost us the picture
-        oriented = im
-    rgb = normalise_mode(oriented)
+        return 1
+
+
+def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
+    """Decode untrusted image bytes into a normalised RGB image, or raise :class:`MediaError`."""
+    im, fmt, frames = _open_checked(data, max_pixels)
+    _load(im, fmt)
+    orientation = _orientation(im)  # after the load: reading a PNG's EXIF loads it, hiding corrupt data
+    if orientation != 1:  # no copy of the whole picture unless it must turn
+        im = im.transpose(_TRANSPOSE[orientation])
+    rgb = normalise_mode(im)
     mime, ext = ALLOWED_FORMATS[fmt]
     return DecodedImage(image=rgb, format=fmt, mime=mime, ext=ext, width=rgb.width, height=rgb.height, frames=frames)
+
+
+STRIP_BYTES = 16 * 2**20  # the working memory of one strip in _reduced_rgb
+
+
+def _reduced_rgb(im: Image.Image, factor: int) -> Image.Image:
+    """The decoded image in RGB, ``factor`` times smaller on each side (box average), converted
+    strip by strip: a full-size RGB copy of a large palette, grey or RGBA picture is never made."""
+    if im.mode.startswith("I") or im.mode == "F":
+        im = normalise_mode(im)  # their scale depends on the whole picture's maximum (rare modes)
+    if factor <= 1:
+        return normalise_mode(im)
+    width, height = im.size
+    out = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    step = max(1, STRIP_BYTES // (4 * width * factor)) * factor
+    for top in range(0, height, step):
+        strip = normalise_mode(im.crop((0, top, width, min(height, top + step))))
+        out.paste(strip.reduce(factor), (0, top // factor))
+    return out
+
+
+def decode_thumbnail(data: bytes, *, max_pixels: int, size: int) -> tuple[DecodedImage, Image.Image]:
+    """Validate untrusted image bytes as :func:`decode_image` does and make the thumbnail
+    (at most ``size`` pixels a side) without holding more than one decoded copy of the
+    picture: JPEGs are decoded at 1/2, 1/4 or 1/8 of their size (DCT scaling, ``draft``), other
+    formats in their own mode, then reduced strip by strip before anything is turned to RGB.
+    A 7000×7000 PNG costs one decoding buffer, not three. The returned ``DecodedImage`` holds
+    the full size (after EXIF orientation) and the reduced picture."""
+    im, fmt, frames = _open_checked(data, max_pixels)
+    width, height = im.size
+    if fmt in ("JPEG", "MPO"):
+        with contextlib.suppress(Exception):  # a scale the decoder cannot do: decode in full
+            im.draft(None, (2 * size, 2 * size))
+    _load(im, fmt)
+    orientation = _orientation(im)  # after the load: reading a PNG's EXIF loads it, hiding corrupt data
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    scale = min(size / im.width, size / im.height)  # Pillow's reducing_gap=2: keep twice the final size
+    reduced = _reduced_rgb(im, max(1, int(1 / (2 * scale))) if scale < 1 else 1)
+    del im
+    if orientation != 1:
+        reduced = reduced.transpose(_TRANSPOSE[orientation])
+    thumb = make_thumbnail(reduced, size)
+    mime, ext = ALLOWED_FORMATS[fmt]
+    decoded = DecodedImage(image=reduced, format=fmt, mime=mime, ext=ext, width=width, height=height, frames=frames)
+    return decoded, thumb
 
 
 def make_thumbnail(image: Image.Image, size: int) -> Image.Image:
@@ -279,14 +368,8 @@ def corner_phashes(image: Image.Image, keep: float = CORNER_KEEP) -> list[str]:
 def _write_atomic(target: Path, write) -> None:  # type: ignore[no-untyped-def]
     """Write through a temporary file in the same folder, then rename (no half-written files)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with written_beside(target) as fh:
+        write(fh)
 
 
 @dataclass(frozen=True)
@@ -301,9 +384,8 @@ class PreparedImage:
 def prepare_image(data: bytes, *, max_pixels: int, thumbnail_size: int) -> PreparedImage:
     """Validate image bytes and compute everything the store keeps, without writing anything
     (so that a record whose second image is bad leaves no file behind from its first)."""
-    decoded = decode_image(data, max_pixels)
+    decoded, thumb = decode_thumbnail(data, max_pixels=max_pixels, size=thumbnail_size)
     sha = hashlib.sha256(data).hexdigest()
-    thumb = make_thumbnail(decoded.image, thumbnail_size)
     stored = StoredImage(
         sha256=sha,
         path=f"{sha[:2]}/{sha[2:4]}/{sha}.{decoded.ext}",
@@ -322,12 +404,25 @@ def write_image(prepared: PreparedImage, media_dir: Path) -> StoredImage:
     """Put a prepared image and its thumbnail into the content-addressed store (idempotent)."""
     stored = prepared.stored
     original = media_dir / stored.path
-    if not original.exists():
+    if not _reuse(original):
         _write_atomic(original, lambda fh: fh.write(prepared.data))
     thumb_file = media_dir / stored.thumb_path
-    if not thumb_file.exists():
+    if not _reuse(thumb_file):
         _write_atomic(thumb_file, lambda fh: prepared.thumbnail.save(fh, "JPEG", quality=THUMB_QUALITY))
     return stored
+
+
+def _reuse(path: Path) -> bool:
+    """Whether the store already holds ``path``; if so its time is set to now, so that
+    ``media gc`` (which takes only files older than its age threshold) leaves a file alone that
+    an ingest is about to refer to again."""
+    try:
+        os.utime(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return path.exists()
 
 
 def store_image(data: bytes, media_dir: Path, *, max_pixels: int, thumbnail_size: int) -> StoredImage:
@@ -382,3 +477,136 @@ def data_uri(media_dir: Path, rel_path: str, blur: bool = False, grey: bool = Fa
         return None
     mime = "image/jpeg" if blur or grey or rel_path.endswith(".jpg") else "image/png"
     return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
+
+
+# --------------------------------------------------------------------------------------------
+# Store maintenance: files that crashes left behind
+
+# The store's own names: originals ab/cd/<sha256>.<ext> and thumbnails thumbs/ab/<sha256>.jpg.
+_STORE_NAME = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.[a-z]{3,4}|thumbs/[0-9a-f]{2}/[0-9a-f]{64}\.jpg")
+GC_MIN_AGE = timedelta(hours=1)
+
+
+@dataclass
+class Garbage:
+    """What :func:`collect_garbage` found (and removed, with ``delete``) in the media store."""
+
+    temp_files: list[tuple[str, int]] = field(default_factory=list)  # (path under MEDIA_DIR, bytes)
+    orphans: list[tuple[str, int]] = field(default_factory=list)  # store files no media row refers to
+    too_recent: int = 0  # candidates younger than the age threshold: possibly being written now
+    foreign: list[str] = field(default_factory=list)  # files that are not the store's own: left alone
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why) when deleting
+    deleted: bool = False
+
+    @property
+    def files(self) -> list[tuple[str, int]]:
+        return self.temp_files + self.orphans
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _, size in self.files)
+
+    def summary(self) -> str:
+        verb = "removed" if self.deleted else "would remove"
+        temp, orphans = self.temp_files, self.orphans
+        text = (
+            f"{verb} {len(temp)} temporary files ({sum(s for _, s in temp):,} bytes) and {len(orphans)} orphaned "
+            f"files ({sum(s for _, s in orphans):,} bytes): {self.bytes:,} bytes"
+        )
+        if self.too_recent:
+            text += f"; {self.too_recent} newer than the age threshold kept"
+        if self.foreign:
+            text += f"; {len(self.foreign)} files that are not the store's own left alone"
+        if self.failed:
+            text += f"; {len(self.failed)} could not be removed"
+        return text
+
+
+def collect_garbage(
+    sessions: sessionmaker[Session],
+    media_dir: Path,
+    actor: Actor,
+    *,
+    delete: bool = False,
+    min_age: timedelta = GC_MIN_AGE,
+    now: datetime | None = None,
+) -> Garbage:
+    """Temporary files (``.tmp-*``, left by a crash during a write) and store files that no
+    media row refers to (as ``path`` or ``thumb_path``: a crash between writing the files and
+    committing the rows), both older than ``min_age`` so that nothing a running ingest is
+    writing, or is about to refer to again, is touched (:func:`write_image` refreshes the time
+    of a file it reuses). Files that do not have the store's names are never removed, and
+    links are not followed. A dry run unless ``delete``; a deletion is written to the audit log
+    (Action.MEDIA_GC). Needs the purge permission (admins; the command line)."""
+    from sqlalchemy import or_, select
+
+    from db.models import Media
+    from review import audit
+    from review.auth import Permission, require_live
+
+    with sessions() as session:
+        actor = require_live(session, actor, Permission.PURGE)
+    cutoff = (now or datetime.now(UTC)).timestamp() - min_age.total_seconds()
+    found = Garbage()
+    candidates: dict[str, int] = {}
+    root = Path(media_dir)
+    for folder, dirs, names in os.walk(root) if root.is_dir() else ():
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(folder) / name
+            rel = path.relative_to(root).as_posix()
+            try:
+                info = path.lstat()
+            except OSError:
+                continue  # gone meanwhile
+            if not stat.S_ISREG(info.st_mode):
+                found.foreign.append(rel)
+            elif info.st_mtime > cutoff and (name.startswith(TEMP_PREFIX) or _STORE_NAME.fullmatch(rel)):
+                found.too_recent += 1
+            elif name.startswith(TEMP_PREFIX):
+                found.temp_files.append((rel, info.st_size))
+            elif _STORE_NAME.fullmatch(rel):
+                candidates[rel] = info.st_size
+            else:
+                found.foreign.append(rel)
+    names = sorted(candidates)
+    with sessions() as session:
+        for start in range(0, len(names), 500):
+            part = names[start : start + 500]
+            rows = session.execute(
+                select(Media.path, Media.thumb_path).where(or_(Media.path.in_(part), Media.thumb_path.in_(part)))
+            )
+            referenced = {p for row in rows for p in row}
+            found.orphans += [(rel, candidates[rel]) for rel in part if rel not in referenced]
+    if not delete:
+        return found
+    removed: list[tuple[str, int]] = []
+    for rel, size in found.files:
+        path = root / rel
+        try:
+            if path.lstat().st_mtime > cutoff:  # reused since it was listed
+                found.too_recent += 1
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            found.failed.append((rel, exc.strerror or str(exc)))
+            continue
+        removed.append((rel, size))  # emptied folders stay: an ingest may be about to write into one
+    kept = {rel for rel, _ in removed}
+    found.temp_files = [f for f in found.temp_files if f[0] in kept]
+    found.orphans = [f for f in found.orphans if f[0] in kept]
+    found.deleted = True
+    audit.log(
+        sessions,
+        actor,
+        audit.Action.MEDIA_GC,
+        str(root),
+        temp_files=len(found.temp_files),
+        orphans=len(found.orphans),
+        bytes=found.bytes,
+        min_age_minutes=min_age.total_seconds() / 60,
+        failed=len(found.failed),
+    )
+    return found

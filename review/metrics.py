@@ -23,8 +23,8 @@ import numpy as np
 from sqlalchemy import Select, and_, case, func, select, true
 from sqlalchemy.orm import Session
 
-from db.models import LABEL_CELLS, EventAction, Post, PostLabel, PostStatus, ReviewEvent, Verdict
-from review.auth import Actor, Permission, require
+from db.models import LABEL_CELLS, LIVE_POST, EventAction, Post, PostLabel, PostStatus, ReviewEvent, Verdict
+from review.auth import Actor, Permission, require_live
 from review.errors import ReviewError
 from review.labels import SETTLED, standing_decisions, utc_day
 from review.scoring import USABLE
@@ -180,7 +180,7 @@ def accuracy(session: Session, actor: Actor, flt: MetricFilter = MetricFilter())
     threshold inputs for the settled posts under ``flt``: two GROUP BYs read in order from the
     ix_post_label_cells index, one per confusion cell, one per cell and exact confidence (close
     to a row per post when the confidences are all distinct, as saturated ones are)."""
-    require(actor, Permission.METRICS)
+    require_live(session, actor, Permission.METRICS)
     cells = session.execute(_labelled(flt).add_columns(*CELLS, func.count()).group_by(*CELLS)).all()
     label = PostLabel
     scored = (
@@ -277,7 +277,7 @@ def breakdown(session: Session, actor: Actor, flt: MetricFilter, by: str) -> lis
     (day, week: UTC, a week keyed by its Monday) or a grouping (model_id, prompt_version,
     provider, source). One GROUP BY, read in order from the days or the slices index."""
     if by in PERIODS:
-        require(actor, Permission.METRICS)
+        require_live(session, actor, Permission.METRICS)
         grouped = (PostLabel.decided_day, *CELLS)
         query = _labelled(flt, by_day=True).add_columns(*grouped, func.count()).group_by(*grouped)
         rows = session.execute(query).all()
@@ -290,7 +290,7 @@ def breakdown(session: Session, actor: Actor, flt: MetricFilter, by: str) -> lis
 
 def slices(session: Session, actor: Actor, flt: MetricFilter) -> dict[str, list[Slice]]:
     """The accuracy numbers per model id, prompt version, provider and source, from one GROUP BY."""
-    require(actor, Permission.METRICS)
+    require_live(session, actor, Permission.METRICS)
     keys = tuple(getattr(PostLabel, g) for g in GROUPINGS)
     grouped = (*keys, *CELLS)
     rows = session.execute(_labelled(flt).add_columns(*grouped, func.count()).group_by(*grouped)).all()
@@ -423,7 +423,7 @@ def agreement(session: Session, actor: Actor, flt: MetricFilter = MetricFilter()
     (second reviews): each person's latest label per post."""
     from db.models import User
 
-    require(actor, Permission.METRICS)
+    require_live(session, actor, Permission.METRICS)
     shared = _labelled(flt).add_columns(PostLabel.post_id).where(PostLabel.raters > 1)
     latest_per_person = (
         select(func.max(ReviewEvent.id))
@@ -593,7 +593,7 @@ def cell_posts(
     decision first."""
     from db.models import User
 
-    require(actor, Permission.METRICS)
+    require_live(session, actor, Permission.METRICS)
     rows = session.execute(
         _labelled(flt)
         .add_columns(
@@ -624,7 +624,7 @@ class FilterOptions:
 
 def filter_options(session: Session, actor: Actor) -> FilterOptions:
     """The values the filters can take: sources of posts, models and prompt versions of verdicts."""
-    require(actor, Permission.METRICS)
+    require_live(session, actor, Permission.METRICS)
     models = session.execute(select(Verdict.model_id, Verdict.prompt_version).distinct()).all()
     return FilterOptions(
         sources=sorted(session.scalars(select(Post.source).distinct())),
@@ -706,7 +706,7 @@ def operations(
     counts, latency and the backlog follow the date range, source, model and prompt only."""
     from db.models import User
 
-    require(actor, Permission.METRICS)
+    require_live(session, actor, Permission.METRICS)
     now = now or datetime.now(UTC)
     acted = (EventAction.CONFIRM, EventAction.OVERTURN, EventAction.ESCALATE)
     day = _day(session, ReviewEvent.created_at)
@@ -834,7 +834,8 @@ def _time_and_model(flt: MetricFilter, at) -> list:  # type: ignore[no-untyped-d
 def _backlog(session: Session, flt: MetricFilter, now: datetime) -> dict[str, tuple[int, float | None]]:
     """Per day: posts ingested by its end and not yet decided then, and the oldest one's age in
     hours. From grouped tables of (day ingested, day first decided, earliest ingest, posts):
-    settled posts from post_label, the others (never decided, or reopened) from post."""
+    settled posts from post_label, the others (never decided, or reopened) from post, leaving
+    out the erased ones that were still waiting (they never will be decided)."""
     came = _day(session, PostLabel.ingested_at)
     left = _day(session, PostLabel.first_decided_at)
     settled = select(came, left, func.min(PostLabel.ingested_at), func.count()).group_by(came, left)
@@ -842,6 +843,7 @@ def _backlog(session: Session, flt: MetricFilter, now: datetime) -> dict[str, tu
     waiting = (
         select(waiting_day, func.min(Post.ingested_at), func.count())
         .where(Post.status.in_([s.value for s in PostStatus if s.value not in SETTLED]))  # the queue indexes
+        .where(LIVE_POST)  # an erased post keeps its status but waits for nobody
         .group_by(waiting_day)
     )
     if flt.source:

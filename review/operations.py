@@ -3,34 +3,46 @@
 Uploads are written to a private temporary folder and handed to :func:`review.ingest.ingest_paths`
 exactly as files given on the command line: JSONL / CSV files (their relative image paths
 resolve inside the upload, so a zip keeps a folder layout), or, with no data file, the images
-as a folder ingest. Scoring runs as a separate ``python -m review score`` process on the same
-settings, so it survives the page being closed and uses the scoring worker's leases like any
-other worker; the page follows it through its log and the unscored count.
+as a folder ingest. Zip archives are checked on their declared sizes before anything is
+extracted (a total, a per-file bound and a compression ratio), each member is streamed with a cap
+at its declared size, and a member that cannot be taken (encrypted, an unknown method, corrupt,
+a name used twice) is a rejection while the rest goes on; members with absolute paths, ``..`` or
+links refuse the whole upload. Scoring runs as a separate ``python -m review score`` process on
+the same settings, so it survives the page being closed and uses the scoring worker's leases
+like any other worker; the page follows it through its log and the unscored count.
 """
 
 from __future__ import annotations
 
+import lzma
 import os
 import re
 import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from review.auth import Actor, Permission, require
+from db.session import make_engine, make_session_factory
+from review.auth import Actor, Permission, require_live
 from review.config import Settings, settings_env
 from review.errors import IngestError
-from review.ingest import CSV_SUFFIXES, JSONL_SUFFIXES, IngestReport, ingest_paths
+from review.ingest import CSV_SUFFIXES, JSONL_SUFFIXES, IngestReport, Rejection, audited_ingest, read_paths, shown
 
-MAX_UPLOAD_BYTES = 2 * 1024**3  # all files of one upload, zip contents included
+MAX_UPLOAD_BYTES = 2 * 1024**3  # all files of one upload, zip contents included (as their headers declare)
 MAX_ZIP_MEMBERS = 100_000
+MAX_MEMBER_BYTES = 512 * 1024**2  # one file inside a zip, as declared; checked before anything is extracted
+MAX_ZIP_RATIO = 200  # declared size / compressed size above which a member (over 1 MiB) is taken for a bomb
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:]")
+_READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+# What a damaged member raises while it is decompressed (zlib, bz2 and lzma streams, zipfile's CRC check).
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, lzma.LZMAError, OSError, ValueError)
 
 
 def _safe_part(name: str) -> str:
@@ -38,36 +50,92 @@ def _safe_part(name: str) -> str:
     the paths a JSONL names still match; only separators and control characters go."""
     cleaned = _UNSAFE.sub("_", name).strip()
     if cleaned in ("", ".", ".."):
-        raise IngestError(f"refused file name {name!r}")
+        raise IngestError(f"refused file name {shown(name)}")
     return cleaned
 
 
-def _unpack(archive: Path, into: Path, budget: int) -> int:
-    """Extract a zip under ``into``: no absolute paths, no ``..``, no links, size-limited."""
-    written = 0
+def _member_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a member cannot be taken, from its header alone (nothing is decompressed)."""
+    if info.flag_bits & 0x1:
+        return "is encrypted; the desk takes no passwords: zip it again without one"
+    if info.compress_type not in _READABLE_METHODS:
+        return f"uses compression method {info.compress_type}, which cannot be read: zip it again with deflate"
+    if info.file_size > 2**20 and info.file_size > MAX_ZIP_RATIO * max(1, info.compress_size):
+        return (
+            f"declares {info.file_size:,} bytes packed into {info.compress_size:,} (more than {MAX_ZIP_RATIO}:1); "
+            "refused as a zip bomb"
+        )
+    if info.file_size > MAX_MEMBER_BYTES:
+        return f"declares {info.file_size:,} bytes; one file may hold at most {MAX_MEMBER_BYTES:,}"
+    return None
+
+
+def _unpack(archive: Path, into: Path, budget: int, label: str | None = None) -> tuple[int, list[Rejection]]:
+    """Extract a zip under ``into``: no absolute paths, no ``..``, no links (the whole upload is
+    refused), size-limited by the declared sizes before anything is extracted, and each member
+    streamed with a cap at its declared size. A member that cannot be taken (encrypted, an
+    unknown compression method, corrupt, too large, its name used twice) is a rejection with its
+    reason and the others are extracted. Returns the bytes written and the rejections."""
+    label = label or shown(archive.name)
+    rejected: list[Rejection] = []
+
+    def reject(member: str, reason: str) -> None:
+        rejected.append(Rejection(f"{label}/{shown(member)}", reason, order=-1))
+
     with zipfile.ZipFile(archive) as zf:
-        members = zf.infolist()
+        members = [info for info in zf.infolist() if not info.is_dir()]
         if len(members) > MAX_ZIP_MEMBERS:
-            raise IngestError(f"{archive.name}: more than {MAX_ZIP_MEMBERS} files")
+            raise IngestError(f"{label}: more than {MAX_ZIP_MEMBERS:,} files")
+        targets: dict[Path, list[zipfile.ZipInfo]] = {}
         for info in members:
-            if info.is_dir():
-                continue
             parts = PurePosixPath(info.filename.replace("\\", "/")).parts
             if not parts or parts[0] == "/" or ".." in parts or (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise IngestError(f"{archive.name}: refused member {info.filename!r} (absolute, '..' or a link)")
-            written += info.file_size
-            if written > budget:
-                raise IngestError(f"{archive.name}: the upload is larger than {MAX_UPLOAD_BYTES // 1024**2} MB")
-            target = into.joinpath(*(_safe_part(p) for p in parts))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, target.open("wb") as dst:
-                copied = 0
-                while chunk := src.read(1 << 20):
-                    copied += len(chunk)
-                    if copied > info.file_size:  # a member that lies about its size
-                        raise IngestError(f"{archive.name}: member {info.filename!r} is larger than it claims")
-                    dst.write(chunk)
-    return written
+                raise IngestError(f"{label}: refused member {info.filename!r} (absolute, '..' or a link)")
+            targets.setdefault(into.joinpath(*(_safe_part(p) for p in parts)), []).append(info)
+        todo: list[tuple[Path, zipfile.ZipInfo]] = []
+        declared = 0
+        for target, infos in targets.items():
+            if len(infos) > 1:  # which copy a record means cannot be told: none is taken
+                for info in infos:
+                    reject(info.filename, f"the name is used by {len(infos)} members of the archive; none was taken")
+                continue
+            info = infos[0]
+            problem = _member_problem(info)
+            if problem:
+                reject(info.filename, problem)
+                continue
+            declared += info.file_size
+            todo.append((target, info))
+        if declared > budget:
+            raise IngestError(
+                f"{label}: the archive declares {declared:,} bytes; an upload may unpack to at most "
+                f"{MAX_UPLOAD_BYTES // 1024**2:,} MB"
+            )
+        written = 0
+        for target, info in todo:
+            try:
+                written += _extract(zf, info, target)
+            except _CORRUPT as exc:
+                target.unlink(missing_ok=True)
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+                reject(info.filename, f"cannot be unpacked ({type(exc).__name__}: {reason})")
+            except Exception as exc:  # RuntimeError, NotImplementedError, …: this member only
+                target.unlink(missing_ok=True)
+                reject(info.filename, f"cannot be unpacked ({type(exc).__name__}: {exc})")
+    return written, rejected
+
+
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> int:
+    """One member, streamed, never more bytes than its header declares."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    copied = 0
+    with zf.open(info) as src, target.open("xb") as dst:
+        while chunk := src.read(1 << 20):
+            copied += len(chunk)
+            if copied > info.file_size:
+                raise zipfile.BadZipFile(f"holds more than the {info.file_size:,} bytes it declares")
+            dst.write(chunk)
+    return copied
 
 
 def ingest_upload(
@@ -77,37 +145,58 @@ def ingest_upload(
     files: list[tuple[str, bytes]],
     *,
     source: str | None = None,
+    encoding: str | None = None,
+    client: str | None = None,
 ) -> IngestReport:
-    """Ingest uploaded files (name, content): .jsonl/.csv/.tsv data files, images, .zip archives."""
-    require(actor, Permission.INGEST)
-    if not files:
-        raise IngestError("no files uploaded")
-    total = sum(len(content) for _, content in files)
-    if total > MAX_UPLOAD_BYTES:
-        raise IngestError(f"the upload is larger than {MAX_UPLOAD_BYTES // 1024**2} MB")
-    with tempfile.TemporaryDirectory(prefix="review-upload-") as tmp:
-        root = Path(tmp)
-        try:
-            _write_upload(root, files, total)
-        except OSError as exc:  # clashing names in a zip, names too long for the file system, a full disk
-            raise IngestError(f"the upload could not be unpacked: {exc.strerror or exc}") from None
-        data = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in JSONL_SUFFIXES | CSV_SUFFIXES)
-        return ingest_paths(sessions, data or [root], settings, source=source)
+    """Ingest uploaded files (name, content): .jsonl/.csv/.tsv data files, images, .zip archives.
+
+    ``actor`` needs the ingest permission as its account is stored now; the run is written to
+    the audit log with the uploaded files' names. ``encoding`` names the text encoding of the
+    data files (default: UTF-8, or UTF-16 with a byte-order mark)."""
+    with sessions() as session:
+        actor = require_live(session, actor, Permission.INGEST)
+
+    def run() -> IngestReport:
+        if not files:
+            raise IngestError("no files uploaded")
+        total = sum(len(content) for _, content in files)
+        if total > MAX_UPLOAD_BYTES:
+            raise IngestError(f"the upload is larger than {MAX_UPLOAD_BYTES // 1024**2} MB")
+        with tempfile.TemporaryDirectory(prefix="review-upload-") as tmp:
+            root = Path(tmp)
+            try:
+                rejected = _write_upload(root, files, total)
+            except OSError as exc:  # names too long for the file system, a full disk
+                raise IngestError(f"the upload could not be unpacked: {exc.strerror or exc}") from None
+            data = sorted(
+                p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in JSONL_SUFFIXES | CSV_SUFFIXES
+            )
+            report = read_paths(sessions, data or [root], settings, source=source, encoding=encoding)
+        report.rejected[:0] = rejected  # the archives' members first, as they were met first
+        return report
+
+    names = [name for name, _ in files]
+    return audited_ingest(sessions, actor, names, run, client=client, via="upload", source=source, encoding=encoding)
 
 
-def _write_upload(root: Path, files: list[tuple[str, bytes]], total: int) -> None:
-    """The uploaded files under ``root``, zip archives unpacked into a folder of their name."""
+def _write_upload(root: Path, files: list[tuple[str, bytes]], total: int) -> list[Rejection]:
+    """The uploaded files under ``root``, zip archives unpacked into a folder of their name;
+    the rejections of archive members."""
+    rejected: list[Rejection] = []
     for name, content in files:
         target = root / _safe_part(Path(name).name)
         if target.exists():
-            raise IngestError(f"two uploaded files are named {target.name!r}")
+            raise IngestError(f"two uploaded files are named {shown(target.name)}")
         target.write_bytes(content)
         if target.suffix.lower() == ".zip":
             try:
-                total += _unpack(target, root / target.stem, MAX_UPLOAD_BYTES - total)
+                written, members = _unpack(target, root / target.stem, MAX_UPLOAD_BYTES - total, shown(name))
             except zipfile.BadZipFile:
-                raise IngestError(f"{name}: not a readable zip file") from None
+                raise IngestError(f"{shown(name)}: not a readable zip file") from None
+            total += written
+            rejected += members
             target.unlink()
+    return rejected
 
 
 @dataclass
@@ -119,6 +208,7 @@ class Job:
     started_by: str
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     process: subprocess.Popen[bytes] | None = None
+    settings: Settings | None = None  # whose database the account is checked against
 
     @property
     def running(self) -> bool:
@@ -136,17 +226,43 @@ class Job:
         # tqdm redraws with carriage returns: keep each line's last state
         return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines()[-lines:])
 
-    def stop(self, actor: Actor) -> None:
+    def stop(self, actor: Actor, sessions: sessionmaker[Session] | None = None) -> None:
         """Ask the worker to finish its batch and stop (as Ctrl-C does)."""
-        require(actor, Permission.SCORE)
+        _require_live(self.settings, sessions, actor, Permission.SCORE)
         if self.running:
             assert self.process is not None
             self.process.send_signal(2)
 
 
-def start_scoring(settings: Settings, actor: Actor, *, limit: int | None = None, provider: str | None = None) -> Job:
-    """Start a scoring worker on ``settings`` (its database, media and model)."""
-    require(actor, Permission.SCORE)
+def _require_live(
+    settings: Settings | None, sessions: sessionmaker[Session] | None, actor: Actor, permission: Permission
+) -> Actor:
+    """``require_live`` on ``sessions``, or on a short-lived connection to ``settings``' database."""
+    if sessions is not None:
+        with sessions() as session:
+            return require_live(session, actor, permission)
+    if settings is None:
+        raise IngestError("no database to check the account against")
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return require_live(session, actor, permission)
+    finally:
+        engine.dispose()
+
+
+def start_scoring(
+    settings: Settings,
+    actor: Actor,
+    *,
+    limit: int | None = None,
+    provider: str | None = None,
+    sessions: sessionmaker[Session] | None = None,
+) -> Job:
+    """Start a scoring worker on ``settings`` (its database, media and model). ``actor`` needs
+    the score permission as its account is stored now (checked on ``sessions``, or on a
+    connection of its own to the settings' database)."""
+    _require_live(settings, sessions, actor, Permission.SCORE)
     if limit is not None and limit < 1:
         raise IngestError("the number of posts to score must be at least 1")
     command = [sys.executable, "-m", "review", "score"]
@@ -157,7 +273,7 @@ def start_scoring(settings: Settings, actor: Actor, *, limit: int | None = None,
     jobs_dir = Path(settings.media_dir).resolve().parent / "jobs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    job = Job(command=command, log_path=jobs_dir / f"score-{stamp}.log", started_by=actor.username)
+    job = Job(command=command, log_path=jobs_dir / f"score-{stamp}.log", started_by=actor.username, settings=settings)
     env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
     with job.log_path.open("wb") as log:

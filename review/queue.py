@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from db.models import Media, Post, PostMedia, PostStatus, User, Verdict
+from db.models import LIVE_POST, Media, Post, PostMedia, PostStatus, User, Verdict
+from db.session import db_text
 from review.auth import Actor, Permission, require
 from review.labels import rated_by
 
@@ -62,8 +63,9 @@ def waiting_statuses(actor: Actor, flt: QueueFilter) -> list[str]:
 
 
 def _in_status(actor: Actor, status: str) -> list[ColumnElement[bool]]:
-    """Posts of ``status`` waiting for ``actor``: nobody rates a post twice in its second review."""
-    out: list[ColumnElement[bool]] = [Post.status == status]
+    """Posts of ``status`` waiting for ``actor``: nobody rates a post twice in its second review,
+    and nobody reviews an erased post (``LIVE_POST``: it keeps the status it had)."""
+    out: list[ColumnElement[bool]] = [Post.status == status, LIVE_POST]
     if status == PostStatus.SECOND_REVIEW:
         out.append(~rated_by(actor.id))
     return out
@@ -91,15 +93,16 @@ def in_queue_order(  # type: ignore[type-arg]
 
 
 def _filters(flt: QueueFilter, now: datetime) -> list[ColumnElement[bool]]:
+    """The filter's conditions; its text fields without what no stored text holds (``db_text``)."""
     out: list[ColumnElement[bool]] = []
     if flt.source:
-        out.append(Post.source == flt.source)
+        out.append(Post.source == db_text(flt.source))
     if flt.min_age is not None:
         out.append(Post.ingested_at <= now - flt.min_age)
     if flt.max_age is not None:
         out.append(Post.ingested_at >= now - flt.max_age)
     if flt.category:
-        out.append(Post.verdict_category == flt.category)
+        out.append(Post.verdict_category == db_text(flt.category))
     if flt.violation is not None:
         out.append(Post.verdict_violation.is_(flt.violation))
     if flt.min_confidence is not None:
@@ -111,9 +114,9 @@ def _filters(flt: QueueFilter, now: datetime) -> list[ColumnElement[bool]]:
     elif flt.model_failure is False:
         out.append(Post.verdict_category.is_not(None))
     if flt.model_id:
-        out.append(Verdict.model_id == flt.model_id)
+        out.append(Verdict.model_id == db_text(flt.model_id))
     if flt.prompt_version:
-        out.append(Verdict.prompt_version == flt.prompt_version)
+        out.append(Verdict.prompt_version == db_text(flt.prompt_version))
     return out
 
 

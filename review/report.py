@@ -1,18 +1,27 @@
 """The analytics pages' tables, as pandas DataFrames: what the pages draw and offer as CSV, and
 what ``python -m review report`` prints. Every number comes from review/metrics.py; this module
-only names the columns and rounds nothing (pages format, files keep full precision)."""
+only names the columns and rounds nothing (pages format, files keep full precision).
+
+The role is read again from the database (``auth.require_live``) before anything is counted;
+CSV text goes through ``review.csvout`` (formulas neutralised); :func:`write_files` refuses to
+replace files a folder already holds unless told to."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import os
+from dataclasses import asdict, fields, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from review import metrics
-from review.auth import Actor
+from db.session import db_text
+from review import csvout, metrics
+from review.auth import Actor, Permission, require_live
+from review.errors import ReviewError
+from review.files import write_text
 from review.metrics import Accuracy, Agreement, MetricFilter, Operations, Slice
 
 SECTIONS = ("accuracy", "agreement", "operations")
@@ -170,6 +179,8 @@ def build(
     target: float = 0.95,
 ) -> dict[str, pd.DataFrame]:
     """Every table of the chosen sections, by name, in page order."""
+    actor = require_live(session, actor, Permission.METRICS)
+    flt = clean_filter(flt)
     tables: dict[str, pd.DataFrame] = {}
     if "accuracy" in sections:
         acc = metrics.accuracy(session, actor, flt)
@@ -188,6 +199,12 @@ def build(
     return tables
 
 
+def clean_filter(flt: MetricFilter) -> MetricFilter:
+    """``flt`` with its text fields reduced to what the database can compare (``db_text``)."""
+    changes = {f.name: db_text(v) for f in fields(flt) if isinstance(v := getattr(flt, f.name), str)}
+    return replace(flt, **changes)
+
+
 def filters_dict(flt: MetricFilter) -> dict[str, Any]:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(flt).items() if v is not None}
 
@@ -201,4 +218,37 @@ def to_json(tables: dict[str, pd.DataFrame], flt: MetricFilter) -> str:
 
 
 def to_csv(df: pd.DataFrame) -> str:
-    return df.to_csv(index=False)
+    return csvout.to_csv(df)
+
+
+def write_files(out: Path, files: dict[str, str], *, force: bool = False) -> list[Path]:
+    """Write ``files`` (name → text) into the folder ``out``, made if missing. Refuses (a
+    ``ReviewError``, before writing anything) when ``out`` is not a folder or, unless ``force``,
+    when it already holds a file of one of the names: a report run again must not silently
+    replace the one before. Each file is written beside its place and renamed over it, so a
+    reader never sees half a file and a link in the way is replaced, not followed."""
+    if out.exists() and not out.is_dir():
+        raise ReviewError(f"{out} is a file, not a folder: name a folder for the report")
+    clashes = [name for name in files if os.path.lexists(out / name)]
+    if clashes and not force:
+        more = f" and {len(clashes) - 3} more" if len(clashes) > 3 else ""
+        raise ReviewError(
+            f"{out} already holds {', '.join(clashes[:3])}{more}: name another folder, or pass --force to replace them"
+        )
+    if any((out / name).is_dir() for name in clashes):
+        raise ReviewError(f"{out} holds a folder named like a report file: name another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, text in files.items():
+            # permissions as a plain write would make them (the umask); without force, a file
+            # that appeared since the check above is not replaced either
+            write_text(out / name, text, overwrite=force)
+            written.append(out / name)
+    except FileExistsError:
+        raise ReviewError(
+            f"{out} gained a file named like the report's while it was written: name another folder, or pass --force"
+        ) from None
+    except OSError as exc:
+        raise ReviewError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    return written

@@ -5,6 +5,14 @@ with a lease (``post.score_lease_owner`` / ``score_lease_expires_at``; on Postgr
 ``FOR UPDATE SKIP LOCKED``, on SQLite inside a ``BEGIN IMMEDIATE`` transaction). A worker that
 dies (even ``kill -9``) leaves no half-written post: each post's verdict row and its status
 change are one transaction, and its unfinished posts are claimed again when the lease ends.
+A run that finds no free post while others are still leased (by a live worker or a dead one
+whose lease has not ended) says how many and until when (``ScoreStats.leased_elsewhere``).
+
+When the database goes away (a Postgres restart, a cut connection), the worker waits for it
+with growing pauses (``db.session.retry_transient``, ``retry_wait`` seconds in all) and goes on
+where it was: the batch whose verdicts were not saved is claimed again by the same worker (its
+own leases count as free to it) and scored again; past the wait, the error is raised and the
+CLI prints one line.
 
 Every post ends with a verdict row: a parsed verdict (``ok`` / ``repaired``), or the raw output
 and the reason it could not be used (``failed``), or the provider's error (``error``). Either
@@ -18,6 +26,7 @@ hash distance do too.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -27,15 +36,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 from PIL import Image
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Media, Post, PostMedia, PostStatus, Verdict
-from db.session import writing
+from db.models import LIVE_POST, Media, Post, PostMedia, PostStatus, Verdict
+from db.session import outage_reason, retry_transient, writing
 from review.config import Settings
 from review.errors import MediaError
 from review.inference.base import Generation, ModelRequest, PostSignals, Provider
@@ -86,6 +96,9 @@ class ScoreStats:
     failed: int = 0  # parse failures and provider errors
     lost_leases: int = 0  # posts another worker finished first
     statuses: dict[str, int] = field(default_factory=dict)
+    leased_elsewhere: int = 0  # at the end: unscored posts still leased by other workers (live or dead)
+    leases_end: datetime | None = None  # when the last of those leases ends
+    database_waits: int = 0  # pauses while the database was unreachable
 
     def summary(self) -> str:
         return (
@@ -100,11 +113,17 @@ class ScoreStats:
 
 
 def claim(sessions: sessionmaker[Session], worker: str, limit: int, lease: timedelta = DEFAULT_LEASE) -> list[int]:
-    """Claim up to ``limit`` unscored posts whose lease is free or expired; oldest first."""
+    """Claim up to ``limit`` unscored posts whose lease is free, expired or already this
+    worker's (a batch whose verdicts an outage kept from being saved); oldest first."""
     now = datetime.now(UTC)
     free = and_(
         Post.status == PostStatus.UNSCORED,
-        or_(Post.score_lease_expires_at.is_(None), Post.score_lease_expires_at < now),
+        LIVE_POST,  # an erased post has nothing left to score
+        or_(
+            Post.score_lease_expires_at.is_(None),
+            Post.score_lease_expires_at < now,
+            Post.score_lease_owner == worker,
+        ),
     )
     with writing(sessions) as session:
         query = select(Post.id).where(free).order_by(Post.id).limit(limit)
@@ -119,6 +138,20 @@ def claim(sessions: sessionmaker[Session], worker: str, limit: int, lease: timed
                 .execution_options(synchronize_session=False)
             )
     return ids
+
+
+def leased_elsewhere(session: Session, worker: str, now: datetime | None = None) -> tuple[int, datetime | None]:
+    """Unscored posts whose lease another worker holds now: how many, and when the last lease ends."""
+    now = now or datetime.now(UTC)
+    count, last = session.execute(
+        select(func.count(Post.id), func.max(Post.score_lease_expires_at)).where(
+            Post.status == PostStatus.UNSCORED,
+            LIVE_POST,
+            Post.score_lease_expires_at >= now,
+            or_(Post.score_lease_owner.is_(None), Post.score_lease_owner != worker),
+        )
+    ).one()
+    return int(count or 0), last
 
 
 def release(sessions: sessionmaker[Session], worker: str, post_ids: list[int]) -> None:
@@ -257,7 +290,7 @@ def _store(session: Session, worker: str, row: Verdict) -> bool:
     Returns False (and writes nothing) when another worker finished the post first."""
     moved = session.execute(
         update(Post)
-        .where(Post.id == row.post_id, Post.status == PostStatus.UNSCORED, Post.score_lease_owner == worker)
+        .where(Post.id == row.post_id, Post.status == PostStatus.UNSCORED, LIVE_POST, Post.score_lease_owner == worker)
         .values(
             status=PostStatus.QUEUED,
             priority=queue_priority(row),
@@ -373,6 +406,7 @@ class Scorer:
     max_phash_distance: int = 8
     max_new_tokens: int = 768
     ocr_hints: bool = False  # give the model the OCR text of the images (part of the prompt version)
+    retry_wait: float = 120.0  # seconds in all to wait for an unreachable database before giving up
     worker: str = field(default_factory=worker_name)
     policy: Policy = field(default_factory=load_policy)
     stats: ScoreStats = field(default_factory=ScoreStats)
@@ -475,25 +509,54 @@ class Scorer:
         should_stop: Callable[[], bool] = lambda: False,
         on_batch: Callable[[int], None] | None = None,
     ) -> ScoreStats:
-        """Score until no unscored post is left (or ``limit`` posts, or ``should_stop()``)."""
+        """Score until no unscored post is left (or ``limit`` posts, or ``should_stop()``). When
+        none is left to claim, ``stats.leased_elsewhere`` counts the posts other workers still
+        hold. An unreachable database is waited for (``retry_wait`` seconds in all, from its
+        first failure to its return)."""
         handled = 0
         while not should_stop() and (limit is None or handled < limit):
             want = self.batch_size if limit is None else min(self.batch_size, limit - handled)
-            ids = claim(self.sessions, self.worker, want, self.lease)
+            ids = retry_transient(partial(self._claim_and_score, want), max_wait=self.retry_wait,
+                                  on_wait=self._waiting)  # fmt: skip
             if not ids:
+                with self.sessions() as session:
+                    self.stats.leased_elsewhere, self.stats.leases_end = leased_elsewhere(session, self.worker)
                 break
-            try:
-                self.score_batch(ids)
-            except BaseException:
-                release(self.sessions, self.worker, ids)
-                raise
             handled += len(ids)
             if on_batch:
                 on_batch(len(ids))
         return self.stats
 
+    def _waiting(self, _reason: str, _seconds: float) -> None:
+        self.stats.database_waits += 1
+
+    def _claim_and_score(self, want: int) -> list[int]:
+        """One batch: claim, score, store. Safe to run again after an outage: nothing of a batch
+        whose transaction failed is counted, and its posts stay this worker's to claim again."""
+        ids = claim(self.sessions, self.worker, want, self.lease)
+        if not ids:
+            return ids
+        before = copy.deepcopy(self.stats)
+        try:
+            self.score_batch(ids)
+        except BaseException as exc:
+            self.stats = before
+            if isinstance(exc, Exception) and outage_reason(exc) is not None:
+                raise  # no release: the database is gone, and the retry claims these posts again
+            try:
+                release(self.sessions, self.worker, ids)
+            except Exception as second:  # the first error is the one to report
+                if outage_reason(second) is None:
+                    raise
+            raise
+        return ids
+
+
+def unscored_query() -> Select[tuple[int]]:
+    """The ids of the posts waiting for a verdict (an erased post waits for nothing), by id."""
+    return select(Post.id).where(Post.status == PostStatus.UNSCORED, LIVE_POST).order_by(Post.id)
+
 
 def unscored_count(session: Session) -> int:
-    from sqlalchemy import func
-
-    return session.scalar(select(func.count(Post.id)).where(Post.status == PostStatus.UNSCORED)) or 0
+    """How many posts wait for a verdict (the Operations page, ``score``'s progress bar)."""
+    return session.scalar(select(func.count(Post.id)).where(Post.status == PostStatus.UNSCORED, LIVE_POST)) or 0

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from db.session import make_engine, make_session_factory  # noqa: E402
-from review.auth import Actor  # noqa: E402
+from review.auth import active_actor  # noqa: E402
 from review.decisions import ClaimLost, claim, decide, new_idempotency_key  # noqa: E402
 
 
@@ -25,7 +25,9 @@ def main() -> None:
     url, user_id, attempts, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     rng = random.Random(seed)
     sessions = make_session_factory(make_engine(url))
-    me = Actor(user_id, f"mod{user_id}", "moderator")
+    with sessions() as session:
+        me = active_actor(session, user_id)  # the account as stored: decisions check its name and role
+    assert me is not None, f"no active account {user_id}"
     out = {"decided": [], "claimed": 0, "empty": 0, "refused_expired": 0, "refused_foreign": 0}
     for _ in range(attempts):
         if rng.random() < 0.1:  # a decision without a claim: must be refused

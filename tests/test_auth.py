@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from db.models import User
+from db.models import LoginThrottle, User
 from review import auth
 from review.auth import Actor, AuthError, Permission, PermissionDenied, authenticate, create_user, require
 from review.cli import main
 from review.errors import ReviewError
 
 PASSWORD = "correct horse battery"
+CLIENT = "198.51.100.20"  # a known address: from "unknown" only the account-wide key counts
 
 
 def _first_admin(desk) -> Actor:  # type: ignore[no-untyped-def]
@@ -47,38 +48,40 @@ def test_first_admin_then_only_admins_add_users(desk) -> None:  # type: ignore[n
 
 def test_login_failures_are_generic_and_throttled(desk) -> None:  # type: ignore[no-untyped-def]
     admin = _first_admin(desk)
-    create_user(desk.sessions, "mod", PASSWORD, "moderator", by=admin)
-    assert authenticate(desk.sessions, " MOD ", PASSWORD).username == "mod"
+    mod = create_user(desk.sessions, "mod", PASSWORD, "moderator", by=admin)
+    assert authenticate(desk.sessions, " MOD ", PASSWORD, client=CLIENT).username == "mod"
     messages = set()
     for name, password in (("mod", "wrong password"), ("nobody", PASSWORD), ("mod", "x" * 5000)):
         with pytest.raises(AuthError) as failed:
-            authenticate(desk.sessions, name, password)
+            authenticate(desk.sessions, name, password, client=CLIENT)
         messages.add(str(failed.value))
     assert messages == {auth.FAILED}  # which part was wrong is not told
     now = datetime.now(UTC)
     for _ in range(auth.MAX_FAILURES - 1):  # one failure is already counted above
         with pytest.raises(AuthError):
-            authenticate(desk.sessions, "mod", "still wrong", now=now)
+            authenticate(desk.sessions, "mod", "still wrong", now=now, client=CLIENT)
 
     def locked_for() -> float:
         with desk.sessions() as session:
-            user = session.scalars(select(User).where(User.username == "mod")).one()
-        return (user.locked_until - now).total_seconds() if user.locked_until else 0.0
+            row = session.get(LoginThrottle, f"acct:{mod.id}|client:{CLIENT}")  # the pair: this account and client
+        return (row.locked_until - now).total_seconds() if row and row.locked_until else 0.0
 
     assert locked_for() == auth.LOCK_SECONDS
     with pytest.raises(AuthError, match="wrong username or password, or too many"):
-        authenticate(desk.sessions, "mod", PASSWORD, now=now)  # even the right password waits, and is not told apart
+        # even the right password waits, and is not told apart
+        authenticate(desk.sessions, "mod", PASSWORD, now=now, client=CLIENT)
     later = now + timedelta(seconds=auth.LOCK_SECONDS + 1)
     with pytest.raises(AuthError):
-        authenticate(desk.sessions, "mod", "wrong again", now=later)  # the lock doubles
+        authenticate(desk.sessions, "mod", "wrong again", now=later, client=CLIENT)  # the lock doubles
     assert locked_for() == auth.LOCK_SECONDS + 1 + 2 * auth.LOCK_SECONDS
     with pytest.raises(AuthError):
-        authenticate(desk.sessions, "mod", PASSWORD, now=later)
+        authenticate(desk.sessions, "mod", PASSWORD, now=later, client=CLIENT)
     much_later = later + timedelta(seconds=2 * auth.LOCK_SECONDS + 1)
-    assert authenticate(desk.sessions, "mod", PASSWORD, now=much_later).role == "moderator"
+    assert authenticate(desk.sessions, "mod", PASSWORD, now=much_later, client=CLIENT).role == "moderator"
     with desk.sessions() as session:
         user = session.scalars(select(User).where(User.username == "mod")).one()
-    assert user.failed_logins == 0 and user.locked_until is None and user.last_login_at is not None
+        assert session.get(LoginThrottle, f"acct:{mod.id}|client:{CLIENT}") is None  # the pair's count is cleared
+    assert locked_for() == 0.0 and user.last_login_at is not None
 
 
 def test_deactivated_and_sso_only_accounts(sqlite_desk) -> None:  # type: ignore[no-untyped-def]

@@ -50,3 +50,16 @@ def test_bad_settings_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_with_overrides_coerces() -> None:
     assert Settings().with_overrides(thumbnail_size="128").thumbnail_size == 128
+
+
+def test_trusted_proxy_header_is_off_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sign-in throttling takes the client from a proxy's header only when an operator names it
+    (a client that reaches the app directly could write the header itself)."""
+    monkeypatch.chdir(tmp_path)
+    assert load_settings({}).trusted_proxy_header == ""
+    assert load_settings({"TRUSTED_PROXY_HEADER": " X-Forwarded-For "}).trusted_proxy_header == "X-Forwarded-For"
+    (tmp_path / "review.toml").write_text('trusted_proxy_header = "X-Real-IP"\n', encoding="utf-8")
+    assert load_settings({}).trusted_proxy_header == "X-Real-IP"
+    for bad in ("X-Forwarded-For: 1.2.3.4", "X Forwarded", "x" * 65):
+        with pytest.raises(ConfigError, match="trusted_proxy_header must be a header name"):
+            load_settings({"TRUSTED_PROXY_HEADER": bad})

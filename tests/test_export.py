@@ -366,3 +366,31 @@ def test_export_page(desk, world, tmp_path, monkeypatch) -> None:  # type: ignor
     next(c for c in at.checkbox if c.label == "Allow images without near-duplicate clusters").check()
     next(b for b in at.button if b.label == "Preview").click().run()
     assert not at.exception and any(s.value == "8 examples" for s in at.subheader)
+
+
+def test_a_purge_while_the_export_runs_leaves_no_export_behind(desk, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A purge committed after the export selected its posts but before it recorded itself finds
+    no export row, so it cannot list the folder that holds the erased post: the export checks
+    its posts again in its last transaction, refuses, and removes what it wrote."""
+    from review import purge as purging
+
+    lead, admin = account(desk, "lead"), account(desk, "admin")
+    folder = tmp_path / "racing"
+    purges: list[purging.Erasure] = []
+
+    def progress(stage: str, total: int):  # type: ignore[no-untyped-def]
+        def tick(done: int) -> None:
+            if stage == "writing" and done == total and not purges:  # every example is written out
+                purges.append(purging.purge(desk.sessions, admin, desk.settings, [world[0]], reason="request"))
+
+        return tick
+
+    with pytest.raises(ReviewError, match="were erased while the export ran") as refused:
+        export(desk.sessions, lead, desk.settings, ExportOptions(format="swift"), folder, progress=progress)
+    assert f"post {world[0]}" in str(refused.value) and "run it again" in str(refused.value)
+    assert purges[0].erased == [world[0]] and purges[0].export_folders == []  # it knew of no export
+    assert not folder.exists()
+    with desk.sessions() as session:
+        assert session.scalars(select(Export)).all() == []
+    again = export(desk.sessions, lead, desk.settings, ExportOptions(format="swift"), tmp_path / "again")
+    assert again.manifest["examples"] == 7 and world[0] not in sum(again.manifest["post_ids"].values(), [])

@@ -574,15 +574,18 @@ GBK_CSV = (
 )
 
 
-def test_gbk_csv_is_detected_automatically(sqlite_desk: Desk, tmp_path: Path) -> None:
+def test_gbk_csv_is_refused_without_an_encoding(sqlite_desk: Desk, tmp_path: Path) -> None:
+    # Legacy encodings are not guessed: Big5 and Shift-JIS also decode as GB18030 (mojibake).
     path = write_bytes(tmp_path / "weibo.csv", GBK_CSV.encode("gbk"))
 
-    report = ingest_file(sqlite_desk, path)
+    with pytest.raises(IngestError, match=r"not UTF-8 text.*--encoding gb18030"):
+        ingest_file(sqlite_desk, path)
+    assert stored_posts(sqlite_desk) == {}
 
+    report = ingest_file(sqlite_desk, path, encoding="gb18030")
     assert report.encodings == {str(path): "gb18030"}
     assert report.added == 2
-    assert list(rejections(report)) == ["weibo.csv:5"]
-    assert rejections(report)["weibo.csv:5"] == "has 2 fields, the header has 3"
+    assert rejections(report) == {"weibo.csv:5": "has 2 fields, the header has 3"}
     posts = stored_posts(sqlite_desk)
     assert posts["g1"].text == "你好，世界！这是一条测试帖子。"
     assert posts["g1"].author == "张三"
@@ -846,10 +849,15 @@ def test_folder_ingest_with_sidecars_and_subfolders(sqlite_desk: Desk, tmp_path:
     report = ingest_paths(sqlite_desk.sessions, [drop], sqlite_desk.settings)
 
     posts = stored_posts(sqlite_desk)
-    assert set(posts) == {"a", "b", "sub/deeper/c"}
-    assert report.added == 3
+    assert set(posts) == {"a", "b"}
+    assert report.added == 2
     found = rejections(report)
-    assert set(found) == {"orphan.txt", "e.jpg", "stray.csv"}
+    assert set(found) == {"orphan.txt", "e.jpg", "stray.csv", "sub/deeper/c.jpg"}
+    assert "not UTF-8 text" in found["sub/deeper/c.jpg"] and "--encoding" in found["sub/deeper/c.jpg"]
+    # named, the encoding reads the GBK sidecar (and the ASCII ones as before)
+    named = ingest_paths(sqlite_desk.sessions, [drop], sqlite_desk.settings, encoding="gbk")
+    assert (named.added, named.already_present) == (1, 2)
+    posts = stored_posts(sqlite_desk)
     assert "sidecar file with no image" in found["orphan.txt"]
     assert found["e.jpg"].startswith("sidecar e.json is malformed JSON")
     assert "ingest them by name" in found["stray.csv"]
@@ -863,7 +871,7 @@ def test_folder_ingest_with_sidecars_and_subfolders(sqlite_desk: Desk, tmp_path:
     assert [link.original_name for link in posts["sub/deeper/c"].media_links] == ["sub/deeper/c.jpg"]
     assert count(sqlite_desk, Media) == 3
 
-    again = ingest_paths(sqlite_desk.sessions, [drop], sqlite_desk.settings)
+    again = ingest_paths(sqlite_desk.sessions, [drop], sqlite_desk.settings, encoding="gbk")
     assert (again.added, again.already_present) == (0, 3)
     assert count(sqlite_desk, Post) == 3
 
@@ -972,13 +980,17 @@ def test_cli_ingest_notes_a_non_utf8_encoding(
 ) -> None:
     path = write_bytes(tmp_path / "weibo.csv", GBK_CSV.encode("gbk"))
 
-    rc = main(["ingest", str(path)])
+    assert main(["ingest", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert "not UTF-8 text" in err and "--encoding" in err and "Traceback" not in err
+
+    rc = main(["ingest", "--encoding", "gbk", str(path)])
 
     out, err = capsys.readouterr()
     assert rc == 1
     assert out.strip() == "2 added, 0 already present, 1 rejected"
     assert "rejected weibo.csv:5: has 2 fields, the header has 3" in err
-    assert f"note: read {path} as gb18030" in err
+    assert f"note: read {path} as gbk" in err
     assert stored_posts(cli_env)["g1"].author == "张三"
 
 

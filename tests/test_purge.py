@@ -1,0 +1,572 @@
+"""Erasure with a trace (review/purge.py): a purge removes a post's text, author, metadata,
+images (files, thumbnails, media rows, signals) unless another post still shows them, verdict
+texts and raw output, review notes, and image copies in export folders; keeps the post as a
+tombstone pointing at its audit row, and the verdicts' judgements, the review events and the
+labels, so history and metrics stay countable. Refusals (no reason, no permission), idempotence,
+dry runs, the queue and the export skipping erased posts, the database refusing a hand-made
+DELETE of a post with review events, and the command line. SQLite and Postgres throughout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from db.models import AuditEvent, Media, Post, PostLabel, PostMedia, ReviewEvent, Signal, Verdict
+from review import purge as purging
+from review.auth import OPERATOR, PermissionDenied, set_active, set_role
+from review.cli import main
+from review.decisions import ClaimLost, claim, decide
+from review.export import ExportOptions, export, select_examples
+from review.ingest import ingest_records
+from review.media import collect_garbage, prepare_image, write_image
+from review.queue import queue_count
+from review.scoring import point_at, queue_priority
+from tests.conftest import REPO, account
+
+COLOURS = {"a.png": (200, 30, 30), "shared.png": (30, 200, 30), "d.png": (30, 30, 200), "e.png": (120, 120, 0)}
+
+
+def age_store(desk, hours: float = 2) -> None:  # type: ignore[no-untyped-def]
+    """Date every file of the media store ``hours`` back, as if ingested that long ago: a purge
+    deletes only store files that ``media gc`` would (older than its hour), since a younger one
+    may be what a running ingest is about to refer to."""
+    then = time.time() - hours * 3600
+    for path in desk.settings.media_dir.rglob("*"):
+        if path.is_file():
+            os.utime(path, (then, then))
+
+
+def make_posts(desk, tmp_path: Path, specs: list[tuple[str, str, list[str]]], prefix: str = "p") -> list[int]:  # type: ignore[no-untyped-def]
+    """Real posts (ingested, with real images) from (text, author, image names), each queued with
+    a usable verdict full of text, OCR signals on its images and a post-level signal."""
+    records = []
+    for i, (body, author, images) in enumerate(specs):
+        for name in images:
+            if not (tmp_path / name).exists():
+                Image.new("RGB", (96, 64), COLOURS.get(name, (i * 40 % 255, 90, 160))).save(tmp_path / name)
+        records.append({"external_id": f"{prefix}{i}", "source": "weibo", "text": body, "author": author,
+                        "images": images, "metadata": {"city": "Hangzhou", "phone": "13812345678"}})  # fmt: skip
+    ids = ingest_records(desk.sessions, records, desk.settings, base_dir=tmp_path).post_ids
+    assert len(ids) == len(specs)
+    age_store(desk)
+    with desk.sessions() as session, session.begin():
+        for i, post_id in enumerate(ids):
+            v = Verdict(post_id=post_id, provider="transformers", model_id="m", prompt_version="p@1",
+                        input_hash=f"in-{prefix}{i}", text_hash=f"tx-{prefix}{i}", parse_status="ok", violation=True,
+                        category="fraud_spam", severity=2, confidence=0.8, description=f"a picture of {specs[i][0]}",
+                        ocr_text="call 13812345678", image_text_consistency="consistent", sentiment="neutral",
+                        consistency_reason="the caption repeats the image", tags=["phone"],
+                        rationale=f"quotes {specs[i][0]}", raw_output=f'{{"rationale": "{specs[i][0]}"}}',
+                        parse_notes=["trimmed"])  # fmt: skip
+            session.add(v)
+            session.flush()
+            point_at(session, v)
+            session.execute(update(Post).where(Post.id == post_id).values(status="queued", priority=queue_priority(v)))
+            session.add(Signal(post_id=post_id, kind="lang", value={"text": specs[i][0]}, producer="t",
+                               producer_version="1"))  # fmt: skip
+        media = session.scalars(select(PostMedia.media_id).where(PostMedia.post_id.in_(ids)).distinct()).all()
+        for media_id in media:
+            session.add(Signal(media_id=media_id, kind="ocr", value={"text": "call 13812345678"}, producer="rapidocr",
+                               producer_version="1"))  # fmt: skip
+        session.execute(update(Media).where(Media.id.in_(media)).values(dup_cluster=Media.id))
+    return ids
+
+
+def decide_all(desk, ids: list[int], note: str = "she posts her number again") -> None:  # type: ignore[no-untyped-def]
+    moderator = account(desk, "moderator")
+    for post_id in ids:
+        assert claim(desk.sessions, moderator, post_id) is not None
+        decide(desk.sessions, moderator, post_id, "confirm", note=note)
+
+
+SPECS = [
+    ("my number 13812345678, add me", "alice", ["a.png"]),
+    ("shared picture one", "bob", ["shared.png"]),
+    ("shared picture two", "carol", ["shared.png"]),
+    ("alice again", "alice", ["d.png"]),
+]
+
+
+@pytest.fixture
+def world(desk, tmp_path):  # type: ignore[no-untyped-def]
+    ids = make_posts(desk, tmp_path, SPECS)
+    decide_all(desk, ids)
+    return ids
+
+
+def _files(desk, post_id: int) -> list[Path]:  # type: ignore[no-untyped-def]
+    with desk.sessions() as session:
+        rows = session.execute(
+            select(Media.path, Media.thumb_path).join(PostMedia, PostMedia.media_id == Media.id)
+            .where(PostMedia.post_id == post_id)
+        ).all()  # fmt: skip
+    return [desk.settings.media_dir / rel for row in rows for rel in row]
+
+
+def _media_ids(desk, post_id: int) -> list[int]:  # type: ignore[no-untyped-def]
+    with desk.sessions() as session:
+        return list(session.scalars(select(PostMedia.media_id).where(PostMedia.post_id == post_id)))
+
+
+def _count(desk, query) -> int:  # type: ignore[no-untyped-def]
+    with desk.sessions() as session:
+        return session.scalar(query) or 0
+
+
+def test_purge_erases_content_and_keeps_a_tombstone(desk, world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    admin = account(desk, "admin")
+    lead = account(desk, "lead")
+    folder = tmp_path / "exported"
+    export(desk.sessions, lead, desk.settings, ExportOptions(format="swift", include="all", allow_ungrouped=True,
+           model=str(tmp_path / "no-model")), folder)  # fmt: skip
+    target = world[0]
+    files, media = _files(desk, target), _media_ids(desk, target)
+    assert files and all(f.is_file() for f in files)
+    with desk.sessions() as session:
+        sha = session.scalar(select(Media.sha256).where(Media.id == media[0]))
+    copy = next((folder / "images").glob(f"{sha}.*"))
+    events_before = _count(desk, select(func.count(ReviewEvent.id)))
+
+    result = purging.purge(desk.sessions, admin, desk.settings, [target], reason="erasure request #12")
+
+    assert result.erased == [target] and result.event_id is not None
+    assert not any(f.exists() for f in files) and not copy.exists()  # store files, thumbnail, export copy
+    assert result.export_folders == [str(folder.resolve())]  # its data files still hold the text
+    with desk.sessions() as session:
+        post = session.get(Post, target)
+        assert (post.text, post.author, post.meta) == ("", None, {})
+        assert post.purged_at is not None and post.purge_event_id == result.event_id
+        assert post.external_id == "p0" and post.status == "decided"  # the tombstone
+        assert session.scalar(select(func.count()).select_from(PostMedia).where(PostMedia.post_id == target)) == 0
+        assert session.get(Media, media[0]) is None
+        assert session.scalar(select(func.count(Signal.id)).where(Signal.media_id == media[0])) == 0
+        assert session.scalar(select(func.count(Signal.id)).where(Signal.post_id == target)) == 0
+        v = session.scalars(select(Verdict).where(Verdict.post_id == target)).one()
+        erased = (v.description, v.ocr_text, v.rationale, v.raw_output, v.consistency_reason, v.error, v.text_hash)
+        assert erased == (None,) * 7 and v.tags == [] and v.parse_notes == []
+        assert v.input_hash == purging.ERASED_HASH  # no later post gets it as a cache hit
+        assert (v.violation, v.category, v.severity, v.confidence, v.model_id, v.prompt_version) == (
+            True, "fraud_spam", 2, 0.8, "m", "p@1")  # fmt: skip
+        assert session.scalar(select(func.count(ReviewEvent.id))) == events_before  # history stays countable
+        notes = session.scalars(select(ReviewEvent.note).where(ReviewEvent.post_id == target)).all()
+        assert notes and all(n is None for n in notes)  # moderators quote posts in their notes
+        assert session.get(PostLabel, target) is not None  # the metrics still count the decision
+        event = session.get(AuditEvent, result.event_id)
+        assert event.action == "purge" and event.actor_name == "admin" and event.subject == f"post {target}"
+        d = event.details
+        assert d["reason"] == "erasure request #12" and d["post_ids"] == [target]
+        assert set(d["kinds"]) == {"media", "text", "raw_output"}
+        assert d["counts"]["media"] == 1 and d["counts"]["files"] == 2 and d["counts"]["export_images"] == 1
+        assert d["counts"]["notes"] == 1 and d["counts"]["verdicts"] == 1 and d["counts"]["texts"] == 1
+        assert d["export_folders"] == [str(folder.resolve())]
+        # the other posts are untouched
+        other = session.get(Post, world[3])
+        assert other.text == "alice again" and other.purged_at is None
+    assert all(f.is_file() for f in _files(desk, world[3]))
+    tomb = purging.tombstones(desk.sessions(), [target, world[3]])
+    assert list(tomb) == [target] and tomb[target].reason == "erasure request #12"
+
+
+def test_a_shared_image_stays_until_no_post_shows_it(desk, world) -> None:  # type: ignore[no-untyped-def]
+    admin = account(desk, "admin")
+    b, c = world[1], world[2]
+    files, media = _files(desk, b), _media_ids(desk, b)
+    assert media == _media_ids(desk, c)  # content-addressed: one row, one file for both posts
+
+    first = purging.purge(desk.sessions, admin, desk.settings, [b], reason="request")
+    assert first.counts["media_shared"] == 1 and not first.counts.get("media")
+    assert all(f.is_file() for f in files)
+    assert _media_ids(desk, b) == [] and _media_ids(desk, c) == media
+    assert _count(desk, select(func.count(Signal.id)).where(Signal.media_id == media[0])) == 1  # c's OCR stays
+
+    second = purging.purge(desk.sessions, admin, desk.settings, [c], reason="request")
+    assert second.counts["media"] == 1 and not any(f.exists() for f in files)
+    assert _count(desk, select(func.count(Media.id)).where(Media.id == media[0])) == 0
+    assert _count(desk, select(func.count(Signal.id)).where(Signal.media_id == media[0])) == 0
+
+
+def test_both_posts_of_a_shared_image_in_one_purge(desk, world) -> None:  # type: ignore[no-untyped-def]
+    files = _files(desk, world[1])
+    when = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    result = purging.purge(desk.sessions, account(desk, "admin"), desk.settings, world[1:3], reason="r", now=when)
+    with desk.sessions() as session:
+        assert session.get(Post, world[2]).purged_at == when
+    assert result.counts["media"] == 1 and result.counts["media_links"] == 2 and not result.counts.get("media_shared")
+    assert not any(f.exists() for f in files)
+
+
+def test_dry_run_then_purge_then_purge_again(desk, world) -> None:  # type: ignore[no-untyped-def]
+    admin = account(desk, "admin")
+    files = _files(desk, world[0])
+    dry = purging.purge(desk.sessions, admin, desk.settings, [world[0], world[3]], reason="r", dry_run=True)
+    assert dry.erased == [world[0], world[3]] and dry.event_id is None
+    assert sorted(dry.files) == sorted(files + _files(desk, world[3]))
+    assert all(f.is_file() for f in files)
+    with desk.sessions() as session:
+        post = session.get(Post, world[0])
+        assert post.text and post.purged_at is None and post.author == "alice"
+        assert session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "purge")) == 0
+    real = purging.purge(desk.sessions, admin, desk.settings, [world[0], world[3]], reason="r")
+    assert real.counts == dry.counts
+
+    # again: nothing left, nothing written, and it says so
+    audits = _count(desk, select(func.count(AuditEvent.id)).where(AuditEvent.action == "purge"))
+    again = purging.purge(desk.sessions, admin, desk.settings, [world[0]], reason="r")
+    assert again.erased == [] and again.event_id is None and list(again.already) == [world[0]]
+    assert again.already[world[0]] is not None
+    assert _count(desk, select(func.count(AuditEvent.id)).where(AuditEvent.action == "purge")) == audits
+    with desk.sessions() as session:
+        assert session.get(Post, world[0]).purge_event_id == real.event_id
+
+
+def test_refused_without_reason_or_permission(desk, world) -> None:  # type: ignore[no-untyped-def]
+    admin = account(desk, "admin")
+    for reason in ("", "   \n\t"):
+        with pytest.raises(purging.ReasonMissing):
+            purging.purge(desk.sessions, admin, desk.settings, [world[0]], reason=reason)
+    with pytest.raises(PermissionDenied):
+        purging.purge(desk.sessions, account(desk, "lead"), desk.settings, [world[0]], reason="r")
+    # the Actor still says admin, but the account was demoted, then deactivated: the stored one counts
+    other = account(desk, "admin", "second-admin")
+    set_role(desk.sessions, "second-admin", "moderator", by=OPERATOR)
+    with pytest.raises(PermissionDenied):
+        purging.purge(desk.sessions, other, desk.settings, [world[0]], reason="r")
+    set_role(desk.sessions, "second-admin", "admin", by=OPERATOR)
+    set_active(desk.sessions, "second-admin", False, by=OPERATOR)
+    with pytest.raises(PermissionDenied):
+        purging.apply_retention(desk.sessions, other, desk.settings.with_overrides(retain_text_days=1))
+    with desk.sessions() as session:
+        assert session.get(Post, world[0]).purged_at is None
+        assert session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "purge")) == 0
+
+
+def test_queue_claims_and_exports_skip_an_erased_post(desk, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ids = make_posts(desk, tmp_path, SPECS[:2])  # both queued
+    admin, moderator, lead = account(desk, "admin"), account(desk, "moderator"), account(desk, "lead")
+    held = claim(desk.sessions, moderator, ids[0])
+    assert held is not None
+    with desk.sessions() as session:
+        assert queue_count(session, moderator) == 2
+    purging.purge(desk.sessions, admin, desk.settings, [ids[0]], reason="r")
+    with desk.sessions() as session:
+        assert queue_count(session, moderator) == 1  # it left the queue, keeping its status
+        post = session.get(Post, ids[0])
+        assert post.status == "queued" and post.claimed_by_id is None
+    with pytest.raises(ClaimLost):  # the claim went with the content: nothing is decided on an empty post
+        decide(desk.sessions, moderator, ids[0], "confirm")
+    assert claim(desk.sessions, moderator, ids[0]) is None
+    taken = claim(desk.sessions, moderator)
+    assert taken is not None and taken.post_id == ids[1]
+    decide(desk.sessions, moderator, ids[1], "confirm")
+    with desk.sessions() as session:
+        before = [
+            e.post_id
+            for e in select_examples(
+                session, lead, ExportOptions(format="swift", include="all", allow_ungrouped=True)
+            ).examples
+        ]
+    assert before == [ids[1]]
+    purging.purge(desk.sessions, admin, desk.settings, [ids[1]], reason="r")
+    with desk.sessions() as session:
+        assert select_examples(session, lead, ExportOptions(format="swift", include="all")).examples == []
+
+
+def test_a_hand_made_delete_of_a_post_with_review_events_fails(desk, world) -> None:  # type: ignore[no-untyped-def]
+    """ON DELETE RESTRICT (migration 0007): the events are never cascaded away."""
+    events = _count(desk, select(func.count(ReviewEvent.id)).where(ReviewEvent.post_id == world[0]))
+    assert events >= 2  # claim and confirm
+    with pytest.raises(IntegrityError), desk.engine.begin() as conn:
+        conn.execute(text("DELETE FROM post WHERE id = :id"), {"id": world[0]})
+    with pytest.raises(IntegrityError), desk.sessions() as session, session.begin():
+        session.execute(delete(Post).where(Post.id == world[0]))
+    assert _count(desk, select(func.count(ReviewEvent.id)).where(ReviewEvent.post_id == world[0])) == events
+    assert _count(desk, select(func.count(Post.id)).where(Post.id == world[0])) == 1
+    # after a purge too: the tombstone keeps its history
+    purging.purge(desk.sessions, account(desk, "admin"), desk.settings, [world[0]], reason="r")
+    with pytest.raises(IntegrityError), desk.engine.begin() as conn:
+        conn.execute(text("DELETE FROM post WHERE id = :id"), {"id": world[0]})
+    assert _count(desk, select(func.count(ReviewEvent.id)).where(ReviewEvent.post_id == world[0])) == events
+
+
+def test_select_by_author_external_id_and_file(desk, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with desk.sessions() as session:
+        assert purging.resolve_posts(session, author="alice") == ([world[0], world[3]], [])
+        assert purging.resolve_posts(session, author="alice", source="douyin") == ([], [])
+        assert purging.resolve_posts(session, external=[("weibo", "p1"), ("weibo", "nope")]) == (
+            [world[1]],
+            ["weibo:nope"],
+        )
+        assert purging.resolve_posts(session, post_ids=[world[2], 999999, world[2]]) == ([world[2]], ["post 999999"])
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"# erasure request 7\n{world[0]}\n\n{world[1]}  # bob\n", encoding="utf-8")
+    assert purging.read_ids_file(ids) == [world[0], world[1]]
+    ids.write_text(f"{world[0]}\n12a\n", encoding="utf-8")
+    with pytest.raises(purging.ReviewError, match=r"ids.txt:2: not a post id"):
+        purging.read_ids_file(ids)
+    assert purging.parse_external("weibo:a:b") == ("weibo", "a:b")
+    # one parser for the file and the admin page's box: commas, semicolons, spaces, comments
+    assert purging.parse_ids("1, 2;3\n 4  5 # six\n\n# 7\n") == [1, 2, 3, 4, 5]
+    ids.write_text("1, 2\n3;4 # x\n", encoding="utf-8")
+    assert purging.read_ids_file(ids) == [1, 2, 3, 4]
+    for bad in ("1\n2 x3", "1\n-2", "1\n" + "9" * 20, "1\n２"):
+        with pytest.raises(purging.ReviewError, match=r"^line 2: not a post id"):
+            purging.parse_ids(bad)
+    # a name no stored text can hold matches nothing (Postgres would refuse it), never a cleaned-up name
+    with desk.sessions() as session:
+        assert purging.resolve_posts(session, author="ali\x00ce") == ([], [])
+        assert purging.resolve_posts(session, author="alice", source="wei\udcffbo") == ([], [])
+        assert purging.resolve_posts(session, external=[("weibo", "p\x001")], post_ids=[2**63]) == (
+            [],
+            [f"post {2**63}", "weibo:p\x001"],
+        )
+
+
+def _env(desk) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {**os.environ, "DATABASE_URL": desk.settings.database_url, "MEDIA_DIR": str(desk.settings.media_dir),
+            "PYTHONPATH": str(REPO)}  # fmt: skip
+
+
+def _cli(desk, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run([sys.executable, "-m", "review", *args], cwd=REPO, env=_env(desk), capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+
+
+def test_command_line(desk, world, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    # refusals first, nothing erased: without --reason (argparse), with a blank one
+    monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
+    monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
+    with pytest.raises(SystemExit) as stopped:
+        main(["purge", "--post", str(world[0])])
+    assert stopped.value.code == 2 and "--reason" in capsys.readouterr().err
+    assert main(["purge", "--post", str(world[0]), "--reason", "  "]) == 2
+    assert capsys.readouterr().err.startswith("error: a purge needs a reason")
+    # the real command, in a process of its own
+    done = _cli(desk, "purge", "--author", "alice", "--external", "weibo:no-such-id", "--reason",
+                "GDPR art. 17 request 2026-41")  # fmt: skip
+    assert done.returncode == 1, done.stderr  # one named post was not found
+    assert done.stdout.startswith("purge: 2 posts erased") and "not found: weibo:no-such-id" in done.stderr
+    with desk.sessions() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "purge")).one()
+        digest = hashlib.sha256(b"alice").hexdigest()
+        assert event.actor_name == "(command line)" and event.subject == f"author sha256:{digest[:16]}"
+        assert event.details["post_ids"] == [world[0], world[3]] and event.details["author_sha256"] == digest
+        assert event.details["not_found"] == 1
+        # the append-only log keeps nothing of what was erased: not the author, not the external ids
+        row = json.dumps([event.subject, event.details], ensure_ascii=False)
+        assert "alice" not in row and "no-such-id" not in row
+
+    # the rest in this process (the same main())
+    assert main(["purge", "--author", "alice", "--reason", "again"]) == 0
+    assert "no post by 'alice'" in capsys.readouterr().out
+    assert main(["purge", "--post", str(world[0]), "--reason", "again"]) == 0
+    out = capsys.readouterr()
+    assert "0 posts erased" in out.out and f"post {world[0]}: already erased on " in out.err
+    assert main(["purge", "--external", "weibo:p1", "--post", "999999", "--reason", "r", "--dry-run"]) == 1
+    out = capsys.readouterr()
+    assert (
+        out.out.startswith("purge (dry run, nothing changed): 1 post to erase") and "not found: post 999999" in out.err
+    )
+    with desk.sessions() as session:
+        assert session.get(Post, world[1]).purged_at is None
+    assert main(["purge", "--source", "weibo", "--reason", "r"]) == 2
+    assert main(["purge", "--reason", "r"]) == 2
+
+
+def test_erased_posts_show_as_tombstones_on_the_posts_page(desk, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The Posts page shows an erased post as a tombstone: when, by whom, what kinds; the reason
+    (which may name who asked) to admins only, as plain text."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from pages._common import ACTOR
+
+    purging.purge(desk.sessions, account(desk, "admin"), desk.settings, [world[0]], reason="request **7** <b>x</b>")
+    with desk.sessions() as session, session.begin():  # world[3] decided two days ago: retention takes its images
+        session.execute(update(PostLabel).where(PostLabel.post_id == world[3])
+                        .values(decided_at=datetime.now(UTC) - timedelta(days=2)))  # fmt: skip
+    media_only = desk.settings.with_overrides(retain_media_days=1)
+    kept = purging.apply_retention(desk.sessions, account(desk, "admin"), media_only)
+    assert kept.erased == [world[3]] and kept.kinds == ["media"]
+    monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
+    monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
+    for role, sees_reason in (("moderator", False), ("admin", True)):
+        st.cache_resource.clear()
+        at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=30)
+        at.session_state[ACTOR] = account(desk, role)
+        at.switch_page("pages/posts.py")
+        at.run()
+        table = at.dataframe[0].value
+        # a tombstone whose text was kept (retention took only its images) shows its text
+        assert table.loc[world[0], "text"] == "(erased)" and table.loc[world[3], "text"] == "alice again"
+        assert table.loc[world[0], "author"] == "" and not isinstance(table.loc[world[0], "thumbnail"], str)
+        row = list(table.index).index(world[0])
+        at.session_state[at.dataframe[0].key] = {"selection": {"rows": [row], "columns": [], "cells": []}}
+        at.run()
+        assert not at.exception
+        assert any("content was erased" in w.value for w in at.warning)
+        shown = "\n".join(t.value for t in at.text)
+        assert "erased" in shown and "by admin (purge)" in shown and "media, raw_output, text" in shown
+        assert ("reason: request **7** <b>x</b>" in shown) is sees_reason
+        assert all("<b>x" not in m.value for m in at.markdown)
+    st.cache_resource.clear()
+
+
+def test_the_admin_page_previews_confirms_and_lists(desk, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """pages/data.py: refused to leads; an admin's purge needs a reason and a preview, then a
+    confirmation; retention shows its settings, previews and runs; both land in the recent list."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from pages._common import ACTOR
+
+    monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
+    monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
+    monkeypatch.setenv("RETAIN_RAW_OUTPUT_DAYS", "1")
+
+    def page(role: str) -> AppTest:
+        st.cache_resource.clear()  # the desk (and its settings) is cached per process
+        at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=30)
+        at.session_state[ACTOR] = account(desk, role)
+        at.switch_page("pages/data.py")
+        return at.run()
+
+    refused = page("lead")
+    assert any("may not erase data" in e.value for e in refused.error) and not refused.button
+
+    at = page("admin")
+    assert not at.exception
+    at.text_area(key="data_ids").input(f"{world[0]}, 999999").run()
+    at.button(key="data_preview").click().run()
+    assert any("Nothing was erased" in e.value for e in at.error)  # no reason yet
+    at.text_area(key="data_reason").input("request 12").run()
+    at.button(key="data_preview").click().run()
+    preview = "\n".join(t.value for t in at.text)
+    assert "1 post to erase" in preview and "not found: post 999999" in preview
+    assert at.button(key="data_erase").disabled  # until confirmed
+    with desk.sessions() as session:
+        assert session.get(Post, world[0]).purged_at is None
+    at.checkbox(key="data_confirm").check().run()
+    at.button(key="data_erase").click().run()
+    assert not at.exception
+    assert "1 post erased" in "\n".join(t.value for t in at.text)
+    with desk.sessions() as session:
+        post = session.get(Post, world[0])
+        assert post.purged_at is not None and post.text == ""
+        event = session.get(AuditEvent, post.purge_event_id)
+        assert (event.actor_name, event.details["reason"], event.details["not_found"]) == ("admin", "request 12", 1)
+
+    # a long list under the summary is cut, the count stays in the summary
+    missing = " ".join(str(900000 + i) for i in range(30))
+    at.text_area(key="data_ids").input(f"{world[0]}; {missing}").run()
+    at.button(key="data_preview").click().run()
+    preview = "\n".join(t.value for t in at.text)
+    assert "30 not found" in preview and preview.count("not found: post") == 20 and "… and 10 more" in preview
+
+    # by author: a changed input drops the preview
+    at.radio(key="data_how").set_value("By author").run()
+    at.text_input(key="data_author").input("bob").run()
+    at.button(key="data_preview").click().run()
+    assert "1 post to erase" in "\n".join(t.value for t in at.text)
+    at.text_input(key="data_author").input("carol").run()
+    assert not [b for b in at.button if b.key == "data_erase"]
+    at.text_input(key="data_author").input("car\x00ol").run()  # pasted: matches no one, breaks nothing
+    at.button(key="data_preview").click().run()
+    assert not at.exception and any("no post matches" in c.value for c in at.code)
+    at.text_input(key="data_author").input("carol").run()
+    at.button(key="data_preview").click().run()
+    at.checkbox(key="data_confirm").check().run()
+    at.button(key="data_erase").click().run()
+    assert not at.exception and "1 post erased" in "\n".join(t.value for t in at.text)
+    with desk.sessions() as session:
+        event = session.get(AuditEvent, session.get(Post, world[2]).purge_event_id)
+        assert event.details["author_sha256"] == hashlib.sha256(b"carol").hexdigest()
+        assert "carol" not in json.dumps([event.subject, event.details])
+
+    # retention: raw output kept 1 day; the decisions were just made, so a preview finds nothing yet
+    table = at.dataframe[0].value
+    assert list(table["kept after the decision"]) == ["for ever", "for ever", "1 days"]
+    at.button(key="data_retention_preview").click().run()
+    assert "0 posts to erase" in "\n".join(t.value for t in at.text)
+    with desk.sessions() as session, session.begin():  # as if decided two days ago
+        session.execute(update(PostLabel).values(decided_at=datetime.now(UTC) - timedelta(days=2)))
+    at.button(key="data_retention_preview").click().run()
+    assert "2 posts to erase" in "\n".join(t.value for t in at.text)  # world[0] and world[2]: gone already
+    at.button(key="data_retention_run").click().run()
+    assert not at.exception and "2 posts erased" in "\n".join(t.value for t in at.text)
+    recent = at.dataframe[-1].value
+    assert list(recent["action"]) == ["retention", "purge", "purge"] and recent["reason"].iloc[2] == "request 12"
+    st.cache_resource.clear()
+
+
+def test_a_store_file_an_ingest_is_about_to_use_survives_the_purge(desk, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An ingest writes (or reuses, refreshing its time) an image's files before it commits the
+    media row; a purge of the last post showing that image meanwhile must not delete them, or the
+    ingest's row points at nothing. The purge leaves files used within `media gc`'s hour to
+    `media gc`, which removes them once nothing refers to them and they are old enough."""
+    admin = account(desk, "admin")
+    files, media = _files(desk, world[0]), _media_ids(desk, world[0])
+    untouched = _files(desk, world[3])
+    # what an ingest of the same picture does before its transaction
+    prepared = prepare_image((tmp_path / "a.png").read_bytes(), max_pixels=desk.settings.max_image_pixels,
+                             thumbnail_size=desk.settings.thumbnail_size)  # fmt: skip
+    write_image(prepared, desk.settings.media_dir)
+
+    result = purging.purge(desk.sessions, admin, desk.settings, [world[0], world[3]], reason="request")
+
+    assert all(f.is_file() for f in files) and sorted(result.left_for_gc) == sorted(files)
+    assert not any(f.exists() for f in untouched)  # an image nobody touched goes at once
+    assert result.counts["files"] == 2 and result.counts["files_left_for_gc"] == 2
+    assert "2 files left for `media gc`" in result.summary()
+    with desk.sessions() as session:
+        assert session.get(Media, media[0]) is None  # the row went: the post is erased
+    # the ingest commits: its row finds the files
+    again = ingest_records(desk.sessions, [{"external_id": "again", "source": "weibo", "text": "t",
+                                            "images": ["a.png"]}], desk.settings, base_dir=tmp_path)  # fmt: skip
+    assert _files(desk, again.post_ids[0]) == files and all(f.is_file() for f in files)
+    later = datetime.now(UTC) + timedelta(hours=2)
+    garbage = collect_garbage(desk.sessions, desk.settings.media_dir, OPERATOR, delete=True, now=later)
+    assert not garbage.orphans and all(f.is_file() for f in files)  # referenced again: kept
+    # had no ingest come, `media gc` removes them once they are old
+    purging.purge(desk.sessions, admin, desk.settings, again.post_ids, reason="request")
+    assert all(f.is_file() for f in files)  # reused just now by the ingest: still too young
+    garbage = collect_garbage(desk.sessions, desk.settings.media_dir, OPERATOR, delete=True, now=later)
+    assert sorted(desk.settings.media_dir / rel for rel, _size in garbage.orphans) == sorted(files)
+    assert not any(f.exists() for f in files)
+
+
+def test_an_ingest_does_not_use_a_media_id_purged_between_its_chunks(desk, world, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The ingest remembers media ids from one chunk to the next; a purge between two chunks can
+    remove the row behind one. The next chunk must look it up again and store the image anew."""
+    import review.ingest
+
+    monkeypatch.setattr(review.ingest, "CHUNK_SIZE", 1)  # one record a transaction
+    admin = account(desk, "admin")
+    shown: list[int] = []
+
+    def records():  # type: ignore[no-untyped-def]
+        yield {"external_id": "n1", "source": "weibo", "text": "first", "images": ["a.png"]}
+        # n1 is stored (its chunk committed) before the next record is read: purge every post
+        # showing a.png, whose media id the ingest now holds
+        with desk.sessions() as session:
+            n1 = session.scalar(select(Post.id).where(Post.external_id == "n1"))
+            shown.extend(_media_ids(desk, n1))
+        done = purging.purge(desk.sessions, admin, desk.settings, [world[0], n1], reason="request")
+        assert done.counts["media"] == 1
+        yield {"external_id": "n2", "source": "weibo", "text": "second", "images": ["a.png"]}
+
+    report = ingest_records(desk.sessions, records(), desk.settings, base_dir=tmp_path)
+    assert not report.rejected and len(report.post_ids) == 2
+    media = _media_ids(desk, report.post_ids[1])
+    assert len(media) == 1 and media != shown  # a new row for the same picture
+    assert all(f.is_file() for f in _files(desk, report.post_ids[1]))
