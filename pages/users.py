@@ -69,18 +69,18 @@ with change:
     st.subheader("Change a user")
     names = [str(u["username"]) for u in users]
     who = st.selectbox("User", names, key="change_user")
-    new_role = st.selectbox("Role", ROLES, key="change_role")
+    new_role = st.selectbox("Role", ROLES, index=None, placeholder="Choose the new role", key="change_role")
     new_password = st.text_input("New password", type="password", key="change_password")
-    buttons = st.columns(5)
+    buttons = st.container(horizontal=True)
     actions = {
-        "Set role": lambda: set_role(desk.sessions, who, new_role, by=actor, client=client),
+        "Set role": lambda: set_role(desk.sessions, who, new_role or "", by=actor, client=client),
         "Set password": lambda: set_password(desk.sessions, who, new_password, by=actor, client=client),
         "Activate": lambda: set_active(desk.sessions, who, True, by=actor, client=client),
         "Deactivate": lambda: set_active(desk.sessions, who, False, by=actor, client=client),
         "Unlock": lambda: unlock(desk.sessions, who, by=actor, client=client),
     }
-    for column, (name, action) in zip(buttons, actions.items(), strict=True):
-        if column.button(name, key=f"user_{name.lower().replace(' ', '_')}"):
+    for name, action in actions.items():
+        if buttons.button(name, key=f"user_{name.lower().replace(' ', '_')}"):
             try:
                 result = action()
             except ReviewError as exc:

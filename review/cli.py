@@ -721,7 +721,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
               "RETAIN_RAW_OUTPUT_DAYS)")  # fmt: skip
         return 0
     result = purge.apply_retention(desk.sessions, OPERATOR, desk.settings, dry_run=args.dry_run)
-    kept = ", ".join(f"{kind} {d} days" if d else f"{kind} for ever" for kind, d in days.items())
+    kept = ", ".join(f"{kind} {d} day{'' if d == 1 else 's'}" if d else f"{kind} for ever" for kind, d in days.items())
     _print_erasure(result, f"retention ({kept})")
     return EXIT_REJECTED if result.file_errors else 0
 
