@@ -48,9 +48,10 @@ from review.inference.base import ModelRequest  # noqa: E402
 from review.inference.hf import TransformersProvider  # noqa: E402
 from review.inference.schema import verdict_json_schema  # noqa: E402
 from review.ingest import ingest_records  # noqa: E402
+from review.inputs import load_inputs  # noqa: E402
 from review.policy import load_policy  # noqa: E402
 from review.prompts import moderation_prompt  # noqa: E402
-from review.scoring import Scorer, load_inputs  # noqa: E402
+from review.scoring import Scorer  # noqa: E402
 from tests.tiny_model import build_tiny_qwen3_vl  # noqa: E402
 
 CAPTIONS = ["限时特价 ¥{n}，全网最低！", "周末去海边 {n}", "New drop, only {n} left", "岁月静好 #{n}",

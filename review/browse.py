@@ -14,11 +14,12 @@ from datetime import datetime
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import Media, Post, PostMedia, Verdict
+from db.models import Media, Post, PostMedia
 from db.session import db_text
 from review.policy import Policy, load_policy
 from review.signals.nsfw import blur_reason
 from review.signals.runner import load_media_signals
+from review.verdicts import current_verdicts, is_usable
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class VerdictRow:
 
     @property
     def usable(self) -> bool:
-        return self.parse_status in ("ok", "repaired")
+        return is_usable(self.parse_status)
 
     @property
     def badge(self) -> str:
@@ -165,7 +166,7 @@ def get_posts(session: Session, post_ids: list[int], policy: Policy | None = Non
 
 
 def _rows(session: Session, posts: list[Post], policy: Policy | None) -> list[PostRow]:
-    verdicts = _latest_verdicts(session, [p.id for p in posts])
+    verdicts = _current_verdicts(session, [p.id for p in posts])
     media = _media_for(session, [p.id for p in posts], verdicts, policy or load_policy())
     return [
         PostRow(
@@ -193,15 +194,9 @@ def _exists(session: Session, flt: PostFilter, *, older_than: int | None = None,
     return session.scalar(query.limit(1)) is not None
 
 
-def _latest_verdicts(session: Session, post_ids: list[int]) -> dict[int, VerdictRow]:
-    if not post_ids:
-        return {}
-    latest = (
-        select(func.max(Verdict.id)).where(Verdict.post_id.in_(post_ids)).group_by(Verdict.post_id).scalar_subquery()
-    )
-    found = session.scalars(select(Verdict).where(Verdict.id.in_(latest)))
+def _current_verdicts(session: Session, post_ids: list[int]) -> dict[int, VerdictRow]:
     return {
-        v.post_id: VerdictRow(
+        post_id: VerdictRow(
             provider=v.provider,
             model_id=v.model_id,
             prompt_version=v.prompt_version,
@@ -221,7 +216,7 @@ def _latest_verdicts(session: Session, post_ids: list[int]) -> dict[int, Verdict
             tags=tuple(v.tags or ()),
             created_at=v.created_at,
         )
-        for v in found
+        for post_id, v in current_verdicts(session, post_ids).items()
     }
 
 

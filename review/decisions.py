@@ -46,12 +46,12 @@ from review.audit import Action
 from review.auth import Actor, Permission, PermissionDenied, account_id, require, require_live
 from review.errors import ReviewError
 from review.policy import Policy, load_policy
+from review.priority import ESCALATED_PRIORITY, queue_priority
 from review.queue import ANY, QueueFilter, free, in_queue_order, waiting, waiting_statuses, with_verdict
-from review.scoring import FAILURE_PRIORITY, USABLE, queue_priority
+from review.verdicts import current_verdict, is_usable
 
 DEFAULT_LEASE = timedelta(minutes=10)
 MAX_LEASE = timedelta(minutes=30)  # a longer lease is refused: an abandoned post must come back
-ESCALATED_PRIORITY = 200.0  # escalations sort before model failures (100) and every verdict
 MAX_NOTE = 2000
 
 
@@ -310,13 +310,6 @@ def _lost(session: Session, actor: Actor, post_id: int, now: datetime) -> str:
     return f"you do not hold post {post_id} (status {post.status}); nothing was saved: take it again with Next"
 
 
-def current_verdict(session: Session, post_id: int) -> Verdict | None:
-    """The verdict moderators see for a post: its latest."""
-    return session.scalars(
-        select(Verdict).where(Verdict.post_id == post_id).order_by(Verdict.id.desc()).limit(1)
-    ).first()
-
-
 def decide(
     sessions: sessionmaker[Session],
     actor: Actor,
@@ -372,7 +365,7 @@ def decide(
                 return seen
             raise ClaimLost(_lost(session, actor, post_id, now))  # before anything about the post is told
         if decision is Decision.CONFIRM:
-            if verdict is None or verdict.parse_status not in USABLE:
+            if verdict is None or not is_usable(verdict.parse_status):
                 raise ReviewError(f"post {post_id} has no usable model verdict to confirm: overturn it with a label")
             label = _verdict_label(verdict)
         values = _after(decision, before, now)
@@ -495,7 +488,7 @@ def decide_bulk(
             verdict = current_verdict(session, post_id)
             post_label = label
             if decision is Decision.CONFIRM:
-                if verdict is None or verdict.parse_status not in USABLE:
+                if verdict is None or not is_usable(verdict.parse_status):
                     skipped[post_id] = "no usable model verdict to confirm"
                     continue
                 post_label = _verdict_label(verdict)
@@ -543,7 +536,7 @@ def _verdict_label(verdict: Verdict) -> Label:
 def _as_confirm(decision: Decision, label: Label | None, verdict: Verdict | None) -> Decision:
     """An overturn whose label is the model's own (a blind second review that agrees with a
     hidden verdict, say) is a confirm: "overturn" always means the human disagrees."""
-    usable = verdict is not None and verdict.parse_status in USABLE
+    usable = verdict is not None and is_usable(verdict.parse_status)
     if decision is Decision.OVERTURN and usable and label is not None and _normal(label) == _verdict_label(verdict):
         return Decision.CONFIRM
     return decision
@@ -640,8 +633,7 @@ def undo(
 
 def _queue_priority(session: Session, post_id: int) -> float:
     """The priority scoring gave a post (for an undone escalation or decision)."""
-    verdict = current_verdict(session, post_id)
-    return FAILURE_PRIORITY if verdict is None else queue_priority(verdict)
+    return queue_priority(current_verdict(session, post_id))
 
 
 def new_idempotency_key() -> str:

@@ -891,15 +891,15 @@ def _judged(truth: str, right: float, rng: random.Random) -> str:
 
 def _decide_as(sessions, actor, post_id, category, rng, at, share=0.0, raters=2):  # type: ignore[no-untyped-def]
     """Confirm when the verdict on screen says ``category``, overturn with it otherwise."""
-    from review.decisions import Label, current_verdict, decide
-    from review.scoring import USABLE
+    from review.decisions import Label, decide
+    from review.verdicts import category_shown, current_verdict, is_usable
 
     with sessions() as session:
         verdict = current_verdict(session, post_id)
         agrees = (
             verdict is not None
-            and verdict.parse_status in USABLE
-            and (verdict.category if verdict.violation else "none") == category
+            and is_usable(verdict.parse_status)
+            and category_shown(verdict.violation, verdict.category) == category
         )
     spent = int(rng.lognormvariate(9.6, 0.5))
     if agrees:

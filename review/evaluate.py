@@ -34,6 +34,7 @@ from review.inference.schema import verdict_json_schema
 from review.metrics import Accuracy, accuracy_from
 from review.policy import Policy, load_policy
 from review.prompts import RenderedPrompt
+from review.verdicts import category_shown
 
 
 @dataclass
@@ -93,8 +94,8 @@ def evaluate_provider(
                 failures += 1
                 rows.append((False, truth.violation, None, truth.category, None, None, 1))
             else:
-                rows.append((True, truth.violation, said.violation, truth.category, said.category if said.violation
-                             else "none", said.confidence, 1))  # fmt: skip
+                shown = category_shown(said.violation, said.category)
+                rows.append((True, truth.violation, said.violation, truth.category, shown, said.confidence, 1))
         if progress:
             progress(min(first + batch_size, len(examples)), len(examples))
     return Evaluation(label, adapter, len(examples), accuracy_from(rows), failures)

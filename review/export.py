@@ -82,10 +82,11 @@ from review.inference.schema import (
     Sentiment,
 )
 from review.inference.schema import Verdict as VerdictAnswer
+from review.inputs import normalise_text
 from review.policy import Policy, load_policy
 from review.prompts import ModerationRenderer
-from review.scoring import USABLE, normalise_text
 from review.signals.runner import load_media_signals
+from review.verdicts import is_usable
 
 FORMATS = ("llamafactory", "swift", "qwen", "parquet")
 IMAGE_TOKEN = "<image>"
@@ -457,7 +458,7 @@ class _Answers:
     def answer(self, row: Any, ocr: str) -> str:
         clean = self.clean
         has_verdict = row.verdict_id is not None
-        usable = has_verdict and row.v_parse_status in USABLE
+        usable = has_verdict and is_usable(row.v_parse_status)
         agreed = usable and row.human_category == row.model_category and row.human_violation == row.model_violation
         # the model's own reading of the post, where a model gave one (the baseline's is rule output)
         usable = usable and row.v_provider != "baseline"

@@ -16,16 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Verdict
 from review.config import Settings
 from review.errors import ReviewError
 from review.inference.base import ModelRequest, Provider
+from review.inputs import load_inputs
 from review.media import load_normalised
 from review.prompts import followup_prompt
-from review.scoring import USABLE, load_inputs
+from review.verdicts import current_verdict, is_usable
 
 DEFAULT_MAX_TURNS = 6  # earlier turns than this are left out of the prompt
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -56,25 +56,19 @@ VERDICT_FIELDS = ("violation", "category", "severity", "confidence", "image_text
 
 def verdict_summary(verdict: Verdict | None) -> str | None:
     """A verdict as the follow-up prompt shows it: the parsed fields only (never raw output)."""
-    if verdict is None or verdict.parse_status not in USABLE:
+    if verdict is None or not is_usable(verdict.parse_status):
         return None
     return json.dumps({f: getattr(verdict, f) for f in VERDICT_FIELDS}, ensure_ascii=False)
 
 
-def latest_verdict(session: Session, post_id: int) -> Verdict | None:
-    return session.scalars(
-        select(Verdict).where(Verdict.post_id == post_id).order_by(Verdict.id.desc()).limit(1)
-    ).first()
-
-
 def load_post(session: Session, settings: Settings, post_id: int, verdict: Verdict | None = None) -> PostContext:
-    """What a conversation about ``post_id`` needs; ``verdict`` defaults to the post's latest."""
+    """What a conversation about ``post_id`` needs; ``verdict`` defaults to its current one."""
     found = load_inputs(session, [post_id])
     if not found:
         raise ReviewError(f"there is no post {post_id}")
     post = found[0]
     images = [load_normalised(Path(settings.media_dir), m.path, settings.max_image_pixels) for m in post.media]
-    verdict = verdict if verdict is not None else latest_verdict(session, post_id)
+    verdict = verdict if verdict is not None else current_verdict(session, post_id)
     return PostContext(post_id=post_id, text=post.text, images=images, verdict_json=verdict_summary(verdict))
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import Select, and_, case, delete, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from db.models import EventAction, Post, PostLabel, PostStatus, ReviewEvent, Verdict
-from review.scoring import USABLE
+from review.verdicts import category_shown_sql, usable_sql
 
 DECISIONS = (EventAction.CONFIRM.value, EventAction.OVERTURN.value)
 SETTLED = (PostStatus.DECIDED.value, PostStatus.SECOND_REVIEW.value)
@@ -76,7 +76,7 @@ def label_rows(dialect: str, post_ids: Collection[int] | None = None) -> Select:
     latest = per_post.subquery()
     event = aliased(ReviewEvent)
     said = event.label_violation.is_(True)
-    usable = and_(Verdict.id.is_not(None), Verdict.parse_status.in_(list(USABLE)))
+    usable = and_(Verdict.id.is_not(None), usable_sql())
     return (
         select(
             latest.c.post_id,
@@ -91,7 +91,7 @@ def label_rows(dialect: str, post_ids: Collection[int] | None = None) -> Select:
             event.verdict_id,
             usable,
             case((usable, Verdict.violation.is_(True)), else_=None),
-            case((usable & Verdict.violation.is_(True), Verdict.category), (usable, "none"), else_=None),
+            case((usable, category_shown_sql(Verdict.violation, Verdict.category)), else_=None),
             case((usable, Verdict.confidence), else_=None),
             Verdict.provider,
             Verdict.model_id,

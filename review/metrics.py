@@ -27,7 +27,7 @@ from db.models import LABEL_CELLS, LIVE_POST, EventAction, Post, PostLabel, Post
 from review.auth import Actor, Permission, require_live
 from review.errors import ReviewError
 from review.labels import SETTLED, standing_decisions, utc_day
-from review.scoring import USABLE
+from review.verdicts import usable_sql
 
 CALIBRATION_BINS = 10
 
@@ -748,7 +748,7 @@ def operations(
             person_handling[username][int(secs)] += n
 
     verdict_day = _day(session, Verdict.created_at)
-    usable = Verdict.parse_status.in_(list(USABLE))
+    usable = usable_sql()
     latency = func.round(Verdict.latency_ms / LATENCY_STEP_MS)
     verdicts = (
         select(verdict_day, Verdict.provider, Verdict.model_id, usable, Verdict.cache_hit, latency, func.count())

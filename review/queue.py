@@ -1,11 +1,12 @@
 """The review queue: which posts wait for a moderator, in what order, under which filters.
 
 Order: ``post.priority`` descending (escalations 200, model failures 100, otherwise severity ×
-confidence of the verdict), then the oldest post first. The listing pages by keyset on
-(priority, id) through the ``(status, priority DESC, id)`` index; each post's current verdict
-(its latest, ``post.verdict_id``) is joined for the listing and for filters on its other
-fields, at one primary-key lookup per post. Filters on the current verdict's category or
-violation read copies kept on the post row, with indexes in the same order.
+confidence of the verdict; the numbers are in :mod:`review.priority`), then the oldest post
+first. The listing pages by keyset on (priority, id) through the ``(status, priority DESC, id)``
+index; each post's current verdict (:mod:`review.verdicts`; the post row keeps its id,
+``post.verdict_id``) is joined for the listing and for filters on its other fields, at one
+primary-key lookup per post. Filters on the current verdict's category or violation read
+copies kept on the post row, with indexes in the same order.
 ``review.decisions.claim`` takes the next post under the same filter.
 """
 

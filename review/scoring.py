@@ -38,53 +38,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
 
 from PIL import Image
 from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import LIVE_POST, Media, Post, PostMedia, PostStatus, Verdict
+from db.models import LIVE_POST, Post, PostStatus, Verdict
 from db.session import outage_reason, retry_transient, writing
 from review.config import Settings
 from review.errors import MediaError
-from review.inference.base import Generation, ModelRequest, PostSignals, Provider
+from review.inference.base import Generation, ModelRequest, Provider
 from review.inference.parsing import ParseResult, parse
 from review.inference.schema import verdict_json_schema
+from review.inputs import PostImage, PostInput, load_inputs, normalise_text
 from review.media import load_normalised
 from review.policy import Policy, load_policy
+from review.priority import queue_priority
 from review.prompts import moderation_prompt
-from review.signals.runner import load_media_signals
+from review.verdicts import is_usable, point_at, usable_sql
 
-USABLE = ("ok", "repaired")  # verdict parse statuses whose verdict can be shown and reused
-FAILURE_PRIORITY = 100.0  # model failures sort before every verdict (severity × confidence ≤ 3)
 DEFAULT_LEASE = timedelta(minutes=10)
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def normalise_text(text: str) -> str:
-    """The text as the cache compares it: NFKC, whitespace collapsed, case folded."""
-    return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
-
-
-class PostImage(NamedTuple):
-    media_id: int
-    sha256: str
-    path: str  # under MEDIA_DIR
-    phash: str
-    dup_cluster: int | None  # near-duplicate cluster (None until the signals step ran)
-    ocr_text: str = ""  # from the signals step ("" when none was read or not run yet)
-
-
-@dataclass(frozen=True)
-class PostInput:
-    post_id: int
-    text: str
-    media: list[PostImage]  # in order
-    signals: PostSignals = field(default_factory=PostSignals)
 
 
 @dataclass
@@ -171,35 +148,6 @@ def release(sessions: sessionmaker[Session], worker: str, post_ids: list[int]) -
 # Inputs and the cache
 
 
-def load_inputs(session: Session, post_ids: list[int]) -> list[PostInput]:
-    posts = {p.id: p for p in session.scalars(select(Post).where(Post.id.in_(post_ids)))}
-    rows = list(
-        session.execute(
-            select(PostMedia.post_id, Media.id, Media.sha256, Media.path, Media.phash, Media.dup_cluster)
-            .join(Media, Media.id == PostMedia.media_id)
-            .where(PostMedia.post_id.in_(post_ids))
-            .order_by(PostMedia.post_id, PostMedia.position)
-        )
-    )
-    found = load_media_signals(session, [r.id for r in rows])
-    media: dict[int, list[PostImage]] = {}
-    for r in rows:
-        image = PostImage(r.id, r.sha256, r.path, r.phash, r.dup_cluster, found[r.id].ocr_text)
-        media.setdefault(r.post_id, []).append(image)
-    out = []
-    for pid in post_ids:
-        if pid in posts:
-            images = media.get(pid, [])
-            signals = PostSignals(
-                text=posts[pid].text,
-                ocr_texts=[m.ocr_text for m in images],
-                nsfw_scores=[found[m.media_id].nsfw for m in images],
-                missing=sum(m.dup_cluster is None for m in images),
-            )
-            out.append(PostInput(pid, posts[pid].text, images, signals))
-    return out
-
-
 def _hash(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()
 
@@ -258,7 +206,7 @@ def find_cached(
     session: Session, key: ModelKey, post: PostInput, near_duplicates: bool, max_distance: int
 ) -> tuple[Verdict | None, bool]:
     """A usable earlier verdict for the same input: (verdict, found by near-duplicate)."""
-    usable = Verdict.parse_status.in_(USABLE)
+    usable = usable_sql()
     exact = session.scalars(
         select(Verdict).where(Verdict.input_hash == key.input_hash(post), usable).order_by(Verdict.id).limit(1)
     ).first()
@@ -276,13 +224,6 @@ def find_cached(
 
 # --------------------------------------------------------------------------------------------
 # Storing
-
-
-def queue_priority(verdict: Verdict) -> float:
-    """A scored post's place in the queue: model failures first, then severity × confidence."""
-    if verdict.parse_status not in USABLE:
-        return FAILURE_PRIORITY
-    return float((verdict.severity or 0) * (verdict.confidence or 0.0))
 
 
 def _store(session: Session, worker: str, row: Verdict) -> bool:
@@ -306,22 +247,6 @@ def _store(session: Session, worker: str, row: Verdict) -> bool:
     session.flush()  # the row's id
     point_at(session, row)
     return True
-
-
-def point_at(session: Session, verdict: Verdict) -> None:
-    """Make ``verdict`` (flushed) its post's current verdict: the post keeps its id, and its
-    category and violation when it is usable, for the queue's indexed filters."""
-    usable = verdict.parse_status in USABLE
-    session.execute(
-        update(Post)
-        .where(Post.id == verdict.post_id)
-        .values(
-            verdict_id=verdict.id,
-            verdict_category=(verdict.category if verdict.violation else "none") if usable else None,
-            verdict_violation=verdict.violation if usable else None,
-        )
-        .execution_options(synchronize_session=False)
-    )
 
 
 def verdict_row(post: PostInput, key: ModelKey, generation: Generation, result: ParseResult | None) -> Verdict:
@@ -469,7 +394,7 @@ class Scorer:
                     # answer the same, so they share the answer (a failure too) instead of a second
                     # call. Near twins share only a usable answer, as the cache does.
                     for post, key, near in twins.get(row.input_hash, []):
-                        if near and row.parse_status not in USABLE:
+                        if near and not is_usable(row.parse_status):
                             retry.append(post.post_id)
                         elif self._store(session, copy_of(row, post, key)):
                             self.stats.cache_hits += 1
@@ -499,7 +424,7 @@ class Scorer:
             self.stats.lost_leases += 1
             return False
         self.stats.scored += 1
-        self.stats.failed += row.parse_status in ("failed", "error")
+        self.stats.failed += not is_usable(row.parse_status)
         self.stats.statuses[row.parse_status] = self.stats.statuses.get(row.parse_status, 0) + 1
         return True
 

@@ -169,7 +169,7 @@ def _demo_world(desk) -> list[int]:  # type: ignore[no-untyped-def]
     is right on most), without drawing and reading the images."""
     from db.models import Post, Verdict
     from review.demo import DEMO_SOURCE, INTENDED
-    from review.scoring import point_at
+    from review.verdicts import point_at
 
     ids = []
     with desk.sessions() as session, session.begin():

@@ -21,7 +21,8 @@ from review.decisions import EscalationReasonMissing, decide_bulk, history
 from review.ingest import ingest_records
 from review.media import data_uri
 from review.policy import RESERVED_KEYS, load_policy
-from review.scoring import point_at, queue_priority
+from review.priority import queue_priority
+from review.verdicts import point_at
 from tests.conftest import ACCOUNT_PASSWORD, account
 
 DASHBOARD = str(Path(__file__).resolve().parents[1] / "dashboard.py")

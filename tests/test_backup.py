@@ -37,7 +37,8 @@ from review.config import Settings
 from review.decisions import Label, claim, decide
 from review.desk import Desk, open_desk
 from review.ingest import ingest_records
-from review.scoring import point_at, queue_priority
+from review.priority import queue_priority
+from review.verdicts import point_at
 from tests.conftest import PG_ENV, account
 
 PASSWORD = "Sekr1t-not-on-any-command-line"

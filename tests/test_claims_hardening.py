@@ -37,7 +37,7 @@ from review.decisions import (
 from review.errors import ReviewError
 from review.metrics import operations
 from review.queue import queue_count
-from review.scoring import point_at
+from review.verdicts import point_at
 from tests.conftest import REPO
 
 PASSWORD = "correct horse battery"

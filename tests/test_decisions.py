@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 from db.models import Post, ReviewEvent, Verdict
 from review.auth import Actor, PermissionDenied, create_user
 from review.decisions import (
-    ESCALATED_PRIORITY,
     ClaimLost,
     EscalationReasonMissing,
     Label,
@@ -30,7 +29,8 @@ from review.decisions import (
     undo,
 )
 from review.errors import ReviewError
-from review.scoring import point_at
+from review.priority import ESCALATED_PRIORITY
+from review.verdicts import point_at
 from tests.conftest import REPO
 
 PASSWORD = "correct horse battery"

@@ -26,8 +26,9 @@ from review.errors import ReviewError
 from review.export import FORMATS, IMAGE_TOKEN, ExportOptions, export, select_examples, strip_pii, zip_folder
 from review.inference.schema import Verdict as VerdictAnswer
 from review.ingest import ingest_records
+from review.priority import queue_priority
 from review.prompts import moderation_prompt
-from review.scoring import point_at, queue_priority
+from review.verdicts import point_at
 from tests.conftest import account
 
 # (text, model's category, moderator's category, image seed); seeds repeat for shared images

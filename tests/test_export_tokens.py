@@ -32,8 +32,9 @@ from review.finetune import encode, read_split
 from review.inference.hf import MIN_PIXELS
 from review.inference.schema import Verdict as VerdictAnswer
 from review.ingest import ingest_records
+from review.priority import queue_priority
 from review.prompts import ModerationRenderer, moderation_prompt
-from review.scoring import point_at, queue_priority
+from review.verdicts import point_at
 from tests.conftest import account
 
 # (text, image sizes, model's category, moderator's category, moderator's note)

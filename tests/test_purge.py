@@ -30,8 +30,9 @@ from review.decisions import ClaimLost, claim, decide
 from review.export import ExportOptions, export, select_examples
 from review.ingest import ingest_records
 from review.media import collect_garbage, prepare_image, write_image
+from review.priority import queue_priority
 from review.queue import queue_count
-from review.scoring import point_at, queue_priority
+from review.verdicts import point_at
 from tests.conftest import REPO, account
 
 COLOURS = {"a.png": (200, 30, 30), "shared.png": (30, 200, 30), "d.png": (30, 30, 200), "e.png": (120, 120, 0)}

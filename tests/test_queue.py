@@ -12,7 +12,7 @@ from db.models import Post, Verdict
 from review.auth import create_user
 from review.decisions import claim, decide
 from review.queue import QueueFilter, queue_count, queue_page
-from review.scoring import point_at
+from review.verdicts import point_at
 
 PASSWORD = "correct horse battery"
 

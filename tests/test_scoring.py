@@ -19,7 +19,8 @@ from db.models import Post, PostStatus, Verdict
 from review.desk import Desk
 from review.inference.hf import TransformersProvider
 from review.ingest import ingest_records
-from review.scoring import FAILURE_PRIORITY, Scorer, claim, release
+from review.priority import FAILURE_PRIORITY
+from review.scoring import Scorer, claim, release
 from tests.conftest import REPO
 
 

@@ -20,8 +20,9 @@ from review.demo import cjk_font
 from review.desk import Desk, open_desk
 from review.errors import ConfigError
 from review.ingest import ingest_records
+from review.inputs import PostImage
 from review.policy import load_policy
-from review.scoring import PostImage, Scorer, near_images
+from review.scoring import Scorer, near_images
 from review.signals.baseline import RULES_FILE, BaselineProvider, load_rules, verdict_from_signals
 from review.signals.nsfw import blur_reason
 from review.signals.runner import compute_signals, load_media_signals, pending_count

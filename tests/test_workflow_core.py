@@ -33,7 +33,6 @@ from review.auth import (
 )
 from review.config import Settings, load_settings, settings_env
 from review.decisions import (
-    ESCALATED_PRIORITY,
     MAX_BULK,
     Label,
     blind_for,
@@ -49,8 +48,9 @@ from review.decisions import (
 from review.errors import ConfigError, IngestError, ReviewError
 from review.ingest import ingest_paths
 from review.operations import ingest_upload, start_scoring
+from review.priority import ESCALATED_PRIORITY
 from review.queue import QueueFilter, category_counts, cluster_post_ids, queue_count, queue_page
-from review.scoring import point_at
+from review.verdicts import point_at
 
 SECOND = QueueFilter(second_review=True)
 

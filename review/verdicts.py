@@ -1,0 +1,84 @@
+"""What a verdict is for the rest of the desk: the one home of three rules that the queue,
+decisions, labels, metrics, export, follow-up questions, the browser and the demo all read.
+
+- **Usable**: a verdict whose parse status is ``ok`` or ``repaired`` (:data:`USABLE`) can be
+  shown, confirmed, reused by the cache and counted as the model's answer; a ``failed`` parse or
+  a provider ``error`` cannot. :func:`is_usable` in Python, :func:`usable_sql` in a query.
+- **Current**: a post's current verdict is its newest verdict row (highest id), usable or not:
+  a failed newest verdict hides an older usable one. :func:`current_verdict` for one post,
+  :func:`current_verdicts` for many at once (one query). The post row keeps a copy for the
+  queue's indexes, written by :func:`point_at` whenever a verdict is stored: ``post.verdict_id``
+  and, when that verdict is usable, its ``verdict_violation`` and ``verdict_category``.
+- **Category shown**: a verdict's category when it says violation, ``none`` otherwise
+  (:func:`category_shown`, :func:`category_shown_sql`).
+
+The scoring worker writes verdicts; every later stage reads them through this module, never
+through ``review.scoring``. Migrations keep their own frozen copies of these rules in SQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, SQLColumnExpression, case, func, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Post, Verdict
+from review.policy import NO_VIOLATION
+
+USABLE = ("ok", "repaired")  # parse statuses whose verdict can be shown, confirmed and reused
+PARSE_STATUSES = (*USABLE, "failed", "error")  # every status a verdict row is stored with
+
+
+def is_usable(parse_status: str | None) -> bool:
+    """Whether a verdict with this parse status (None: no verdict) is usable."""
+    return parse_status in USABLE
+
+
+def usable_sql(parse_status: SQLColumnExpression[str] = Verdict.parse_status) -> ColumnElement[bool]:
+    """The usable rule in SQL, over a parse status column (NULL for NULL, as SQL's ``IN`` has it)."""
+    return parse_status.in_(USABLE)
+
+
+def category_shown(violation: bool | None, category: str | None) -> str | None:
+    """The category a verdict shows: its own when it says violation, ``none`` otherwise."""
+    return category if violation else NO_VIOLATION
+
+
+def category_shown_sql(
+    violation: SQLColumnExpression[bool | None], category: SQLColumnExpression[str | None]
+) -> ColumnElement[str | None]:
+    """:func:`category_shown` in SQL (a NULL violation shows ``none``, as None does)."""
+    return case((violation.is_(True), category), else_=NO_VIOLATION)
+
+
+def current_verdict(session: Session, post_id: int) -> Verdict | None:
+    """A post's current verdict (its newest), or None before it was scored."""
+    return session.scalars(
+        select(Verdict).where(Verdict.post_id == post_id).order_by(Verdict.id.desc()).limit(1)
+    ).first()
+
+
+def current_verdicts(session: Session, post_ids: list[int]) -> dict[int, Verdict]:
+    """The current verdicts of many posts in one query, by post id (posts without one are left out)."""
+    if not post_ids:
+        return {}
+    newest = (
+        select(func.max(Verdict.id)).where(Verdict.post_id.in_(post_ids)).group_by(Verdict.post_id).scalar_subquery()
+    )
+    return {v.post_id: v for v in session.scalars(select(Verdict).where(Verdict.id.in_(newest)))}
+
+
+def point_at(session: Session, verdict: Verdict) -> None:
+    """Make ``verdict`` (flushed, and its post's newest) the copy the post row keeps of its current
+    verdict: its id, and its violation and category shown when it is usable, for the queue's
+    indexed filters."""
+    usable = is_usable(verdict.parse_status)
+    session.execute(
+        update(Post)
+        .where(Post.id == verdict.post_id)
+        .values(
+            verdict_id=verdict.id,
+            verdict_category=category_shown(verdict.violation, verdict.category) if usable else None,
+            verdict_violation=verdict.violation if usable else None,
+        )
+        .execution_options(synchronize_session=False)
+    )
