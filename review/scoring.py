@@ -57,7 +57,7 @@ from review.priority import queue_priority
 from review.prompts import moderation_prompt
 from review.verdicts import is_usable, point_at, usable_sql
 
-DEFAULT_LEASE = timedelta(minutes=10)
+SCORE_LEASE = timedelta(minutes=10)
 
 
 def worker_name() -> str:
@@ -89,7 +89,7 @@ class ScoreStats:
 # Leases
 
 
-def claim(sessions: sessionmaker[Session], worker: str, limit: int, lease: timedelta = DEFAULT_LEASE) -> list[int]:
+def lease_batch(sessions: sessionmaker[Session], worker: str, limit: int, lease: timedelta = SCORE_LEASE) -> list[int]:
     """Claim up to ``limit`` unscored posts whose lease is free, expired or already this
     worker's (a batch whose verdicts an outage kept from being saved); oldest first."""
     now = datetime.now(UTC)
@@ -131,7 +131,7 @@ def leased_elsewhere(session: Session, worker: str, now: datetime | None = None)
     return int(count or 0), last
 
 
-def release(sessions: sessionmaker[Session], worker: str, post_ids: list[int]) -> None:
+def release_batch(sessions: sessionmaker[Session], worker: str, post_ids: list[int]) -> None:
     """Give back claimed posts that were not scored (on Ctrl-C or an error)."""
     if not post_ids:
         return
@@ -326,7 +326,7 @@ class Scorer:
     settings: Settings
     provider: Provider
     batch_size: int = 4
-    lease: timedelta = DEFAULT_LEASE
+    lease: timedelta = SCORE_LEASE
     near_duplicates: bool = False
     max_phash_distance: int = 8
     max_new_tokens: int = 768
@@ -399,7 +399,7 @@ class Scorer:
                         elif self._store(session, copy_of(row, post, key)):
                             self.stats.cache_hits += 1
                             self.stats.near_duplicate_hits += near
-        release(self.sessions, self.worker, retry)
+        release_batch(self.sessions, self.worker, retry)
 
     def _twin_in_batch(
         self, post: PostInput, key: ModelKey, todo: list[tuple[PostInput, ModelKey, ModelRequest]]
@@ -441,7 +441,7 @@ class Scorer:
         handled = 0
         while not should_stop() and (limit is None or handled < limit):
             want = self.batch_size if limit is None else min(self.batch_size, limit - handled)
-            ids = retry_transient(partial(self._claim_and_score, want), max_wait=self.retry_wait,
+            ids = retry_transient(partial(self._lease_and_score, want), max_wait=self.retry_wait,
                                   on_wait=self._waiting)  # fmt: skip
             if not ids:
                 with self.sessions() as session:
@@ -455,10 +455,10 @@ class Scorer:
     def _waiting(self, _reason: str, _seconds: float) -> None:
         self.stats.database_waits += 1
 
-    def _claim_and_score(self, want: int) -> list[int]:
+    def _lease_and_score(self, want: int) -> list[int]:
         """One batch: claim, score, store. Safe to run again after an outage: nothing of a batch
         whose transaction failed is counted, and its posts stay this worker's to claim again."""
-        ids = claim(self.sessions, self.worker, want, self.lease)
+        ids = lease_batch(self.sessions, self.worker, want, self.lease)
         if not ids:
             return ids
         before = copy.deepcopy(self.stats)
@@ -469,7 +469,7 @@ class Scorer:
             if isinstance(exc, Exception) and outage_reason(exc) is not None:
                 raise  # no release: the database is gone, and the retry claims these posts again
             try:
-                release(self.sessions, self.worker, ids)
+                release_batch(self.sessions, self.worker, ids)
             except Exception as second:  # the first error is the one to report
                 if outage_reason(second) is None:
                     raise

@@ -304,7 +304,7 @@ def test_erased_posts_are_neither_backlog_nor_unscored(desk, monkeypatch, capsys
         assert queue_count(session, p["lea"]) == 2
         today = operations(session, p["lea"]).days[-1]
     assert today.waiting == 3  # two queued and one unscored post left, the erased ones are no backlog
-    assert scoring.claim(desk.sessions, "worker-1", 10) == [unscored[2]]
+    assert scoring.lease_batch(desk.sessions, "worker-1", 10) == [unscored[2]]
     monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
     monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
     capsys.readouterr()

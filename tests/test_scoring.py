@@ -20,7 +20,7 @@ from review.desk import Desk
 from review.inference.hf import TransformersProvider
 from review.ingest import ingest_records
 from review.priority import FAILURE_PRIORITY
-from review.scoring import Scorer, claim, release
+from review.scoring import Scorer, lease_batch, release_batch
 from tests.conftest import REPO
 
 
@@ -49,18 +49,18 @@ def _verdicts(desk: Desk) -> list[Verdict]:
 
 def test_claims_are_disjoint_and_leases_expire(desk: Desk, tmp_path: Path) -> None:
     _posts(desk, tmp_path, 6)
-    a = claim(desk.sessions, "worker-a", 4)
-    b = claim(desk.sessions, "worker-b", 4)
+    a = lease_batch(desk.sessions, "worker-a", 4)
+    b = lease_batch(desk.sessions, "worker-b", 4)
     assert len(a) == 4 and len(b) == 2 and not set(a) & set(b)
-    assert claim(desk.sessions, "worker-c", 4) == []
-    release(desk.sessions, "worker-b", b)
-    assert sorted(claim(desk.sessions, "worker-c", 4)) == sorted(b)
-    expired = claim(desk.sessions, "worker-d", 4, lease=timedelta(seconds=-1))  # nothing free…
+    assert lease_batch(desk.sessions, "worker-c", 4) == []
+    release_batch(desk.sessions, "worker-b", b)
+    assert sorted(lease_batch(desk.sessions, "worker-c", 4)) == sorted(b)
+    expired = lease_batch(desk.sessions, "worker-d", 4, lease=timedelta(seconds=-1))  # nothing free…
     assert expired == []
-    release(desk.sessions, "worker-a", a)
-    short = claim(desk.sessions, "worker-d", 4, lease=timedelta(seconds=-1))  # …a lease already over
+    release_batch(desk.sessions, "worker-a", a)
+    short = lease_batch(desk.sessions, "worker-d", 4, lease=timedelta(seconds=-1))  # …a lease already over
     assert sorted(short) == sorted(a)
-    assert sorted(claim(desk.sessions, "worker-e", 4)) == sorted(a)  # taken over after expiry
+    assert sorted(lease_batch(desk.sessions, "worker-e", 4)) == sorted(a)  # taken over after expiry
 
 
 def test_every_post_gets_one_verdict(desk: Desk, tmp_path: Path, provider: TransformersProvider) -> None:
