@@ -327,9 +327,7 @@ def _erase_text(session: Session, ids: list[int], work: _Work) -> None:
                         tags=[], parse_notes=[], error=None, input_hash=ERASED_HASH, text_hash=None)
             ).rowcount,
         )  # fmt: skip
-        session.execute(  # raw output left on a verdict erased earlier (none, unless set by hand)
-            update(Verdict).where(Verdict.post_id.in_(part), Verdict.raw_output.is_not(None)).values(raw_output=None)
-        )
+        _clear_raw(session, part)  # raw output left on a verdict erased earlier (none, unless set by hand)
         work.add(
             "notes",
             session.execute(
@@ -345,16 +343,16 @@ def _count_raw(session: Session, part: list[int]) -> int:
     return session.scalar(query) or 0
 
 
+def _clear_raw(session: Session, part: list[int]) -> int:
+    """Clear the raw output of these posts' verdicts; how many verdicts had one."""
+    return session.execute(
+        update(Verdict).where(Verdict.post_id.in_(part), Verdict.raw_output.is_not(None)).values(raw_output=None)
+    ).rowcount
+
+
 def _erase_raw(session: Session, ids: list[int], work: _Work) -> None:
     for part in _chunks(ids):
-        work.add(
-            "raw_outputs",
-            session.execute(
-                update(Verdict)
-                .where(Verdict.post_id.in_(part), Verdict.raw_output.is_not(None))
-                .values(raw_output=None)
-            ).rowcount,
-        )
+        work.add("raw_outputs", _clear_raw(session, part))
 
 
 def _apply(session: Session, plan: dict[frozenset[Kind], list[int]], work: _Work) -> list[int]:

@@ -100,6 +100,20 @@ def tiny_qwen2_5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 ACCOUNT_PASSWORD = "correct horse battery staple"
 
 
+PASSWORD = "correct horse battery"
+
+
+def people(desk: Desk):  # type: ignore[no-untyped-def]
+    """The decision tests' cast, with passwords: an admin, moderators ann and bob, lead lea."""
+    from review.auth import create_user
+
+    admin = create_user(desk.sessions, "admin", PASSWORD, "admin", by=None)
+    cast = {"admin": admin}
+    for name, role in (("ann", "moderator"), ("bob", "moderator"), ("lea", "lead")):
+        cast[name] = create_user(desk.sessions, name, PASSWORD, role, by=admin)
+    return cast
+
+
 def account(desk: Desk, role: str, name: str | None = None):  # type: ignore[no-untyped-def]
     """The Actor of a user with ``role`` (named after the role unless ``name``), created on
     first use; the desk's first account is an admin as the desk requires."""

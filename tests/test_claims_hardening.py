@@ -20,7 +20,7 @@ from db.models import AuditEvent, Post, ReviewEvent, User, Verdict
 from review import purge as purging
 from review import scoring
 from review.audit import Action
-from review.auth import OPERATOR, Actor, PermissionDenied, create_user, set_active
+from review.auth import OPERATOR, Actor, PermissionDenied, set_active
 from review.cli import main
 from review.decisions import (
     MAX_LEASE,
@@ -38,17 +38,7 @@ from review.errors import ReviewError
 from review.metrics import operations
 from review.queue import queue_count
 from review.verdicts import point_at
-from tests.conftest import REPO
-
-PASSWORD = "correct horse battery"
-
-
-def _people(desk) -> dict[str, Actor]:  # type: ignore[no-untyped-def]
-    admin = create_user(desk.sessions, "admin", PASSWORD, "admin", by=None)
-    people = {"admin": admin}
-    for name, role in (("ann", "moderator"), ("bob", "moderator"), ("lea", "lead")):
-        people[name] = create_user(desk.sessions, name, PASSWORD, role, by=admin)
-    return people
+from tests.conftest import REPO, people
 
 
 def _queue(desk, n: int) -> list[int]:  # type: ignore[no-untyped-def]
@@ -88,7 +78,7 @@ def _set_stored(desk, name: str, **values: object) -> None:  # type: ignore[no-u
 def test_renew_and_release_check_the_stored_account(desk) -> None:  # type: ignore[no-untyped-def]
     """Before the fix a deactivated account (its Actor still in a browser session) kept renewing
     and releasing."""
-    p = _people(desk)
+    p = people(desk)
     ids = _queue(desk, 2)
     assert claim(desk.sessions, p["ann"], ids[0]) is not None
     _set_stored(desk, "ann", active=False)  # not through set_active: the claim stays, only the check stops it
@@ -104,7 +94,7 @@ def test_renew_and_release_check_the_stored_account(desk) -> None:  # type: igno
 def test_leases_are_bounded(desk) -> None:  # type: ignore[no-untyped-def]
     """A lease longer than MAX_LEASE (30 minutes) is refused, not clamped; a 10-year lease
     worked before the fix."""
-    p = _people(desk)
+    p = people(desk)
     ids = _queue(desk, 2)
     now = datetime.now(UTC)
     got = claim(desk.sessions, p["ann"], ids[0], lease=MAX_LEASE, now=now)
@@ -127,7 +117,7 @@ def test_leases_are_bounded(desk) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_deactivation_releases_the_claims_and_says_so(desk) -> None:  # type: ignore[no-untyped-def]
-    p = _people(desk)
+    p = people(desk)
     ids = _queue(desk, 4)
     now = datetime.now(UTC)
     for post_id in ids[:2]:
@@ -155,7 +145,7 @@ def test_deactivation_releases_the_claims_and_says_so(desk) -> None:  # type: ig
 
 
 def test_a_lead_releases_another_moderators_claim(desk) -> None:  # type: ignore[no-untyped-def]
-    p = _people(desk)
+    p = people(desk)
     ids = _queue(desk, 2)
     assert claim(desk.sessions, p["ann"], ids[0]) is not None
     with pytest.raises(PermissionDenied, match="a moderator may not bulk"):
@@ -189,7 +179,7 @@ def test_concurrent_decisions_with_one_key_are_one_decision(desk) -> None:  # ty
     """Two threads send the same decision with the same key at once (a double submit), 15
     times: both get the one event, and one event is written. Before the fix the second said
     "nothing was saved" on Postgres although the first had saved it (94 in 100)."""
-    p = _people(desk)
+    p = people(desk)
     ids = _queue(desk, 15)
     outcomes = []
     with ThreadPoolExecutor(2) as pool:
@@ -217,7 +207,7 @@ def test_queue_page_lets_a_lead_release_a_claim(sqlite_desk, monkeypatch) -> Non
 
     from pages._common import ACTOR
 
-    p = _people(sqlite_desk)
+    p = people(sqlite_desk)
     ids = _queue(sqlite_desk, 3)
     assert claim(sqlite_desk.sessions, p["ann"], ids[1]) is not None
     st.cache_resource.clear()  # the desk is cached per process
@@ -261,7 +251,7 @@ def test_an_erased_post_cannot_be_decided_or_undone(desk) -> None:  # type: igno
     """An erased post keeps its status, so only the live-post rule keeps it out of work. Before
     the fix the moderator's undo reopened the tombstone as queued and claimed by them, and a
     lead's bulk decision decided it."""
-    p = _people(desk)
+    p = people(desk)
     ids = _queue(desk, 4)
     assert claim(desk.sessions, p["ann"], ids[0]) is not None
     decided = decide(desk.sessions, p["ann"], ids[0], "confirm")
@@ -288,7 +278,7 @@ def test_erased_posts_are_neither_backlog_nor_unscored(desk, monkeypatch, capsys
     """Purge keeps the status of a waiting post (queued, unscored): before the fix those posts
     counted as backlog and as waiting for a verdict for ever (metrics.operations, the Operations
     page's and ``score``'s unscored count, ``demo``'s hint). One rule, LIVE_POST, everywhere."""
-    p = _people(desk)
+    p = people(desk)
     queued = _queue(desk, 3)
     with desk.sessions() as session, session.begin():
         unscored = []
@@ -318,7 +308,7 @@ def test_decisions_check_the_stored_account_as_everything_else_does(desk) -> Non
     is told it decides nothing. Before the fix decisions had their own copy of the check, which
     took the stored account for the id whatever the name (the lead "bob" claimed as ann) and
     said "no longer active" to the command line."""
-    p = _people(desk)
+    p = people(desk)
     ids = _queue(desk, 2)
     stale = Actor(p["ann"].id, "bob", "lead")
     with pytest.raises(PermissionDenied, match="no longer active: sign in again"):

@@ -31,17 +31,7 @@ from review.decisions import (
 from review.errors import ReviewError
 from review.priority import ESCALATED_PRIORITY
 from review.verdicts import point_at
-from tests.conftest import REPO
-
-PASSWORD = "correct horse battery"
-
-
-def _people(desk) -> dict[str, Actor]:  # type: ignore[no-untyped-def]
-    admin = create_user(desk.sessions, "admin", PASSWORD, "admin", by=None)
-    people = {"admin": admin}
-    for name, role in (("ann", "moderator"), ("bob", "moderator"), ("lea", "lead")):
-        people[name] = create_user(desk.sessions, name, PASSWORD, role, by=admin)
-    return people
+from tests.conftest import PASSWORD, REPO, people
 
 
 def _queue(desk, n: int, *, failed: tuple[int, ...] = ()) -> list[int]:  # type: ignore[no-untyped-def]
@@ -81,7 +71,7 @@ def _post(desk, post_id: int) -> Post:  # type: ignore[no-untyped-def]
 
 
 def test_claims_follow_the_queue_order_and_exclude_each_other(desk) -> None:  # type: ignore[no-untyped-def]
-    p = _people(desk)
+    p = people(desk)
     ids = _queue(desk, 6, failed=(4,))  # severities 0 1 2 3 (failed) 1
     first = claim(desk.sessions, p["ann"])
     assert first.post_id == ids[4]  # a model failure first
@@ -115,7 +105,7 @@ def test_claims_follow_the_queue_order_and_exclude_each_other(desk) -> None:  # 
 
 
 def test_decisions_labels_escalation_and_idempotency(desk) -> None:  # type: ignore[no-untyped-def]
-    p = _people(desk)
+    p = people(desk)
     ids = _queue(desk, 4, failed=(0,))
     ann = p["ann"]
     # confirm takes the on-screen verdict as the label
@@ -168,7 +158,7 @@ def test_decisions_labels_escalation_and_idempotency(desk) -> None:  # type: ign
 
 
 def test_undo_reopens_for_the_same_moderator(desk) -> None:  # type: ignore[no-untyped-def]
-    p = _people(desk)
+    p = people(desk)
     ids = _queue(desk, 2)
     ann, bob = p["ann"], p["bob"]
     claim(desk.sessions, ann, ids[1])
@@ -253,7 +243,7 @@ def test_eight_processes_never_decide_a_post_twice(db_url: str, desk) -> None:  
 
 
 def test_undo_restores_where_the_post_waited(desk) -> None:  # type: ignore[no-untyped-def]
-    p = _people(desk)
+    p = people(desk)
     ids = _queue(desk, 1)
     post = ids[0]
     claim(desk.sessions, p["ann"], post)
@@ -273,7 +263,7 @@ def test_undo_restores_where_the_post_waited(desk) -> None:  # type: ignore[no-u
 
 
 def test_keys_accounts_and_confirmed_labels_are_checked(desk) -> None:  # type: ignore[no-untyped-def]
-    p = _people(desk)
+    p = people(desk)
     ids = _queue(desk, 3)
     ann, bob = p["ann"], p["bob"]
     claim(desk.sessions, ann, ids[1])
