@@ -29,8 +29,7 @@ from review.errors import ReviewError
 from review.finetune import TrainExample, read_manifest, read_split
 from review.inference.base import ModelRequest, Provider
 from review.inference.parsing import parse
-from review.inference.schema import Verdict as VerdictAnswer
-from review.inference.schema import verdict_json_schema
+from review.inference.schema import ModelAnswer, verdict_json_schema
 from review.metrics import Accuracy, accuracy_from
 from review.policy import Policy, load_policy
 from review.prompts import RenderedPrompt
@@ -88,7 +87,7 @@ def evaluate_provider(
         batch = examples[first : first + batch_size]
         generations = provider.generate([_request(e, policy, max_new_tokens) for e in batch])
         for example, generation in zip(batch, generations, strict=True):
-            truth = VerdictAnswer.model_validate_json(example.answer)
+            truth = ModelAnswer.model_validate_json(example.answer)
             said = parse(generation.text, policy).verdict if generation.error is None else None
             if said is None:
                 failures += 1

@@ -79,9 +79,9 @@ from review.inference.schema import (
     MAX_TAG,
     MAX_TAGS,
     Consistency,
+    ModelAnswer,
     Sentiment,
 )
-from review.inference.schema import Verdict as VerdictAnswer
 from review.inputs import normalise_text
 from review.policy import Policy, load_policy
 from review.prompts import ModerationRenderer
@@ -469,7 +469,7 @@ class _Answers:
             rationale = row.note
         else:  # the policy's definition, or only the id of a category since removed from the policy
             rationale = self.definitions.get(category) or f"Moderator's label: {category}."
-        # the fields in the order of VerdictAnswer (the schema the model answers in), each within
+        # the fields in the order of ModelAnswer (the schema the model answers in), each within
         # its bounds; checked by the model itself only when a stored value is not one it allows
         answer = {
             "description": clean((row.v_description if usable else "") or "")[:MAX_DESCRIPTION],
@@ -487,7 +487,7 @@ class _Answers:
             "rationale": clean(rationale)[:MAX_RATIONALE],
         }
         if answer["image_text_consistency"]["label"] not in _CONSISTENCY or answer["sentiment"] not in _SENTIMENT:
-            answer = VerdictAnswer.model_validate(answer).model_dump()  # raises, naming the field
+            answer = ModelAnswer.model_validate(answer).model_dump()  # raises, naming the field
         return _to_json(answer)
 
 

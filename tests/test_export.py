@@ -24,7 +24,7 @@ from review.cli import main
 from review.decisions import Label, claim, decide
 from review.errors import ReviewError
 from review.export import FORMATS, IMAGE_TOKEN, ExportOptions, export, select_examples, strip_pii, zip_folder
-from review.inference.schema import Verdict as VerdictAnswer
+from review.inference.schema import ModelAnswer
 from review.ingest import ingest_records
 from review.priority import queue_priority
 from review.prompts import moderation_prompt
@@ -98,8 +98,8 @@ def _check_turns(roles: list[str], user: str, assistant: str, system: str | None
     assert all(r == (user if i % 2 == 0 else assistant) for i, r in enumerate(body)), roles
 
 
-def _answer(text: str) -> VerdictAnswer:
-    return VerdictAnswer.model_validate_json(text)
+def _answer(text: str) -> ModelAnswer:
+    return ModelAnswer.model_validate_json(text)
 
 
 def _resolves(folder: Path, paths: list[str]) -> None:

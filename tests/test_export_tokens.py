@@ -30,7 +30,7 @@ from review.export import (
 )
 from review.finetune import encode, read_split
 from review.inference.hf import MIN_PIXELS
-from review.inference.schema import Verdict as VerdictAnswer
+from review.inference.schema import ModelAnswer
 from review.ingest import ingest_records
 from review.priority import queue_priority
 from review.prompts import ModerationRenderer, moderation_prompt
@@ -227,4 +227,4 @@ def test_export_files_are_plain_json_and_typed_parquet(decided, tiny_model_dir, 
         examples = select_examples(session, lead, ExportOptions(format="swift", include="all")).examples
     assert len({id(e.system) for e in examples}) == len({e.prompt_version for e in examples})  # one per version
     for e in examples:  # the answer is the verdict model's own JSON, as json.dumps writes its fields
-        assert e.answer == json.dumps(VerdictAnswer.model_validate_json(e.answer).model_dump(), ensure_ascii=False)
+        assert e.answer == json.dumps(ModelAnswer.model_validate_json(e.answer).model_dump(), ensure_ascii=False)

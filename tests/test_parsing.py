@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from review.inference.parsing import parse
-from review.inference.schema import MAX_RATIONALE, Verdict, verdict_json_schema
+from review.inference.schema import MAX_RATIONALE, ModelAnswer, verdict_json_schema
 from review.policy import load_policy
 
 OUTPUTS = Path(__file__).parent / "data" / "model_outputs"
@@ -126,5 +126,5 @@ def test_schema_lists_the_policy_categories_and_matches_the_model() -> None:
     schema = verdict_json_schema(policy)
     assert schema["properties"]["category"]["enum"] == policy.ids
     assert schema["additionalProperties"] is False
-    assert set(schema["required"]) == set(Verdict.model_fields)
+    assert set(schema["required"]) == set(ModelAnswer.model_fields)
     assert "title" not in schema["properties"]["category"]

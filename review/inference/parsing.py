@@ -1,4 +1,4 @@
-"""Turning what a model actually wrote into a :class:`Verdict`, or an honest failure.
+"""Turning what a model actually wrote into a :class:`ModelAnswer`, or an honest failure.
 
 Real output drifts from the schema even when asked nicely: code fences, prose around the
 JSON, a reasoning block first, a category id that is not in the taxonomy, "85" for a
@@ -29,7 +29,7 @@ from review.inference.schema import (
     MAX_REASON,
     MAX_TAG,
     MAX_TAGS,
-    Verdict,
+    ModelAnswer,
 )
 from review.policy import FALLBACK, NO_VIOLATION, Policy, load_policy
 
@@ -50,7 +50,7 @@ _CONSISTENCY = {"consistent": "consistent", "mismatch": "mismatch", "not_applica
 @dataclass
 class ParseResult:
     status: ParseStatus
-    verdict: Verdict | None = None
+    verdict: ModelAnswer | None = None
     notes: list[str] = field(default_factory=list)  # each repair, in words
     error: str | None = None  # why it failed
 
@@ -149,10 +149,10 @@ def _category(value: Any, policy: Policy, notes: list[str]) -> str | None:
     return FALLBACK
 
 
-def normalise(data: dict[str, Any], policy: Policy) -> tuple[Verdict | None, list[str], str | None]:
-    """Repair a parsed object into a Verdict: (verdict, notes, error)."""
+def normalise(data: dict[str, Any], policy: Policy) -> tuple[ModelAnswer | None, list[str], str | None]:
+    """Repair a parsed object into a ModelAnswer: (verdict, notes, error)."""
     notes: list[str] = []
-    extra = sorted(set(data) - set(Verdict.model_fields))
+    extra = sorted(set(data) - set(ModelAnswer.model_fields))
     if extra:
         notes.append(f"ignored unknown fields: {', '.join(extra)}")
 
@@ -224,7 +224,7 @@ def normalise(data: dict[str, Any], policy: Policy) -> tuple[Verdict | None, lis
         tags = tags[:MAX_TAGS]
 
     try:
-        verdict = Verdict(
+        verdict = ModelAnswer(
             description=_text(data.get("description"), MAX_DESCRIPTION, "description", notes),
             ocr_text=_text(data.get("ocr_text", ""), MAX_OCR_TEXT, "ocr_text", notes),
             violation=violation,

@@ -32,7 +32,7 @@ class ImageTextConsistency(BaseModel):
     reason: str = Field(max_length=MAX_REASON)
 
 
-class Verdict(BaseModel):
+class ModelAnswer(BaseModel):
     """One model judgement of one post, as the model answers it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -50,9 +50,9 @@ class Verdict(BaseModel):
 
 
 def verdict_json_schema(policy: Policy) -> dict[str, Any]:
-    """The JSON schema of :class:`Verdict` with ``category`` limited to the policy's ids and
+    """The JSON schema of :class:`ModelAnswer` with ``category`` limited to the policy's ids and
     every string bounded (what constrained decoding and ``response_format`` receive)."""
-    schema = _without_titles(Verdict.model_json_schema())
+    schema = _without_titles(ModelAnswer.model_json_schema())
     props = schema["properties"]
     props["category"]["enum"] = policy.ids
     props["tags"]["items"] = {"type": "string", "maxLength": MAX_TAG}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from review.errors import ConfigError
 from review.inference.base import Generation, ModelRequest
-from review.inference.schema import MAX_OCR_TEXT, MAX_TAG, MAX_TAGS, Verdict
+from review.inference.schema import MAX_OCR_TEXT, MAX_TAG, MAX_TAGS, ModelAnswer
 from review.policy import PROMPTS_DIR, Policy, load_policy
 
 RULES_FILE = PROMPTS_DIR / "rules.toml"
@@ -179,7 +179,7 @@ def _rationale(evidence: list[Evidence], top: Evidence) -> str:
 
 def verdict_from_signals(
     rules: Rules, text: str, ocr_texts: list[str], nsfw: list[float | None], n_images: int, missing: int = 0
-) -> Verdict:
+) -> ModelAnswer:
     """The baseline's verdict. ``missing``: images whose signals were not computed yet; with
     nothing found, the verdict then says so and its confidence drops to ``UNSEEN_CONFIDENCE``."""
     evidence = find_evidence(rules, text, ocr_texts, nsfw)
@@ -206,13 +206,13 @@ def verdict_from_signals(
         else:
             note = f"; highest NSFW score {max(scored):.2f}" if scored else ""
             confidence = rules.min_confidence_clean
-        return Verdict(violation=False, category="none", severity=0, confidence=confidence,
+        return ModelAnswer(violation=False, category="none", severity=0, confidence=confidence,
                        rationale=f"Baseline rules — nothing matched in the text or image text{note}.",
                        **common)  # fmt: skip
     top = max(evidence, key=lambda e: (e.severity, e.weight))
     backing = {(e.what, e.snippet.casefold()) for e in evidence} - {(top.what, top.snippet.casefold())}
     confidence = min(0.95, top.weight + 0.1 * len(backing))
-    return Verdict(violation=top.severity > 0, category=top.category, severity=top.severity,
+    return ModelAnswer(violation=top.severity > 0, category=top.category, severity=top.severity,
                    confidence=round(confidence, 2), rationale=_rationale(evidence, top), **common)  # fmt: skip
 
 
