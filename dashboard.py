@@ -11,7 +11,7 @@ import streamlit as st
 
 from db.session import safe_url
 from pages._common import PREFERENCES, desk_or_stop, guarded, outages_shown, sign_out, signed_in, user_preferences
-from review.auth import Permission, Preferences, set_preferences
+from review.auth import Actor, Permission, Preferences, set_preferences
 
 st.set_page_config(page_title="Review desk", page_icon="🛡️", layout="wide")
 
@@ -23,6 +23,7 @@ if actor is None:
     with outages_shown():
         st.navigation([st.Page("pages/login.py", title="Sign in", icon=":material/login:")], position="hidden").run()
     st.stop()
+user: Actor = actor  # signed in from here on; the functions below see this name, not the narrowed one
 
 pages = {
     "Moderation": [
@@ -40,7 +41,7 @@ if actor.can(Permission.METRICS):
 if actor.can(Permission.EXPORT):
     pages.setdefault("Leads", []).append(st.Page("pages/export.py", title="Export", icon=":material/dataset:"))
 if actor.can(Permission.INGEST) or actor.can(Permission.SCORE):
-    pages["Operations"] = [st.Page("pages/operations.py", title="Ingest and score", icon=":material/upload:")]
+    pages["Operations"] = [st.Page("pages/ingest.py", title="Ingest and score", icon=":material/upload:")]
 if actor.can(Permission.MANAGE_USERS):
     pages.setdefault("Operations", []).append(st.Page("pages/users.py", title="Users", icon=":material/group:"))
 if actor.can(Permission.AUDIT):
@@ -54,12 +55,12 @@ navigation = st.navigation(pages)
 
 def save_preferences() -> None:
     prefs = Preferences(blur_flagged=st.session_state["pref_blur"], greyscale=st.session_state["pref_grey"])
-    set_preferences(desk.sessions, actor, prefs)
+    set_preferences(desk.sessions, user, prefs)
     st.session_state[PREFERENCES] = prefs
 
 
 def sidebar() -> None:
-    st.text(f"Signed in as {actor.username} ({actor.role})")
+    st.text(f"Signed in as {user.username} ({user.role})")
     prefs = user_preferences()
     st.toggle("Blur flagged images", value=prefs.blur_flagged, key="pref_blur", on_change=guarded(save_preferences),
               help="Images the NSFW score or the category flags stay blurred until you reveal them.")  # fmt: skip

@@ -8,7 +8,7 @@ with malformed JSON, NaN, huge numbers, deep nesting, NUL bytes, lone surrogates
 zero-width text, HTML / SQL / spreadsheet-formula payloads, escaping paths, symlink loops,
 corrupt and oversized images, Big5 / Shift-JIS files, broken CSVs, absurd timestamps, duplicate
 ids, and zip bombs. Each family of cases is ingested by one ``python -m review ingest`` process
-(zips by ``review.operations.ingest_upload``, as the Ingest page does), then every case is
+(zips by ``review.ingest.ingest_upload``, as the Ingest page does), then every case is
 checked:
 
 - the run: exit status 0 (nothing rejected), 1 (some rejected) or 2 (a file refused, one
@@ -69,7 +69,7 @@ from review.auth import OPERATOR  # noqa: E402
 from review.config import Settings  # noqa: E402
 from review.desk import open_desk  # noqa: E402
 from review.errors import ReviewError  # noqa: E402
-from review.operations import ingest_upload  # noqa: E402
+from review.ingest import ingest_upload  # noqa: E402
 
 FULL_RECORDS = 1227
 SOURCE = "hostile"

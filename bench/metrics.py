@@ -8,7 +8,7 @@ Each size is a SQLite database made by `bench/seed_db.py` (about 0.95 confirm/ov
 per post: 89 % of posts decided, 5 % of those given a second review), created on first use in
 --folder. Each measurement is one warm-up then --runs timed runs; the median in seconds is
 reported. "accuracy page" is what the page computes on first view: the headline numbers,
-categories, confusion and calibration (metrics.accuracy), the weekly trend, the slices by model /
+categories, confusion and calibration (review.metrics.accuracy), the weekly trend, the slices by model /
 prompt / provider / source, and the posts of the largest wrong confusion cell. It is timed
 unfiltered, over one month, and for one source. Prints one JSON object with the ratios from the
 smaller to the larger database; docs/BENCHMARKS.md records a run. --exact-confidence seeds (and
@@ -34,9 +34,11 @@ from sqlalchemy import func, select  # noqa: E402
 
 from db.models import ReviewEvent  # noqa: E402
 from db.session import make_engine, make_session_factory, normalise_url, safe_url  # noqa: E402
-from review import metrics  # noqa: E402
 from review.auth import OPERATOR  # noqa: E402
-from review.metrics import MetricFilter  # noqa: E402
+from review.metrics.accuracy import accuracy, breakdown, cell_posts, slices, threshold_for  # noqa: E402
+from review.metrics.activity import activity  # noqa: E402
+from review.metrics.agreement import agreement  # noqa: E402
+from review.metrics.filters import MetricFilter  # noqa: E402
 
 FILTERS = {
     "all": MetricFilter(),
@@ -56,15 +58,15 @@ def _median(fn: Callable[[], object], runs: int) -> float:
 
 
 def accuracy_page(session, flt: MetricFilter) -> None:  # type: ignore[no-untyped-def]
-    acc = metrics.accuracy(session, OPERATOR, flt)
-    metrics.breakdown(session, OPERATOR, flt, "week")
-    metrics.slices(session, OPERATOR, flt)
+    acc = accuracy(session, OPERATOR, flt)
+    breakdown(session, OPERATOR, flt, "week")
+    slices(session, OPERATOR, flt)
     for violation in (True, False):  # the threshold advice, at the page's default target
-        metrics.threshold_for(acc, 0.95, violation=violation)
+        threshold_for(acc, 0.95, violation=violation)
     wrong = [(n, cell) for cell, n in acc.confusion.items() if cell[0] != cell[1]]
     if wrong:
         human, model = max(wrong)[1]
-        metrics.cell_posts(session, OPERATOR, flt, human, model)
+        cell_posts(session, OPERATOR, flt, human, model)
 
 
 def measure(url: str, runs: int) -> dict[str, object]:
@@ -80,13 +82,13 @@ def measure(url: str, runs: int) -> dict[str, object]:
         flt = FILTERS["all"]
         recent = MetricFilter(since=datetime(2026, 10, 1, tzinfo=UTC))  # the seed's last 30 days
         parts = {
-            "metrics.accuracy": lambda: metrics.accuracy(session, OPERATOR, flt),
-            "trend by week": lambda: metrics.breakdown(session, OPERATOR, flt, "week"),
-            "trend by day": lambda: metrics.breakdown(session, OPERATOR, flt, "day"),
-            "slices": lambda: metrics.slices(session, OPERATOR, flt),
-            "agreement page": lambda: metrics.agreement(session, OPERATOR, flt),
-            "activity page, all 90 days": lambda: metrics.operations(session, OPERATOR, flt),
-            "activity page, last 30 days (its default)": lambda: metrics.operations(session, OPERATOR, recent),
+            "metrics.accuracy": lambda: accuracy(session, OPERATOR, flt),
+            "trend by week": lambda: breakdown(session, OPERATOR, flt, "week"),
+            "trend by day": lambda: breakdown(session, OPERATOR, flt, "day"),
+            "slices": lambda: slices(session, OPERATOR, flt),
+            "agreement page": lambda: agreement(session, OPERATOR, flt),
+            "activity page, all 90 days": lambda: activity(session, OPERATOR, flt),
+            "activity page, last 30 days (its default)": lambda: activity(session, OPERATOR, recent),
         }
         for name, fn in parts.items():
             out[name] = _median(fn, runs)

@@ -37,6 +37,7 @@ from review.auth import Actor, add_user_as_operator  # noqa: E402
 from review.browse import get_posts  # noqa: E402
 from review.decisions import claim, decide, held_claim  # noqa: E402
 from review.queue import QueueFilter, category_counts, queue_count, queue_page  # noqa: E402
+from review.visibility import COMMAND_LINE, Viewer  # noqa: E402
 
 QUERIES = {
     "first page (moderator)": ("moderator", QueueFilter(), False),
@@ -101,8 +102,8 @@ def bench_size(url: str, runs: int) -> dict:
             cursor = None
             if deep:
                 for _ in range(19):
-                    cursor = queue_page(session, actor, flt, after=cursor).next_cursor
-            out[name] = _times(lambda a=actor, f=flt, c=cursor: queue_page(session, a, f, after=c), runs)
+                    cursor = queue_page(session, Viewer(actor), flt, after=cursor).next_cursor
+            out[name] = _times(lambda a=actor, f=flt, c=cursor: queue_page(session, Viewer(a), f, after=c), runs)
         out["count (moderator)"] = _times(lambda: queue_count(session, people["moderator"]), max(5, runs // 4))
         out["count, confidence >= 0.5 (joins verdicts)"] = _times(
             lambda: queue_count(session, people["moderator"], QueueFilter(min_confidence=0.5)), max(5, runs // 8)
@@ -112,8 +113,8 @@ def bench_size(url: str, runs: int) -> dict:
         )
 
         def page_with_posts() -> None:  # what the Queue page loads: the page, then its posts' media and verdicts
-            page = queue_page(session, people["moderator"], QueueFilter())
-            get_posts(session, [r.post_id for r in page.rows])
+            page = queue_page(session, Viewer(people["moderator"]), QueueFilter())
+            get_posts(session, COMMAND_LINE, [r.post_id for r in page.rows])
 
         out["queue page with thumbnails and badges"] = _times(page_with_posts, max(5, runs // 4))
         out["held claim (after a reload)"] = _times(lambda: held_claim(session, people["moderator"]), runs)

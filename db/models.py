@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -81,11 +82,11 @@ class Base(DeclarativeBase):
 
 
 class PostStatus(enum.StrEnum):
-    """Where a post is in the flow. A projection of its verdicts and review events."""
+    """Where a post is in the flow: a projection of its verdicts and review events, by the table in
+    review/status.py. "In review" is a live claim (``claimed_by_id`` and its lease), not a status."""
 
     UNSCORED = "unscored"
     QUEUED = "queued"
-    IN_REVIEW = "in_review"
     DECIDED = "decided"
     ESCALATED = "escalated"
     SECOND_REVIEW = "second_review"  # decided, and drawn for a blind check by another moderator
@@ -104,9 +105,7 @@ class EventAction(enum.StrEnum):
     OVERTURN = "overturn"
     ESCALATE = "escalate"
     SKIP = "skip"
-    COMMENT = "comment"
-    REOPEN = "reopen"
-    BULK = "bulk"
+    REOPEN = "reopen"  # undo of a decision
 
 
 def _in(values: type[enum.StrEnum]) -> str:
@@ -235,13 +234,12 @@ class PostMedia(Base):
 
 
 class Signal(Base):
-    """A cheap per-post or per-image signal: OCR text, NSFW score, duplicate cluster…"""
+    """A cheap signal about one image: OCR text, NSFW score, duplicate cluster…"""
 
     __tablename__ = "signal"
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    post_id: Mapped[int | None] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"))
-    media_id: Mapped[int | None] = mapped_column(ForeignKey("media.id"))
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"))
     kind: Mapped[str] = mapped_column(String(32))
     value: Mapped[Any] = mapped_column(JSONType)
     producer: Mapped[str] = mapped_column(String(64))
@@ -249,11 +247,7 @@ class Signal(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (
-        CheckConstraint("post_id IS NOT NULL OR media_id IS NOT NULL", name="subject"),
-        Index("ix_signal_media_kind", "media_id", "kind"),
-        Index("ix_signal_post_kind", "post_id", "kind"),
-    )
+    __table_args__ = (Index("ix_signal_media_kind", "media_id", "kind"),)
 
 
 class Verdict(Base):
@@ -321,7 +315,7 @@ class ReviewEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The verdict that was on screen when the moderator acted (metrics compare against it).
     verdict_id: Mapped[int | None] = mapped_column(ForeignKey("verdict.id"))
-    # The human label, for confirm / overturn / bulk.
+    # The human label, for confirm / overturn (one by one or in bulk).
     label_violation: Mapped[bool | None] = mapped_column(Boolean)
     label_category: Mapped[str | None] = mapped_column(String(64))
     label_severity: Mapped[int | None] = mapped_column(Integer)
@@ -331,7 +325,10 @@ class ReviewEvent(Base):
     bulk_id: Mapped[str | None] = mapped_column(String(36))
     # For decisions: where the post waited before (queued / escalated); undo restores it.
     status_before: Mapped[str | None] = mapped_column(String(16))
-    second_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    second_review: Mapped[bool] = mapped_column(Boolean, default=False)  # a decision taken in a second review
+    # For a confirm / overturn: the post waits for a (further) second review after it (drawn for
+    # one, or more labels wanted), which review/status.py needs to recompute the status.
+    to_second_review: Mapped[bool] = mapped_column(Boolean, server_default=false())
     # Client-chosen key: repeating an event with the same key is a no-op.
     idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     # For a reopen written by undo: the decision it takes back (that label no longer counts).

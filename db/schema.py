@@ -7,6 +7,7 @@ behind (or ahead of) the code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from alembic.util import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from db.errors import DatabaseUnavailable, SchemaOutOfDate
 from db.session import safe_url
-from review.errors import DatabaseUnavailable, SchemaOutOfDate
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 UPGRADE_HINT = "python -m review db upgrade"
@@ -59,7 +60,7 @@ def downgrade(engine: Engine, revision: str) -> None:
     _run(command.downgrade, engine, revision)
 
 
-def _run(step, engine: Engine, revision: str) -> None:  # type: ignore[no-untyped-def]
+def _run(step: Callable[[Config, str], None], engine: Engine, revision: str) -> None:
     current_revision(engine)  # a clear DatabaseUnavailable before Alembic tries
     try:
         step(alembic_config(engine), revision)

@@ -24,16 +24,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, ExceptionContext, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import UpdateBase
 
-from review.config import load_settings
-from review.errors import ConfigError
+from db.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_BEGIN_OPTION = "sqlite_begin"
@@ -56,7 +56,7 @@ def safe_url(url: str) -> str:
     return make_url(normalise_url(url)).render_as_string(hide_password=True)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     # Let SQLAlchemy's "begin" event below issue BEGIN, not the driver (pysqlite's own
     # transaction handling cannot take the write lock up front).
     dbapi_connection.isolation_level = None
@@ -68,7 +68,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_begin(conn: Connection) -> None:
     mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
     conn.exec_driver_sql(f"BEGIN {mode}")
 
@@ -78,7 +78,7 @@ class DatabaseRefused(ConfigError):
     password or database name is wrong (or the server's pg_hba.conf lets that user not in)."""
 
 
-def _refuse_at_connect(context) -> None:  # type: ignore[no-untyped-def]
+def _refuse_at_connect(context: ExceptionContext) -> None:
     """handle_error: a refused connection (:func:`refusal_reason`) becomes :class:`DatabaseRefused`;
     errors of statements (there is a connection) are left alone."""
     reason = None if context.connection is not None else refusal_reason(context.original_exception)
@@ -139,6 +139,12 @@ def writing(sessions: sessionmaker[Session]) -> Iterator[Session]:
     with sessions() as session, session.begin():
         session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         yield session
+
+
+def rows_changed(session: Session, statement: UpdateBase) -> int:
+    """Run an UPDATE or DELETE and return how many rows it changed. (``Session.execute`` is typed
+    as returning a plain ``Result``; for these statements it is a ``CursorResult``, which counts.)"""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,20 +241,11 @@ def outage_reason(exc: BaseException) -> str | None:
     return None
 
 
-def configured_url() -> str:
-    """DATABASE_URL as the settings give it (environment, then the TOML file), for messages; ""
-    when the settings cannot be read."""
+def outage_message(reason: str, url: str) -> str:
+    """The one line for people, from :func:`outage_reason`; ``url`` is the database's
+    (``review.config.configured_url()``: the settings'), shown without its password."""
     try:
-        return load_settings().database_url
-    except Exception:
-        return ""
-
-
-def outage_message(reason: str, url: str | None = None) -> str:
-    """The one line for people, from :func:`outage_reason`; ``url`` is the database's (default:
-    :func:`configured_url`), shown without its password."""
-    try:
-        where = safe_url(configured_url() if url is None else url)
+        where = safe_url(url)
     except Exception:
         where = "named by DATABASE_URL"
     if where.startswith("sqlite"):

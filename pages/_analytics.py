@@ -1,17 +1,21 @@
 """What the lead pages (Accuracy, Agreement, Activity) share: the filters, which keep their
-values from page to page, CSV downloads, and number formats. Not a screen."""
+values from page to page, the reuse of computed numbers (:func:`cached`, handed the
+review.metrics function itself, so a page's number leads to its definition), CSV downloads,
+and number formats. Not a screen."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
 
-from review import csvout, metrics
+from review import csvout
 from review.auth import Actor, Permission, require
 from review.desk import Desk
-from review.metrics import MetricFilter, filter_options
+from review.metrics.filters import MetricFilter, filter_options
 from review.policy import load_policy
 
 KEYS = ("mf_since", "mf_until", "mf_source", "mf_category", "mf_model", "mf_prompt")
@@ -60,20 +64,30 @@ def filters(desk: Desk, actor: Actor) -> MetricFilter:
 FRESH_SECONDS = 30  # how long a computed table is reused (clicks on a page rerun it)
 
 
-@st.cache_data(ttl=FRESH_SECONDS, show_spinner="Computing…", max_entries=64)
-def _computed(kind: str, database: str, flt: MetricFilter, arg: str | None, _desk: Desk, _actor: Actor):  # type: ignore[no-untyped-def]
-    with _desk.sessions() as session:
-        if kind == "breakdown":
-            assert arg is not None
-            return metrics.breakdown(session, _actor, flt, arg)
-        return getattr(metrics, kind)(session, _actor, flt)
+Result = TypeVar("Result")
 
 
-def computed(kind: str, desk: Desk, actor: Actor, flt: MetricFilter, arg: str | None = None):  # type: ignore[no-untyped-def]
-    """metrics.accuracy / agreement / operations / breakdown(arg) under ``flt``, reused for
-    FRESH_SECONDS: a click on the page (a confusion cell, a tab's control) does not recount."""
+def cached(metric: Callable[..., Result], desk: Desk, actor: Actor, flt: MetricFilter, *args: str) -> Result:
+    """``metric(session, actor, flt, *args)``, a review.metrics function such as
+    ``accuracy.accuracy`` or ``accuracy.breakdown`` (with ``"week"``), reused for FRESH_SECONDS:
+    a click on the page (a confusion cell, a tab's control) does not recount."""
     require(actor, Permission.METRICS)  # the cache must not hand a result to someone the core would refuse
-    return _computed(kind, str(desk.settings.database_url), flt, arg, desk, actor)
+    name = f"{metric.__module__}.{metric.__qualname__}"  # the cache key: the function object is not hashed
+    return _cached(name, str(desk.settings.database_url), flt, args, metric, desk, actor)
+
+
+@st.cache_data(ttl=FRESH_SECONDS, show_spinner="Computing…", max_entries=64)
+def _cached(
+    name: str,
+    database: str,
+    flt: MetricFilter,
+    args: tuple[str, ...],
+    _metric: Callable[..., Result],
+    _desk: Desk,
+    _actor: Actor,
+) -> Result:
+    with _desk.sessions() as session:
+        return _metric(session, _actor, flt, *args)
 
 
 def day_range(since: date | None, until: date | None) -> tuple[datetime | None, datetime | None]:
@@ -84,9 +98,9 @@ def day_range(since: date | None, until: date | None) -> tuple[datetime | None, 
     return start, end
 
 
-def table(df: pd.DataFrame, name: str, **kwargs: object) -> None:
+def table(df: pd.DataFrame, name: str, column_config: dict[str, Any] | None = None) -> None:
     """A table with its CSV download (full precision, formulas neutralised: the CLI's writer)."""
-    st.dataframe(df, hide_index=True, **kwargs)  # type: ignore[arg-type]
+    st.dataframe(df, hide_index=True, column_config=column_config)
     st.download_button(
         f"Download {name}.csv",
         download_csv(df),

@@ -22,20 +22,21 @@ from typing import ParamSpec
 
 import streamlit as st
 
-from db.models import PostStatus
 from db.schema import require_current
 from db.session import outage_message, outage_reason
 from review.auth import Actor, Permission, Preferences, active_actor, preferences, request_client
 from review.browse import MediaRow, VerdictRow
-from review.config import Settings
+from review.config import configured_url
 from review.decisions import Label
 from review.desk import Desk, open_desk
 from review.errors import DatabaseUnavailable, MediaError, ReviewError
 from review.media import display_jpeg
 from review.policy import NO_VIOLATION, Policy
+from review.workbench import ReviewState
 
 ACTOR = "actor"  # session_state: the signed-in Actor
 PREFERENCES = "preferences"  # session_state: that user's Preferences
+REVIEW = "review"  # session_state: the ReviewState of the review desk
 DISPLAY_SIDE = 1600  # longest side of an image on a page
 OUTAGE = (
     "The database cannot be reached just now, so this was not saved. Everything saved before is kept: "
@@ -76,7 +77,9 @@ def desk_or_stop() -> Desk:
 def show_outage(exc: BaseException, reason: str) -> None:
     """The error box for a database outage; the traceback goes to the server log only."""
     log.error("database unreachable (%s)", reason, exc_info=exc)
-    show_error(OUTAGE, outage_message(reason))  # the settings' DATABASE_URL, as the desk was opened with
+    show_error(
+        OUTAGE, outage_message(reason, configured_url())
+    )  # the settings' DATABASE_URL, as the desk was opened with
 
 
 @contextmanager
@@ -180,14 +183,14 @@ def allowed_or_stop(actor: Actor, permission: Permission, what: str) -> None:
         st.stop()
 
 
-def verdict_hidden(actor: Actor, status: str, settings: Settings) -> bool:
-    """Whether a listing hides a post's verdict from ``actor``: the post waits for its blind
-    second review with the verdict hidden, and ``actor`` is not a lead (who may see it all)."""
-    blind = settings.second_review_hide_verdict and status == PostStatus.SECOND_REVIEW
-    return blind and not actor.can(Permission.READ_ALL_NOTES)
+HIDDEN_BADGE = "hidden until its second review"  # a listing's verdict cell when the core withholds it
 
 
-HIDDEN_BADGE = "hidden until its second review"
+def review_state() -> ReviewState:
+    """This browser session's review desk (review.workbench): the one session_state entry that
+    the Review page works on and the Queue page hands posts and filters to."""
+    state: ReviewState = st.session_state.setdefault(REVIEW, ReviewState())
+    return state
 
 
 def show_history(desk: Desk, actor: Actor, post_id: int) -> None:
@@ -267,10 +270,10 @@ def revealed_all(post_id: int) -> str:
     return f"reveal:{post_id}"
 
 
-def show_media(desk: Desk, post_id: int, position: int, m: MediaRow, *, blind: bool = False) -> None:
+def show_media(desk: Desk, post_id: int, position: int, m: MediaRow) -> None:
     """One image of a post, blurred while flagged (unless the user turned blurring off) until
     revealed, in greyscale if the user chose so; its NSFW score, cluster size and OCR text.
-    ``blind``: the verdict is hidden, so the blur does not say which category flagged it."""
+    Why it is blurred comes from the core, which does not name a hidden verdict's category."""
     prefs = user_preferences()
     details = [f"{m.width}×{m.height} {m.mime}"]
     if m.frames > 1:
@@ -291,7 +294,7 @@ def show_media(desk: Desk, post_id: int, position: int, m: MediaRow, *, blind: b
         return
     st.image(picture, caption=" · ".join(details))
     if blurred:
-        st.caption("Blurred: flagged as possibly graphic." if blind else f"Blurred: {m.blur}.")
+        st.caption(f"Blurred: {m.blur}.")
         if st.button(f"Reveal image {position}", key=f"reveal_button:{post_id}:{position}"):
             st.session_state[reveal_key] = True
             st.rerun()
@@ -380,7 +383,7 @@ def label_picker(
                 on_click=pick_severity, args=(level,), disabled=not needs_severity,
                 type="primary" if needs_severity and severity == level else "secondary", width="stretch",
             )  # fmt: skip
-        if needs_severity:
+        if needs_severity and category is not None:
             st.caption(f"{category}: {policy.get(category).severity}")
 
 

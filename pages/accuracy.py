@@ -1,7 +1,7 @@
 """Accuracy (leads): the model's verdicts against the moderators' latest labels — violation as a
 yes/no task, categories with a confusion matrix that drills down to posts, trends, slices by
 model, prompt, provider and source, calibration and threshold advice. Numbers come from
-review/metrics.py (through review/report.py's tables); this page only draws them."""
+review/metrics/accuracy.py (through review/report.py's tables); this page only draws them."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages._analytics import DECIMAL, EXACT, PERCENT, computed, filters, number, share, table
-from pages._common import allowed_or_stop, current_actor, current_desk, show_error, show_history
-from review import metrics, report
+from pages._analytics import DECIMAL, EXACT, PERCENT, cached, filters, number, share, table
+from pages._common import allowed_or_stop, current_actor, current_desk, show_history
+from review import report
 from review.auth import Permission
-from review.demo import demo_waiting, simulate_history
-from review.errors import ReviewError
 from review.evaluate import comparisons
-from review.metrics import MetricFilter
+from review.metrics.accuracy import GROUPINGS, accuracy, breakdown, cell_posts
+from review.metrics.filters import NO_FILTER
+
+DEMO_POINTER = (
+    "Trying the desk on the demo posts? An admin can simulate ten days of moderation on them on the "
+    "Ingest and score page, or with `python -m review demo --history`."
+)
 
 desk = current_desk()
 actor = current_actor()
@@ -24,7 +28,7 @@ allowed_or_stop(actor, Permission.METRICS, "see the accuracy metrics")
 
 st.title("Accuracy")
 flt = filters(desk, actor)
-acc = computed("accuracy", desk, actor, flt)
+acc = cached(accuracy, desk, actor, flt)
 
 if acc.n == 0:
     st.info(
@@ -33,21 +37,8 @@ if acc.n == 0:
     )
     if acc.model_failures:
         st.caption(f"{acc.model_failures} decided posts had a failed model verdict.")
-    if flt == MetricFilter() and demo_waiting(desk.sessions):
-        st.write("Trying the desk on the demo posts? Simulate ten days of moderation on them: three demo moderators "
-                 "(who cannot sign in) decide about two thirds, some with a blind second review.")  # fmt: skip
-        if not actor.can(Permission.MANAGE_USERS):
-            st.caption("An admin can do this (it adds the demo moderators' accounts).")
-        elif st.button("Simulate the demo's review history", icon=":material/history:", key="simulate_demo"):
-            try:
-                done = simulate_history(desk.sessions, actor, raters=min(desk.settings.qa_raters, 3))
-            except ReviewError as exc:
-                show_error("The history was not simulated.", str(exc))
-            else:
-                st.cache_data.clear()
-                st.toast(f"{done.decisions} decisions, {done.second_reviews} second reviews, "
-                         f"{done.escalations} escalations; {done.left_waiting} posts left in the queue.")  # fmt: skip
-                st.rerun()
+    if flt == NO_FILTER:
+        st.caption(DEMO_POINTER)
     st.stop()
 
 b = acc.binary
@@ -128,7 +119,7 @@ with confusion:
         "Model said", names, index=names.index(default["model"]), key=f"cell_m:{default['human']}:{default['model']}"
     )
     with desk.sessions() as session:
-        posts = metrics.cell_posts(session, actor, flt, human, model)
+        posts = cell_posts(session, actor, flt, human, model)
     st.caption(f"{acc.confusion.get((human, model), 0):,} posts; the latest {len(posts)} shown.")
     listing = pd.DataFrame(
         [p.__dict__ for p in posts],
@@ -152,7 +143,7 @@ with confusion:
 
 with trends:
     period = st.segmented_control("Trend by", ["day", "week"], default="week", key="acc_period") or "week"
-    over_time = report.slices_table(computed("breakdown", desk, actor, flt, period), period)
+    over_time = report.slices_table(cached(breakdown, desk, actor, flt, period), period)
     st.subheader(f"Per {period}")
     long = over_time.melt(
         id_vars=[period, "posts"], value_vars=["precision", "recall", "f1", "category_accuracy"], var_name="metric"
@@ -177,14 +168,14 @@ with trends:
     by = (
         st.segmented_control(
             "Compare by",
-            list(metrics.GROUPINGS),
+            list(GROUPINGS),
             default="model_id",
             key="acc_by",
             format_func=lambda g: g.replace("_", " "),
         )
         or "model_id"
     )
-    sliced = report.slices_table(computed("breakdown", desk, actor, flt, by), by)
+    sliced = report.slices_table(cached(breakdown, desk, actor, flt, by), by)
     st.subheader(f"Side by side, by {by.replace('_', ' ')}")
     bars = (
         alt.Chart(
@@ -251,14 +242,14 @@ with calibration:
         key="acc_target",
     )
     advice = report.thresholds_table(acc, target)
-    for row in advice.itertuples():
-        if row.min_confidence is None or pd.isna(row.min_confidence):
-            st.write(f"**{row.action}**: no confidence keeps precision at {target:.0%} on these posts.")
+    for row in advice.to_dict("records"):
+        if row["min_confidence"] is None or pd.isna(row["min_confidence"]):
+            st.write(f"**{row['action']}**: no confidence keeps precision at {target:.0%} on these posts.")
         else:
             st.write(
-                f"**{row.action}** verdicts with confidence ≥ {float(row.min_confidence)!r}: precision "
-                f"{row.precision:.1%} on {row.posts:,} posts — {row.share_of_decided:.1%} of the decided posts "
-                f"would not have needed a moderator."
+                f"**{row['action']}** verdicts with confidence ≥ {float(row['min_confidence'])!r}: precision "
+                f"{row['precision']:.1%} on {row['posts']:,} posts — {row['share_of_decided']:.1%} of the decided "
+                f"posts would not have needed a moderator."
             )
     st.caption("Measured on past decisions under the filters above; the model's later verdicts may differ.")
     table(

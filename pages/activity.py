@@ -1,6 +1,6 @@
 """Activity (leads): is the queue under control — decisions and escalations per day and per
 moderator, median handling time, the backlog and its oldest post over time, model failures,
-and per model the duplicate-cache hit rate and latency. Numbers from review/metrics.py."""
+and per model the duplicate-cache hit rate and latency. Numbers from review/metrics/activity.py."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from datetime import UTC, datetime, time, timedelta
 import altair as alt
 import streamlit as st
 
-from pages._analytics import PERCENT, computed, filters, table
+from pages._analytics import PERCENT, cached, filters, table
 from pages._common import allowed_or_stop, current_actor, current_desk
 from review import report
 from review.auth import Permission
+from review.metrics.activity import activity
 
 DEFAULT_DAYS = 30
 
@@ -31,8 +32,7 @@ st.caption(
     "The category, model and prompt filters narrow the decisions (the human label; the verdict on screen). "
     "Verdict counts, latency and the backlog follow the dates, the source, the model and the prompt only."
 )
-ops = computed("operations", desk, actor, flt)
-tables = report.operations_tables(ops)
+tables = report.activity_tables(cached(activity, desk, actor, flt))
 days = tables["operations_days"]
 
 if days.empty:

@@ -1,17 +1,18 @@
 """Agreement (leads): how far moderators agree with each other on posts more than one of them
 labelled (blind second reviews) — Cohen's kappa per pair, Fleiss' kappa and Krippendorff's
 alpha overall, each moderator against the others' consensus and against the model, and the
-categories argued over most. Numbers from review/metrics.py; this page only draws them."""
+categories argued over most. Numbers from review/metrics/agreement.py; this page only draws them."""
 
 from __future__ import annotations
 
 import altair as alt
 import streamlit as st
 
-from pages._analytics import DECIMAL, PERCENT, computed, filters, number, table
+from pages._analytics import DECIMAL, PERCENT, cached, filters, number, table
 from pages._common import allowed_or_stop, current_actor, current_desk
 from review import report
 from review.auth import Permission
+from review.metrics.agreement import agreement
 
 desk = current_desk()
 actor = current_actor()
@@ -19,7 +20,7 @@ allowed_or_stop(actor, Permission.METRICS, "see the agreement metrics")
 
 st.title("Agreement")
 flt = filters(desk, actor)
-agr = computed("agreement", desk, actor, flt)
+agr = cached(agreement, desk, actor, flt)
 tables = report.agreement_tables(agr)
 
 cols = st.columns(4)
@@ -34,11 +35,11 @@ cols[2].metric(
 )
 cols[3].metric("Moderator pairs", f"{len(agr.pairs):,}")
 if agr.posts == 0:
-    share, raters = desk.settings.second_review_share, desk.settings.qa_raters
+    share, rater_count = desk.settings.second_review_share, desk.settings.qa_raters
     st.info(
         f"No post under these filters has labels from two people yet. Agreement is measured on blind second "
         f"reviews: {share:.0%} of one-by-one decisions are drawn for one (setting SECOND_REVIEW_SHARE), and each "
-        f"is labelled by {raters} people (setting QA_RATERS)."
+        f"is labelled by {rater_count} people (setting QA_RATERS)."
     )
     st.stop()
 st.caption(

@@ -8,6 +8,8 @@ ticked. Everything is done by review/export.py (the same as ``python -m review e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
@@ -38,7 +40,8 @@ st.caption(
 
 with st.form("export_form"):
     left, right = st.columns(2)
-    fmt = left.selectbox("Format", FORMATS, format_func=FORMAT_NAMES.get)
+    fmt = left.selectbox("Format", FORMATS, format_func=lambda name: FORMAT_NAMES[name])
+    assert fmt is not None  # a selectbox with a default index always holds a choice
     include_all = right.toggle("All decided posts, not only disagreements", value=False)
     a, b, c = st.columns(3)
     since = a.date_input("Decided from", value=None, format="YYYY-MM-DD")
@@ -107,7 +110,7 @@ if preview:
 STAGES = {"examples": "Reading the decisions", "writing": "Writing the examples and copying the images"}
 
 
-def _progress(stage: str, total: int):  # type: ignore[no-untyped-def]
+def _progress(stage: str, total: int) -> Callable[[int], None]:
     bar = st.progress(0.0, text=STAGES.get(stage, stage))
 
     def update(done: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from pages._common import (
     HIDDEN_BADGE,
@@ -20,12 +21,12 @@ from pages._common import (
     show_media,
     show_verdict,
     user_preferences,
-    verdict_hidden,
 )
 from review.auth import Permission
 from review.browse import PostFilter, count_posts, facet_counts, list_posts
 from review.media import data_uri
 from review.purge import tombstones
+from review.visibility import Viewer
 
 PAGE_SIZES = (20, 50, 100)
 CURSOR = "posts_cursor"
@@ -67,7 +68,7 @@ search = col_search.text_input(
 )
 
 
-def facet_filter(column, label: str, facet: str, anything: str) -> str | None:  # type: ignore[no-untyped-def]
+def facet_filter(column: DeltaGenerator, label: str, facet: str, anything: str) -> str | None:
     """A select box over one facet's values with their counts; None means no filter."""
     counts = facets[facet]
     return column.selectbox(
@@ -89,6 +90,7 @@ with desk.sessions() as session:
     total = count_posts(session, flt)
     page = list_posts(
         session,
+        Viewer.of(actor, desk.settings),
         flt,
         older_than=cursor[1] if cursor and cursor[0] == "older" else None,
         newer_than=cursor[1] if cursor and cursor[0] == "newer" else None,
@@ -121,13 +123,8 @@ table = pd.DataFrame(
             for r in page.rows
         ],
         "verdict": [
-            HIDDEN_BADGE
-            if verdict_hidden(actor, r.status, desk.settings)
-            else r.verdict.badge
-            if r.verdict
-            else "not scored yet"
-            for r in page.rows
-        ],  # fmt: skip
+            HIDDEN_BADGE if r.verdict_hidden else r.verdict.badge if r.verdict else "not scored yet" for r in page.rows
+        ],
         "source": [r.source for r in page.rows],
         "author": [r.author or "" for r in page.rows],
         "posted": [r.created_at for r in page.rows],
@@ -187,10 +184,9 @@ with detail_column:
             st.text(post.text or ("(erased)" if tomb is not None and "text" in tomb.kinds else "(no text)"))
         if post.status == "escalated":
             show_escalation(desk, actor, post.id)
-        blind = verdict_hidden(actor, post.status, desk.settings)
-        if blind:
+        if post.verdict_hidden:
             st.caption(f"Verdict {HIDDEN_BADGE}.")
         else:
             show_verdict(post.verdict)
         for i, m in enumerate(post.media, start=1):
-            show_media(desk, post.id, i, m, blind=blind)
+            show_media(desk, post.id, i, m)

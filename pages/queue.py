@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from pages._common import (
     HIDDEN_BADGE,
@@ -27,9 +28,9 @@ from pages._common import (
     missing_choice,
     move_focus,
     request_address,
+    review_state,
     show_error,
     user_preferences,
-    verdict_hidden,
 )
 from review.auth import Permission
 from review.browse import get_posts
@@ -38,10 +39,9 @@ from review.errors import ReviewError
 from review.media import data_uri
 from review.policy import load_policy
 from review.queue import ANY, QueueFilter, category_counts, cluster_post_ids, queue_page
+from review.visibility import Viewer
 
-FILTER = "queue_filter"  # read by the Review page
 CURSORS = "queue_cursors"  # keyset cursors of the pages before this one
-OPEN = "review_open"
 BULK_ROUND = "queue_bulk_round"  # bulk decisions made: part of the table's key
 BULK_CATEGORY = "bulk_category"  # the label picked for a bulk overturn (session state, no preset)
 BULK_SEVERITY = "bulk_severity"
@@ -59,7 +59,7 @@ def reset_paging() -> None:
     st.session_state[CURSORS] = [None]
 
 
-def tri(label: str, key: str, yes: str, no: str, column) -> bool | None:  # type: ignore[no-untyped-def]
+def tri(label: str, key: str, yes: str, no: str, column: DeltaGenerator) -> bool | None:
     """A three-way filter: any / yes / no."""
     choice = column.selectbox(label, [ANY_LABEL, yes, no], key=key, on_change=reset_paging)
     return None if choice == ANY_LABEL else choice == yes
@@ -106,15 +106,16 @@ flt = QueueFilter(
     min_age=timedelta(hours=min_hours) if min_hours else None,
     max_age=timedelta(hours=max_hours) if max_hours else None,
 )
-st.session_state[FILTER] = flt
+review_state().flt = flt  # the Review page's "Next" claims under these filters
 
 cursors = st.session_state.setdefault(CURSORS, [None])
 now = datetime.now(UTC)
 with desk.sessions() as session:
     per_category = category_counts(session, actor, flt, now)
     total = sum(per_category.values())
-    page = queue_page(session, actor, flt, after=cursors[-1], limit=size, now=now)
-    posts = get_posts(session, [r.post_id for r in page.rows], policy)
+    viewer = Viewer.of(actor, desk.settings)
+    page = queue_page(session, viewer, flt, after=cursors[-1], limit=size, now=now)
+    posts = get_posts(session, viewer, [r.post_id for r in page.rows], policy)
     escalated_rows = escalations(session, actor, [r.post_id for r in page.rows if r.status == "escalated"])
 
 counts = " · ".join(f"{c or 'unscored / failed'} {n:,}" for c, n in per_category.items())
@@ -134,9 +135,9 @@ def thumbnail(post_id: int) -> str | None:
     return data_uri(desk.settings.media_dir, first.thumb_path, blur=blur, grey=prefs.greyscale)
 
 
-def badge(row) -> str:  # type: ignore[no-untyped-def]
-    post = posts.get(row.post_id)
-    if verdict_hidden(actor, row.status, desk.settings):
+def badge(post_id: int) -> str:
+    post = posts.get(post_id)
+    if post is not None and post.verdict_hidden:
         return HIDDEN_BADGE
     return post.verdict.badge if post is not None and post.verdict is not None else "not scored"
 
@@ -144,7 +145,7 @@ def badge(row) -> str:  # type: ignore[no-untyped-def]
 table = pd.DataFrame(
     {
         "thumbnail": [thumbnail(r.post_id) for r in page.rows],
-        "verdict": [badge(r) for r in page.rows],
+        "verdict": [badge(r.post_id) for r in page.rows],
         "text": [" ".join(r.text.split())[:160] for r in page.rows],
         "status": [r.status.replace("_", " ") for r in page.rows],
         "in review by": [r.in_review_by or "" for r in page.rows],
@@ -194,7 +195,7 @@ if nav[1].button("Next page →", key="queue_next_page", disabled=page.next_curs
     cursors.append(page.next_cursor)
     st.rerun()
 if nav[2].button("Review the selected post", key="queue_open", disabled=len(chosen) != 1, type="primary"):
-    st.session_state[OPEN] = chosen[0]
+    review_state().hand_over(chosen[0])
     st.switch_page("pages/review.py")
 many = " or rows to decide them at once" if bulk_allowed else ""
 nav[3].caption(f"Page {len(cursors)} · select a row to review it{many}")
@@ -247,10 +248,10 @@ if bulk_allowed:
             picked_category = st.session_state.get(BULK_CATEGORY)
             st.warning(f"Nothing was decided. {missing_choice(picked_category)}")
             move_focus("bulk_categories" if picked_category is None else "bulk_severity", datetime.now(UTC))
-        elif apply:
+        elif apply and decision is not None:  # the button is disabled without a decision
             try:
                 overturn_label = label if decision == "overturn" else None
-                result = decide_bulk(
+                decided = decide_bulk(
                     desk.sessions, actor, targets, Decision(decision), label=overturn_label, note=note, policy=policy
                 )
             except ReviewError as exc:
@@ -258,7 +259,7 @@ if bulk_allowed:
             else:
                 for picked in (BULK_CATEGORY, BULK_SEVERITY):  # the next bulk overturn is chosen afresh
                     st.session_state.pop(picked, None)
-                st.session_state["bulk_result"] = result
+                st.session_state["bulk_result"] = decided
                 st.session_state[BULK_ROUND] = st.session_state.get(BULK_ROUND, 0) + 1
                 reset_paging()
                 st.rerun()

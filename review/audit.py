@@ -134,7 +134,7 @@ def check_action(value: str | None) -> str | None:
     raise ReviewError(f"unknown action {value!r}: use one of {', '.join(known)} (or a family such as 'user.')")
 
 
-def _filtered(q: Select, flt: AuditFilter) -> Select:  # type: ignore[type-arg]
+def _filtered(q: Select, flt: AuditFilter) -> Select:
     if flt.since is not None:
         q = q.where(AuditEvent.created_at >= flt.since)
     if flt.until is not None:

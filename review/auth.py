@@ -66,11 +66,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import LoginThrottle, Role, User
-from db.session import writing
-from review import audit
+from db.models import EventAction, LoginThrottle, Post, Role, User
+from db.session import rows_changed, writing
+from review import audit, events
 from review.audit import Action
 from review.errors import ReviewError
+from review.events import NewEvent
 
 MAX_FAILURES = 5  # the pair: one account from one client
 CLIENT_MAX_FAILURES = 30  # one client, across accounts
@@ -453,21 +454,22 @@ def authenticate(
     with writing(sessions) as session:
         # the account as it is now: deactivated, or given a new password, during the check above
         # means no sign-in (the attempt stays counted as a failure)
-        signed_in = session.execute(
+        signed_in = rows_changed(
+            session,
             update(User)
             .where(User.id == user.id, User.active.is_(True), User.password_hash == user.password_hash)
             .values(**values)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
         signed = session.get(User, user.id, populate_existing=True)
-        if signed_in.rowcount != 1 or signed is None:
+        if signed_in != 1 or signed is None:
             late = "inactive account" if signed is None or not signed.active else "password changed during the sign-in"
             audit.record(session, None, Action.SIGNIN_FAILED, name, client=client, reason=late)
         else:
             _succeeded(session, user.id, client, now)
             actor = _actor(signed)
             audit.record(session, actor, Action.SIGNIN, name, client=client, method="password")
-    if signed_in.rowcount != 1:
+    if signed_in != 1:
         raise AuthError(FAILED)
     _prune(sessions, now)
     return actor
@@ -575,8 +577,6 @@ def set_active(
     """Activate or deactivate an account. Deactivation also releases the live claims the
     account holds (its posts go back to the queue at once, not when their leases end), in the
     same transaction; the number released."""
-    from review.decisions import release_claims_of
-
     require(by, Permission.MANAGE_USERS)
     name = normalise_username(username)
     if name == by.username and not active:
@@ -668,3 +668,28 @@ def set_preferences(sessions: sessionmaker[Session], actor: Actor, prefs: Prefer
             .where(User.id == actor.id)
             .values(preferences={"blur_flagged": prefs.blur_flagged, "greyscale": prefs.greyscale})
         )
+
+
+def release_claims_of(session: Session, user_id: int, *, by: Actor, now: datetime | None = None) -> int:
+    """In the caller's transaction (an account's deactivation): end every live claim of
+    ``user_id``, each with a ``release`` event by ``by`` (none for the command line) whose note
+    says whose claim it was. The number of posts released."""
+    now = now or datetime.now(UTC)
+    holder = session.scalar(select(User.username).where(User.id == user_id)) or f"user {user_id}"
+    query = select(Post.id).where(Post.claimed_by_id == user_id, Post.lease_expires_at > now).order_by(Post.id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    released = 0
+    for post_id in session.scalars(query).all():
+        done = rows_changed(
+            session,
+            update(Post)
+            .where(Post.id == post_id, Post.claimed_by_id == user_id, Post.lease_expires_at > now)
+            .values(claimed_by_id=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False),
+        )
+        if done == 1:
+            note = f"released {holder}'s claim: the account was deactivated"
+            events.write(session, NewEvent(post_id, account_id(by), EventAction.RELEASE, now, note=note))
+            released += 1
+    return released

@@ -171,7 +171,8 @@ def _tally(root: Path) -> tuple[int, int]:
 
 def _missing(root: Path, rows: Iterable[tuple[str, str]]) -> tuple[int, list[str]]:
     """How many files named by the media rows are absent under ``root``, and the first few."""
-    count, shown = 0, []
+    count = 0
+    shown: list[str] = []
     for row in rows:
         for rel in row:
             if rel and not (root / rel).is_file():

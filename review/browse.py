@@ -3,12 +3,14 @@
 Pages are ordered newest-ingested first by post id, and paged by id (keyset), so a page costs
 the same on the first and the thousandth page. Each post comes with its latest verdict and,
 per image, its signals (OCR text, NSFW score, near-duplicate cluster and its size) and whether
-it is shown blurred.
+it is shown blurred. Both readers take the :class:`~review.visibility.Viewer`: a verdict the
+viewer may not see (a blind second review) is left out here, with ``verdict_hidden`` set, and
+the blur of its images does not name the verdict's category.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import Select, func, or_, select
@@ -20,6 +22,7 @@ from review.policy import Policy, load_policy
 from review.signals.nsfw import blur_reason
 from review.signals.runner import load_media_signals
 from review.verdicts import current_verdicts, is_usable
+from review.visibility import HIDDEN_BLUR, Viewer, sights
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class PostFilter:
     source: str | None = None
     status: str | None = None
 
-    def apply(self, query: Select) -> Select:  # type: ignore[type-arg]
+    def apply(self, query: Select) -> Select:
         needle = db_text(self.search).strip()
         if needle:
             query = query.where(
@@ -109,7 +112,8 @@ class PostRow:
     ingested_at: datetime
     status: str
     media: list[MediaRow] = field(default_factory=list)
-    verdict: VerdictRow | None = None
+    verdict: VerdictRow | None = None  # None: not scored, or hidden from this viewer (``verdict_hidden``)
+    verdict_hidden: bool = False  # the viewer may not see it until the post's second review is done
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ class PostPage:
 
 def list_posts(
     session: Session,
+    viewer: Viewer,
     flt: PostFilter,
     *,
     older_than: int | None = None,
@@ -150,7 +155,7 @@ def list_posts(
     posts = posts[:limit]
     if newer_than is not None:
         posts.reverse()
-    rows = _rows(session, posts, policy)
+    rows = _rows(session, viewer, posts, policy)
     if newer_than is not None:
         has_newer, has_older = more, bool(rows) and _exists(session, flt, older_than=rows[-1].id)
     else:
@@ -159,16 +164,25 @@ def list_posts(
     return PostPage(rows=rows, has_newer=has_newer, has_older=has_older)
 
 
-def get_posts(session: Session, post_ids: list[int], policy: Policy | None = None) -> dict[int, PostRow]:
-    """The posts ``post_ids`` (those that exist) with their verdicts and media, by id."""
+def get_posts(
+    session: Session, viewer: Viewer, post_ids: list[int], policy: Policy | None = None, *, reviewing: bool = False
+) -> dict[int, PostRow]:
+    """The posts ``post_ids`` (those that exist) with their verdicts and media, by id.
+    ``reviewing``: the post under review on the viewer's review desk (``review.visibility``)."""
     posts = list(session.scalars(select(Post).where(Post.id.in_(post_ids))))
-    return {row.id: row for row in _rows(session, posts, policy)}
+    return {row.id: row for row in _rows(session, viewer, posts, policy, reviewing=reviewing)}
 
 
-def _rows(session: Session, posts: list[Post], policy: Policy | None) -> list[PostRow]:
-    verdicts = _current_verdicts(session, [p.id for p in posts])
-    media = _media_for(session, [p.id for p in posts], verdicts, policy or load_policy())
-    return [
+def _rows(
+    session: Session, viewer: Viewer, posts: list[Post], policy: Policy | None, *, reviewing: bool = False
+) -> list[PostRow]:
+    ids = [p.id for p in posts]
+    verdicts = _current_verdicts(session, ids)
+    hidden = {
+        post_id for post_id, seen in sights(session, viewer, ids, reviewing=reviewing).items() if seen.verdict_hidden
+    }
+    media = _media_for(session, ids, verdicts, policy or load_policy())
+    rows = [
         PostRow(
             id=p.id,
             source=p.source,
@@ -183,6 +197,14 @@ def _rows(session: Session, posts: list[Post], policy: Policy | None) -> list[Po
         )
         for p in posts
     ]
+    return [withheld(row) if row.id in hidden else row for row in rows]
+
+
+def withheld(row: PostRow) -> PostRow:
+    """``row`` without its verdict, for a viewer who may not see it (``review.visibility``): no
+    verdict, and blurred images that do not say which category blurred them."""
+    media = [replace(m, blur=HIDDEN_BLUR) if m.blur is not None else m for m in row.media]
+    return replace(row, verdict=None, verdict_hidden=True, media=media)
 
 
 def _exists(session: Session, flt: PostFilter, *, older_than: int | None = None, newer_than: int | None = None) -> bool:
@@ -253,7 +275,7 @@ def _media_for(
             .where(Media.dup_cluster.in_(clusters))
             .group_by(Media.dup_cluster)
         )
-        sizes = {cluster: n for cluster, n in session.execute(query)}
+        sizes = {cluster: n for cluster, n in session.execute(query) if cluster is not None}
     out: dict[int, list[MediaRow]] = {}
     for r in rows:
         found = signals[r.id]

@@ -12,6 +12,7 @@ import os
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from review.errors import ConfigError
 
@@ -92,9 +93,11 @@ class Settings:
         return replace(self, **_coerce(values))
 
 
-def _coerce(values: dict[str, object]) -> dict[str, object]:
-    types = {f.name: f.type for f in fields(Settings)}
-    out: dict[str, object] = {}
+def _coerce(values: dict[str, object]) -> dict[str, Any]:
+    """Each value converted to its setting's type (``Any``: the type differs per name)."""
+    # The annotations are strings here (``from __future__ import annotations``): "int", "Path", …
+    types = {f.name: str(f.type) for f in fields(Settings)}
+    out: dict[str, Any] = {}
     for name, value in values.items():
         if name not in types:
             raise ConfigError(f"unknown setting {name!r}; known settings: {', '.join(sorted(types))}")
@@ -171,3 +174,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name)
         env[var] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
+
+
+def configured_url() -> str:
+    """DATABASE_URL as the settings give it (environment, then the TOML file), for messages; ""
+    when the settings cannot be read."""
+    try:
+        return load_settings().database_url
+    except Exception:
+        return ""

@@ -41,7 +41,8 @@ def neutralise(df: pd.DataFrame) -> pd.DataFrame:
     for i in range(out.shape[1]):
         column = out.iloc[:, i]
         if column.dtype == object or isinstance(column.dtype, pd.StringDtype | pd.CategoricalDtype):
-            out.isetitem(i, column.astype(object).map(safe_cell))
+            # pandas takes a Series here; pandas-stubs 3.1 lists only scalars and arrays.
+            out.isetitem(i, column.astype(object).map(safe_cell))  # type: ignore[arg-type]
     return out
 
 

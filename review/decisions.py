@@ -8,7 +8,9 @@ skip) is accepted only from the holder of a live claim: the post's row is update
 condition on the claim, and the event is inserted in the same transaction, so a decision on an
 expired or foreign claim writes nothing. Every action is a ``review_event`` row; nothing is
 updated or deleted there. Undo is a new ``reopen`` event that hands the post back to the
-moderator who decided it.
+moderator who decided it. Each event is written by ``review.events.write``, which also moves the
+post's status by the table in ``review/status.py``; this module sets the claim, lease and
+priority columns only.
 
 Transactions take the write lock first (``BEGIN IMMEDIATE`` on SQLite) and, on Postgres, the
 claim picks its post with ``FOR UPDATE SKIP LOCKED``; the conditional updates make both safe
@@ -16,7 +18,7 @@ under any number of processes.
 
 Every action re-reads the account (``require_live``): a deactivated or demoted account is
 refused at once (the command line, no account, holds no claim and decides nothing), and
-deactivating an account releases its live claims (``release_claims_of``).
+deactivating an account releases its live claims (``review.auth.release_claims_of``).
 A lease is at most ``MAX_LEASE`` (30 minutes; a longer one is refused, not clamped, so a caller
 never believes it holds a post longer than it does): an abandoned post returns to the queue.
 Leads (``Permission.BULK``, the right to act on posts they do not hold) can release another
@@ -36,19 +38,22 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import LIVE_POST, EventAction, Post, PostStatus, ReviewEvent, Verdict
-from db.session import writing
-from review import audit, labels
+from db.session import rows_changed, writing
+from review import audit, events, labels
 from review.audit import Action
 from review.auth import Actor, Permission, PermissionDenied, account_id, require, require_live
 from review.errors import ReviewError
+from review.events import NewEvent
 from review.policy import Policy, load_policy
 from review.priority import ESCALATED_PRIORITY, queue_priority
 from review.queue import ANY, QueueFilter, free, in_queue_order, waiting, waiting_statuses, with_verdict
+from review.status import next_status
 from review.verdicts import current_verdict, is_usable
+from review.visibility import blind_for
 
 DEFAULT_LEASE = timedelta(minutes=10)
 MAX_LEASE = timedelta(minutes=30)  # a longer lease is refused: an abandoned post must come back
@@ -96,7 +101,7 @@ def _checked_lease(lease: timedelta) -> timedelta:
     return lease
 
 
-def _mine(actor: Actor, now: datetime):  # type: ignore[no-untyped-def]
+def _mine(actor: Actor, now: datetime) -> ColumnElement[bool]:
     """A live claim of ``actor`` on a live (not erased) post."""
     return and_(Post.claimed_by_id == actor.id, Post.lease_expires_at > now, LIVE_POST)
 
@@ -111,13 +116,6 @@ def _acting(session: Session, actor: Actor, permission: Permission) -> Actor:
     if account_id(actor) is None:
         raise PermissionDenied("the command line holds no claims and decides no posts: sign in to the app")
     return require_live(session, actor, permission)
-
-
-def _event(session: Session, **values: object) -> ReviewEvent:
-    event = ReviewEvent(**values)
-    session.add(event)
-    session.flush()
-    return event
 
 
 def claim(
@@ -152,16 +150,16 @@ def claim(
             return None
         chosen = first[0][1]
         expires = now + lease
-        taken = session.execute(
+        taken = rows_changed(
+            session,
             update(Post)
             .where(Post.id == chosen, claimable)
             .values(claimed_by_id=actor.id, lease_expires_at=expires)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
-        if taken.rowcount != 1:
+        if taken != 1:
             return None
-        event = _event(session, post_id=chosen, user_id=actor.id, action=EventAction.CLAIM, lease_expires_at=expires,
-                       created_at=now)  # fmt: skip
+        event = events.write(session, NewEvent(chosen, actor.id, EventAction.CLAIM, now, lease_expires_at=expires))
         return Claim(chosen, expires, event.id)
 
 
@@ -199,13 +197,14 @@ def renew(
     with writing(sessions) as session:
         actor = _acting(session, actor, Permission.REVIEW)
         expires = now + lease
-        done = session.execute(
+        done = rows_changed(
+            session,
             update(Post)
             .where(Post.id == post_id, _mine(actor, now))
             .values(lease_expires_at=expires)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
-        if done.rowcount != 1:
+        if done != 1:
             raise ClaimLost(_lost(session, actor, post_id, now))
     return expires
 
@@ -217,40 +216,15 @@ def release(sessions: sessionmaker[Session], actor: Actor, post_id: int, *, now:
     now = _now(now)
     with writing(sessions) as session:
         actor = _acting(session, actor, Permission.REVIEW)
-        done = session.execute(
+        done = rows_changed(
+            session,
             update(Post)
             .where(Post.id == post_id, _mine(actor, now))
             .values(claimed_by_id=None, lease_expires_at=None)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
-        if done.rowcount == 1:
-            _event(session, post_id=post_id, user_id=actor.id, action=EventAction.RELEASE, created_at=now)
-
-
-def release_claims_of(session: Session, user_id: int, *, by: Actor, now: datetime | None = None) -> int:
-    """In the caller's transaction (an account's deactivation): end every live claim of
-    ``user_id``, each with a ``release`` event by ``by`` (none for the command line) whose note
-    says whose claim it was. The number of posts released."""
-    from db.models import User
-
-    now = _now(now)
-    holder = session.scalar(select(User.username).where(User.id == user_id)) or f"user {user_id}"
-    query = select(Post.id).where(Post.claimed_by_id == user_id, Post.lease_expires_at > now).order_by(Post.id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    released = 0
-    for post_id in session.scalars(query).all():
-        done = session.execute(
-            update(Post)
-            .where(Post.id == post_id, Post.claimed_by_id == user_id, Post.lease_expires_at > now)
-            .values(claimed_by_id=None, lease_expires_at=None)
-            .execution_options(synchronize_session=False)
-        )
-        if done.rowcount == 1:
-            _event(session, post_id=post_id, user_id=account_id(by), action=EventAction.RELEASE, created_at=now,
-                   note=f"released {holder}'s claim: the account was deactivated")  # fmt: skip
-            released += 1
-    return released
+        if done == 1:
+            events.write(session, NewEvent(post_id, actor.id, EventAction.RELEASE, now))
 
 
 def force_release(
@@ -281,17 +255,17 @@ def force_release(
         if holder_id is None or post.lease_expires_at is None or post.lease_expires_at <= now:
             raise ReviewError(f"nobody is reviewing post {post_id}: there is no claim to release")
         holder = session.scalar(select(User.username).where(User.id == holder_id)) or f"user {holder_id}"
-        done = session.execute(
+        done = rows_changed(
+            session,
             update(Post)
             .where(Post.id == post_id, Post.claimed_by_id == holder_id, Post.lease_expires_at > now)
             .values(claimed_by_id=None, lease_expires_at=None)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
-        if done.rowcount != 1:  # SQLite holds the write lock and Postgres the row: cannot happen
+        if done != 1:  # SQLite holds the write lock and Postgres the row: cannot happen
             raise ReviewError(f"the claim on post {post_id} changed meanwhile; nothing was released")
         note = f"released {holder}'s claim" + (f": {reason}" if reason else "")
-        _event(session, post_id=post_id, user_id=actor.id, action=EventAction.RELEASE, created_at=now,
-               note=note[:MAX_NOTE])  # fmt: skip
+        events.write(session, NewEvent(post_id, actor.id, EventAction.RELEASE, now, note=note[:MAX_NOTE]))
         audit.record(session, actor, Action.CLAIMS_RELEASED, holder, client=client, count=1, post_id=post_id,
                      why=reason or "released by a lead")  # fmt: skip
         return holder
@@ -368,19 +342,22 @@ def decide(
             if verdict is None or not is_usable(verdict.parse_status):
                 raise ReviewError(f"post {post_id} has no usable model verdict to confirm: overturn it with a label")
             label = _verdict_label(verdict)
-        values = _after(decision, before, now)
-        if values["status"] == PostStatus.DECIDED:
+        values = _after(decision, now)
+        to_second_review = False
+        if decision in (Decision.CONFIRM, Decision.OVERTURN):
             if before == PostStatus.QUEUED and drawn_for_second_review(post_id, share):
-                values.update(status=PostStatus.SECOND_REVIEW, first_decider_id=actor.id)
+                to_second_review = True
+                values["first_decider_id"] = actor.id
             elif before == PostStatus.SECOND_REVIEW and len(labels.raters_of(session, post_id) | {actor.id}) < raters:
-                values["status"] = PostStatus.SECOND_REVIEW  # more independent labels wanted
-        done = session.execute(
+                to_second_review = True  # more independent labels wanted
+        done = rows_changed(
+            session,
             update(Post)
             .where(Post.id == post_id, _mine(actor, now))
             .values(**values)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
-        if done.rowcount != 1:
+        if done != 1:
             # On Postgres a concurrent call with the same key can take the row between our read
             # and this update (the update waits for it, then finds the claim ended): its event
             # is committed now, and this call is a repeat of it, not a failure.
@@ -388,21 +365,24 @@ def decide(
             if seen is not None:
                 return seen
             raise ClaimLost(_lost(session, actor, post_id, now))
-        event = _event(
+        event = events.write(
             session,
-            post_id=post_id,
-            user_id=actor.id,
-            action=EventAction(decision.value),
-            created_at=now,
-            status_before=before,
-            second_review=before == PostStatus.SECOND_REVIEW,
-            verdict_id=verdict.id if verdict is not None else None,
-            label_violation=label.violation if label else None,
-            label_category=label.category if label else None,
-            label_severity=label.severity if label else None,
-            note=note,
-            time_spent_ms=time_spent_ms,
-            idempotency_key=idempotency_key,
+            NewEvent(
+                post_id,
+                actor.id,
+                EventAction(decision.value),
+                now,
+                status_before=before,
+                second_review=before == PostStatus.SECOND_REVIEW,
+                to_second_review=to_second_review,
+                verdict_id=verdict.id if verdict is not None else None,
+                label_violation=label.violation if label else None,
+                label_category=label.category if label else None,
+                label_severity=label.severity if label else None,
+                note=note,
+                time_spent_ms=time_spent_ms,
+                idempotency_key=idempotency_key,
+            ),
         )
         labels.refresh(session, [post_id])
         return event
@@ -496,14 +476,25 @@ def decide_bulk(
             session.execute(
                 update(Post)
                 .where(Post.id == post_id)
-                .values(**_after(action, row.status, now))
+                .values(**_after(action, now))
                 .execution_options(synchronize_session=False)
             )
-            _event(session, post_id=post_id, user_id=actor.id, action=EventAction(action.value), created_at=now,
-                   status_before=row.status, verdict_id=verdict.id if verdict is not None else None,
-                   label_violation=post_label.violation if post_label else None,
-                   label_category=post_label.category if post_label else None,
-                   label_severity=post_label.severity if post_label else None, note=note, bulk_id=bulk_id)  # fmt: skip
+            events.write(
+                session,
+                NewEvent(
+                    post_id,
+                    actor.id,
+                    EventAction(action.value),
+                    now,
+                    status_before=row.status,
+                    verdict_id=verdict.id if verdict is not None else None,
+                    label_violation=post_label.violation if post_label else None,
+                    label_category=post_label.category if post_label else None,
+                    label_severity=post_label.severity if post_label else None,
+                    note=note,
+                    bulk_id=bulk_id,
+                ),
+            )
             decided.append(post_id)
         labels.refresh(session, decided)
     return BulkResult(bulk_id, decided, skipped)
@@ -536,10 +527,9 @@ def _verdict_label(verdict: Verdict) -> Label:
 def _as_confirm(decision: Decision, label: Label | None, verdict: Verdict | None) -> Decision:
     """An overturn whose label is the model's own (a blind second review that agrees with a
     hidden verdict, say) is a confirm: "overturn" always means the human disagrees."""
-    usable = verdict is not None and is_usable(verdict.parse_status)
-    if decision is Decision.OVERTURN and usable and label is not None and _normal(label) == _verdict_label(verdict):
-        return Decision.CONFIRM
-    return decision
+    if decision is not Decision.OVERTURN or label is None or verdict is None or not is_usable(verdict.parse_status):
+        return decision
+    return Decision.CONFIRM if _normal(label) == _verdict_label(verdict) else decision
 
 
 def _repeated(session: Session, actor: Actor, post_id: int, decision: Decision, key: str | None) -> ReviewEvent | None:
@@ -570,16 +560,12 @@ def _checked(label: Label | None, policy: Policy) -> Label:
     return label
 
 
-def _after(decision: Decision, before: str, now: datetime) -> dict[str, object]:
-    """The post row's new values after ``decision`` on it: the claim ends, the status moves (and
-    the priority, for an escalation)."""
+def _after(decision: Decision, now: datetime) -> dict[str, object]:
+    """The post row's new values after ``decision`` on it, but its status (the event's, by the
+    table in review/status.py): the claim ends (and an escalation is first in the leads' queue)."""
     values: dict[str, object] = {"claimed_by_id": None, "lease_expires_at": None, "updated_at": now}
-    if decision in (Decision.CONFIRM, Decision.OVERTURN):
-        values["status"] = PostStatus.DECIDED
-    elif decision is Decision.ESCALATE:
-        values.update(status=PostStatus.ESCALATED, priority=ESCALATED_PRIORITY)
-    else:
-        values["status"] = before  # skip: stays where it waited
+    if decision is Decision.ESCALATE:
+        values["priority"] = ESCALATED_PRIORITY
     return values
 
 
@@ -615,18 +601,19 @@ def undo(
             raise ReviewError(f"post {event.post_id} has changed since that decision; it cannot be undone")
         if post.lease_expires_at is not None and post.lease_expires_at > now and post.claimed_by_id != actor.id:
             raise ReviewError(f"another moderator is reviewing post {event.post_id}; it cannot be undone")
-        before = event.status_before or PostStatus.QUEUED
-        priority = ESCALATED_PRIORITY if before == PostStatus.ESCALATED else _queue_priority(session, event.post_id)
         expires = now + lease
+        note = f"undo of event {event.id} ({event.action})"
+        reopen = NewEvent(event.post_id, actor.id, EventAction.REOPEN, now, note=note, lease_expires_at=expires,
+                          undoes_id=event.id, undone_status_before=event.status_before)  # fmt: skip
+        before = next_status(post.status, reopen.move())
+        priority = ESCALATED_PRIORITY if before == PostStatus.ESCALATED else _queue_priority(session, event.post_id)
         session.execute(
             update(Post)
             .where(Post.id == event.post_id)
-            .values(status=before, priority=priority, claimed_by_id=actor.id, lease_expires_at=expires, updated_at=now)
+            .values(priority=priority, claimed_by_id=actor.id, lease_expires_at=expires, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-        reopened = _event(session, post_id=event.post_id, user_id=actor.id, action=EventAction.REOPEN,
-                          note=f"undo of event {event.id} ({event.action})", lease_expires_at=expires,
-                          created_at=now, undoes_id=event.id)  # fmt: skip
+        reopened = events.write(session, reopen)
         labels.refresh(session, [event.post_id])
         return Claim(event.post_id, expires, reopened.id)
 
@@ -652,18 +639,6 @@ class HistoryEntry:
     label_hidden: bool = False
     second_review: bool = False
     bulk_id: str | None = None
-
-
-def blind_for(session: Session, actor: Actor, post_id: int) -> bool:
-    """Whether ``actor`` must not see the earlier decisions on ``post_id``: it waits for (or is
-    in) its blind second review, ``actor`` has not labelled it yet, and either holds the claim
-    or may not read others' notes."""
-    row = session.execute(
-        select(Post.status, Post.claimed_by_id, labels.rated_by(actor.id)).where(Post.id == post_id)
-    ).first()
-    if row is None or row.status != PostStatus.SECOND_REVIEW or row[2]:
-        return False
-    return row.claimed_by_id == actor.id or not actor.can(Permission.READ_ALL_NOTES)
 
 
 def history(session: Session, actor: Actor, post_id: int) -> list[HistoryEntry]:

@@ -5,17 +5,12 @@ The CLI prints these without a traceback and exits non-zero; pages show them wit
 
 from __future__ import annotations
 
-
-class ReviewError(Exception):
-    """Base class of every error that is meant to be shown to a person."""
-
-
-class ConfigError(ReviewError):
-    """A setting is missing or malformed."""
-
-
-class SchemaOutOfDate(ReviewError):
-    """The database schema is not at the revision this code expects."""
+# the root of the hierarchy and the database layer's errors live in db/errors.py (db imports nothing from review)
+from db.errors import ConfigError as ConfigError
+from db.errors import DatabaseUnavailable as DatabaseUnavailable
+from db.errors import MigrationRefused as MigrationRefused
+from db.errors import ReviewError as ReviewError
+from db.errors import SchemaOutOfDate as SchemaOutOfDate
 
 
 class MediaError(ReviewError):
@@ -24,7 +19,3 @@ class MediaError(ReviewError):
 
 class IngestError(ReviewError):
     """An input file as a whole cannot be read (missing, undecodable, unknown format)."""
-
-
-class DatabaseUnavailable(ReviewError):
-    """The database named by DATABASE_URL cannot be reached."""

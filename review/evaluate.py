@@ -30,7 +30,7 @@ from review.finetune import TrainExample, read_manifest, read_split
 from review.inference.base import ModelRequest, Provider
 from review.inference.parsing import parse
 from review.inference.schema import ModelAnswer, verdict_json_schema
-from review.metrics import Accuracy, accuracy_from
+from review.metrics.accuracy import Accuracy, accuracy_from
 from review.policy import Policy, load_policy
 from review.prompts import RenderedPrompt
 from review.verdicts import category_shown
@@ -81,7 +81,7 @@ def evaluate_provider(
 ) -> Evaluation:
     """Verdicts from ``provider`` on ``examples``, scored against the labels in their answers."""
     policy = policy or load_policy()
-    rows = []
+    rows: list[tuple[bool, bool, bool | None, str, str | None, float | None, int]] = []
     failures = 0
     for first in range(0, len(examples), batch_size):
         batch = examples[first : first + batch_size]

@@ -4,8 +4,8 @@ Each example is one settled post (``post_label``): the user turn is the prompt t
 it scored the post (the same template, policy and options, so the same prompt version, with the
 post's images), the assistant turn is the verdict JSON in the schema the model answers in, with
 the moderator's label. By default only disagreements are exported (the label differs from the
-verdict on screen, or the model gave no usable verdict); ``include="all"`` takes every settled
-post.
+verdict on screen, or the model gave no usable verdict: the metrics' own definition and filter,
+review/metrics/filters.py); ``include="all"`` takes every settled post.
 
 Formats, written to one folder with the images copied under ``images/`` (relative paths; parquet
 holds the image bytes instead):
@@ -61,7 +61,7 @@ from functools import cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple, get_args
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Export, Media, Post, PostLabel, PostMedia, ReviewEvent, Verdict
@@ -83,6 +83,7 @@ from review.inference.schema import (
     Sentiment,
 )
 from review.inputs import normalise_text
+from review.metrics.filters import disagreement, disagrees, label_conditions
 from review.policy import Policy, load_policy
 from review.prompts import ModerationRenderer
 from review.signals.runner import load_media_signals
@@ -101,7 +102,7 @@ COPY_BATCH = 1000  # images per cp process
 PLACEHOLDERS = re.compile(r"<(?=(?:image|video)>)", re.IGNORECASE)
 SIGNALS_COMMAND = "python -m review signals"
 
-# progress(stage, total) → callback(done), as review/ingest.py reports (tqdm in the CLI)
+# progress(stage, total) → callback(done), as review.ingest reports (tqdm in the CLI)
 Progress = Callable[[str, int], Callable[[int], None]]
 
 
@@ -217,27 +218,16 @@ def strip_pii(text: str) -> str:
 # Choosing the examples
 
 
-def _query(opts: ExportOptions) -> Select:  # type: ignore[type-arg]
+def _query(opts: ExportOptions) -> Select:
     """One row per settled post: its label, the deciding event's severity and note, the verdict
     on screen (columns prefixed ``v_``, NULL without one) and the post's text; latest decision
     first. Columns, not ORM objects: building 100,000 objects cost more than the rest of the
     selection."""
-    disagree = or_(
-        PostLabel.usable.is_(False),
-        PostLabel.human_violation != PostLabel.model_violation,
-        PostLabel.human_category != PostLabel.model_category,
-    )
-    conditions = [Post.purged_at.is_(None)]  # an erased post (review/purge.py) is no training data
-    if opts.include == "disagreements":
-        conditions.append(disagree)
-    if opts.since is not None:
-        conditions.append(PostLabel.decided_at >= opts.since)
-    if opts.until is not None:
-        conditions.append(PostLabel.decided_at < opts.until)
-    if opts.categories:
-        conditions.append(PostLabel.human_category.in_(opts.categories))
-    if opts.source:
-        conditions.append(PostLabel.source == opts.source)
+    # an erased post (review/purge.py) is no training data
+    conditions: list[ColumnElement[bool]] = [Post.purged_at.is_(None)]
+    if opts.include == "disagreements":  # the metrics' definition: review/metrics/filters.py
+        conditions.append(disagreement())
+    conditions += label_conditions(since=opts.since, until=opts.until, source=opts.source, categories=opts.categories)
     columns = [
         PostLabel.post_id, PostLabel.verdict_id, PostLabel.human_violation, PostLabel.human_category,
         PostLabel.model_violation, PostLabel.model_category, ReviewEvent.label_severity, ReviewEvent.note, Post.text,
@@ -252,7 +242,7 @@ def _query(opts: ExportOptions) -> Select:  # type: ignore[type-arg]
         .join(ReviewEvent, ReviewEvent.id == PostLabel.event_id)
         .join(Post, Post.id == PostLabel.post_id)
         .outerjoin(Verdict, Verdict.id == PostLabel.verdict_id)
-        .where(and_(*conditions) if conditions else True)
+        .where(*conditions)
         .order_by(PostLabel.decided_at.desc(), PostLabel.post_id.desc())
     )
 
@@ -320,7 +310,8 @@ def select_examples(session: Session, actor: Actor, opts: ExportOptions, policy:
     read: dict[int, str] = {}
     tick = None
     if progress:
-        tick = progress("examples", session.scalar(select(func.count()).select_from(query.order_by(None).subquery())))
+        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+        tick = progress("examples", total)
     with _gc_paused():  # reading, rendering and grouping 100,000s of objects
         done = 0
         for part in session.execute(query.execution_options(yield_per=CHUNK)).partitions():
@@ -459,7 +450,7 @@ class _Answers:
         clean = self.clean
         has_verdict = row.verdict_id is not None
         usable = has_verdict and is_usable(row.v_parse_status)
-        agreed = usable and row.human_category == row.model_category and row.human_violation == row.model_violation
+        agreed = not disagrees(usable, row.human_violation, row.human_category, row.model_violation, row.model_category)
         # the model's own reading of the post, where a model gave one (the baseline's is rule output)
         usable = usable and row.v_provider != "baseline"
         category = row.human_category
@@ -625,7 +616,7 @@ class _ProcessorCounter:
         cuttable = backend is not None and len(plain) == len(added) and _cuttable(backend)
         self.cuts = _SAFE_CUTS if cuttable else None
         self.normalise: Callable[[str], str] | None = None  # for the bound: the text the BPE sees
-        if cuttable:  # NFC or nothing: Python's NFC is many times faster than tokenizers' per call
+        if cuttable and backend is not None:  # NFC or nothing: Python's NFC is much faster than tokenizers' per call
             self.normalise = None if backend.normalizer is None else partial(unicodedata.normalize, "NFC")
         elif backend is not None and backend.normalizer is not None:
             self.normalise = backend.normalizer.normalize_str
@@ -1020,7 +1011,7 @@ PARQUET_FEATURES = {
 }
 
 
-def _parquet_schema():  # type: ignore[no-untyped-def]
+def _parquet_schema() -> Any:  # a pyarrow.Schema (pyarrow ships no type information)
     import pyarrow as pa
 
     image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])

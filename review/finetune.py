@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 from sqlalchemy import update
@@ -36,6 +36,9 @@ from review.auth import Actor, Permission, require
 from review.errors import ReviewError
 from review.export import IMAGE_TOKEN
 from review.inference.hf import MIN_PIXELS  # the same image bounds as scoring and the export's token count
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, ProcessorMixin
 
 # LoRA targets: the decoder's attention and MLP projections, never a module under the vision tower.
 LANGUAGE_TARGETS = r"^(?!.*visual).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
@@ -128,7 +131,7 @@ class FinetuneResult:
     target_modules: list[str]
 
 
-def load_base(model_id: str):  # type: ignore[no-untyped-def]
+def load_base(model_id: str) -> tuple[ProcessorMixin, PreTrainedModel, str]:
     """The processor and the model, as the transformers provider loads them (fp32 on a CPU, bf16
     on a GPU)."""
     import torch
@@ -145,10 +148,10 @@ def load_base(model_id: str):  # type: ignore[no-untyped-def]
         model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise ModelUnavailable(f"cannot load the model {model_id!r}: {str(exc).strip().splitlines()[0]}") from None
-    return processor, model.to(device), device
+    return processor, model.to(device), device  # type: ignore[arg-type]  # @wraps(nn.Module.to) hides the bound self
 
 
-def encode(processor, example: TrainExample, max_pixels: int, device: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def encode(processor: ProcessorMixin, example: TrainExample, max_pixels: int, device: str) -> dict[str, Any]:
     """Model inputs for one example, with labels only on the answer (and its end-of-turn token)."""
     full = processor.apply_chat_template(example.messages(), tokenize=False)
     prompt = processor.apply_chat_template(
@@ -198,8 +201,8 @@ def finetune(
         raise ReviewError(f"{out} is not empty: save the adapter into a new folder")
     torch.manual_seed(params.seed)
     rng = random.Random(params.seed)
-    processor, model, device = load_base(base)
-    for p in model.parameters():
+    processor, pretrained, device = load_base(base)
+    for p in pretrained.parameters():
         p.requires_grad_(False)
     config = LoraConfig(
         r=params.lora_r,
@@ -208,7 +211,7 @@ def finetune(
         target_modules=LANGUAGE_TARGETS,
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, config)
+    model = get_peft_model(pretrained, config)
     targets = sorted(name for name, module in model.named_modules() if hasattr(module, "lora_A") and name)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=params.lr)
@@ -266,7 +269,7 @@ def finetune(
                 log.flush()
                 if progress:
                     progress(step, total, step_loss)
-        model.save_pretrained(out)
+        model.save_pretrained(str(out))
         processor.save_pretrained(out)  # the adapter folder then loads on its own in tools that expect it
     except BaseException:
         log.close()
@@ -274,6 +277,7 @@ def finetune(
         raise
     log.close()
     shutil.copyfile(export_dir / "manifest.json", out / "export_manifest.json")
+    trainable_parameters = sum(p.numel() for p in trainable)
     summary = {
         "base_model": base,
         "run_id": run_id,
@@ -281,13 +285,13 @@ def finetune(
         "finished_at": datetime.now(UTC).isoformat(),
         "steps": step,
         "final_loss": losses[-1] if losses else None,
-        "trainable_parameters": sum(p.numel() for p in trainable),
+        "trainable_parameters": trainable_parameters,
         "target_modules": targets,
         "params": record,
     }
     (out / "finetune.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     _finish(sessions, run_id, "done", {"steps": step, "train_loss": losses})
-    return FinetuneResult(out, run_id, step, losses, summary["trainable_parameters"], targets)
+    return FinetuneResult(out, run_id, step, losses, trainable_parameters, targets)
 
 
 def _finish(sessions: sessionmaker[Session] | None, run_id: int | None, status: str, metrics: dict[str, Any]) -> None:

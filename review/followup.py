@@ -26,6 +26,7 @@ from review.inputs import load_inputs
 from review.media import load_normalised
 from review.prompts import followup_prompt
 from review.verdicts import current_verdict, is_usable
+from review.visibility import Viewer, sights
 
 DEFAULT_MAX_TURNS = 6  # earlier turns than this are left out of the prompt
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -61,14 +62,19 @@ def verdict_summary(verdict: Verdict | None) -> str | None:
     return json.dumps({f: getattr(verdict, f) for f in VERDICT_FIELDS}, ensure_ascii=False)
 
 
-def load_post(session: Session, settings: Settings, post_id: int, verdict: Verdict | None = None) -> PostContext:
-    """What a conversation about ``post_id`` needs; ``verdict`` defaults to its current one."""
+def load_post(
+    session: Session, settings: Settings, viewer: Viewer, post_id: int, *, reviewing: bool = False
+) -> PostContext:
+    """What a conversation about ``post_id`` needs, with its current verdict unless ``viewer``
+    may not see it (a blind second review: ``review.visibility``; ``reviewing``: the post under
+    review on the viewer's review desk): then the model is not shown it either."""
     found = load_inputs(session, [post_id])
     if not found:
         raise ReviewError(f"there is no post {post_id}")
     post = found[0]
     images = [load_normalised(Path(settings.media_dir), m.path, settings.max_image_pixels) for m in post.media]
-    verdict = verdict if verdict is not None else current_verdict(session, post_id)
+    hidden = sights(session, viewer, [post_id], reviewing=reviewing)[post_id].verdict_hidden
+    verdict = None if hidden else current_verdict(session, post_id)
     return PostContext(post_id=post_id, text=post.text, images=images, verdict_json=verdict_summary(verdict))
 
 

@@ -1,21 +1,25 @@
 """The ``post_label`` projection: for each settled post (decided, or waiting for its blind second
 review), its latest human label beside the model verdict that was on screen for that decision.
 
-This file holds the rule, in one query; :func:`refresh` applies it to the posts a transaction
-touched (decisions.py calls it with every decision and undo, inside the same transaction), and
-:func:`rebuild` to the whole database (after bulk loads). The metrics read only this table, so
+This file holds the rule, in one query (with the category a human label stands for,
+:func:`human_category`, which the agreement numbers use too); :func:`refresh` applies it to the
+posts a transaction touched (decisions.py calls it with every decision and undo, inside the same
+transaction), and :func:`rebuild` to the whole database (after bulk loads). The metrics read only this table, so
 the accuracy numbers scan one narrow table instead of joining events, posts and verdicts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
+from typing import cast
 
-from sqlalchemy import Select, and_, case, delete, func, insert, select
+from sqlalchemy import ColumnElement, Exists, Select, SQLColumnExpression, and_, case, delete, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from db.models import EventAction, Post, PostLabel, PostStatus, ReviewEvent, Verdict
-from review.verdicts import category_shown_sql, usable_sql
+from review.policy import FALLBACK
+from review.verdicts import category_shown, category_shown_sql, usable_sql
 
 DECISIONS = (EventAction.CONFIRM.value, EventAction.OVERTURN.value)
 SETTLED = (PostStatus.DECIDED.value, PostStatus.SECOND_REVIEW.value)
@@ -24,21 +28,35 @@ COLUMNS = ("post_id", "event_id", "decided_at", "decided_day", "first_decided_at
            "confidence", "provider", "model_id", "prompt_version", "source", "ingested_at")  # fmt: skip
 
 
-def utc_day(dialect: str, column):  # type: ignore[no-untyped-def]
+def utc_day(dialect: str, column: SQLColumnExpression[datetime]) -> ColumnElement[str]:
     """SQL for the UTC day of a timestamp column, as YYYY-MM-DD text."""
     if dialect == "postgresql":
         return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
     return func.date(column)  # SQLite keeps UTC timestamps as ISO text
 
 
-def standing_decisions():  # type: ignore[no-untyped-def]
+def human_category(violation: bool | None, category: str | None) -> str:
+    """The category a human label stands for: its own when it says violation (the policy's
+    fallback, ``other``, when it names none), ``none`` otherwise. post_label's ``human_category``
+    (:func:`label_rows`) and each rater's label in the agreement numbers."""
+    return cast(str, category_shown(violation, category or FALLBACK))  # never None: it is given a category
+
+
+def human_category_sql(
+    violation: SQLColumnExpression[bool | None], category: SQLColumnExpression[str | None]
+) -> ColumnElement[str | None]:
+    """:func:`human_category` in SQL, over a review event's label columns."""
+    return category_shown_sql(violation, func.coalesce(category, FALLBACK))
+
+
+def standing_decisions() -> ColumnElement[bool]:
     """The condition for a confirm or overturn that counts: not taken back by an undo."""
     undone = aliased(ReviewEvent)
     taken_back = select(undone.undoes_id).where(undone.undoes_id.is_not(None))
     return and_(ReviewEvent.action.in_(DECISIONS), ReviewEvent.id.not_in(taken_back))
 
 
-def rated_by(user_id: int):  # type: ignore[no-untyped-def]
+def rated_by(user_id: int) -> Exists:
     """The condition on ``post`` that ``user_id`` has a standing decision on it: such a person
     cannot be one more independent rater of it (second review, QA with several raters), and
     has seen its earlier labels."""
@@ -58,7 +76,7 @@ def raters_of(session: Session, post_id: int) -> set[int]:
     )
 
 
-def label_rows(dialect: str, post_ids: Collection[int] | None = None) -> Select:  # type: ignore[type-arg]
+def label_rows(dialect: str, post_ids: Collection[int] | None = None) -> Select:
     """post_label's rows, in COLUMNS order, for ``post_ids`` (all posts when None): each settled
     post's latest standing decision (an undone one no longer counts)."""
     per_post = (
@@ -87,7 +105,7 @@ def label_rows(dialect: str, post_ids: Collection[int] | None = None) -> Select:
             event.user_id,
             latest.c.raters,
             said,
-            case((said, func.coalesce(event.label_category, "other")), else_="none"),
+            human_category_sql(event.label_violation, event.label_category),
             event.verdict_id,
             usable,
             case((usable, Verdict.violation.is_(True)), else_=None),

@@ -24,11 +24,11 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import imagehash
 import numpy as np
@@ -365,7 +365,7 @@ def corner_phashes(image: Image.Image, keep: float = CORNER_KEEP) -> list[str]:
     return [perceptual_hash(image.crop(box)) for box in boxes]
 
 
-def _write_atomic(target: Path, write) -> None:  # type: ignore[no-untyped-def]
+def _write_atomic(target: Path, write: Callable[[IO[Any]], object]) -> None:
     """Write through a temporary file in the same folder, then rename (no half-written files)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with written_beside(target) as fh:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import jinja2
 
@@ -33,6 +33,12 @@ from review.policy import PROMPTS_DIR, Policy, load_policy
 CONTROL = re.compile(r"<(?=\||/?(?:think|tool_call|tool_response)>)", re.IGNORECASE)
 
 
+@overload
+def inert(text: str) -> str: ...
+@overload
+def inert(text: None) -> None: ...
+@overload
+def inert(text: str | None) -> str | None: ...
 def inert(text: str | None) -> str | None:
     """Untrusted text (a post, OCR, a moderator's question) with chat control tokens defused."""
     return None if text is None else CONTROL.sub("<\u200b", text)

@@ -55,7 +55,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import AuditEvent, Export, Media, Post, PostLabel, PostMedia, PostStatus, ReviewEvent, Signal, Verdict
-from db.session import SQLITE_BEGIN_OPTION, db_text
+from db.session import SQLITE_BEGIN_OPTION, db_text, rows_changed
 from review import audit
 from review.auth import Actor, Permission, require_live
 from review.config import Settings
@@ -108,7 +108,6 @@ class Erasure:
             ("verdicts", "verdicts' texts"),
             ("raw_outputs", "raw outputs"),
             ("notes", "review notes"),
-            ("post_signals", "post signals"),
             ("media_links", "image links"),
             ("media", "images"),
             ("media_signals", "image signals"),
@@ -248,7 +247,6 @@ def _has(kind: Kind) -> ColumnElement[bool]:
         Post.text != "",
         Post.author.is_not(None),
         Post.meta != {},
-        exists().where(Signal.post_id == Post.id),
         exists().where(Verdict.post_id == Post.id, Verdict.input_hash != ERASED_HASH),
         exists().where(ReviewEvent.post_id == Post.id, ReviewEvent.note.is_not(None)),
     )
@@ -294,14 +292,14 @@ def _erase_media(session: Session, ids: list[int], work: _Work) -> None:
     lone = sorted(media_ids - shared)
     work.add("media_shared", len(shared))
     for part in _chunks(ids):
-        work.add("media_links", session.execute(sql_delete(PostMedia).where(PostMedia.post_id.in_(part))).rowcount)
+        work.add("media_links", rows_changed(session, sql_delete(PostMedia).where(PostMedia.post_id.in_(part))))
     for part in _chunks(lone):
         for media_id, sha, path, thumb in session.execute(
             select(Media.id, Media.sha256, Media.path, Media.thumb_path).where(Media.id.in_(part))
         ):
             work.lone[media_id] = (sha, path, thumb)
-        work.add("media_signals", session.execute(sql_delete(Signal).where(Signal.media_id.in_(part))).rowcount)
-        work.add("media", session.execute(sql_delete(Media).where(Media.id.in_(part))).rowcount)
+        work.add("media_signals", rows_changed(session, sql_delete(Signal).where(Signal.media_id.in_(part))))
+        work.add("media", rows_changed(session, sql_delete(Media).where(Media.id.in_(part))))
 
 
 def _erase_text(session: Session, ids: list[int], work: _Work) -> None:
@@ -316,25 +314,26 @@ def _erase_text(session: Session, ids: list[int], work: _Work) -> None:
         if full:
             session.execute(update(Post).where(Post.id.in_(full)).values(text="", author=None, meta={}))
         work.add("texts", len(full))
-        work.add("post_signals", session.execute(sql_delete(Signal).where(Signal.post_id.in_(part))).rowcount)
         work.add("raw_outputs", _count_raw(session, part))
         work.add(
             "verdicts",
-            session.execute(
+            rows_changed(
+                session,
                 update(Verdict)
                 .where(Verdict.post_id.in_(part), Verdict.input_hash != ERASED_HASH)
                 .values(description=None, ocr_text=None, rationale=None, raw_output=None, consistency_reason=None,
-                        tags=[], parse_notes=[], error=None, input_hash=ERASED_HASH, text_hash=None)
-            ).rowcount,
+                        tags=[], parse_notes=[], error=None, input_hash=ERASED_HASH, text_hash=None),
+            ),
         )  # fmt: skip
         _clear_raw(session, part)  # raw output left on a verdict erased earlier (none, unless set by hand)
         work.add(
             "notes",
-            session.execute(
+            rows_changed(
+                session,
                 update(ReviewEvent)
                 .where(ReviewEvent.post_id.in_(part), ReviewEvent.note.is_not(None))
-                .values(note=None)
-            ).rowcount,
+                .values(note=None),
+            ),
         )
 
 
@@ -345,9 +344,10 @@ def _count_raw(session: Session, part: list[int]) -> int:
 
 def _clear_raw(session: Session, part: list[int]) -> int:
     """Clear the raw output of these posts' verdicts; how many verdicts had one."""
-    return session.execute(
-        update(Verdict).where(Verdict.post_id.in_(part), Verdict.raw_output.is_not(None)).values(raw_output=None)
-    ).rowcount
+    return rows_changed(
+        session,
+        update(Verdict).where(Verdict.post_id.in_(part), Verdict.raw_output.is_not(None)).values(raw_output=None),
+    )
 
 
 def _erase_raw(session: Session, ids: list[int], work: _Work) -> None:

@@ -16,6 +16,7 @@ import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVarTuple
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -24,6 +25,9 @@ from db.models import LIVE_POST, Media, Post, PostMedia, PostStatus, User, Verdi
 from db.session import db_text
 from review.auth import Actor, Permission, require
 from review.labels import rated_by
+from review.visibility import Viewer, sights
+
+Columns = TypeVarTuple("Columns")  # a query's column types, kept through with_verdict
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ ANY = QueueFilter()  # no filter
 def waiting_statuses(actor: Actor, flt: QueueFilter) -> list[str]:
     """The statuses of posts waiting for ``actor`` under ``flt``: the queue, second reviews
     (of other moderators' decisions) and, for leads, escalations."""
-    statuses = [PostStatus.QUEUED, PostStatus.SECOND_REVIEW]
+    statuses: list[str] = [PostStatus.QUEUED, PostStatus.SECOND_REVIEW]
     if actor.can(Permission.ESCALATIONS):
         statuses.append(PostStatus.ESCALATED)
     if flt.escalated is not None:
@@ -77,9 +81,7 @@ def waiting(actor: Actor, flt: QueueFilter) -> ColumnElement[bool]:
     return or_(false(), *(and_(*_in_status(actor, s)) for s in waiting_statuses(actor, flt)))
 
 
-def in_queue_order(  # type: ignore[type-arg]
-    query: Select, actor: Actor, flt: QueueFilter, limit: int, session: Session, now: datetime
-) -> list:
+def in_queue_order(query: Select, actor: Actor, flt: QueueFilter, limit: int, session: Session, now: datetime) -> list:
     """Rows of ``query`` (which must select ``Post.priority`` and ``Post.id`` as its first two
     columns) for the posts waiting for ``actor``, in queue order, at most ``limit``. One query
     per waiting status, merged: a status range of the ``(status, priority, id)`` index is read in
@@ -126,7 +128,7 @@ def free(now: datetime) -> ColumnElement[bool]:
     return or_(Post.lease_expires_at.is_(None), Post.lease_expires_at <= now)
 
 
-def with_verdict(query: Select, flt: QueueFilter, outer: bool = False) -> Select:  # type: ignore[type-arg]
+def with_verdict(query: Select[*Columns], flt: QueueFilter, outer: bool = False) -> Select[*Columns]:
     """Join the current verdict when the filter (or the caller) needs its columns."""
     on = Verdict.id == Post.verdict_id
     if flt.needs_verdict():
@@ -152,6 +154,11 @@ class QueueRow:
     provider: str | None
     model_id: str | None
     prompt_version: str | None
+    verdict_hidden: bool = False  # the verdict fields are None: this viewer may not see them (review.visibility)
+
+
+VERDICT_FIELDS = ("verdict_id", "parse_status", "violation", "category", "severity", "confidence", "provider",
+                  "model_id", "prompt_version")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -162,15 +169,17 @@ class QueuePage:
 
 def queue_page(
     session: Session,
-    actor: Actor,
+    viewer: Viewer,
     flt: QueueFilter = ANY,
     *,
     after: tuple[float, int] | None = None,
     limit: int = 50,
     now: datetime | None = None,
 ) -> QueuePage:
-    """One page of the queue in claim order (claimed posts included, marked in review)."""
-    require(actor, Permission.REVIEW)
+    """One page of the queue in claim order (claimed posts included, marked in review). A row
+    whose verdict ``viewer`` may not see (``review.visibility``: a blind second review) comes
+    without it."""
+    actor = require(viewer.actor, Permission.REVIEW)
     now = now or datetime.now(UTC)
     holder = aliased(User)
     query = select(  # priority and id first, as in_queue_order merges on them; labels are QueueRow's fields
@@ -184,12 +193,17 @@ def queue_page(
         priority, post_id = after
         query = query.where(or_(Post.priority < priority, and_(Post.priority == priority, Post.id > post_id)))
     rows = in_queue_order(query, actor, flt, limit + 1, session, now)
+    shown = rows[:limit]
+    seen = sights(session, viewer, [r.post_id for r in shown]) if viewer.hide_verdict else {}
     page = []
-    for row in rows[:limit]:
+    for row in shown:
         fields = dict(row._mapping)
         expires, holder_name = fields.pop("lease_expires_at"), fields.pop("holder")
         live = expires is not None and expires > now
-        page.append(QueueRow(**fields, in_review_by=holder_name if live else None))
+        hidden = row.post_id in seen and seen[row.post_id].verdict_hidden
+        if hidden:
+            fields.update(dict.fromkeys(VERDICT_FIELDS))
+        page.append(QueueRow(**fields, in_review_by=holder_name if live else None, verdict_hidden=hidden))
     more = len(rows) > limit
     return QueuePage(page, (page[-1].priority, page[-1].post_id) if more and page else None)
 
@@ -222,7 +236,7 @@ def cluster_post_ids(session: Session, post_id: int, limit: int = 1000) -> list[
 
 def category_counts(
     session: Session, actor: Actor, flt: QueueFilter = ANY, now: datetime | None = None
-) -> dict[str, int]:
+) -> dict[str | None, int]:
     """Waiting posts under ``flt`` per current-verdict category (``None``: unscored or model
     failure), largest first: the queue page's counts per filter value."""
     require(actor, Permission.REVIEW)

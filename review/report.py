@@ -1,5 +1,5 @@
 """The analytics pages' tables, as pandas DataFrames: what the pages draw and offer as CSV, and
-what ``python -m review report`` prints. Every number comes from review/metrics.py; this module
+what ``python -m review report`` prints. Every number comes from review/metrics/; this module
 only names the columns and rounds nothing (pages format, files keep full precision).
 
 The role is read again from the database (``auth.require_live``) before anything is counted;
@@ -18,13 +18,18 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from db.session import db_text
-from review import csvout, metrics
+from review import csvout
 from review.auth import Actor, Permission, require_live
 from review.errors import ReviewError
 from review.files import write_text
-from review.metrics import Accuracy, Agreement, MetricFilter, Operations, Slice
+from review.metrics.accuracy import CALIBRATION_BINS, Accuracy, Slice, accuracy, breakdown, slices, threshold_for
+from review.metrics.activity import Activity, activity
+from review.metrics.agreement import Agreement, agreement
+from review.metrics.filters import MetricFilter
 
-SECTIONS = ("accuracy", "agreement", "operations")
+SECTIONS = ("accuracy", "agreement", "activity")
+# the activity section's first name, which scripts may still ask for (`--section operations`)
+SECTION_ALIASES = {"operations": "activity"}
 
 
 def binary_table(acc: Accuracy) -> pd.DataFrame:
@@ -67,7 +72,7 @@ def confusion_table(acc: Accuracy) -> pd.DataFrame:
 def calibration_table(acc: Accuracy) -> pd.DataFrame:
     rows = [
         {
-            "bin": f"{b / metrics.CALIBRATION_BINS:.1f}–{(b + 1) / metrics.CALIBRATION_BINS:.1f}",
+            "bin": f"{b / CALIBRATION_BINS:.1f}–{(b + 1) / CALIBRATION_BINS:.1f}",
             "posts": n,
             "mean_confidence": conf,
             "share_correct": right,
@@ -77,8 +82,8 @@ def calibration_table(acc: Accuracy) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["bin", "posts", "mean_confidence", "share_correct"])
 
 
-def slices_table(slices: list[Slice], key: str) -> pd.DataFrame:
-    rows = [
+def slices_table(rows: list[Slice], key: str) -> pd.DataFrame:
+    table = [
         {
             key: s.key,
             "posts": s.binary.n,
@@ -89,17 +94,17 @@ def slices_table(slices: list[Slice], key: str) -> pd.DataFrame:
             "category_macro_f1": s.macro_f1,
             "category_accuracy": s.category_accuracy,
         }
-        for s in slices
+        for s in rows
     ]
     return pd.DataFrame(
-        rows, columns=[key, "posts", "precision", "recall", "f1", "accuracy", "category_macro_f1", "category_accuracy"]
+        table, columns=[key, "posts", "precision", "recall", "f1", "accuracy", "category_macro_f1", "category_accuracy"]
     )
 
 
 def thresholds_table(acc: Accuracy, target: float) -> pd.DataFrame:
     rows = []
     for action, violation in (("auto-remove", True), ("auto-approve", False)):
-        t = metrics.threshold_for(acc, target, violation=violation)
+        t = threshold_for(acc, target, violation=violation)
         rows.append(
             {
                 "action": action,
@@ -134,9 +139,11 @@ def agreement_tables(agr: Agreement) -> dict[str, pd.DataFrame]:
     return {"agreement": overall, "agreement_pairs": pairs, "agreement_raters": raters, "disputed_categories": disputed}
 
 
-def operations_tables(ops: Operations) -> dict[str, pd.DataFrame]:
+def activity_tables(act: Activity) -> dict[str, pd.DataFrame]:
+    """The Activity page's tables; their names (``operations_days``…) are the files and keys
+    scripts already read, kept from before the page was called Activity."""
     days = pd.DataFrame(
-        [asdict(d) for d in ops.days],
+        [asdict(d) for d in act.days],
         columns=[
             "day",
             "decisions",
@@ -148,13 +155,13 @@ def operations_tables(ops: Operations) -> dict[str, pd.DataFrame]:
             "oldest_waiting_h",
         ],
     )
-    per_day = pd.DataFrame(ops.per_moderator_day, columns=["day", "username", "actions"])
+    per_day = pd.DataFrame(act.per_moderator_day, columns=["day", "username", "actions"])
     moderators = pd.DataFrame(
-        [asdict(m) for m in ops.moderators],
+        [asdict(m) for m in act.moderators],
         columns=["username", "decisions", "escalations", "overturns", "median_handling_s", "days_active"],
     )
     models = pd.DataFrame(
-        [{**asdict(m), "cache_hit_rate": m.cache_hit_rate} for m in ops.models],
+        [{**asdict(m), "cache_hit_rate": m.cache_hit_rate} for m in act.models],
         columns=[
             "provider",
             "model_id",
@@ -178,30 +185,31 @@ def build(
     period: str = "week",
     target: float = 0.95,
 ) -> dict[str, pd.DataFrame]:
-    """Every table of the chosen sections, by name, in page order."""
+    """Every table of the chosen sections (``operations`` is ``activity``), by name, in page order."""
     actor = require_live(session, actor, Permission.METRICS)
     flt = clean_filter(flt)
+    sections = tuple(SECTION_ALIASES.get(s, s) for s in sections)
     tables: dict[str, pd.DataFrame] = {}
     if "accuracy" in sections:
-        acc = metrics.accuracy(session, actor, flt)
+        acc = accuracy(session, actor, flt)
         tables["accuracy"] = binary_table(acc)
         tables["categories"] = categories_table(acc)
         tables["confusion"] = confusion_table(acc)
         tables["calibration"] = calibration_table(acc)
         tables["thresholds"] = thresholds_table(acc, target)
-        tables[f"trend_{period}"] = slices_table(metrics.breakdown(session, actor, flt, period), period)
-        for by, rows in metrics.slices(session, actor, flt).items():
+        tables[f"trend_{period}"] = slices_table(breakdown(session, actor, flt, period), period)
+        for by, rows in slices(session, actor, flt).items():
             tables[f"by_{by}"] = slices_table(rows, by)
     if "agreement" in sections:
-        tables.update(agreement_tables(metrics.agreement(session, actor, flt)))
-    if "operations" in sections:
-        tables.update(operations_tables(metrics.operations(session, actor, flt)))
+        tables.update(agreement_tables(agreement(session, actor, flt)))
+    if "activity" in sections:
+        tables.update(activity_tables(activity(session, actor, flt)))
     return tables
 
 
 def clean_filter(flt: MetricFilter) -> MetricFilter:
     """``flt`` with its text fields reduced to what the database can compare (``db_text``)."""
-    changes = {f.name: db_text(v) for f in fields(flt) if isinstance(v := getattr(flt, f.name), str)}
+    changes: dict[str, Any] = {f.name: db_text(v) for f in fields(flt) if isinstance(v := getattr(flt, f.name), str)}
     return replace(flt, **changes)
 
 

@@ -40,11 +40,11 @@ from functools import partial
 from pathlib import Path
 
 from PIL import Image
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import LIVE_POST, Post, PostStatus, Verdict
-from db.session import outage_reason, retry_transient, writing
+from db.session import outage_reason, retry_transient, rows_changed, writing
 from review.config import Settings
 from review.errors import MediaError
 from review.inference.base import Generation, ModelRequest, Provider
@@ -55,6 +55,7 @@ from review.media import load_normalised
 from review.policy import Policy, load_policy
 from review.priority import queue_priority
 from review.prompts import moderation_prompt
+from review.status import SCORED, next_status
 from review.verdicts import is_usable, point_at, usable_sql
 
 SCORE_LEASE = timedelta(minutes=10)
@@ -227,21 +228,23 @@ def find_cached(
 
 
 def _store(session: Session, worker: str, row: Verdict) -> bool:
-    """Insert a verdict and move its post to the queue, if this worker still holds the post.
-    Returns False (and writes nothing) when another worker finished the post first."""
-    moved = session.execute(
+    """Insert a verdict and move its post to the queue (by the status table: only an unscored post
+    takes a verdict), if this worker still holds the post. Returns False (and writes nothing)
+    when another worker finished the post first."""
+    moved = rows_changed(
+        session,
         update(Post)
         .where(Post.id == row.post_id, Post.status == PostStatus.UNSCORED, LIVE_POST, Post.score_lease_owner == worker)
         .values(
-            status=PostStatus.QUEUED,
+            status=next_status(PostStatus.UNSCORED, SCORED),
             priority=queue_priority(row),
             score_lease_owner=None,
             score_lease_expires_at=None,
             updated_at=datetime.now(UTC),
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if moved.rowcount != 1:
+    if moved != 1:
         return False
     session.add(row)
     session.flush()  # the row's id
@@ -475,13 +478,3 @@ class Scorer:
                     raise
             raise
         return ids
-
-
-def unscored_query() -> Select[tuple[int]]:
-    """The ids of the posts waiting for a verdict (an erased post waits for nothing), by id."""
-    return select(Post.id).where(Post.status == PostStatus.UNSCORED, LIVE_POST).order_by(Post.id)
-
-
-def unscored_count(session: Session) -> int:
-    """How many posts wait for a verdict (the Operations page, ``score``'s progress bar)."""
-    return session.scalar(select(func.count(Post.id)).where(Post.status == PostStatus.UNSCORED, LIVE_POST)) or 0

@@ -11,6 +11,9 @@ decisions, labels, metrics, export, follow-up questions, the browser and the dem
   and, when that verdict is usable, its ``verdict_violation`` and ``verdict_category``.
 - **Category shown**: a verdict's category when it says violation, ``none`` otherwise
   (:func:`category_shown`, :func:`category_shown_sql`).
+- **Waiting for a verdict**: a live (not erased) post whose status is ``unscored``
+  (:func:`unscored_query`, :func:`unscored_count`): what the worker takes, and what the Ingest
+  and score page and ``score`` count.
 
 The scoring worker writes verdicts; every later stage reads them through this module, never
 through ``review.scoring``. Migrations keep their own frozen copies of these rules in SQL.
@@ -18,10 +21,10 @@ through ``review.scoring``. Migrations keep their own frozen copies of these rul
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, case, func, select, update
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, case, func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Post, Verdict
+from db.models import LIVE_POST, Post, PostStatus, Verdict
 from review.policy import NO_VIOLATION
 
 USABLE = ("ok", "repaired")  # parse statuses whose verdict can be shown, confirmed and reused
@@ -82,3 +85,18 @@ def point_at(session: Session, verdict: Verdict) -> None:
         )
         .execution_options(synchronize_session=False)
     )
+
+
+# Posts waiting for a verdict
+
+
+def unscored_query(limit: int | None = None) -> Select[int]:
+    """The ids of the posts waiting for a verdict (an erased post waits for nothing), by id; with
+    ``limit``, the first ``limit`` of them: the posts a ``score --limit`` run takes."""
+    query = select(Post.id).where(Post.status == PostStatus.UNSCORED, LIVE_POST).order_by(Post.id)
+    return query if limit is None else query.limit(limit)
+
+
+def unscored_count(session: Session) -> int:
+    """How many posts wait for a verdict (the Ingest and score page, ``score``'s progress bar)."""
+    return session.scalar(select(func.count(Post.id)).where(Post.status == PostStatus.UNSCORED, LIVE_POST)) or 0

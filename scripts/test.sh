@@ -22,4 +22,5 @@ if [ -z "${REVIEW_TEST_POSTGRES_URL:-}" ]; then
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check --quiet . || { echo "ruff format: run .venv/bin/ruff format ." >&2; exit 1; }
+.venv/bin/python -m mypy  # review/, db/, pages/ and dashboard.py, as configured in pyproject.toml
 .venv/bin/python -m pytest "$@"

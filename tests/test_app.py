@@ -1,43 +1,26 @@
-"""The Streamlit app, headless (AppTest): the schema guard, the post browser, plain-text rendering.
-The moderation pages and roles are in test_app_review.py."""
+"""The Streamlit app as a whole (dashboard.py), headless (AppTest): the schema guard, a database
+outage shown as an error box, tracebacks hidden from the browser, sign-in and the first admin,
+what each role may open (refusals included), and display preferences kept per user. Each page's
+own tests are in test_app_<page>.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
-from db.models import Media, Post, PostMedia, Verdict
+from db.models import User
 from pages._common import ACTOR
-from review.demo import load_demo
-from review.ingest import ingest_records
-from review.media import data_uri
-from tests.conftest import account
+from review.auth import preferences
+from tests.conftest import ACCOUNT_PASSWORD, DASHBOARD, REPO, account, open_app
+from tests.factories import queued_posts
 
-DASHBOARD = str(Path(__file__).resolve().parents[1] / "dashboard.py")
-
-
-def _app(monkeypatch: pytest.MonkeyPatch, desk, role: str = "moderator") -> AppTest:  # type: ignore[no-untyped-def]
-    """The app on the Posts page, signed in as a user of ``role``."""
-    monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
-    monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
-    at = AppTest.from_file(DASHBOARD, default_timeout=30)
-    at.session_state[ACTOR] = account(desk, role)
-    at.switch_page("pages/posts.py")
-    return at
-
-
-def _clear_cache() -> None:
-    import streamlit as st
-
-    st.cache_resource.clear()  # the desk is cached per process; each test has its own database
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def test_out_of_date_schema_stops_the_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _clear_cache()
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     at = AppTest.from_file(DASHBOARD, default_timeout=30).run()
     assert not at.exception
@@ -47,108 +30,134 @@ def test_out_of_date_schema_stops_the_app(tmp_path: Path, monkeypatch: pytest.Mo
     assert not at.dataframe  # nothing else rendered
 
 
-def test_empty_database_explains_how_to_load(sqlite_desk, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    _clear_cache()
-    at = _app(monkeypatch, sqlite_desk).run()
+def test_app_shows_an_outage_as_an_error_box(own_pg, monkeypatch) -> None:
+    pg, desk = own_pg
+    at = open_app(monkeypatch, desk, "moderator")  # the first run draws the sidebar with its toggles
     assert not at.exception
-    assert any("python -m review demo" in info.value for info in at.info)
-
-
-def test_browser_lists_searches_and_pages(sqlite_desk, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    _clear_cache()
-    load_demo(sqlite_desk.sessions, sqlite_desk.settings)
-    at = _app(monkeypatch, sqlite_desk).run()
+    desk.engine.dispose()
+    pg.kill()
+    at.toggle(key="pref_blur").set_value(False).run()  # a callback that writes: runs before the page
     assert not at.exception
-    table = at.dataframe[0].value
-    assert len(table) == 20
-    assert "40 posts match" in at.caption[0].value
-    assert table["thumbnail"].iloc[0].startswith("data:image/jpeg;base64,")
-
-    at.button(key="posts_older").click().run()
-    second = at.dataframe[0].value
-    assert len(second) == 20 and set(second.index).isdisjoint(table.index)
-    assert at.button(key="posts_older").disabled
-
-    at.text_input(key="posts_search").input("岁月静好").run()
-    found = at.dataframe[0].value
-    assert len(found) >= 3 and all("岁月静好" in t for t in found["text"])
-    assert "posts match" in at.caption[0].value
-
-    at.text_input(key="posts_search").input("no such words anywhere").run()
-    assert any("No post matches" in info.value for info in at.info)
+    shown = " ".join(e.value for e in at.error) + " ".join(c.value for c in at.code)
+    assert "cannot be reached" in shown and "saved before is kept" in shown
+    assert "Traceback" not in shown and ".py" not in shown
+    pg.start()
+    at.run()  # back: the page works again
+    assert not at.exception and not at.error
 
 
-def test_source_and_status_filters(sqlite_desk, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    _clear_cache()
-    with sqlite_desk.sessions() as session, session.begin():
-        for i in range(5):
-            session.add(Post(source="weibo" if i < 3 else "douyin", external_id=str(i), text=f"t{i}"))
-        session.add(Post(source="weibo", external_id="q", text="queued one", status="queued"))
-    at = _app(monkeypatch, sqlite_desk).run()
-    source = at.selectbox(key="posts_source")
-    assert source.options == ["All sources", "douyin (2)", "weibo (4)"]
-    source.select("weibo").run()
-    assert len(at.dataframe[0].value) == 4
-    at.selectbox(key="posts_status").select("queued").run()
-    table = at.dataframe[0].value
-    assert list(table["text"]) == ["queued one"]
-    assert "1 post matches" in at.caption[0].value
+def test_streamlit_hides_tracebacks(tmp_path: Path, monkeypatch) -> None:
+    """.streamlit/config.toml, read from the repository root (where scripts/start.sh runs
+    streamlit), sets client.showErrorDetails to "none": "false" would still show the trace."""
+    import tomllib
+
+    from streamlit import config
+
+    assert tomllib.loads((REPO / ".streamlit/config.toml").read_text())["client"]["showErrorDetails"] == "none"
+    assert 'cd "$(dirname "$0")/.."' in (REPO / "scripts/start.sh").read_text()
+    monkeypatch.chdir(REPO)
+    config.get_config_options(force_reparse=True)
+    assert config.get_option("client.showErrorDetails") == "none"
+    script = tmp_path / "boom.py"
+    script.write_text("raise RuntimeError('secret detail in /srv/review/x.py')\n", encoding="utf-8")
+    at = AppTest.from_file(str(script)).run()
+    assert at.exception
+    shown = at.exception[0]
+    assert "secret" not in shown.message and not shown.stack_trace
 
 
-def test_post_text_is_plain_text(sqlite_desk, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    """Untrusted text never reaches markdown or HTML rendering."""
-    _clear_cache()
-    hostile = "**bold** <script>alert(1)</script> [link](javascript:alert(1)) <img src=x onerror=alert(1)>"
-    with sqlite_desk.sessions() as session, session.begin():
-        session.add(Post(source="x", external_id="evil", text=hostile, author="<b>me</b>"))
-    at = _app(monkeypatch, sqlite_desk).run()
-    row = at.dataframe[0].value.iloc[0]
-    assert (row["text"], row["author"]) == (hostile, "<b>me</b>")
-    assert all("alert" not in md.value and "<b>me" not in md.value for md in at.markdown)
+# ---------------------------------------------------------------------------------------------
+# Signing in, what each role may open, display preferences
 
 
-def test_verdicts_and_blurred_thumbnails_in_the_table(sqlite_desk, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The latest verdict is a badge in the table; a post whose verdict is in a category the
-    policy blurs gets an obscured thumbnail, the others the stored one."""
-    _clear_cache()
-    Image.new("RGB", (200, 150), (200, 40, 40)).save(tmp_path / "a.png")
-    Image.new("RGB", (200, 150), (40, 40, 200)).save(tmp_path / "b.png")
-    records = [
-        {"external_id": "gore", "text": "warning", "images": ["a.png"]},
-        {"external_id": "calm", "text": "a lake", "images": ["b.png"]},
-    ]
-    ids = ingest_records(sqlite_desk.sessions, records, sqlite_desk.settings, base_dir=tmp_path).post_ids
-    with sqlite_desk.sessions() as session, session.begin():
-        for post_id, violation, category in ((ids[0], True, "violence_gore"), (ids[1], False, "none")):
-            session.add(
-                Verdict(
-                    post_id=post_id,
-                    provider="transformers",
-                    model_id="m",
-                    prompt_version="p@1",
-                    input_hash=f"h{post_id}",
-                    text_hash=f"t{post_id}",
-                    parse_status="ok",
-                    violation=violation,
-                    category=category,
-                    severity=2 if violation else 0,
-                    confidence=0.9,
-                    tags=[],
-                    parse_notes=[],
-                    rationale="r",
-                )  # fmt: skip
-            )
-        thumbs = dict(
-            session.execute(
-                select(PostMedia.post_id, Media.thumb_path).join(Media, Media.id == PostMedia.media_id)
-            ).all()
-        )
-    at = _app(monkeypatch, sqlite_desk).run()
+def test_first_run_creates_the_admin_and_signs_in(sqlite_desk, monkeypatch) -> None:
+    at = open_app(monkeypatch, sqlite_desk, None)
     assert not at.exception
-    table = at.dataframe[0].value
-    media_dir = sqlite_desk.settings.media_dir
-    assert table.loc[ids[0], "verdict"] == "⚠ violence_gore 0.90"
-    assert table.loc[ids[1], "verdict"] == "✓ no violation 0.90"
-    assert table.loc[ids[0], "thumbnail"] == data_uri(media_dir, thumbs[ids[0]], blur=True)
-    assert table.loc[ids[0], "thumbnail"] != data_uri(media_dir, thumbs[ids[0]])
-    assert table.loc[ids[1], "thumbnail"] == data_uri(media_dir, thumbs[ids[1]])
+    assert any("no accounts yet" in i.value for i in at.info)
+    at.text_input(key="first_username").input("boss")
+    at.text_input(key="first_password").input("long enough password")
+    at.text_input(key="first_password_again").input("long enough password")
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.session_state[ACTOR].username == "boss" and at.session_state[ACTOR].role == "admin"
+    with sqlite_desk.sessions() as session:
+        assert session.scalar(select(User.role).where(User.username == "boss")) == "admin"
+
+
+def test_sign_in_refuses_wrong_password_then_accepts_and_signs_out(sqlite_desk, monkeypatch) -> None:
+    account(sqlite_desk, "moderator", "ann")
+    at = open_app(monkeypatch, sqlite_desk, None)
+    assert not any("no accounts yet" in i.value for i in at.info)
+    at.text_input(key="login_username").input("ann")
+    at.text_input(key="login_password").input("not the password")
+    at.button[0].click().run()
+    assert at.error and "wrong username or password" in at.error[0].value.lower()
+    assert ACTOR not in at.session_state
+    at.text_input(key="login_password").input(ACCOUNT_PASSWORD)
+    at.button[0].click().run()
+    assert at.session_state[ACTOR].username == "ann"
+    # AppTest runs dashboard.py, with the sidebar, on a session's first run only: a new session
+    at = open_app(monkeypatch, sqlite_desk, "moderator", name="ann")
+    assert any("Signed in as ann (moderator)" in t.value for t in at.sidebar.text)
+    at.button(key="sign_out").click().run()
+    assert ACTOR not in at.session_state
+
+
+def test_a_deactivated_account_is_signed_out_at_the_next_click(sqlite_desk, monkeypatch) -> None:
+    at = open_app(monkeypatch, sqlite_desk, "moderator")
+    assert not at.exception and ACTOR in at.session_state
+    with sqlite_desk.sessions() as session, session.begin():
+        session.execute(update(User).where(User.username == "moderator").values(active=False))
+    at.run()
+    assert ACTOR not in at.session_state
+    assert any("signed out" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize(
+    ("role", "page", "refusal"),
+    [
+        ("moderator", "pages/users.py", "may not manage users"),
+        ("moderator", "pages/ingest.py", "may not ingest or score"),
+        ("lead", "pages/users.py", "may not manage users"),
+    ],
+)
+def test_pages_refuse_roles_without_the_permission(
+    sqlite_desk, monkeypatch, role: str, page: str, refusal: str
+) -> None:
+    """Even when opened directly (not listed in the navigation), a page refuses and shows nothing."""
+    at = open_app(monkeypatch, sqlite_desk, role, page)
+    assert not at.exception
+    assert any(refusal in e.value for e in at.error)
+    assert not at.dataframe and not [b for b in at.button if b.key in ("score_start", "user_set_role")]
+
+
+@pytest.mark.parametrize("role", ["moderator", "lead", "admin"])
+def test_every_page_a_role_may_open_renders(sqlite_desk, monkeypatch, tmp_path: Path, role: str) -> None:
+    queued_posts(sqlite_desk, tmp_path, 3)
+    pages = ["pages/review.py", "pages/queue.py", "pages/posts.py"]
+    pages += ["pages/ingest.py"] if role != "moderator" else []
+    pages += ["pages/users.py"] if role == "admin" else []
+    for page in pages:
+        at = open_app(monkeypatch, sqlite_desk, role, page)
+        assert not at.exception, (page, at.exception)
+        assert not at.error, (page, [e.value for e in at.error])
+
+
+def test_display_preferences_are_kept_per_user(sqlite_desk, monkeypatch, tmp_path: Path) -> None:
+    ids = queued_posts(sqlite_desk, tmp_path, 1)
+    # AppTest runs dashboard.py (with the sidebar) on a session's first run only: a new session per step
+    open_app(monkeypatch, sqlite_desk, "moderator").toggle(key="pref_grey").set_value(True).run()
+    at = open_app(monkeypatch, sqlite_desk, "moderator")
+    at.toggle(key="pref_blur").set_value(False).run()
+    at.switch_page("pages/queue.py").run()
+    actor = at.session_state[ACTOR]
+    with sqlite_desk.sessions() as session:
+        prefs = preferences(session, actor)
+    assert (prefs.greyscale, prefs.blur_flagged) == (True, False)
+    thumb = at.dataframe[0].value.loc[ids[0], "thumbnail"]
+    fresh = open_app(monkeypatch, sqlite_desk, "moderator")  # kept for the next session
+    assert fresh.toggle(key="pref_grey").value is True
+    fresh.switch_page("pages/queue.py").run()
+    assert fresh.dataframe[0].value.loc[ids[0], "thumbnail"] == thumb
+    other = open_app(monkeypatch, sqlite_desk, "moderator", name="other")
+    assert other.toggle(key="pref_grey").value is False

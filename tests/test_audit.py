@@ -1,4 +1,4 @@
-"""The audit log's surfaces: append-only in the database itself (SQLite and Postgres), readable by
+"""review/audit.py, the audit log's surfaces: append-only in the database itself (SQLite and Postgres), readable by
 admins only (as the account is stored now), filtered, listed as safe terminal text, exported
 streamed to CSV (formulas neutralised) or JSON lines, and the admin page (AppTest)."""
 
@@ -18,20 +18,18 @@ from sqlalchemy.exc import DBAPIError
 from streamlit.testing.v1 import AppTest
 
 from db.models import AuditEvent, User
-from pages._common import ACTOR
 from review import audit
 from review.audit import Action, AuditFilter
 from review.auth import OPERATOR, Actor, PermissionDenied
 from review.cli import main
 from review.errors import ReviewError
-from tests.conftest import REPO, account
+from tests.conftest import REPO, account, open_page
 
-DASHBOARD = str(REPO / "dashboard.py")
 HOSTILE = '=HYPERLINK("http://x","y")\x1b[2J\n2026-01-01 00:00:00  admin  user.role  forged'
 DAY = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
-def _seed(desk) -> None:  # type: ignore[no-untyped-def]
+def _seed(desk) -> None:
     """Five events on known days, by known actors, one with a hostile subject."""
     rows = [
         (DAY - timedelta(days=2), "alice", Action.USER_CREATE, "bob", {"role": "moderator"}),
@@ -46,12 +44,12 @@ def _seed(desk) -> None:  # type: ignore[no-untyped-def]
                                    details=details))  # fmt: skip
 
 
-def _window(**kw) -> AuditFilter:  # type: ignore[no-untyped-def]
+def _window(**kw) -> AuditFilter:
     """Filters inside the seeded days (accounts made by the tests are audited too, today)."""
     return AuditFilter(**{"since": DAY - timedelta(days=5), "until": DAY + timedelta(days=5), **kw})
 
 
-def test_the_database_refuses_to_change_or_delete_audit_rows(desk) -> None:  # type: ignore[no-untyped-def]
+def test_the_database_refuses_to_change_or_delete_audit_rows(desk) -> None:
     first = audit.log(desk.sessions, OPERATOR, Action.BACKUP, "somewhere", op="create")
     audit.log(desk.sessions, None, Action.SIGNIN_FAILED, "mallory", reason="wrong password")
     statements = [
@@ -73,7 +71,7 @@ def test_the_database_refuses_to_change_or_delete_audit_rows(desk) -> None:  # t
     assert [(r.subject, r.actor_name) for r in rows[-2:]] == [("somewhere", "(command line)"), ("mallory", "(nobody)")]
 
 
-def test_only_admins_read_the_log_as_their_account_stands_now(desk, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_only_admins_read_the_log_as_their_account_stands_now(desk, tmp_path: Path) -> None:
     _seed(desk)
     admin = account(desk, "admin", "ada")
     (tmp_path / "out").mkdir()
@@ -102,11 +100,11 @@ def test_only_admins_read_the_log_as_their_account_stands_now(desk, tmp_path: Pa
         audit.events(session, _window(), by=stale)
 
 
-def test_filters_and_a_streamed_export(desk, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_filters_and_a_streamed_export(desk, tmp_path: Path) -> None:
     _seed(desk)
     with desk.sessions() as session:
 
-        def subjects(**kw) -> list[str]:  # type: ignore[no-untyped-def]
+        def subjects(**kw) -> list[str]:
             return list(audit.events(session, _window(**kw), by=OPERATOR)["subject"])
 
         assert subjects() == ["post 7", "mallory", HOSTILE, "bob", "bob"]  # newest first
@@ -146,7 +144,7 @@ def test_filters_and_a_streamed_export(desk, tmp_path: Path) -> None:  # type: i
     assert (audit.check_action("user"), audit.check_action("purge")) == ("user.", "purge")
 
 
-def test_cli_lists_and_exports(sqlite_desk, monkeypatch, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_lists_and_exports(sqlite_desk, monkeypatch, capsys, tmp_path: Path) -> None:
     monkeypatch.setenv("DATABASE_URL", sqlite_desk.settings.database_url)
     monkeypatch.setenv("MEDIA_DIR", str(sqlite_desk.settings.media_dir))
     _seed(sqlite_desk)
@@ -185,20 +183,12 @@ def test_cli_lists_and_exports(sqlite_desk, monkeypatch, capsys, tmp_path: Path)
     assert [r["subject"] for r in rows] == ["'" + HOSTILE]
 
 
-def _app(monkeypatch: pytest.MonkeyPatch, desk, role: str) -> AppTest:  # type: ignore[no-untyped-def]
-    import streamlit as st
-
-    st.cache_resource.clear()  # the app's desk is cached per process: open this test's database
-    monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
-    monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
-    at = AppTest.from_file(DASHBOARD, default_timeout=60)
-    at.session_state[ACTOR] = account(desk, role)
-    at.switch_page("pages/audit.py")
-    return at.run()
+def _app(monkeypatch: pytest.MonkeyPatch, desk, role: str) -> AppTest:
+    return open_page(monkeypatch, desk, account(desk, role), "pages/audit.py")
 
 
 @pytest.mark.parametrize("role", ["moderator", "lead"])
-def test_the_page_refuses_who_is_not_an_admin(sqlite_desk, monkeypatch, role: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_refuses_who_is_not_an_admin(sqlite_desk, monkeypatch, role: str) -> None:
     _seed(sqlite_desk)
     at = _app(monkeypatch, sqlite_desk, role)
     assert not at.exception
@@ -206,7 +196,7 @@ def test_the_page_refuses_who_is_not_an_admin(sqlite_desk, monkeypatch, role: st
     assert not at.dataframe and not at.get("download_button")
 
 
-def test_the_page_shows_filters_and_downloads_the_log(sqlite_desk, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_shows_filters_and_downloads_the_log(sqlite_desk, monkeypatch) -> None:
     _seed(sqlite_desk)
     at = _app(monkeypatch, sqlite_desk, "admin")
     assert not at.exception and not at.error
@@ -232,7 +222,7 @@ def test_the_page_shows_filters_and_downloads_the_log(sqlite_desk, monkeypatch) 
     assert download.proto.label == "Download these rows as CSV"
 
 
-def test_export_limit_takes_the_newest_events_as_list_does(desk, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_export_limit_takes_the_newest_events_as_list_does(desk, tmp_path: Path, monkeypatch, capsys) -> None:
     """``--limit N`` means the same N events in ``audit list`` and ``audit export``: the newest
     (the export still writes them oldest first)."""
     _seed(desk)
@@ -253,14 +243,14 @@ def test_export_limit_takes_the_newest_events_as_list_does(desk, tmp_path: Path,
     assert [r["action"] for r in csv.DictReader(csv_out.open(newline="", encoding="utf-8"))] == ["purge"]
 
 
-def _signins(desk) -> None:  # type: ignore[no-untyped-def]
+def _signins(desk) -> None:
     _seed(desk)
     with desk.sessions() as session, session.begin():
         session.add(AuditEvent(created_at=DAY + timedelta(days=3), actor_name="dora", action=str(Action.SIGNIN),
                                subject="dora", details={}))  # fmt: skip
 
 
-def test_a_family_holds_its_bare_action(desk) -> None:  # type: ignore[no-untyped-def]
+def test_a_family_holds_its_bare_action(desk) -> None:
     """The sign-in family "signin." holds signin and signin.failed."""
     _signins(desk)
     with desk.sessions() as session:
@@ -272,7 +262,7 @@ def test_a_family_holds_its_bare_action(desk) -> None:  # type: ignore[no-untype
         assert users == ["user.role", "user.create"]
 
 
-def test_the_page_offers_the_sign_in_family(sqlite_desk, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_offers_the_sign_in_family(sqlite_desk, monkeypatch) -> None:
     _signins(sqlite_desk)
     at = _app(monkeypatch, sqlite_desk, "admin")
     options = at.selectbox(key="audit_action").options

@@ -1,4 +1,4 @@
-"""Accounts: argon2 hashes, the first admin, generic login failures, throttling with lockout,
+"""review/auth.py, accounts: argon2 hashes, the first admin, generic login failures, throttling with lockout,
 permissions checked in the core, and the `user` command."""
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ PASSWORD = "correct horse battery"
 CLIENT = "198.51.100.20"  # a known address: from "unknown" only the account-wide key counts
 
 
-def _first_admin(desk) -> Actor:  # type: ignore[no-untyped-def]
+def _first_admin(desk) -> Actor:
     return create_user(desk.sessions, "Root", PASSWORD, "admin", by=None)
 
 
-def test_first_admin_then_only_admins_add_users(desk) -> None:  # type: ignore[no-untyped-def]
+def test_first_admin_then_only_admins_add_users(desk) -> None:
     with pytest.raises(ReviewError, match="first account must be an admin"):
         create_user(desk.sessions, "mod", PASSWORD, "moderator", by=None)
     admin = _first_admin(desk)
@@ -46,7 +46,7 @@ def test_first_admin_then_only_admins_add_users(desk) -> None:  # type: ignore[n
     assert stored.password_hash.startswith("$argon2id$") and PASSWORD not in stored.password_hash
 
 
-def test_login_failures_are_generic_and_throttled(desk) -> None:  # type: ignore[no-untyped-def]
+def test_login_failures_are_generic_and_throttled(desk) -> None:
     admin = _first_admin(desk)
     mod = create_user(desk.sessions, "mod", PASSWORD, "moderator", by=admin)
     assert authenticate(desk.sessions, " MOD ", PASSWORD, client=CLIENT).username == "mod"
@@ -84,7 +84,7 @@ def test_login_failures_are_generic_and_throttled(desk) -> None:  # type: ignore
     assert locked_for() == 0.0 and user.last_login_at is not None
 
 
-def test_deactivated_and_sso_only_accounts(sqlite_desk) -> None:  # type: ignore[no-untyped-def]
+def test_deactivated_and_sso_only_accounts(sqlite_desk) -> None:
     admin = _first_admin(sqlite_desk)
     create_user(sqlite_desk.sessions, "lead1", PASSWORD, "lead", by=admin)
     create_user(sqlite_desk.sessions, "sso.user", None, "moderator", by=admin)
@@ -120,14 +120,14 @@ def test_permissions_are_checked_in_the_core() -> None:
 
 
 class _NoDesk:
-    def __call__(self):  # type: ignore[no-untyped-def]
+    def __call__(self):
         raise AssertionError("the database was touched")
 
-    def begin(self):  # type: ignore[no-untyped-def]
+    def begin(self):
         raise AssertionError("the database was touched")
 
 
-def test_user_command(sqlite_desk, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_user_command(sqlite_desk, monkeypatch, capsys) -> None:
     monkeypatch.setenv("DATABASE_URL", sqlite_desk.settings.database_url)
     monkeypatch.setenv("MEDIA_DIR", str(sqlite_desk.settings.media_dir))
 

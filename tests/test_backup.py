@@ -1,4 +1,4 @@
-"""Backups, as an operator makes and uses them: a desk with posts, images, verdicts, decisions and
+"""review/backup.py: backups, as an operator makes and uses them: a desk with posts, images, verdicts, decisions and
 an audit trail is backed up, restored into a fresh place (a new SQLite file / a new Postgres
 database, a new media folder), and every row of every table and every media file's bytes are
 found again, identical. A backup taken while decisions keep being written restores whole and
@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from db import schema
 from db.models import AuditEvent, Base, Media, Post, ReviewEvent, Verdict
 from db.session import make_engine
 from review import backup
@@ -136,7 +137,7 @@ def _open(url: str, media: Path) -> Desk:
     return open_desk(Settings(database_url=url, media_dir=media))
 
 
-def test_a_restored_backup_holds_every_row_and_file(desk, fresh, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_restored_backup_holds_every_row_and_file(desk, fresh, tmp_path: Path, monkeypatch) -> None:
     postgres = desk.engine.dialect.name == "postgresql"
     if postgres:  # a password in the URL, and pg_dump / pg_restore that note how they were called
         url = make_url(desk.settings.database_url).set(password=PASSWORD).render_as_string(hide_password=False)
@@ -148,7 +149,7 @@ def test_a_restored_backup_holds_every_row_and_file(desk, fresh, tmp_path: Path,
 
     made = backup.create(desk, tmp_path / "backup")
     m = made.manifest
-    assert (made.missing, m["backend"], m["schema_revision"]) == (0, desk.engine.dialect.name, "0007")
+    assert (made.missing, m["backend"], m["schema_revision"]) == (0, desk.engine.dialect.name, schema.head_revision())
     assert {k: m["counts"][k] for k in ("post", "review_event", "media")} == {"post": 8, "review_event": 12, "media": 8}
     assert m["media"]["files"] == 16 and m["media"]["bytes"] == sum(
         p.stat().st_size for p in desk.settings.media_dir.rglob("*") if p.is_file()
@@ -201,7 +202,7 @@ def _recording_pg_tools(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return log
 
 
-def test_a_backup_taken_while_decisions_are_written_is_consistent(desk, fresh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_backup_taken_while_decisions_are_written_is_consistent(desk, fresh, tmp_path: Path) -> None:
     ids = _world(desk, tmp_path / "input", plain=150)
     writer = account(desk, "lead", "busy")
     stop, errors, decided = threading.Event(), [], [0]
@@ -257,7 +258,7 @@ def test_a_backup_taken_while_decisions_are_written_is_consistent(desk, fresh, t
         restored.engine.dispose()
 
 
-def test_restore_refuses_what_it_must(desk, fresh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_restore_refuses_what_it_must(desk, fresh, tmp_path: Path) -> None:
     _world(desk, tmp_path / "input", n=4)
     folder = tmp_path / "backup"
     with pytest.raises(PermissionDenied):
@@ -343,7 +344,7 @@ def _is_empty(url: str) -> bool:
         engine.dispose()
 
 
-def test_postgres_tools_are_found_and_a_missing_one_is_said(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_postgres_tools_are_found_and_a_missing_one_is_said(tmp_path: Path, monkeypatch) -> None:
     def fake(folder: Path, version: str) -> None:
         folder.mkdir(parents=True)
         script = folder / "pg_dump"
@@ -369,9 +370,7 @@ def test_postgres_tools_are_found_and_a_missing_one_is_said(tmp_path: Path, monk
 
 
 @pytest.mark.postgres
-def test_a_postgres_backup_without_pg_dump_says_so_and_leaves_nothing(postgres_url: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from db import schema
-
+def test_a_postgres_backup_without_pg_dump_says_so_and_leaves_nothing(postgres_url: str, tmp_path, monkeypatch) -> None:
     engine = make_engine(postgres_url)
     schema.upgrade(engine)
     engine.dispose()
@@ -387,11 +386,9 @@ def test_a_postgres_backup_without_pg_dump_says_so_and_leaves_nothing(postgres_u
 
 
 @pytest.mark.postgres
-def test_a_pg_dump_that_hangs_is_stopped_and_said_in_one_line(postgres_url: str, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_pg_dump_that_hangs_is_stopped_and_said_in_one_line(postgres_url: str, tmp_path, monkeypatch, capsys) -> None:
     """pg_dump past its time limit (a server that hangs, a lock that is never given) is killed and
     said in one line, exit 2, with the unfinished backup taken away; not a traceback."""
-    from db import schema
-
     engine = make_engine(postgres_url)
     schema.upgrade(engine)
     engine.dispose()
@@ -415,7 +412,7 @@ def test_a_pg_dump_that_hangs_is_stopped_and_said_in_one_line(postgres_url: str,
     assert not (tmp_path / "backup").exists()
 
 
-def test_the_command_line_backs_up_verifies_and_restores(sqlite_desk, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_command_line_backs_up_verifies_and_restores(sqlite_desk, tmp_path: Path, monkeypatch, capsys) -> None:
     _world(sqlite_desk, tmp_path / "input", n=4)
     monkeypatch.setenv("DATABASE_URL", sqlite_desk.settings.database_url)
     monkeypatch.setenv("MEDIA_DIR", str(sqlite_desk.settings.media_dir))
@@ -442,11 +439,9 @@ def test_the_command_line_backs_up_verifies_and_restores(sqlite_desk, tmp_path: 
 
 def test_an_older_desk_is_backed_up_before_its_upgrade_and_restored_upgraded(
     tmp_path: Path, monkeypatch, capsys
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """The moment to back up is before `db upgrade`: the new code backs up the old schema, and
     restoring that backup brings it to this code's schema (then writes its audit row)."""
-    from db import schema
-
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = make_engine(url)
     schema.upgrade(engine, "0006")

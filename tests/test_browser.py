@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -35,12 +34,6 @@ HOSTILE = (
 )
 
 pytestmark = pytest.mark.browser
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 MODERATOR = ("mia", "mia's long password")
@@ -70,7 +63,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     for (name, password), role in ((("root", "root's long password"), "admin"), (MODERATOR, "moderator")):
         subprocess.run([sys.executable, "-m", "review", "user", "add", name, "--role", role, "--password-stdin"],
                        cwd=home, env=env, check=True, capture_output=True, input=password.encode())  # fmt: skip
-    port = _free_port()
+    port = free_port()
     streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent))
     assert streamlit, "streamlit is not installed in this environment"
     server = subprocess.Popen(
@@ -97,7 +90,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
 
 
 @pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -106,7 +99,7 @@ def browser():  # type: ignore[no-untyped-def]
         b.close()
 
 
-def _sign_in(browser, app: App, name: str, password: str):  # type: ignore[no-untyped-def]
+def _sign_in(browser, app: App, name: str, password: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(app.url)
     page.get_by_role("textbox", name="Username").fill(name)
@@ -116,7 +109,7 @@ def _sign_in(browser, app: App, name: str, password: str):  # type: ignore[no-un
     return page
 
 
-def _idle(page) -> None:  # type: ignore[no-untyped-def]
+def _idle(page) -> None:
     """Wait until the app has finished its rerun, and take the focus off any input (single-key
     shortcuts do not fire while typing)."""
     page.wait_for_timeout(300)
@@ -125,13 +118,13 @@ def _idle(page) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_timeout(300)
 
 
-def _settled(page) -> None:  # type: ignore[no-untyped-def]
+def _settled(page) -> None:
     """Wait until the app has finished its rerun, leaving the focus where the page put it."""
     page.wait_for_timeout(300)
     page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
 
 
-def _focus_in(page, container_key: str) -> None:  # type: ignore[no-untyped-def]
+def _focus_in(page, container_key: str) -> None:
     """The keyboard focus is inside the container with ``container_key`` (st.container(key=...))."""
     page.wait_for_function(
         "(key) => !!document.activeElement && !!document.activeElement.closest('.st-key-' + key)",
@@ -140,7 +133,7 @@ def _focus_in(page, container_key: str) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def test_post_browser_in_chromium(app: App, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_post_browser_in_chromium(app: App, browser, tmp_path: Path) -> None:
     page = _sign_in(browser, app, *MODERATOR)
     page.get_by_role("link", name="Posts").click()
     page.get_by_text("41 posts match").wait_for(timeout=30_000)
@@ -177,7 +170,7 @@ def test_post_browser_in_chromium(app: App, browser, tmp_path: Path) -> None:  #
     page.close()
 
 
-def _events(app: App, columns: str = "post_id, action, label_category") -> list[tuple]:  # type: ignore[type-arg]
+def _events(app: App, columns: str = "post_id, action, label_category") -> list[tuple]:
     from sqlalchemy import create_engine, text
 
     engine = create_engine(app.database_url)
@@ -189,7 +182,7 @@ def _events(app: App, columns: str = "post_id, action, label_category") -> list[
         engine.dispose()
 
 
-def _choose(page, label: str, option: str) -> None:  # type: ignore[no-untyped-def]
+def _choose(page, label: str, option: str) -> None:
     """Pick ``option`` in the select box ``label``; once more if a rerun closed the dropdown."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -206,7 +199,7 @@ def _choose(page, label: str, option: str) -> None:  # type: ignore[no-untyped-d
     assert box.locator("input").first.input_value() == option
 
 
-def _only_escalated(page) -> None:  # type: ignore[no-untyped-def]
+def _only_escalated(page) -> None:
     """The Queue page with its filter on escalated posts (a lead's), and the one post there.
     The filters may be kept from an earlier visit, expanded or not."""
     page.get_by_role("link", name="Queue").click()
@@ -219,7 +212,7 @@ def _only_escalated(page) -> None:  # type: ignore[no-untyped-def]
     _idle(page)
 
 
-def test_a_moderator_works_the_queue_by_keyboard(app: App, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_moderator_works_the_queue_by_keyboard(app: App, browser, tmp_path: Path) -> None:
     """Sign in, take the next post, reveal its blurred image, confirm with the keyboard,
     overturn the next ones (O alone saves nothing and asks for the label, with the focus on the
     categories; the category's key, and the severity, complete it), undo, open the history,
@@ -364,7 +357,7 @@ def test_a_moderator_works_the_queue_by_keyboard(app: App, browser, tmp_path: Pa
     page.close()
 
 
-def test_untrusted_text_on_the_review_page_is_literal(app: App, browser) -> None:  # type: ignore[no-untyped-def]
+def test_untrusted_text_on_the_review_page_is_literal(app: App, browser) -> None:
     """The hostile post (HTML, script, markdown link, LaTeX-ish text) opened from the queue."""
     page = _sign_in(browser, app, "root", "root's long password")
     page.get_by_role("link", name="Queue").click()
@@ -387,7 +380,7 @@ def test_untrusted_text_on_the_review_page_is_literal(app: App, browser) -> None
     page.close()
 
 
-def test_a_lead_drills_down_from_the_confusion_matrix(app: App, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_lead_drills_down_from_the_confusion_matrix(app: App, browser, tmp_path: Path) -> None:
     """The demo history simulated from the command line; on Accuracy, a click on a heatmap cell
     picks that cell's human and model categories and lists its posts."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "DATABASE_URL": app.database_url}

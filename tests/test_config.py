@@ -1,4 +1,4 @@
-"""Settings: defaults, TOML file, environment overrides, clear errors."""
+"""review/config.py, settings: defaults, TOML file, environment overrides, clear errors."""
 
 from __future__ import annotations
 

@@ -1,5 +1,12 @@
-"""Claims and decisions: leases, the queue order, refusals that write nothing, idempotency,
-undo, history with hidden notes, and 8 real processes deciding one queue concurrently."""
+"""review/decisions.py, claims and decisions: the queue order of claims, leases (bounded, renewed,
+released, resumed, a lead's release of another's claim), refusals that write nothing, labels,
+escalations, idempotency (also two submits at once), undo, history with hidden notes, the stored
+account checked on every call, erased posts refused, and 8 real processes deciding one queue
+concurrently. Bulk decisions and second review have files of their own
+(test_decisions_bulk.py, test_decisions_second_review.py).
+
+The helpers at the top build the cast and queued posts that those files, and other modules'
+tests, use too."""
 
 from __future__ import annotations
 
@@ -7,15 +14,19 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from db.models import Post, ReviewEvent, Verdict
-from review.auth import Actor, PermissionDenied, create_user
+from db.models import Post, ReviewEvent, User, Verdict
+from review.audit import Action
+from review.auth import OPERATOR, Actor, PermissionDenied, create_user
 from review.decisions import (
+    MAX_LEASE,
     ClaimLost,
     EscalationReasonMissing,
     Label,
@@ -23,6 +34,8 @@ from review.decisions import (
     decide,
     decide_bulk,
     escalations,
+    force_release,
+    held_claim,
     history,
     release,
     renew,
@@ -31,10 +44,14 @@ from review.decisions import (
 from review.errors import ReviewError
 from review.priority import ESCALATED_PRIORITY
 from review.verdicts import point_at
-from tests.conftest import PASSWORD, REPO, people
+from tests.conftest import PASSWORD, REPO, audit_rows, people
+from tests.factories import claim_holder, erase_posts, event_count, queued_posts_with_verdicts, spam_queue, staff
+
+# --------------------------------------------------------------------------------------------
+# This file's builders and readers
 
 
-def _queue(desk, n: int, *, failed: tuple[int, ...] = ()) -> list[int]:  # type: ignore[no-untyped-def]
+def _queue(desk, n: int, *, failed: tuple[int, ...] = ()) -> list[int]:
     """n queued posts with a verdict each (severity i % 4, confidence 0.9), oldest first;
     indexes in ``failed`` get a failed verdict (priority 100) instead."""
     ids = []
@@ -60,17 +77,22 @@ def _queue(desk, n: int, *, failed: tuple[int, ...] = ()) -> list[int]:  # type:
     return ids
 
 
-def _events(desk) -> int:  # type: ignore[no-untyped-def]
-    with desk.sessions() as session:
-        return session.scalar(select(func.count(ReviewEvent.id))) or 0
-
-
-def _post(desk, post_id: int) -> Post:  # type: ignore[no-untyped-def]
+def _post(desk, post_id: int) -> Post:
     with desk.sessions() as session:
         return session.get(Post, post_id)
 
 
-def test_claims_follow_the_queue_order_and_exclude_each_other(desk) -> None:  # type: ignore[no-untyped-def]
+def _set_stored(desk, name: str, **values: object) -> None:
+    """Change the stored account behind the actor's back (as another admin's session would)."""
+    with desk.sessions() as session, session.begin():
+        session.execute(update(User).where(User.username == name).values(**values))
+
+
+# --------------------------------------------------------------------------------------------
+# Claims and leases
+
+
+def test_claims_follow_the_queue_order_and_exclude_each_other(desk) -> None:
     p = people(desk)
     ids = _queue(desk, 6, failed=(4,))  # severities 0 1 2 3 (failed) 1
     first = claim(desk.sessions, p["ann"])
@@ -86,14 +108,14 @@ def test_claims_follow_the_queue_order_and_exclude_each_other(desk) -> None:  # 
     later = now + timedelta(minutes=11)
     taken = claim(desk.sessions, p["lea"], ids[4], now=later)
     assert taken is not None and taken.post_id == ids[4]
-    before = _events(desk)
+    before = event_count(desk)
     with pytest.raises(ClaimLost, match="another moderator is reviewing"):
         decide(desk.sessions, p["ann"], ids[4], "overturn", label=Label(True, "fraud_spam", 2), now=later)
     with pytest.raises(ClaimLost, match="your claim on post .* expired"):
         decide(desk.sessions, p["bob"], ids[3], "skip", now=later + timedelta(minutes=11))
     with pytest.raises(ClaimLost, match="you do not hold post"):
         decide(desk.sessions, p["ann"], ids[3], "skip", now=later + timedelta(minutes=11))
-    assert _events(desk) == before
+    assert event_count(desk) == before
     assert _post(desk, ids[3]).status == "queued"
     # renewing keeps a claim alive; releasing gives it back
     expires = renew(desk.sessions, p["lea"], ids[4], now=later + timedelta(minutes=5))
@@ -104,7 +126,114 @@ def test_claims_follow_the_queue_order_and_exclude_each_other(desk) -> None:  # 
     assert claim(desk.sessions, p["ann"], ids[4], now=later) is not None
 
 
-def test_decisions_labels_escalation_and_idempotency(desk) -> None:  # type: ignore[no-untyped-def]
+def test_held_claim_resumes_a_live_claim_only(desk) -> None:
+    p = staff(desk)
+    ann, bob = p["ann"], p["bob"]
+    ids = queued_posts_with_verdicts(desk, ["fraud_spam", "sexual", "none"])
+    now = datetime.now(UTC)
+    with desk.sessions() as session:
+        assert held_claim(session, ann, now) is None
+    got = claim(desk.sessions, ann, ids[0], now=now)
+    with desk.sessions() as session:
+        held = held_claim(session, ann, now + timedelta(minutes=1))
+        assert held is not None
+        assert (held.post_id, held.lease_expires_at, held.event_id) == (ids[0], got.lease_expires_at, got.event_id)
+        assert held_claim(session, bob, now) is None
+        assert held_claim(session, ann, now + timedelta(minutes=11)) is None  # the lease ran out
+    decide(desk.sessions, ann, ids[0], "confirm", share=0.0, now=now + timedelta(minutes=2))
+    with desk.sessions() as session:
+        assert held_claim(session, ann, now + timedelta(minutes=3)) is None
+    # two claims: the one with the most time left
+    claim(desk.sessions, ann, ids[1], now=now, lease=timedelta(minutes=5))
+    longer = claim(desk.sessions, ann, ids[2], now=now, lease=timedelta(minutes=20))
+    with desk.sessions() as session:
+        assert held_claim(session, ann, now + timedelta(minutes=1)).post_id == ids[2]
+        assert held_claim(session, ann, now + timedelta(minutes=1)).event_id == longer.event_id
+        assert held_claim(session, ann, now + timedelta(minutes=6)).post_id == ids[2]
+        assert held_claim(session, ann, now + timedelta(minutes=21)) is None
+    # after an expiry someone else may take it, and it is theirs to resume
+    taken = claim(desk.sessions, bob, ids[2], now=now + timedelta(minutes=21))
+    with desk.sessions() as session:
+        assert held_claim(session, bob, now + timedelta(minutes=22)).post_id == taken.post_id == ids[2]
+
+
+def test_renew_and_release_check_the_stored_account(desk) -> None:
+    """Before the fix a deactivated account (its Actor still in a browser session) kept renewing
+    and releasing."""
+    p = people(desk)
+    ids = spam_queue(desk, 2)
+    assert claim(desk.sessions, p["ann"], ids[0]) is not None
+    _set_stored(desk, "ann", active=False)  # not through set_active: the claim stays, only the check stops it
+    with pytest.raises(PermissionDenied, match="no longer active"):
+        renew(desk.sessions, p["ann"], ids[0])
+    with pytest.raises(PermissionDenied, match="no longer active"):
+        release(desk.sessions, p["ann"], ids[0])
+    assert claim_holder(desk, ids[0]) == p["ann"].id  # nothing changed
+    with pytest.raises(PermissionDenied):  # an Actor claiming a role it does not have
+        renew(desk.sessions, Actor(p["ann"].id, "ann", "viewer"), ids[0])
+
+
+def test_leases_are_bounded(desk) -> None:
+    """A lease longer than MAX_LEASE (30 minutes) is refused, not clamped; a 10-year lease
+    worked before the fix."""
+    p = people(desk)
+    ids = spam_queue(desk, 2)
+    now = datetime.now(UTC)
+    got = claim(desk.sessions, p["ann"], ids[0], lease=MAX_LEASE, now=now)
+    assert got is not None and got.lease_expires_at == now + MAX_LEASE
+    for lease in (timedelta(days=3650), MAX_LEASE + timedelta(seconds=1)):
+        with pytest.raises(ReviewError, match="a lease is at most 30 minutes"):
+            renew(desk.sessions, p["ann"], ids[0], lease=lease, now=now)
+        with pytest.raises(ReviewError, match="a lease is at most 30 minutes"):
+            claim(desk.sessions, p["bob"], ids[1], lease=lease)
+    with pytest.raises(ReviewError, match="longer than zero"):
+        renew(desk.sessions, p["ann"], ids[0], lease=timedelta(0), now=now)
+    with desk.sessions() as session:
+        expires = session.scalar(select(Post.lease_expires_at).where(Post.id == ids[0]))
+    assert expires == now + MAX_LEASE
+    assert renew(desk.sessions, p["ann"], ids[0], now=now) == now + timedelta(minutes=10)  # the default
+    event = decide(desk.sessions, p["ann"], ids[0], "confirm", now=now)
+    with pytest.raises(ReviewError, match="a lease is at most"):
+        undo(desk.sessions, p["ann"], event.id, lease=timedelta(hours=2), now=now)
+    assert claim_holder(desk, ids[1]) is None
+
+
+def test_a_lead_releases_another_moderators_claim(desk) -> None:
+    p = people(desk)
+    ids = spam_queue(desk, 2)
+    assert claim(desk.sessions, p["ann"], ids[0]) is not None
+    with pytest.raises(PermissionDenied, match="a moderator may not bulk"):
+        force_release(desk.sessions, p["bob"], ids[0])
+    with pytest.raises(ReviewError, match="nobody is reviewing post"):
+        force_release(desk.sessions, p["lea"], ids[1])
+    with pytest.raises(ReviewError, match="there is no post"):
+        force_release(desk.sessions, p["lea"], 999_999)
+    assert force_release(desk.sessions, p["lea"], ids[0], reason="  gone home for the day ") == "ann"
+    assert claim_holder(desk, ids[0]) is None
+    with pytest.raises(ClaimLost, match="you do not hold post"):
+        decide(desk.sessions, p["ann"], ids[0], "confirm")
+    with desk.sessions() as session:
+        entries = history(session, p["lea"], ids[0])
+    assert [(e.who, e.action, e.note) for e in entries][-1] == (
+        "lea",
+        "release",
+        "released ann's claim: gone home for the day",
+    )
+    (released,) = audit_rows(desk, Action.CLAIMS_RELEASED)
+    assert (released.actor_name, released.subject, released.details["post_id"]) == ("lea", "ann", ids[0])
+    # a lead demoted since sign-in is refused by the stored role
+    assert claim(desk.sessions, p["bob"], ids[1]) is not None
+    _set_stored(desk, "lea", role="moderator")
+    with pytest.raises(PermissionDenied):
+        force_release(desk.sessions, p["lea"], ids[1])
+    assert claim_holder(desk, ids[1]) == p["bob"].id
+
+
+# --------------------------------------------------------------------------------------------
+# Decisions
+
+
+def test_decisions_labels_escalation_and_idempotency(desk) -> None:
     p = people(desk)
     ids = _queue(desk, 4, failed=(0,))
     ann = p["ann"]
@@ -157,34 +286,7 @@ def test_decisions_labels_escalation_and_idempotency(desk) -> None:  # type: ign
         assert escalations(session, p["bob"], ids)[ids[1]].reason_hidden
 
 
-def test_undo_reopens_for_the_same_moderator(desk) -> None:  # type: ignore[no-untyped-def]
-    p = people(desk)
-    ids = _queue(desk, 2)
-    ann, bob = p["ann"], p["bob"]
-    claim(desk.sessions, ann, ids[1])
-    event = decide(desk.sessions, ann, ids[1], "confirm")
-    with pytest.raises(ReviewError, match="not a decision of yours"):
-        undo(desk.sessions, bob, event.id)
-    reopened = undo(desk.sessions, ann, event.id)
-    post = _post(desk, ids[1])
-    assert reopened.post_id == ids[1] and post.status == "queued" and post.claimed_by_id == ann.id
-    with pytest.raises(ReviewError, match="changed since"):
-        undo(desk.sessions, ann, event.id)  # already undone
-    overturned = decide(desk.sessions, ann, ids[1], "overturn", label=Label(True, "false_advertising", 1))
-    with desk.sessions() as session:
-        actions = list(session.scalars(select(ReviewEvent.action).where(ReviewEvent.post_id == ids[1])
-                                       .order_by(ReviewEvent.id)))  # fmt: skip
-    assert actions == ["claim", "confirm", "reopen", "overturn"]  # every action kept
-    # once someone else has claimed the post, the decision stands
-    claim(desk.sessions, bob, ids[0])
-    escalated = decide(desk.sessions, bob, ids[0], "escalate", note="needs a lead")
-    claim(desk.sessions, p["lea"], ids[0])
-    with pytest.raises(ReviewError, match="changed since"):
-        undo(desk.sessions, bob, escalated.id)
-    assert overturned.label_category == "false_advertising"
-
-
-def test_moderators_need_a_role_that_reviews(desk) -> None:  # type: ignore[no-untyped-def]
+def test_moderators_need_a_role_that_reviews(desk) -> None:
     ids = _queue(desk, 1)
     stranger = Actor(999, "x", "nobody")
     with pytest.raises(PermissionDenied):
@@ -193,7 +295,84 @@ def test_moderators_need_a_role_that_reviews(desk) -> None:  # type: ignore[no-u
         decide(desk.sessions, stranger, ids[0], "confirm")
 
 
-def test_eight_processes_never_decide_a_post_twice(db_url: str, desk) -> None:  # type: ignore[no-untyped-def]
+def test_keys_accounts_and_confirmed_labels_are_checked(desk) -> None:
+    p = people(desk)
+    ids = _queue(desk, 3)
+    ann, bob = p["ann"], p["bob"]
+    claim(desk.sessions, ann, ids[1])
+    first = decide(desk.sessions, ann, ids[1], "escalate", note="private to leads", idempotency_key="dup")
+    claim(desk.sessions, bob, ids[2])
+    with pytest.raises(ReviewError, match="belongs to another action"):
+        decide(desk.sessions, bob, ids[2], "confirm", idempotency_key="dup")  # not ann's event and note
+    assert _post(desk, ids[2]).claimed_by_id == bob.id and first.note == "private to leads"
+    # a verdict that says "no violation" but names a category is confirmed as plain "no violation"
+    with desk.sessions() as session, session.begin():
+        verdict = Verdict(post_id=ids[0], provider="transformers", model_id="m", prompt_version="v", input_hash="x",
+                          text_hash="x", parse_status="ok", violation=False, category="sexual", severity=2,
+                          confidence=0.4, tags=[], parse_notes=[])  # fmt: skip
+        session.add(verdict)
+        session.flush()
+        point_at(session, verdict)
+    assert _post(desk, ids[0]).verdict_category == "none"
+    claim(desk.sessions, ann, ids[0])
+    confirmed = decide(desk.sessions, ann, ids[0], "confirm")
+    assert (confirmed.label_violation, confirmed.label_category, confirmed.label_severity) == (False, "none", 0)
+    # a deactivated account cannot finish what it claimed
+    from review.auth import set_active
+
+    set_active(desk.sessions, "bob", False, by=p["admin"])
+    with pytest.raises(PermissionDenied, match="no longer active"):
+        decide(desk.sessions, bob, ids[2], "skip")
+
+
+def test_decisions_check_the_stored_account_as_everything_else_does(desk) -> None:
+    """Decisions use require_live, as every other core function: an Actor whose id is now
+    another account's (its name differs) is refused, and the command line, which is no account,
+    is told it decides nothing. Before the fix decisions had their own copy of the check, which
+    took the stored account for the id whatever the name (the lead "bob" claimed as ann) and
+    said "no longer active" to the command line."""
+    p = people(desk)
+    ids = spam_queue(desk, 2)
+    stale = Actor(p["ann"].id, "bob", "lead")
+    with pytest.raises(PermissionDenied, match="no longer active: sign in again"):
+        claim(desk.sessions, stale, ids[0])
+    with pytest.raises(PermissionDenied, match="no longer active: sign in again"):
+        decide_bulk(desk.sessions, stale, [ids[0]], "confirm")
+    with pytest.raises(PermissionDenied, match="^the command line holds no claims and decides no posts"):
+        claim(desk.sessions, OPERATOR, ids[0])
+    with pytest.raises(PermissionDenied, match="^the command line holds no claims"):
+        decide_bulk(desk.sessions, OPERATOR, [ids[0]], "confirm")
+    assert claim_holder(desk, ids[0]) is None and event_count(desk) == 0
+
+
+def test_concurrent_decisions_with_one_key_are_one_decision(desk) -> None:
+    """Two threads send the same decision with the same key at once (a double submit), 15
+    times: both get the one event, and one event is written. Before the fix the second said
+    "nothing was saved" on Postgres although the first had saved it (94 in 100)."""
+    p = people(desk)
+    ids = spam_queue(desk, 15)
+    outcomes = []
+    with ThreadPoolExecutor(2) as pool:
+        for i, post_id in enumerate(ids):
+            assert claim(desk.sessions, p["ann"], post_id) is not None
+            start = threading.Barrier(2)
+
+            def send(post_id: int = post_id, key: str = f"double-{i}", start: threading.Barrier = start) -> object:
+                start.wait(10)
+                try:
+                    return decide(desk.sessions, p["ann"], post_id, "confirm", idempotency_key=key).id
+                except ClaimLost as exc:
+                    return str(exc)
+
+            outcomes.append(list(pool.map(lambda _: send(), range(2))))
+    refused = [o for o in outcomes if o[0] != o[1] or not isinstance(o[0], int)]
+    assert not refused, refused
+    with desk.sessions() as session:
+        keys = session.scalars(select(ReviewEvent.idempotency_key).where(ReviewEvent.action == "confirm")).all()
+    assert sorted(keys) == sorted(f"double-{i}" for i in range(len(ids)))
+
+
+def test_eight_processes_never_decide_a_post_twice(db_url: str, desk) -> None:
     """8 moderator processes × 500 attempts on one queue of 3,000 posts, with leases that run
     out and decisions without claims thrown in: no post decided twice, no decision without a
     live claim, no event lost."""
@@ -242,7 +421,38 @@ def test_eight_processes_never_decide_a_post_twice(db_url: str, desk) -> None:  
     assert len(decisions) >= 2500
 
 
-def test_undo_restores_where_the_post_waited(desk) -> None:  # type: ignore[no-untyped-def]
+# --------------------------------------------------------------------------------------------
+# Undo
+
+
+def test_undo_reopens_for_the_same_moderator(desk) -> None:
+    p = people(desk)
+    ids = _queue(desk, 2)
+    ann, bob = p["ann"], p["bob"]
+    claim(desk.sessions, ann, ids[1])
+    event = decide(desk.sessions, ann, ids[1], "confirm")
+    with pytest.raises(ReviewError, match="not a decision of yours"):
+        undo(desk.sessions, bob, event.id)
+    reopened = undo(desk.sessions, ann, event.id)
+    post = _post(desk, ids[1])
+    assert reopened.post_id == ids[1] and post.status == "queued" and post.claimed_by_id == ann.id
+    with pytest.raises(ReviewError, match="changed since"):
+        undo(desk.sessions, ann, event.id)  # already undone
+    overturned = decide(desk.sessions, ann, ids[1], "overturn", label=Label(True, "false_advertising", 1))
+    with desk.sessions() as session:
+        actions = list(session.scalars(select(ReviewEvent.action).where(ReviewEvent.post_id == ids[1])
+                                       .order_by(ReviewEvent.id)))  # fmt: skip
+    assert actions == ["claim", "confirm", "reopen", "overturn"]  # every action kept
+    # once someone else has claimed the post, the decision stands
+    claim(desk.sessions, bob, ids[0])
+    escalated = decide(desk.sessions, bob, ids[0], "escalate", note="needs a lead")
+    claim(desk.sessions, p["lea"], ids[0])
+    with pytest.raises(ReviewError, match="changed since"):
+        undo(desk.sessions, bob, escalated.id)
+    assert overturned.label_category == "false_advertising"
+
+
+def test_undo_restores_where_the_post_waited(desk) -> None:
     p = people(desk)
     ids = _queue(desk, 1)
     post = ids[0]
@@ -262,31 +472,32 @@ def test_undo_restores_where_the_post_waited(desk) -> None:  # type: ignore[no-u
     assert back.status_before == "escalated" and _post(desk, post).status == "escalated"
 
 
-def test_keys_accounts_and_confirmed_labels_are_checked(desk) -> None:  # type: ignore[no-untyped-def]
-    p = people(desk)
-    ids = _queue(desk, 3)
-    ann, bob = p["ann"], p["bob"]
-    claim(desk.sessions, ann, ids[1])
-    first = decide(desk.sessions, ann, ids[1], "escalate", note="private to leads", idempotency_key="dup")
-    claim(desk.sessions, bob, ids[2])
-    with pytest.raises(ReviewError, match="belongs to another action"):
-        decide(desk.sessions, bob, ids[2], "confirm", idempotency_key="dup")  # not ann's event and note
-    assert _post(desk, ids[2]).claimed_by_id == bob.id and first.note == "private to leads"
-    # a verdict that says "no violation" but names a category is confirmed as plain "no violation"
-    with desk.sessions() as session, session.begin():
-        verdict = Verdict(post_id=ids[0], provider="transformers", model_id="m", prompt_version="v", input_hash="x",
-                          text_hash="x", parse_status="ok", violation=False, category="sexual", severity=2,
-                          confidence=0.4, tags=[], parse_notes=[])  # fmt: skip
-        session.add(verdict)
-        session.flush()
-        point_at(session, verdict)
-    assert _post(desk, ids[0]).verdict_category == "none"
-    claim(desk.sessions, ann, ids[0])
-    confirmed = decide(desk.sessions, ann, ids[0], "confirm")
-    assert (confirmed.label_violation, confirmed.label_category, confirmed.label_severity) == (False, "none", 0)
-    # a deactivated account cannot finish what it claimed
-    from review.auth import set_active
+# --------------------------------------------------------------------------------------------
+# Erased posts
 
-    set_active(desk.sessions, "bob", False, by=p["admin"])
-    with pytest.raises(PermissionDenied, match="no longer active"):
-        decide(desk.sessions, bob, ids[2], "skip")
+
+def test_an_erased_post_cannot_be_decided_or_undone(desk) -> None:
+    """An erased post keeps its status, so only the live-post rule keeps it out of work. Before
+    the fix the moderator's undo reopened the tombstone as queued and claimed by them, and a
+    lead's bulk decision decided it."""
+    p = people(desk)
+    ids = spam_queue(desk, 4)
+    assert claim(desk.sessions, p["ann"], ids[0]) is not None
+    decided = decide(desk.sessions, p["ann"], ids[0], "confirm")
+    assert claim(desk.sessions, p["ann"], ids[1]) is not None  # held while it is erased
+    erase_posts(desk, ids[:3])
+    before = event_count(desk)
+    with pytest.raises(ReviewError, match=f"^post {ids[0]} was erased; its decisions cannot be undone$"):
+        undo(desk.sessions, p["ann"], decided.id)
+    with pytest.raises(ClaimLost, match=f"^post {ids[1]} was erased; nothing was saved$"):
+        decide(desk.sessions, p["ann"], ids[1], "confirm")
+    with pytest.raises(ClaimLost, match="was erased"):
+        renew(desk.sessions, p["ann"], ids[1])
+    assert claim(desk.sessions, p["bob"], ids[2]) is None  # not even when asked for by id
+    bulk = decide_bulk(desk.sessions, p["lea"], [ids[0], ids[2], ids[3]], "confirm")
+    assert bulk.decided == [ids[3]]
+    assert bulk.skipped == {ids[0]: "erased: nothing left to decide", ids[2]: "erased: nothing left to decide"}
+    assert event_count(desk) == before + 1  # the live post's bulk decision, nothing else
+    with desk.sessions() as session:
+        rows = session.execute(select(Post.id, Post.status, Post.claimed_by_id).where(Post.id.in_(ids[:3]))).all()
+    assert sorted(rows) == [(ids[0], "decided", None), (ids[1], "queued", None), (ids[2], "queued", None)]

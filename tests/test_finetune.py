@@ -1,4 +1,4 @@
-"""The loop closed on the tiny random Qwen3-VL: demo posts → scored → moderators' decisions →
+"""review/finetune.py, the loop closed on the tiny random Qwen3-VL: demo posts → scored → moderators' decisions →
 export → LoRA fine-tuning (2 steps) → base and adapter evaluated side by side → the adapter
 reloads for scoring, and the vision tower is untouched. Random weights answer garbage, so the
 evaluation's numbers are not the point here: that every stage reads what the one before wrote,
@@ -19,8 +19,8 @@ from review.demo import load_demo, simulate_history
 from review.errors import ReviewError
 from review.export import ExportOptions, export
 from review.finetune import LANGUAGE_TARGETS, TrainParams, encode, finetune, load_base, read_split
+from review.inference.baseline import BaselineProvider
 from review.scoring import Scorer
-from review.signals.baseline import BaselineProvider
 from tests.conftest import account
 
 
@@ -47,7 +47,7 @@ def test_lora_targets_spare_the_vision_tower(tiny_model_dir, tiny_qwen2_5_dir) -
 
 
 @pytest.fixture
-def exported(sqlite_desk, tmp_path):  # type: ignore[no-untyped-def]
+def exported(sqlite_desk, tmp_path):
     desk = sqlite_desk
     load_demo(desk.sessions, desk.settings)
     Scorer(desk.sessions, desk.settings, BaselineProvider()).run()  # no signals: the rules still judge the text
@@ -71,7 +71,7 @@ def test_loss_is_on_the_answer_only(exported, tiny_model_dir) -> None:
     assert "pixel_values" in inputs  # the images go in with the prompt
 
 
-def test_the_whole_loop(exported, tiny_model_dir, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_whole_loop(exported, tiny_model_dir, tmp_path, monkeypatch, capsys) -> None:
     import torch
     from peft import PeftModel
     from safetensors import safe_open
@@ -127,7 +127,7 @@ def test_the_whole_loop(exported, tiny_model_dir, tmp_path, monkeypatch, capsys)
     assert provider.adapter == str(adapter)
 
 
-def test_refusals(exported, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_refusals(exported, tmp_path) -> None:
     desk, folder = exported
     with pytest.raises(ReviewError, match="not an export"):
         read_split(tmp_path, "train")

@@ -18,6 +18,7 @@ from review.errors import ReviewError
 from review.followup import Turn, ask, conversation_json, load_post
 from review.inference.hf import TransformersProvider
 from review.ingest import ingest_records
+from review.visibility import COMMAND_LINE
 from tests.conftest import REPO
 
 
@@ -52,12 +53,12 @@ class FullPrompt:
         self.inner = inner
         self.model_id = inner.model_id
 
-    def chat(self, request):  # type: ignore[no-untyped-def]
+    def chat(self, request):
         return self.inner.generate([request])[0]
 
 
 @pytest.fixture
-def vision_calls(provider: TransformersProvider):  # type: ignore[no-untyped-def]
+def vision_calls(provider: TransformersProvider):
     provider._prefixes.clear()
     calls = VisionCalls(provider)
     yield calls
@@ -79,7 +80,7 @@ def _post(desk: Desk, tmp_path: Path, external_id: str, n_images: int, text: str
 QUESTIONS = ["图里着火了吗？", "What is the price on the sign?", "Is the caption sarcastic?"]
 
 
-def _conversation(provider: TransformersProvider, post, fresh_each_time: bool) -> list[Turn]:  # type: ignore[no-untyped-def]
+def _conversation(provider: TransformersProvider, post, fresh_each_time: bool) -> list[Turn]:
     turns: list[Turn] = []
     for question in QUESTIONS:
         if fresh_each_time:
@@ -94,7 +95,7 @@ def test_the_vision_tower_runs_once_per_conversation(
 ) -> None:
     post_id = _post(sqlite_desk, tmp_path, "fire", n_images)
     with sqlite_desk.sessions() as session:
-        post = load_post(session, sqlite_desk.settings, post_id)
+        post = load_post(session, sqlite_desk.settings, COMMAND_LINE, post_id)
     assert len(post.images) == n_images
 
     cached = _conversation(provider, post, fresh_each_time=False)
@@ -121,8 +122,8 @@ def test_conversations_about_different_posts_do_not_mix(
     a = _post(sqlite_desk, tmp_path, "a", 1, "first post", shade=0)
     b = _post(sqlite_desk, tmp_path, "b", 1, "second post", shade=250)
     with sqlite_desk.sessions() as session:
-        post_a = load_post(session, sqlite_desk.settings, a)
-        post_b = load_post(session, sqlite_desk.settings, b)
+        post_a = load_post(session, sqlite_desk.settings, COMMAND_LINE, a)
+        post_b = load_post(session, sqlite_desk.settings, COMMAND_LINE, b)
     a1 = ask(provider, post_a, [], "describe it", max_new_tokens=10)
     b1 = ask(provider, post_b, [], "describe it", max_new_tokens=10)
     a2 = ask(provider, post_a, [a1], "and the colours?", max_new_tokens=10)
@@ -133,7 +134,7 @@ def test_conversations_about_different_posts_do_not_mix(
     # A repost of the same image with another caption shares the image prefix (the text follows it).
     c = _post(sqlite_desk, tmp_path, "c", 1, "a different caption", shade=0)
     with sqlite_desk.sessions() as session:
-        post_c = load_post(session, sqlite_desk.settings, c)
+        post_c = load_post(session, sqlite_desk.settings, COMMAND_LINE, c)
     provider._prefixes.clear()
     vision_calls.count = 0
     ask(provider, post_a, [], "describe it", max_new_tokens=4)
@@ -146,9 +147,9 @@ def test_questions_are_checked_and_the_conversation_downloads(
 ) -> None:
     post_id = _post(sqlite_desk, tmp_path, "q", 1)
     with sqlite_desk.sessions() as session:
-        post = load_post(session, sqlite_desk.settings, post_id)
+        post = load_post(session, sqlite_desk.settings, COMMAND_LINE, post_id)
         with pytest.raises(ReviewError, match="no post"):
-            load_post(session, sqlite_desk.settings, post_id + 100)
+            load_post(session, sqlite_desk.settings, COMMAND_LINE, post_id + 100)
     with pytest.raises(ReviewError, match="empty"):
         ask(provider, post, [], "   ")
     with pytest.raises(ReviewError, match="longer than"):
@@ -167,7 +168,7 @@ def test_text_only_posts_are_answered_without_a_cache(
         sqlite_desk.sessions, [{"external_id": "t", "text": "加微信 abc123 领红包"}], sqlite_desk.settings
     )
     with sqlite_desk.sessions() as session:
-        post = load_post(session, sqlite_desk.settings, report.post_ids[0])
+        post = load_post(session, sqlite_desk.settings, COMMAND_LINE, report.post_ids[0])
     turn = ask(provider, post, [], "is this spam?", max_new_tokens=8)
     assert turn.error is None and vision_calls.count == 0 and not provider._prefixes
 

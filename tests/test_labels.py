@@ -7,24 +7,24 @@ from __future__ import annotations
 
 import random
 
-from sqlalchemy import delete, select
+from sqlalchemy import Boolean, String, delete, literal, select
 
 from db.models import Post, PostLabel, ReviewEvent
 from review import labels
 from review.decisions import Label, claim, decide, decide_bulk, undo
 from review.errors import ReviewError
-from tests.test_workflow_core import _people, _posts
+from tests.factories import queued_posts_with_verdicts, staff
 
 CATEGORIES = ["none", "fraud_spam", "hate_harassment", "false_advertising"]
 
 
-def _table(desk) -> dict[int, tuple]:  # type: ignore[no-untyped-def, type-arg]
+def _table(desk) -> dict[int, tuple]:
     with desk.sessions() as session:
         rows = session.scalars(select(PostLabel)).all()
         return {r.post_id: (r.event_id, r.human_category, r.model_category, r.raters, r.decided_by_id) for r in rows}
 
 
-def _rebuilt(desk) -> dict[int, tuple]:  # type: ignore[no-untyped-def, type-arg]
+def _rebuilt(desk) -> dict[int, tuple]:
     with desk.sessions() as session:
         rows = session.execute(labels.label_rows(session.get_bind().dialect.name)).all()
         cols = labels.COLUMNS
@@ -36,7 +36,7 @@ def _rebuilt(desk) -> dict[int, tuple]:  # type: ignore[no-untyped-def, type-arg
         }
 
 
-def _from_events(desk) -> dict[int, tuple[int, str]]:  # type: ignore[no-untyped-def]
+def _from_events(desk) -> dict[int, tuple[int, str]]:
     with desk.sessions() as session:
         settled = set(session.scalars(select(Post.id).where(Post.status.in_(labels.SETTLED))))
         events = session.scalars(select(ReviewEvent).order_by(ReviewEvent.id)).all()
@@ -48,12 +48,12 @@ def _from_events(desk) -> dict[int, tuple[int, str]]:  # type: ignore[no-untyped
         return latest
 
 
-def test_post_label_follows_every_action(desk) -> None:  # type: ignore[no-untyped-def]
-    people = _people(desk)
+def test_post_label_follows_every_action(desk) -> None:
+    people = staff(desk)
     moderators = [people[n] for n in ("ann", "bob", "cid")]
     lead = people["lea"]
     rng = random.Random(5)
-    posts = _posts(desk, [rng.choice(CATEGORIES + [None]) for _ in range(30)])
+    posts = queued_posts_with_verdicts(desk, [rng.choice(CATEGORIES + [None]) for _ in range(30)])
     done: list[tuple[object, int]] = []  # (actor, event id) of decisions, for undo
     steps = 0
     for _ in range(300):
@@ -98,19 +98,19 @@ def test_post_label_follows_every_action(desk) -> None:  # type: ignore[no-untyp
         assert session.scalar(select(PostLabel.raters).order_by(PostLabel.raters.desc()).limit(1)) >= 2
 
 
-def _post_of(desk, event_id: int) -> int:  # type: ignore[no-untyped-def]
+def _post_of(desk, event_id: int) -> int:
     with desk.sessions() as session:
         event = session.get(ReviewEvent, event_id)
         assert event is not None
         return event.post_id
 
 
-def test_an_undone_second_review_no_longer_counts(desk) -> None:  # type: ignore[no-untyped-def]
+def test_an_undone_second_review_no_longer_counts(desk) -> None:
     """Undoing the second reviewer's decision puts the post back in second review: its label is
     the first decision's again, and the undone one counts neither as a label nor as a rater."""
-    people = _people(desk)
+    people = staff(desk)
     ann, bob = people["ann"], people["bob"]
-    [post_id] = _posts(desk, ["fraud_spam"], prefix="u")
+    [post_id] = queued_posts_with_verdicts(desk, ["fraud_spam"], prefix="u")
     assert claim(desk.sessions, ann, post_id) is not None
     first = decide(desk.sessions, ann, post_id, "confirm", share=1.0)  # always drawn for a second review
     assert claim(desk.sessions, bob, post_id) is not None
@@ -122,11 +122,11 @@ def test_an_undone_second_review_no_longer_counts(desk) -> None:  # type: ignore
     assert _table(desk)[post_id][:4] == (first.id, "fraud_spam", "fraud_spam", 1)
 
 
-def test_rebuild_from_the_command_line(desk, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_rebuild_from_the_command_line(desk, monkeypatch, capsys) -> None:
     from review.cli import main
 
-    people = _people(desk)
-    [post_id] = _posts(desk, ["none"], prefix="r")
+    people = staff(desk)
+    [post_id] = queued_posts_with_verdicts(desk, ["none"], prefix="r")
     assert claim(desk.sessions, people["ann"], post_id) is not None
     decide(desk.sessions, people["ann"], post_id, "confirm")
     with desk.sessions() as session, session.begin():  # a row lost, as after loading rows by hand
@@ -135,3 +135,21 @@ def test_rebuild_from_the_command_line(desk, monkeypatch, capsys) -> None:  # ty
     assert main(["db", "rebuild-labels"]) == 0
     assert "1 settled posts" in capsys.readouterr().out
     assert _table(desk) == _rebuilt(desk) and post_id in _table(desk)
+
+
+def test_the_human_category_rule_in_python_and_sql(desk) -> None:
+    """One rule for the category a human label stands for (post_label's column, the agreement
+    numbers' labels): its category when it says violation, ``other`` when it names none, ``none``
+    without a violation; the SQL form gives what the Python form gives."""
+    cases = {
+        (True, "fraud_spam"): "fraud_spam",
+        (True, None): "other",
+        (False, "fraud_spam"): "none",
+        (False, None): "none",
+        (None, "fraud_spam"): "none",
+    }
+    with desk.sessions() as session:
+        for (violation, category), expected in cases.items():
+            assert labels.human_category(violation, category) == expected
+            in_sql = labels.human_category_sql(literal(violation, Boolean()), literal(category, String()))
+            assert session.scalar(select(in_sql)) == expected, (violation, category)

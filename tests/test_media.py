@@ -1,7 +1,9 @@
-"""Tests of review.media: safe decoding, mode normalisation, the content-addressed store, hashing.
+"""review/media.py: safe decoding, reduced decodes within a memory bound, mode normalisation, the
+content-addressed store and its garbage collection, hashing.
 
-Every input is generated here with Pillow, numpy, zlib or plain bytes; nothing is downloaded and no
-database is needed. The decompression bomb is a real, valid 30000×30000 PNG written by hand (about
+Every input is generated here with Pillow, numpy, zlib or plain bytes; nothing is downloaded, and
+only the garbage collection uses a database. The memory bound is measured in a child process. The
+decompression bomb is a real, valid 30000×30000 PNG written by hand (about
 100 KB on disk, 900 megapixels decoded) and must be refused from its header alone.
 """
 
@@ -10,8 +12,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import re
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -19,12 +24,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps, features
+from sqlalchemy import select
 
+from db.models import Media
+from review.auth import PermissionDenied
+from review.cli import main
 from review.config import Settings
+from review.desk import Desk
 from review.errors import MediaError
-from review.media import data_uri, decode_image, load_normalised, read_image_file, store_image
+from review.media import (
+    collect_garbage,
+    data_uri,
+    decode_image,
+    load_normalised,
+    prepare_image,
+    read_image_file,
+    store_image,
+    write_image,
+)
+from tests.conftest import REPO, account, audit_rows, hamming, jsonl_bytes, png_bytes
 
 MAX_PIXELS = Settings().max_image_pixels
+
+
 THUMB = 64
 
 
@@ -75,10 +97,6 @@ def _unrelated() -> Image.Image:
     yy, xx = np.mgrid[0:192, 0:256]
     arr = (((xx // 16 + yy // 16) % 2) * 200 + ((xx + yy) // 8 % 2) * 55).astype(np.uint8)
     return Image.fromarray(arr).convert("RGB")
-
-
-def _hamming(a: str, b: str) -> int:
-    return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
 def _jpeg_bytes() -> bytes:
@@ -512,8 +530,8 @@ def test_phash_survives_reencoding_but_separates_unrelated_images(tmp_path: Path
     reencoded = store_image(_encode(photo, "JPEG", quality=15), media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
     unrelated = store_image(_encode(_unrelated(), "PNG"), media, max_pixels=MAX_PIXELS, thumbnail_size=THUMB)
     assert reencoded.sha256 != original.sha256  # different bytes, so a different stored file
-    assert _hamming(original.phash, reencoded.phash) <= 10
-    assert _hamming(original.phash, unrelated.phash) > 20
+    assert hamming(original.phash, reencoded.phash) <= 10
+    assert hamming(original.phash, unrelated.phash) > 20
 
 
 def test_load_normalised_returns_the_rgb_image(tmp_path: Path) -> None:
@@ -549,3 +567,158 @@ def test_data_uri_of_a_thumbnail(tmp_path: Path) -> None:
 
 def test_data_uri_of_a_missing_file_is_none(tmp_path: Path) -> None:
     assert data_uri(tmp_path, "thumbs/ab/" + "0" * 64 + ".jpg") is None
+
+
+# --------------------------------------------------------------------------- decode memory and media gc
+
+
+_MAKE = """
+import sys
+from PIL import Image, ImageDraw
+im = Image.new("RGB", (7000, 7000), (250, 250, 245))
+d = ImageDraw.Draw(im)
+for i in range(0, 7000, 350):
+    d.rectangle((i, i // 2, i + 200, i // 2 + 300), fill=(i % 255, 80, 160))
+    d.line((0, i, 7000, 7000 - i), fill=(20, 20, 20), width=5)
+im.save(sys.argv[1] + "/rgb.png")
+im.save(sys.argv[1] + "/photo.jpg", quality=85)
+im.convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(sys.argv[1] + "/palette.png")
+"""
+
+
+_MEASURE = """
+import os, resource, sys
+from review.media import prepare_image
+prepare_image(open(sys.argv[1] + "/small.png", "rb").read(), max_pixels=50_000_000, thumbnail_size=256)  # warm
+for name in sys.argv[2:]:
+    data = open(sys.argv[1] + "/" + name, "rb").read()
+    if os.fork() == 0:  # a child per image: its peak starts from the warm parent's size
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        image = prepare_image(data, max_pixels=50_000_000, thumbnail_size=256)
+        rise = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024
+        print(name, rise, image.stored.width, image.stored.height, image.thumbnail.size[0], flush=True)
+        os._exit(0)
+    os.wait()
+"""
+
+
+def test_a_7000_square_image_is_thumbnailed_within_a_memory_bound(tmp_path: Path) -> None:
+    """Peak RSS above the warm process, one forked child per image: before, 377 MB (JPEG), 468 MB
+    (palette PNG), 376 MB (RGB PNG); now about 8, 100 and 220 MB: one decoding buffer in the
+    file's own mode (RGB 7000² = 196 MB at Pillow's 4 bytes a pixel), or 1/8 of the JPEG's sides."""
+    subprocess.run([sys.executable, "-c", _MAKE, str(tmp_path)], check=True, timeout=120)
+    (tmp_path / "small.png").write_bytes(png_bytes(1))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-c", _MEASURE, str(tmp_path), "photo.jpg", "palette.png", "rgb.png"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=120).stdout
+    peaks = {}
+    for line in out.splitlines():
+        name, peak, *sizes = line.split()
+        peaks[name] = int(peak)
+        assert sizes == ["7000", "7000", "256"]
+    assert peaks["photo.jpg"] < 60, peaks
+    assert peaks["palette.png"] < 150, peaks
+    assert peaks["rgb.png"] < 260, peaks
+
+
+def test_a_reduced_decode_keeps_size_orientation_and_hash(tmp_path: Path) -> None:
+    import imagehash
+
+    photo = Image.effect_mandelbrot((2400, 1200), (-2.0, -1.0, 1.0, 1.0), 80).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to view
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=90, exif=exif)
+    prepared = prepare_image(buffer.getvalue(), max_pixels=50_000_000, thumbnail_size=256)
+    assert (prepared.stored.width, prepared.stored.height) == (1200, 2400)
+    assert prepared.thumbnail.size == (128, 256)
+    upright = photo.transpose(Image.Transpose.ROTATE_270)
+    full = upright.copy()
+    full.thumbnail((256, 256), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    assert imagehash.hex_to_hash(prepared.stored.phash) - imagehash.phash(full) <= 6
+
+
+def _age(path: Path, minutes: float) -> None:
+    stamp = time.time() - minutes * 60
+    os.utime(path, (stamp, stamp))
+
+
+def test_media_gc_lists_then_removes_what_crashes_left(
+    cli: Desk, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    desk = cli
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(png_bytes(1))
+    (tmp_path / "in" / "p.jsonl").write_bytes(jsonl_bytes({"external_id": "p", "images": ["a.png"]}))
+    assert main(["ingest", "--quiet", str(tmp_path / "in" / "p.jsonl")]) == 0
+    media = desk.settings.media_dir
+    with desk.sessions() as session:
+        row = session.scalars(select(Media)).one()
+    kept = [media / row.path, media / row.thumb_path]
+    # a crash after writing the files, before the commit: an orphan and its thumbnail
+    orphan = prepare_image(png_bytes(2), max_pixels=10**7, thumbnail_size=64)
+    stored = write_image(orphan, media)
+    orphans = [media / stored.path, media / stored.thumb_path]
+    # a crash during a write: a temporary file; and the same, just now (an ingest writing)
+    tmp_old = media / row.path[:5] / ".tmp-crash123.png"
+    tmp_old.write_bytes(b"x" * 1000)
+    tmp_new = media / row.path[:5] / ".tmp-writing.png"
+    tmp_new.write_bytes(b"y" * 10)
+    foreign = media / "README.txt"
+    foreign.write_text("an operator's note")
+    for path in [*kept, *orphans, tmp_old, foreign]:
+        _age(path, 120)
+
+    assert main(["media", "gc"]) == 0
+    out = capsys.readouterr().out
+    assert f"would remove {1000:>12,}  {tmp_old.relative_to(media).as_posix()}" in out
+    for path in orphans:
+        assert f"{path.stat().st_size:>12,}  {path.relative_to(media).as_posix()}" in out
+    assert "would remove 1 temporary files (1,000 bytes) and 2 orphaned files" in out
+    assert "1 newer than the age threshold kept" in out and "1 files that are not the store's own" in out
+    assert all(p.exists() for p in [*kept, *orphans, tmp_old, tmp_new, foreign])
+    assert audit_rows(desk, "media.gc") == []
+
+    orphan_bytes = sum(p.stat().st_size for p in orphans)
+    assert main(["media", "gc", "--delete"]) == 0
+    out = capsys.readouterr().out
+    assert "removed 1 temporary files (1,000 bytes) and 2 orphaned files" in out
+    assert not any(p.exists() for p in [*orphans, tmp_old])
+    assert all(p.exists() for p in [*kept, tmp_new, foreign])
+    (event,) = audit_rows(desk, "media.gc")
+    assert event.actor_name == "(command line)"
+    assert (event.details["temp_files"], event.details["orphans"]) == (1, 2)
+    assert event.details["bytes"] == 1000 + orphan_bytes
+
+    # a lead may not; an admin may
+    with pytest.raises(PermissionDenied):
+        collect_garbage(desk.sessions, media, account(desk, "lead"))
+    assert collect_garbage(desk.sessions, media, account(desk, "admin")).files == []
+
+
+def test_a_reused_store_file_is_young_again(tmp_path: Path) -> None:
+    prepared = prepare_image(png_bytes(5), max_pixels=10**7, thumbnail_size=64)
+    stored = write_image(prepared, tmp_path)
+    for rel in (stored.path, stored.thumb_path):
+        _age(tmp_path / rel, 600)
+    write_image(prepared, tmp_path)  # an ingest of the same bytes: the files are about to be referred to
+    for rel in (stored.path, stored.thumb_path):
+        assert time.time() - (tmp_path / rel).stat().st_mtime < 60
+
+
+@pytest.mark.parametrize("decode", ["decode_image", "decode_thumbnail"])
+def test_corrupt_png_data_is_refused_by_both_decoders(decode: str) -> None:
+    """Reading a PNG's EXIF loads the picture; the load error it swallowed must not let a corrupt
+    data stream through (the reduced decode once read the orientation before loading)."""
+    from review import media
+
+    out = io.BytesIO()
+    Image.effect_noise((64, 64), 80).convert("RGB").save(out, "PNG")
+    data = bytearray(out.getvalue())
+    at = data.index(b"IDAT") + 8
+    data[at : at + 16] = b"\xff" * 16
+    with pytest.raises(media.MediaError, match="truncated or corrupt"):
+        if decode == "decode_image":
+            media.decode_image(bytes(data), 10**8)
+        else:
+            media.decode_thumbnail(bytes(data), max_pixels=10**8, size=320)

@@ -1,5 +1,6 @@
-"""Schema: migrations up and down on SQLite and Postgres, models == migrations, refusal of an
-out-of-date schema by the CLI and the app, SQLite pragmas, UTC timestamps."""
+"""The schema (db/schema.py, db/migrations/): migrations up and down on SQLite and Postgres, with a
+review history in place (0005), backfills, models == migrations, refusal of an out-of-date schema
+by the CLI and the app, SQLite pragmas, UTC timestamps."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from db import schema
-from db.models import Base, Post
+from db.models import Base, Post, User
 from db.session import make_engine, normalise_url
+from review.auth import Actor, Preferences, preferences
 from review.cli import main
 from review.desk import open_desk
-from review.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
+from review.errors import ConfigError, DatabaseUnavailable, MigrationRefused, SchemaOutOfDate
 
 TABLES = {
     "app_user",
@@ -80,7 +84,7 @@ def test_models_match_migrations(db_url: str) -> None:
         engine.dispose()
 
 
-def _is_queue_index(change) -> bool:  # type: ignore[no-untyped-def]
+def _is_queue_index(change) -> bool:
     return change[0] in ("add_index", "remove_index") and change[1].name.startswith("ix_post_queue")
 
 
@@ -179,7 +183,107 @@ def test_post_label_is_backfilled_by_the_rule(db_url: str) -> None:
         engine.dispose()
 
 
-def _queue_index_sql(engine, name: str = "ix_post_queue") -> str:  # type: ignore[no-untyped-def]
+def _post_sql(pid: int, status: str, now: str = "2026-12-06 10:00:00") -> str:
+    return (
+        "INSERT INTO post (id, source, external_id, text, ingested_at, metadata, status, priority, updated_at) "
+        f"VALUES ({pid}, 's', 'e{pid}', 't', '{now}', '{{}}', '{status}', 0, '{now}')"
+    )
+
+
+def _event_sql(eid: int, pid: int, action: str, before: str | None = None, undoes: int | None = None) -> str:
+    status_before = f"'{before}'" if before else "NULL"
+    return (
+        "INSERT INTO review_event (id, post_id, action, created_at, status_before, second_review, undoes_id) "
+        f"VALUES ({eid}, {pid}, '{action}', '2026-12-06 10:{eid:02d}:00', {status_before}, "
+        f"{'true' if before == 'second_review' else 'false'}, {undoes or 'NULL'})"
+    )
+
+
+SIGNAL_SQL = (
+    "INSERT INTO signal (post_id, kind, value, producer, producer_version, created_at) "
+    "VALUES ({post_id}, 'lang', '{{}}', 't', '1', '2026-12-06 10:00:00')"
+)
+
+
+def test_dead_values_refuse_the_upgrade_and_are_refused_after_it(db_url: str) -> None:
+    """0008 drops the status in_review and the actions comment and bulk from the checks, and the
+    per-post signal column (signals are per image); a database holding such rows (the desk never
+    wrote them) is refused with what to look at, unchanged."""
+    from sqlalchemy.exc import IntegrityError
+
+    engine = make_engine(db_url)
+    try:
+        schema.upgrade(engine, "0007")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(_post_sql(1, "in_review"))
+            conn.exec_driver_sql(_event_sql(1, 1, "comment"))
+            conn.exec_driver_sql(SIGNAL_SQL.format(post_id=1))
+        with pytest.raises(
+            MigrationRefused,
+            match="1 rows with post.status 'in_review', 1 rows with review_event.*, 1 rows with signal.post_id",
+        ):
+            schema.upgrade(engine)
+        assert schema.current_revision(engine) == "0007"
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM review_event")
+            conn.exec_driver_sql("DELETE FROM signal")
+            conn.exec_driver_sql("UPDATE post SET status = 'queued'")
+        schema.upgrade(engine)
+        assert "post_id" not in {c["name"] for c in inspect(engine).get_columns("signal")}
+        for statement in (_post_sql(2, "in_review"), _event_sql(2, 1, "bulk"), _event_sql(3, 1, "comment")):
+            with pytest.raises(IntegrityError), engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+        schema.downgrade(engine, "0007")  # the old checks again: the old values are allowed
+        with engine.begin() as conn:
+            conn.exec_driver_sql(_post_sql(2, "in_review"))
+            conn.exec_driver_sql(_event_sql(2, 1, "bulk"))
+        assert "to_second_review" not in {c["name"] for c in inspect(engine).get_columns("review_event")}
+        with engine.begin() as conn:
+            conn.exec_driver_sql(SIGNAL_SQL.format(post_id=2))  # a per-post signal, as 0001 allowed
+    finally:
+        engine.dispose()
+
+
+def test_to_second_review_is_backfilled_so_the_table_replays_the_status(db_url: str) -> None:
+    """0008 marks the decisions that sent their post to a (further) second review, read from what
+    followed them; folding review.status's table over each post's events gives its status."""
+    from sqlalchemy.orm import Session
+
+    from db.models import ReviewEvent
+    from review.status import move_of, replay
+
+    engine = make_engine(db_url)
+    try:
+        schema.upgrade(engine, "0007")
+        with engine.begin() as conn:
+            for pid, status in enumerate(["second_review", "decided", "decided", "queued", "second_review"], 1):
+                conn.exec_driver_sql(_post_sql(pid, status))
+            for statement in (
+                _event_sql(1, 1, "confirm", "queued"),  # drawn: waits for its second review
+                _event_sql(2, 2, "confirm", "queued"),  # drawn, and checked by a second review
+                _event_sql(3, 2, "overturn", "second_review"),
+                _event_sql(4, 3, "overturn", "queued"),  # settled at once
+                _event_sql(5, 4, "confirm", "queued"),  # drawn, then undone
+                _event_sql(6, 4, "reopen", None, 5),
+                _event_sql(7, 4, "skip", "queued"),
+                _event_sql(8, 5, "confirm", "queued"),  # drawn; the second reviewer wants a third label
+                _event_sql(9, 5, "confirm", "second_review"),
+            ):
+                conn.exec_driver_sql(statement)
+        schema.upgrade(engine)
+        with Session(engine) as session:
+            stored = session.scalars(select(ReviewEvent).order_by(ReviewEvent.id)).all()
+            statuses = dict(session.execute(select(Post.id, Post.status)).all())
+        assert [e.id for e in stored if e.to_second_review] == [1, 2, 8, 9]
+        by_id = {e.id: e for e in stored}
+        for pid, status in statuses.items():
+            moves = [move_of(e, by_id.get(e.undoes_id or 0)) for e in stored if e.post_id == pid]
+            assert replay(moves, start="queued") == status, pid
+    finally:
+        engine.dispose()
+
+
+def _queue_index_sql(engine, name: str = "ix_post_queue") -> str:
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             return conn.exec_driver_sql(f"SELECT sql FROM sqlite_master WHERE name = '{name}'").scalar()
@@ -203,7 +307,142 @@ def test_queue_index_sorts_priority_descending(db_url: str) -> None:
         engine.dispose()
 
 
-def test_unique_source_external_id_enforced(desk) -> None:  # type: ignore[no-untyped-def]
+# --------------------------------------------------------------------------------------------
+# Migration 0005: the second-review status, preferences, the claim index; a review history kept
+
+
+def _columns(engine, table: str) -> set[str]:
+    return {c["name"] for c in inspect(engine).get_columns(table)}
+
+
+def _indexes(engine, table: str) -> set[str]:
+    return {i["name"] for i in inspect(engine).get_indexes(table)}
+
+
+def test_migration_0005_down_and_up(db_url: str) -> None:
+    """The status, the columns and the index step down and up; a second review becomes decided.
+    (No row refers to a user here: see the two tests below for a desk with a review history.)"""
+    engine = make_engine(db_url)
+    try:
+        schema.upgrade(engine)
+        indexes = _indexes(engine, "post")
+        assert {"ix_post_claimed_by_id", "ix_post_queue"} <= indexes
+        with Session(engine) as session, session.begin():
+            ann = User(username="ann", role="moderator", preferences={"greyscale": True})
+            session.add(ann)
+            posts = [
+                Post(source="m", external_id="a", text="in second review", status="second_review", priority=1.8),
+                Post(source="m", external_id="b", text="queued", status="queued", priority=0.9),
+                Post(source="m", external_id="c", text="decided", status="decided"),
+            ]
+            session.add_all(posts)
+            session.flush()
+            ids = [post.id for post in posts]
+            user_id = ann.id
+        with Session(engine) as session:
+            assert session.get(Post, ids[0]).status == "second_review"
+            assert preferences(session, Actor(user_id, "ann", "moderator")) == Preferences(greyscale=True)
+
+        schema.downgrade(engine, "0004")
+        assert schema.current_revision(engine) == "0004"
+        assert "first_decider_id" not in _columns(engine, "post")
+        assert "preferences" not in _columns(engine, "app_user")
+        assert _indexes(engine, "post") == indexes - {"ix_post_claimed_by_id"}
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT id, status, priority, text FROM post ORDER BY id").all()
+            users = conn.exec_driver_sql("SELECT username FROM app_user").scalars().all()
+        assert [tuple(r) for r in rows] == [
+            (ids[0], "decided", 1.8, "in second review"),
+            (ids[1], "queued", 0.9, "queued"),
+            (ids[2], "decided", 0.0, "decided"),
+        ]
+        assert users == ["ann"]
+        # 0004 knows no second_review status
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.exec_driver_sql(f"UPDATE post SET status = 'second_review' WHERE id = {ids[1]}")
+
+        schema.upgrade(engine)
+        schema.require_current(engine)
+        assert "first_decider_id" in _columns(engine, "post") and "preferences" in _columns(engine, "app_user")
+        assert _indexes(engine, "post") == indexes
+        assert "DESC" in _queue_index_sql(engine).upper()
+        with Session(engine) as session, session.begin():
+            assert [session.get(Post, i).status for i in ids] == ["decided", "queued", "decided"]
+            assert preferences(session, Actor(user_id, "ann", "moderator")) == Preferences()  # back to defaults
+            session.get(Post, ids[1]).status = "second_review"  # allowed again
+            session.get(Post, ids[1]).first_decider_id = user_id
+        with Session(engine) as session:
+            assert session.get(Post, ids[1]).status == "second_review"
+    finally:
+        engine.dispose()
+
+
+HISTORY_TABLES = ("app_user", "post", "media", "post_media", "signal", "verdict", "review_event")
+
+
+NOW = "2026-11-23 10:00:00"
+
+
+def _history_rows(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in HISTORY_TABLES}
+
+
+def _insert_history(engine, *, second_review: bool) -> None:
+    """A reviewed post as a desk has them: a user, the post (claimed by them), an image with a
+    signal, a verdict and a decision. Plain SQL, so that it works at 0004 and at 0005."""
+    extra_cols, extra_vals = (", first_decider_id", ", 1") if second_review else ("", "")
+    status = "second_review" if second_review else "decided"
+    with engine.begin() as conn:
+        for sql in (
+            "INSERT INTO app_user (id, username, role, active, created_at, failed_logins) "
+            f"VALUES (1, 'ann', 'moderator', true, '{NOW}', 0)",
+            "INSERT INTO post (id, source, external_id, text, ingested_at, metadata, status, priority, updated_at, "
+            f"claimed_by_id{extra_cols}) VALUES (1, 's', 'e1', 't', '{NOW}', '{{}}', '{status}', 0, '{NOW}', 1"
+            f"{extra_vals})",
+            "INSERT INTO media (id, sha256, path, thumb_path, mime, width, height, frames, size_bytes, phash, "
+            f"created_at) VALUES (1, 'abc', 'p.png', 't.jpg', 'image/png', 1, 1, 1, 1, '0', '{NOW}')",
+            "INSERT INTO post_media (post_id, position, media_id) VALUES (1, 0, 1)",
+            "INSERT INTO signal (id, post_id, media_id, kind, value, producer, producer_version, created_at) "
+            f"VALUES (1, 1, 1, 'ocr', '{{}}', 'x', '1', '{NOW}')",
+            "INSERT INTO verdict (id, post_id, created_at, provider, model_id, prompt_version, input_hash, cache_hit, "
+            f"tags, parse_status, parse_notes) VALUES (1, 1, '{NOW}', 'p', 'm', 'v', 'h', false, '[]', 'ok', '[]')",
+            "INSERT INTO review_event (id, post_id, user_id, action, created_at, second_review) "
+            f"VALUES (1, 1, 1, 'confirm', '{NOW}', false)",
+        ):
+            conn.exec_driver_sql(sql)
+
+
+def test_upgrade_to_0005_keeps_the_review_history(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        schema.upgrade(engine, "0004")
+        _insert_history(engine, second_review=False)
+        before = _history_rows(engine)
+        assert set(before.values()) == {1}
+        schema.upgrade(engine, "0005")
+        assert schema.current_revision(engine) == "0005"
+        assert _history_rows(engine) == before
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_from_0005_keeps_the_review_history(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        schema.upgrade(engine, "0005")
+        _insert_history(engine, second_review=True)
+        before = _history_rows(engine)
+        schema.downgrade(engine, "0004")
+        assert schema.current_revision(engine) == "0004"
+        assert _history_rows(engine) == before
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT status FROM post").scalar() == "decided"
+    finally:
+        engine.dispose()
+
+
+def test_unique_source_external_id_enforced(desk) -> None:
     from sqlalchemy.exc import IntegrityError
 
     with desk.sessions() as session:
@@ -214,7 +453,7 @@ def test_unique_source_external_id_enforced(desk) -> None:  # type: ignore[no-un
             session.commit()
 
 
-def test_timestamps_come_back_aware_utc(desk) -> None:  # type: ignore[no-untyped-def]
+def test_timestamps_come_back_aware_utc(desk) -> None:
     beijing = timezone(timedelta(hours=8))
     with desk.sessions() as session:
         session.add(Post(source="s", external_id="t", created_at=datetime(2026, 5, 1, 20, 0, tzinfo=beijing)))
@@ -226,7 +465,7 @@ def test_timestamps_come_back_aware_utc(desk) -> None:  # type: ignore[no-untype
         assert post.ingested_at.tzinfo is not None
 
 
-def test_naive_timestamp_is_refused(sqlite_desk) -> None:  # type: ignore[no-untyped-def]
+def test_naive_timestamp_is_refused(sqlite_desk) -> None:
     from sqlalchemy.exc import StatementError
 
     with sqlite_desk.sessions() as session:
@@ -282,7 +521,7 @@ def test_url_normalisation_and_refusals() -> None:
         make_engine("mysql+pymysql://u@h/db")
 
 
-def _settings(db_file: Path):  # type: ignore[no-untyped-def]
+def _settings(db_file: Path):
     from review.config import Settings
 
     return Settings(database_url=f"sqlite:///{db_file}", media_dir=db_file.parent / "media")

@@ -1,4 +1,4 @@
-"""The policy taxonomy in prompts/policy.toml: complete, consistent (ids, and the keys that pick
+"""review/policy.py: the policy taxonomy in prompts/policy.toml: complete, consistent (ids, and the keys that pick
 categories on the review pages), reloaded when edited."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Prompt templates: rendering, content-hash versions, untrusted text kept as data."""
+"""review/prompts.py, prompt templates: rendering, content-hash versions, untrusted text kept as data."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_broken_templates_are_named(tmp_path: Path) -> None:
         moderation_prompt("a", 0, template=broken)
 
 
-def test_chat_control_tokens_in_untrusted_text_are_defused(tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_chat_control_tokens_in_untrusted_text_are_defused(tiny_model_dir) -> None:
     from transformers import AutoTokenizer
 
     from review.prompts import followup_prompt, moderation_prompt

@@ -1,10 +1,18 @@
-"""Erasure with a trace (review/purge.py): a purge removes a post's text, author, metadata,
-images (files, thumbnails, media rows, signals) unless another post still shows them, verdict
-texts and raw output, review notes, and image copies in export folders; keeps the post as a
-tombstone pointing at its audit row, and the verdicts' judgements, the review events and the
-labels, so history and metrics stay countable. Refusals (no reason, no permission), idempotence,
-dry runs, the queue and the export skipping erased posts, the database refusing a hand-made
-DELETE of a post with review events, and the command line. SQLite and Postgres throughout."""
+"""review/purge.py: erasure with a trace, and retention built on it.
+
+A purge removes a post's text, author, metadata, images (files, thumbnails, media rows, signals)
+unless another post still shows them, verdict texts and raw output, review notes, and image copies
+in export folders; keeps the post as a tombstone pointing at its audit row, and the verdicts'
+judgements, the review events and the labels, so history and metrics stay countable. Refusals (no
+reason, no permission), idempotence, dry runs, the queue and the export skipping erased posts, the
+database refusing a hand-made DELETE of a post with review events, and the command line.
+
+Retention (``apply_retention``, ``python -m review retention``): the settings for how long after a
+post's decision its images, its text and its raw model output are kept, applied through the purge's
+mechanism to decided posts only, with one audit row per run that erased something; idempotent, a
+dry run that changes nothing, defaults that keep everything. Posts decided at different ages
+(events with explicit times). SQLite and Postgres throughout.
+"""
 
 from __future__ import annotations
 
@@ -26,19 +34,21 @@ from db.models import AuditEvent, Media, Post, PostLabel, PostMedia, ReviewEvent
 from review import purge as purging
 from review.auth import OPERATOR, PermissionDenied, set_active, set_role
 from review.cli import main
+from review.config import Settings, load_settings
 from review.decisions import ClaimLost, claim, decide
+from review.errors import ConfigError
 from review.export import ExportOptions, export, select_examples
 from review.ingest import ingest_records
 from review.media import collect_garbage, prepare_image, write_image
 from review.priority import queue_priority
 from review.queue import queue_count
 from review.verdicts import point_at
-from tests.conftest import REPO, account
+from tests.conftest import REPO, account, subprocess_env
 
 COLOURS = {"a.png": (200, 30, 30), "shared.png": (30, 200, 30), "d.png": (30, 30, 200), "e.png": (120, 120, 0)}
 
 
-def age_store(desk, hours: float = 2) -> None:  # type: ignore[no-untyped-def]
+def age_store(desk, hours: float = 2) -> None:
     """Date every file of the media store ``hours`` back, as if ingested that long ago: a purge
     deletes only store files that ``media gc`` would (older than its hour), since a younger one
     may be what a running ingest is about to refer to."""
@@ -48,9 +58,9 @@ def age_store(desk, hours: float = 2) -> None:  # type: ignore[no-untyped-def]
             os.utime(path, (then, then))
 
 
-def make_posts(desk, tmp_path: Path, specs: list[tuple[str, str, list[str]]], prefix: str = "p") -> list[int]:  # type: ignore[no-untyped-def]
+def make_posts(desk, tmp_path: Path, specs: list[tuple[str, str, list[str]]], prefix: str = "p") -> list[int]:
     """Real posts (ingested, with real images) from (text, author, image names), each queued with
-    a usable verdict full of text, OCR signals on its images and a post-level signal."""
+    a usable verdict full of text, OCR signals on its images."""
     records = []
     for i, (body, author, images) in enumerate(specs):
         for name in images:
@@ -74,8 +84,6 @@ def make_posts(desk, tmp_path: Path, specs: list[tuple[str, str, list[str]]], pr
             session.flush()
             point_at(session, v)
             session.execute(update(Post).where(Post.id == post_id).values(status="queued", priority=queue_priority(v)))
-            session.add(Signal(post_id=post_id, kind="lang", value={"text": specs[i][0]}, producer="t",
-                               producer_version="1"))  # fmt: skip
         media = session.scalars(select(PostMedia.media_id).where(PostMedia.post_id.in_(ids)).distinct()).all()
         for media_id in media:
             session.add(Signal(media_id=media_id, kind="ocr", value={"text": "call 13812345678"}, producer="rapidocr",
@@ -84,7 +92,7 @@ def make_posts(desk, tmp_path: Path, specs: list[tuple[str, str, list[str]]], pr
     return ids
 
 
-def decide_all(desk, ids: list[int], note: str = "she posts her number again") -> None:  # type: ignore[no-untyped-def]
+def decide_all(desk, ids: list[int], note: str = "she posts her number again") -> None:
     moderator = account(desk, "moderator")
     for post_id in ids:
         assert claim(desk.sessions, moderator, post_id) is not None
@@ -100,13 +108,13 @@ SPECS = [
 
 
 @pytest.fixture
-def world(desk, tmp_path):  # type: ignore[no-untyped-def]
+def world(desk, tmp_path):
     ids = make_posts(desk, tmp_path, SPECS)
     decide_all(desk, ids)
     return ids
 
 
-def _files(desk, post_id: int) -> list[Path]:  # type: ignore[no-untyped-def]
+def _files(desk, post_id: int) -> list[Path]:
     with desk.sessions() as session:
         rows = session.execute(
             select(Media.path, Media.thumb_path).join(PostMedia, PostMedia.media_id == Media.id)
@@ -115,17 +123,17 @@ def _files(desk, post_id: int) -> list[Path]:  # type: ignore[no-untyped-def]
     return [desk.settings.media_dir / rel for row in rows for rel in row]
 
 
-def _media_ids(desk, post_id: int) -> list[int]:  # type: ignore[no-untyped-def]
+def _media_ids(desk, post_id: int) -> list[int]:
     with desk.sessions() as session:
         return list(session.scalars(select(PostMedia.media_id).where(PostMedia.post_id == post_id)))
 
 
-def _count(desk, query) -> int:  # type: ignore[no-untyped-def]
+def _count(desk, query) -> int:
     with desk.sessions() as session:
         return session.scalar(query) or 0
 
 
-def test_purge_erases_content_and_keeps_a_tombstone(desk, world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_purge_erases_content_and_keeps_a_tombstone(desk, world, tmp_path: Path) -> None:
     admin = account(desk, "admin")
     lead = account(desk, "lead")
     folder = tmp_path / "exported"
@@ -152,7 +160,6 @@ def test_purge_erases_content_and_keeps_a_tombstone(desk, world, tmp_path: Path)
         assert session.scalar(select(func.count()).select_from(PostMedia).where(PostMedia.post_id == target)) == 0
         assert session.get(Media, media[0]) is None
         assert session.scalar(select(func.count(Signal.id)).where(Signal.media_id == media[0])) == 0
-        assert session.scalar(select(func.count(Signal.id)).where(Signal.post_id == target)) == 0
         v = session.scalars(select(Verdict).where(Verdict.post_id == target)).one()
         erased = (v.description, v.ocr_text, v.rationale, v.raw_output, v.consistency_reason, v.error, v.text_hash)
         assert erased == (None,) * 7 and v.tags == [] and v.parse_notes == []
@@ -179,7 +186,7 @@ def test_purge_erases_content_and_keeps_a_tombstone(desk, world, tmp_path: Path)
     assert list(tomb) == [target] and tomb[target].reason == "erasure request #12"
 
 
-def test_a_shared_image_stays_until_no_post_shows_it(desk, world) -> None:  # type: ignore[no-untyped-def]
+def test_a_shared_image_stays_until_no_post_shows_it(desk, world) -> None:
     admin = account(desk, "admin")
     b, c = world[1], world[2]
     files, media = _files(desk, b), _media_ids(desk, b)
@@ -197,7 +204,7 @@ def test_a_shared_image_stays_until_no_post_shows_it(desk, world) -> None:  # ty
     assert _count(desk, select(func.count(Signal.id)).where(Signal.media_id == media[0])) == 0
 
 
-def test_both_posts_of_a_shared_image_in_one_purge(desk, world) -> None:  # type: ignore[no-untyped-def]
+def test_both_posts_of_a_shared_image_in_one_purge(desk, world) -> None:
     files = _files(desk, world[1])
     when = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
     result = purging.purge(desk.sessions, account(desk, "admin"), desk.settings, world[1:3], reason="r", now=when)
@@ -207,7 +214,7 @@ def test_both_posts_of_a_shared_image_in_one_purge(desk, world) -> None:  # type
     assert not any(f.exists() for f in files)
 
 
-def test_dry_run_then_purge_then_purge_again(desk, world) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_then_purge_then_purge_again(desk, world) -> None:
     admin = account(desk, "admin")
     files = _files(desk, world[0])
     dry = purging.purge(desk.sessions, admin, desk.settings, [world[0], world[3]], reason="r", dry_run=True)
@@ -231,7 +238,7 @@ def test_dry_run_then_purge_then_purge_again(desk, world) -> None:  # type: igno
         assert session.get(Post, world[0]).purge_event_id == real.event_id
 
 
-def test_refused_without_reason_or_permission(desk, world) -> None:  # type: ignore[no-untyped-def]
+def test_refused_without_reason_or_permission(desk, world) -> None:
     admin = account(desk, "admin")
     for reason in ("", "   \n\t"):
         with pytest.raises(purging.ReasonMissing):
@@ -252,7 +259,7 @@ def test_refused_without_reason_or_permission(desk, world) -> None:  # type: ign
         assert session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "purge")) == 0
 
 
-def test_queue_claims_and_exports_skip_an_erased_post(desk, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_queue_claims_and_exports_skip_an_erased_post(desk, tmp_path) -> None:
     ids = make_posts(desk, tmp_path, SPECS[:2])  # both queued
     admin, moderator, lead = account(desk, "admin"), account(desk, "moderator"), account(desk, "lead")
     held = claim(desk.sessions, moderator, ids[0])
@@ -283,7 +290,7 @@ def test_queue_claims_and_exports_skip_an_erased_post(desk, tmp_path) -> None:  
         assert select_examples(session, lead, ExportOptions(format="swift", include="all")).examples == []
 
 
-def test_a_hand_made_delete_of_a_post_with_review_events_fails(desk, world) -> None:  # type: ignore[no-untyped-def]
+def test_a_hand_made_delete_of_a_post_with_review_events_fails(desk, world) -> None:
     """ON DELETE RESTRICT (migration 0007): the events are never cascaded away."""
     events = _count(desk, select(func.count(ReviewEvent.id)).where(ReviewEvent.post_id == world[0]))
     assert events >= 2  # claim and confirm
@@ -300,7 +307,7 @@ def test_a_hand_made_delete_of_a_post_with_review_events_fails(desk, world) -> N
     assert _count(desk, select(func.count(ReviewEvent.id)).where(ReviewEvent.post_id == world[0])) == events
 
 
-def test_select_by_author_external_id_and_file(desk, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_select_by_author_external_id_and_file(desk, world, tmp_path) -> None:
     with desk.sessions() as session:
         assert purging.resolve_posts(session, author="alice") == ([world[0], world[3]], [])
         assert purging.resolve_posts(session, author="alice", source="douyin") == ([], [])
@@ -333,17 +340,18 @@ def test_select_by_author_external_id_and_file(desk, world, tmp_path) -> None:  
         )
 
 
-def _env(desk) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {**os.environ, "DATABASE_URL": desk.settings.database_url, "MEDIA_DIR": str(desk.settings.media_dir),
-            "PYTHONPATH": str(REPO)}  # fmt: skip
+def _cli(desk, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "review", *args],
+        cwd=REPO,
+        env=subprocess_env(desk),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-def _cli(desk, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run([sys.executable, "-m", "review", *args], cwd=REPO, env=_env(desk), capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
-
-
-def test_command_line(desk, world, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_command_line(desk, world, monkeypatch, capsys) -> None:
     # refusals first, nothing erased: without --reason (argparse), with a blank one
     monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
     monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
@@ -384,7 +392,7 @@ def test_command_line(desk, world, monkeypatch, capsys) -> None:  # type: ignore
     assert main(["purge", "--reason", "r"]) == 2
 
 
-def test_erased_posts_show_as_tombstones_on_the_posts_page(desk, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_erased_posts_show_as_tombstones_on_the_posts_page(desk, world, monkeypatch) -> None:
     """The Posts page shows an erased post as a tombstone: when, by whom, what kinds; the reason
     (which may name who asked) to admins only, as plain text."""
     import streamlit as st
@@ -423,7 +431,7 @@ def test_erased_posts_show_as_tombstones_on_the_posts_page(desk, world, monkeypa
     st.cache_resource.clear()
 
 
-def test_the_admin_page_previews_confirms_and_lists(desk, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_admin_page_previews_confirms_and_lists(desk, world, monkeypatch) -> None:
     """pages/data.py: refused to leads; an admin's purge needs a reason and a preview, then a
     confirmation; retention shows its settings, previews and runs; both land in the recent list."""
     import streamlit as st
@@ -510,7 +518,7 @@ def test_the_admin_page_previews_confirms_and_lists(desk, world, monkeypatch) ->
     st.cache_resource.clear()
 
 
-def test_a_store_file_an_ingest_is_about_to_use_survives_the_purge(desk, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_store_file_an_ingest_is_about_to_use_survives_the_purge(desk, world, tmp_path) -> None:
     """An ingest writes (or reuses, refreshing its time) an image's files before it commits the
     media row; a purge of the last post showing that image meanwhile must not delete them, or the
     ingest's row points at nothing. The purge leaves files used within `media gc`'s hour to
@@ -546,16 +554,16 @@ def test_a_store_file_an_ingest_is_about_to_use_survives_the_purge(desk, world, 
     assert not any(f.exists() for f in files)
 
 
-def test_an_ingest_does_not_use_a_media_id_purged_between_its_chunks(desk, world, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_an_ingest_does_not_use_a_media_id_purged_between_its_chunks(desk, world, tmp_path, monkeypatch) -> None:
     """The ingest remembers media ids from one chunk to the next; a purge between two chunks can
     remove the row behind one. The next chunk must look it up again and store the image anew."""
-    import review.ingest
+    import review.ingest.store
 
-    monkeypatch.setattr(review.ingest, "CHUNK_SIZE", 1)  # one record a transaction
+    monkeypatch.setattr(review.ingest.store, "CHUNK_SIZE", 1)  # one record a transaction
     admin = account(desk, "admin")
     shown: list[int] = []
 
-    def records():  # type: ignore[no-untyped-def]
+    def records():
         yield {"external_id": "n1", "source": "weibo", "text": "first", "images": ["a.png"]}
         # n1 is stored (its chunk committed) before the next record is read: purge every post
         # showing a.png, whose media id the ingest now holds
@@ -571,3 +579,188 @@ def test_an_ingest_does_not_use_a_media_id_purged_between_its_chunks(desk, world
     media = _media_ids(desk, report.post_ids[1])
     assert len(media) == 1 and media != shown  # a new row for the same picture
     assert all(f.is_file() for f in _files(desk, report.post_ids[1]))
+
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+# (age of the decision in days, how it ends): decided, drawn for second review, escalated, waiting
+AGES = [(400, "decided"), (100, "decided"), (10, "decided"), (1, "decided"), (400, "second_review"),
+        (400, "escalated"), (400, "queued")]  # fmt: skip
+
+
+RETAIN = {"retain_media_days": 30, "retain_text_days": 365, "retain_raw_output_days": 7}
+
+
+@pytest.fixture
+def aged(desk, tmp_path: Path) -> list[int]:
+    specs = [(f"post decided {days} days ago, ends {how}", f"author{i}", [f"img{i}.png"])
+             for i, (days, how) in enumerate(AGES)]  # fmt: skip
+    ids = make_posts(desk, tmp_path, specs, prefix="r")
+    moderator = account(desk, "moderator")
+    for post_id, (days, how) in zip(ids, AGES, strict=True):
+        if how == "queued":
+            continue
+        when = NOW - timedelta(days=days)
+        assert claim(desk.sessions, moderator, post_id, now=when) is not None
+        if how == "escalated":
+            decide(desk.sessions, moderator, post_id, "escalate", note="a lead should see this", now=when)
+        else:  # share 1: drawn for second review
+            decide(desk.sessions, moderator, post_id, "confirm", note="n", share=1.0 if how == "second_review" else 0.0,
+                   now=when + timedelta(minutes=1))  # fmt: skip
+    with desk.sessions() as session:
+        statuses = [session.get(Post, i).status for i in ids]
+    assert statuses == [how for _d, how in AGES]
+    return ids
+
+
+def _state(desk, post_id: int) -> tuple[bool, bool, bool, bool]:
+    """(has text, has images, has raw output, is a tombstone)."""
+    with desk.sessions() as session:
+        post = session.get(Post, post_id)
+        images = session.scalar(select(func.count()).select_from(PostMedia).where(PostMedia.post_id == post_id))
+        raw = session.scalar(select(func.count(Verdict.id)).where(Verdict.post_id == post_id,
+                                                                   Verdict.raw_output.is_not(None)))  # fmt: skip
+        return bool(post.text), bool(images), bool(raw), post.purged_at is not None
+
+
+def test_retention_erases_by_age_and_kind_on_decided_posts_only(desk, aged) -> None:
+    settings = desk.settings.with_overrides(**RETAIN)
+    admin = account(desk, "admin")
+    before = {i: _state(desk, i) for i in aged}
+    assert all(s == (True, True, True, False) for s in before.values())
+    with desk.sessions() as session:
+        old_files = [settings.media_dir / rel for rel in session.execute(
+            select(Media.path).join(PostMedia, PostMedia.media_id == Media.id).where(PostMedia.post_id == aged[0])
+        ).scalars()]  # fmt: skip
+    events = _count_events(desk)
+
+    dry = purging.apply_retention(desk.sessions, admin, settings, dry_run=True, now=NOW)
+    assert {i: _state(desk, i) for i in aged} == before and dry.event_id is None
+    assert all(f.is_file() for f in old_files)
+
+    result = purging.apply_retention(desk.sessions, admin, settings, now=NOW)
+    assert result.counts == dry.counts and result.erased == dry.erased
+    assert result.erased == aged[:3]  # decided 400, 100, 10 days ago; not 1 day ago, not the others
+    assert _state(desk, aged[0]) == (False, False, False, True)  # past every setting
+    assert _state(desk, aged[1]) == (True, False, False, True)  # images (30 d) and raw output (7 d) gone
+    assert _state(desk, aged[2]) == (True, True, False, False)  # raw output only: not a tombstone
+    assert _state(desk, aged[3]) == (True, True, True, False)
+    for post_id in aged[4:]:  # second review, escalated, waiting: untouched however old
+        assert _state(desk, post_id) == (True, True, True, False)
+    assert not any(f.exists() for f in old_files)
+    assert _count_events(desk) == events  # decisions stay
+    with desk.sessions() as session:
+        runs = session.scalars(select(AuditEvent).where(AuditEvent.action == "retention")).all()
+        assert len(runs) == 1 and runs[0].id == result.event_id and runs[0].actor_name == "admin"
+        d = runs[0].details
+        assert d["days"] == {"media": 30, "text": 365, "raw_output": 7}
+        assert d["counts"]["posts"] == 3 and d["counts"]["raw_outputs"] == 3 and d["counts"]["media"] == 2
+        assert d["counts"]["texts"] == 1 and d["post_ids"] == aged[:3]
+        assert session.get(Post, aged[1]).purge_event_id == result.event_id
+        tomb = purging.tombstones(session, aged[:3])
+        assert sorted(tomb) == aged[:2]  # raw output alone does not make a tombstone
+        assert tomb[aged[0]].kinds == ("media", "raw_output", "text") and tomb[aged[0]].action == "retention"
+        assert tomb[aged[1]].kinds == ("media", "raw_output")  # its text is still there
+
+    # nothing is left that these settings take: the next run reads no post and reports none
+    with desk.sessions() as session:
+        assert purging.due(session, settings, NOW) == {}
+    again = purging.apply_retention(desk.sessions, admin, settings, now=NOW)
+    assert again.erased == [] and again.event_id is None and again.already == {}
+    with desk.sessions() as session:
+        assert session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "retention")) == 1
+
+    # time passes: the post decided 100 days ago reaches the text setting a year later
+    later = purging.apply_retention(desk.sessions, admin, settings, now=NOW + timedelta(days=300))
+    assert aged[1] in later.erased and _state(desk, aged[1]) == (False, False, False, True)
+    assert aged[0] not in later.erased
+
+
+def _count_events(desk) -> int:
+    with desk.sessions() as session:
+        return session.scalar(select(func.count(ReviewEvent.id))) or 0
+
+
+def test_an_image_shared_by_posts_due_for_different_kinds(desk, tmp_path: Path) -> None:
+    """Images kept 30 days, raw output 7, text a year. shared.png: decided 40 days ago (images
+    due) and 10 days ago (raw output only): the older post loses its link, the image stays for the
+    other. d.png: decided 400 and 40 days ago, due for different kinds but both for images: it
+    goes, row and files, although the two posts are in different groups."""
+    specs = [("forty", "a", ["shared.png"]), ("ten", "b", ["shared.png"]), ("four hundred", "c", ["d.png"]),
+             ("forty too", "d", ["d.png"])]  # fmt: skip
+    ids = make_posts(desk, tmp_path, specs, prefix="s")
+    moderator = account(desk, "moderator")
+    for post_id, days in zip(ids, (40, 10, 400, 40), strict=True):
+        when = NOW - timedelta(days=days)
+        assert claim(desk.sessions, moderator, post_id, now=when) is not None
+        decide(desk.sessions, moderator, post_id, "confirm", share=0.0, now=when + timedelta(minutes=1))
+    with desk.sessions() as session:
+        shared, lone = (session.scalar(select(PostMedia.media_id).where(PostMedia.post_id == i)) for i in ids[1:3])
+        rels = session.execute(select(Media.path, Media.thumb_path).where(Media.id == lone)).one()
+    files = [desk.settings.media_dir / rel for rel in rels]
+    settings = desk.settings.with_overrides(**RETAIN)
+    with desk.sessions() as session:
+        plan = purging.due(session, settings, NOW)
+    assert plan == {frozenset({"media", "raw_output"}): [ids[0], ids[3]], frozenset({"raw_output"}): [ids[1]],
+                    frozenset({"media", "text", "raw_output"}): [ids[2]]}  # fmt: skip
+
+    result = purging.apply_retention(desk.sessions, account(desk, "admin"), settings, now=NOW)
+
+    assert result.erased == ids and result.counts["media"] == 1 and result.counts["media_shared"] == 1
+    assert [_state(desk, i) for i in ids] == [(True, False, False, True), (True, True, False, False),
+                                              (False, False, False, True), (True, False, False, True)]  # fmt: skip
+    with desk.sessions() as session:
+        assert session.get(Media, shared) is not None and session.get(Media, lone) is None
+        assert session.scalar(select(PostMedia.media_id).where(PostMedia.post_id == ids[1])) == shared
+    assert not any(f.exists() for f in files)
+
+
+def test_defaults_keep_everything_and_leads_may_not_run_it(desk, aged) -> None:
+    assert purging.retention_days(Settings()) == {"media": 0, "text": 0, "raw_output": 0}
+    result = purging.apply_retention(desk.sessions, account(desk, "admin"), desk.settings, now=NOW)
+    assert result.erased == [] and result.event_id is None
+    assert all(_state(desk, i) == (True, True, True, False) for i in aged)
+    with pytest.raises(PermissionDenied):
+        purging.apply_retention(desk.sessions, account(desk, "lead"), desk.settings.with_overrides(**RETAIN), now=NOW)
+    assert _state(desk, aged[0]) == (True, True, True, False)
+
+
+def test_command_for_cron(desk, aged, tmp_path: Path, monkeypatch, capsys) -> None:
+    env = {"DATABASE_URL": desk.settings.database_url, "MEDIA_DIR": str(desk.settings.media_dir),
+           "RETAIN_MEDIA_DAYS": "30", "RETAIN_TEXT_DAYS": "", "RETAIN_RAW_OUTPUT_DAYS": "7"}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["retention", "--dry-run"]) == 0
+    dry = capsys.readouterr()
+    assert dry.out.startswith("retention (media 30 days, text for ever, raw_output 7 days) (dry run")
+    assert "3 posts to erase" in dry.out and dry.out.count("\n") == 1 and dry.err == ""
+    assert _state(desk, aged[0]) == (True, True, True, False)
+    # the real command, as cron runs it: one line, exit 0
+    done = subprocess.run([sys.executable, "-m", "review", "retention"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, **env, "PYTHONPATH": str(REPO)}, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and done.stderr == "" and done.stdout.count("\n") == 1, done.stderr
+    assert "3 posts erased" in done.stdout and "2 images" in done.stdout
+    assert _state(desk, aged[0]) == (True, False, False, True)  # text kept: its setting is empty
+    assert main(["retention"]) == 0
+    again = capsys.readouterr()
+    assert "0 posts erased" in again.out and again.out.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["retention", "--help"])
+    helped = " ".join(capsys.readouterr().out.split())
+    assert "files that could not be deleted are listed on stderr" in helped and "exit status 1" in helped
+    monkeypatch.delenv("RETAIN_MEDIA_DAYS")
+    monkeypatch.delenv("RETAIN_RAW_OUTPUT_DAYS")
+    assert main(["retention"]) == 0
+    assert capsys.readouterr().out.startswith("retention: nothing to do, every kind is kept for ever")
+
+
+def test_settings_from_environment_and_file(tmp_path: Path) -> None:
+    assert load_settings({"RETAIN_MEDIA_DAYS": "90", "RETAIN_TEXT_DAYS": "3_650"}).retain_text_days == 3650
+    toml = tmp_path / "review.toml"
+    toml.write_text('retain_raw_output_days = 14\nretain_media_days = ""\n', encoding="utf-8")
+    settings = load_settings({"REVIEW_CONFIG": str(toml)})
+    assert (settings.retain_raw_output_days, settings.retain_media_days, settings.retain_text_days) == (14, 0, 0)
+    for bad in ("-1", "ten", "99999999"):
+        with pytest.raises(ConfigError, match="retain_media_days"):
+            load_settings({"RETAIN_MEDIA_DAYS": bad})

@@ -9,32 +9,34 @@ import random
 import pytest
 
 from review.config import load_settings
-from review.decisions import Label, blind_for, claim, decide, history, undo
+from review.decisions import Label, claim, decide, history, undo
 from review.errors import ConfigError, ReviewError
-from review.metrics import agreement
-from tests.test_workflow_core import SECOND, _decide_first, _people, _posts, _status
+from review.metrics.agreement import agreement
+from review.visibility import blind_for
+from tests.conftest import post_status
+from tests.factories import SECOND_REVIEWS, claim_and_decide, queued_posts_with_verdicts, staff
 
 
 def _label(category: str) -> Label:
     return Label(category != "none", category, 0 if category == "none" else 2)
 
 
-def test_three_raters_label_blind_and_the_third_settles(desk) -> None:  # type: ignore[no-untyped-def]
-    p = _people(desk)
+def test_three_raters_label_blind_and_the_third_settles(desk) -> None:
+    p = staff(desk)
     ann, bob, cid, lea = p["ann"], p["bob"], p["cid"], p["lea"]
-    post_id = _posts(desk, ["fraud_spam"])[0]
-    first = _decide_first(desk, ann, post_id, "confirm", note="spam", share=1.0, raters=3)
-    assert _status(desk, post_id) == "second_review"
+    post_id = queued_posts_with_verdicts(desk, ["fraud_spam"])[0]
+    first = claim_and_decide(desk, ann, post_id, "confirm", note="spam", share=1.0, raters=3)
+    assert post_status(desk, post_id) == "second_review"
 
-    assert claim(desk.sessions, bob, flt=SECOND) is not None
+    assert claim(desk.sessions, bob, flt=SECOND_REVIEWS) is not None
     second = decide(desk.sessions, bob, post_id, "overturn", label=_label("illegal_goods"), raters=3)
     assert second.second_review is True
-    assert _status(desk, post_id) == "second_review"  # two labels of three: still waiting
+    assert post_status(desk, post_id) == "second_review"  # two labels of three: still waiting
 
     # neither earlier rater may take it again; a third person may, and works blind to both labels
     assert claim(desk.sessions, ann, post_id) is None and claim(desk.sessions, bob, post_id) is None
-    assert claim(desk.sessions, bob, flt=SECOND) is None
-    assert claim(desk.sessions, cid, flt=SECOND) is not None
+    assert claim(desk.sessions, bob, flt=SECOND_REVIEWS) is None
+    assert claim(desk.sessions, cid, flt=SECOND_REVIEWS) is not None
     with desk.sessions() as session:
         assert blind_for(session, cid, post_id) is True
         assert blind_for(session, bob, post_id) is False  # labelled already: sees the others now
@@ -44,11 +46,11 @@ def test_three_raters_label_blind_and_the_third_settles(desk) -> None:  # type: 
 
     # the third rater's undo hands the post back to them, still in its second review
     third = decide(desk.sessions, cid, post_id, "overturn", label=_label("sexual"), raters=3)
-    assert _status(desk, post_id) == "decided"
+    assert post_status(desk, post_id) == "decided"
     undo(desk.sessions, cid, third.id)
-    assert _status(desk, post_id) == "second_review"
+    assert post_status(desk, post_id) == "second_review"
     decide(desk.sessions, cid, post_id, "confirm", raters=3)
-    assert _status(desk, post_id) == "decided"
+    assert post_status(desk, post_id) == "decided"
     assert claim(desk.sessions, lea, post_id) is None  # settled: nobody else is asked
 
     with desk.sessions() as session:
@@ -57,39 +59,39 @@ def test_three_raters_label_blind_and_the_third_settles(desk) -> None:  # type: 
     assert {(x.first, x.second) for x in agr.pairs} == {("ann", "bob"), ("ann", "cid"), ("bob", "cid")}
 
 
-def test_two_raters_stay_the_default(desk) -> None:  # type: ignore[no-untyped-def]
-    p = _people(desk)
-    post_id = _posts(desk, ["fraud_spam"])[0]
-    _decide_first(desk, p["ann"], post_id, "confirm", share=1.0)
-    assert claim(desk.sessions, p["bob"], flt=SECOND) is not None
+def test_two_raters_stay_the_default(desk) -> None:
+    p = staff(desk)
+    post_id = queued_posts_with_verdicts(desk, ["fraud_spam"])[0]
+    claim_and_decide(desk, p["ann"], post_id, "confirm", share=1.0)
+    assert claim(desk.sessions, p["bob"], flt=SECOND_REVIEWS) is not None
     decide(desk.sessions, p["bob"], post_id, "confirm")
-    assert _status(desk, post_id) == "decided"
+    assert post_status(desk, post_id) == "decided"
 
 
-def test_fleiss_and_krippendorff_over_three_raters_from_the_flow(desk) -> None:  # type: ignore[no-untyped-def]
+def test_fleiss_and_krippendorff_over_three_raters_from_the_flow(desk) -> None:
     import krippendorff
     from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
-    p = _people(desk)
+    p = staff(desk)
     people = [p["ann"], p["bob"], p["cid"], p["lea"]]
     categories = ["none", "fraud_spam", "sexual", "hate_harassment"]
     rng = random.Random(13)
     truth = [rng.choice(categories) for _ in range(24)]
-    ids = _posts(desk, truth, prefix="q")
+    ids = queued_posts_with_verdicts(desk, truth, prefix="q")
     given: dict[int, dict[str, str]] = {}
     for k, (post_id, true) in enumerate(zip(ids, truth, strict=True)):
         first = people[k % 4]
         label = true if rng.random() < 0.7 else rng.choice(categories)
-        _decide_first(desk, first, post_id, "overturn", label=_label(label), share=1.0, raters=3)
+        claim_and_decide(desk, first, post_id, "overturn", label=_label(label), share=1.0, raters=3)
         given[post_id] = {first.username: label}
         for step in (1, 2):  # two more people, whoever the queue hands it to
             rater = people[(k + step) % 4]
-            got = claim(desk.sessions, rater, post_id, flt=SECOND)
+            got = claim(desk.sessions, rater, post_id, flt=SECOND_REVIEWS)
             assert got is not None, (post_id, rater.username)
             label = true if rng.random() < 0.7 else rng.choice(categories)
             decide(desk.sessions, rater, post_id, "overturn", label=_label(label), raters=3)
             given[post_id][rater.username] = label
-        assert _status(desk, post_id) == "decided"
+        assert post_status(desk, post_id) == "decided"
 
     with desk.sessions() as session:
         agr = agreement(session, p["lea"])
@@ -112,13 +114,13 @@ def test_qa_raters_setting(value: str, ok: bool) -> None:
             load_settings(env)
 
 
-def test_demo_history_with_three_raters(sqlite_desk) -> None:  # type: ignore[no-untyped-def]
+def test_demo_history_with_three_raters(sqlite_desk) -> None:
     from review.demo import simulate_history
     from tests.conftest import account
-    from tests.test_app_analytics import _demo_world
+    from tests.factories import demo_world
 
     desk = sqlite_desk
-    _demo_world(desk)
+    demo_world(desk)
     admin = account(desk, "admin")
     with pytest.raises(ReviewError, match="2 or 3 raters"):
         simulate_history(desk.sessions, admin, raters=4)

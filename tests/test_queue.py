@@ -13,11 +13,12 @@ from review.auth import create_user
 from review.decisions import claim, decide
 from review.queue import QueueFilter, queue_count, queue_page
 from review.verdicts import point_at
+from review.visibility import Viewer
 
 PASSWORD = "correct horse battery"
 
 
-def _seed(desk) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _seed(desk) -> dict[str, int]:
     """Posts named by what their current verdict says; "rescored" has an older, different verdict."""
     now = datetime.now(UTC)
     # name: (source, status, priority, age in days, [verdicts: (parse status, violation, category, severity,
@@ -51,21 +52,21 @@ def _seed(desk) -> dict[str, int]:  # type: ignore[no-untyped-def]
     return ids
 
 
-def _names(page, ids: dict[str, int]) -> list[str]:  # type: ignore[no-untyped-def]
+def _names(page, ids: dict[str, int]) -> list[str]:
     back = {v: k for k, v in ids.items()}
     return [back[r.post_id] for r in page.rows]
 
 
-def test_filters_order_and_roles(desk) -> None:  # type: ignore[no-untyped-def]
+def test_filters_order_and_roles(desk) -> None:
     ids = _seed(desk)
     admin = create_user(desk.sessions, "admin", PASSWORD, "admin", by=None)
     mod = create_user(desk.sessions, "mod", PASSWORD, "moderator", by=admin)
     lead = create_user(desk.sessions, "lead", PASSWORD, "lead", by=admin)
     with desk.sessions() as s:
 
-        def names(actor, **filters) -> list[str]:  # type: ignore[no-untyped-def]
+        def names(actor, **filters) -> list[str]:
             flt = QueueFilter(**filters)
-            page = queue_page(s, actor, flt)
+            page = queue_page(s, Viewer(actor), flt)
             assert queue_count(s, actor, flt) == len(page.rows)
             return _names(page, ids)
 
@@ -84,19 +85,19 @@ def test_filters_order_and_roles(desk) -> None:  # type: ignore[no-untyped-def]
         assert names(mod, model_id="m2") == ["rescored"] and names(mod, prompt_version="p1") == ["rescored"]
         assert names(mod, min_age=timedelta(days=2, hours=12)) == ["ad", "clean"]
         assert names(mod, max_age=timedelta(days=2, hours=12)) == ["broken", "spam", "rescored"]
-        row = queue_page(s, mod, QueueFilter(category="fraud_spam")).rows[0]
+        row = queue_page(s, Viewer(mod), QueueFilter(category="fraud_spam")).rows[0]
         assert (row.category, row.severity, row.confidence, row.model_id, row.in_review_by) == (
             "fraud_spam", 3, 0.9, "m1", None)  # fmt: skip
     # a claim shows who is reviewing; Next under a filter takes the first post under it
     got = claim(desk.sessions, mod, flt=QueueFilter(violation=False))
     assert got.post_id == ids["clean"]
     with desk.sessions() as s:
-        assert queue_page(s, lead, QueueFilter(source="douyin")).rows[1].in_review_by == "mod"
+        assert queue_page(s, Viewer(lead), QueueFilter(source="douyin")).rows[1].in_review_by == "mod"
     decide(desk.sessions, mod, got.post_id, "confirm")
     assert claim(desk.sessions, mod, flt=QueueFilter(violation=False)) is None
 
 
-def test_keyset_paging_visits_every_post_once(sqlite_desk) -> None:  # type: ignore[no-untyped-def]
+def test_keyset_paging_visits_every_post_once(sqlite_desk) -> None:
     admin = create_user(sqlite_desk.sessions, "admin", PASSWORD, "admin", by=None)
     rng = random.Random(4)
     with sqlite_desk.sessions() as session, session.begin():
@@ -107,7 +108,7 @@ def test_keyset_paging_visits_every_post_once(sqlite_desk) -> None:  # type: ign
     seen, cursor = [], None
     with sqlite_desk.sessions() as s:
         while True:
-            page = queue_page(s, admin, after=cursor, limit=7)
+            page = queue_page(s, Viewer(admin), after=cursor, limit=7)
             seen += [(r.priority, r.post_id) for r in page.rows]
             cursor = page.next_cursor
             if cursor is None:

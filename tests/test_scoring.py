@@ -1,5 +1,6 @@
-"""The scoring worker with the real transformers provider on the tiny Qwen3-VL: leases, every
-post accounted for, failures stored and queued, in-batch twins, kill -9 and lease expiry."""
+"""review/scoring.py, the scoring worker, with the real transformers provider on the tiny Qwen3-VL:
+leases, every post accounted for, failures stored and queued, in-batch twins, kill -9 and lease
+expiry, Ctrl-C, constrained answers feeding the cache."""
 
 from __future__ import annotations
 

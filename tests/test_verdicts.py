@@ -1,5 +1,6 @@
 """What a verdict is for the desk (review/verdicts.py): the usable rule in Python and SQL, the
-current verdict as every caller reads it, and the category a verdict shows."""
+current verdict as every caller reads it, the category a verdict shows, and which posts wait to be
+scored (the first N by id for a limited run)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from db.models import Post, PostLabel, ReviewEvent, Verdict
 from review.browse import get_posts
 from review.decisions import Label, claim, decide
+from review.desk import Desk
 from review.errors import ReviewError
 from review.followup import load_post
 from review.inference.parsing import ParseStatus
@@ -25,8 +27,10 @@ from review.verdicts import (
     current_verdicts,
     is_usable,
     point_at,
+    unscored_query,
     usable_sql,
 )
+from review.visibility import COMMAND_LINE, Viewer
 from tests.conftest import account
 
 # parse status, violation, category, severity, confidence
@@ -34,7 +38,7 @@ Spec = tuple[str, bool | None, str | None, int | None, float | None]
 FAILED: Spec = ("failed", None, None, None, None)
 
 
-def _post(session, name: str, verdicts: list[Spec], status: str = "queued") -> int:  # type: ignore[no-untyped-def]
+def _post(session, name: str, verdicts: list[Spec], status: str = "queued") -> int:
     """A post with ``verdicts`` stored oldest first, each made current as the scoring worker does."""
     post = Post(source="t", external_id=name, text=f"post {name}", status=status, priority=0.0)
     session.add(post)
@@ -57,7 +61,7 @@ def test_every_stored_parse_status_is_known() -> None:
     assert set(USABLE) < set(PARSE_STATUSES)
 
 
-def test_usable_in_python_and_sql_agree(desk) -> None:  # type: ignore[no-untyped-def]
+def test_usable_in_python_and_sql_agree(desk) -> None:
     statuses = [*PARSE_STATUSES, "OK", "", "partial"]  # and values no code writes
     with desk.sessions() as session, session.begin():
         for n, status in enumerate(statuses):
@@ -70,7 +74,7 @@ def test_usable_in_python_and_sql_agree(desk) -> None:  # type: ignore[no-untype
     assert not is_usable(None)  # no verdict
 
 
-def test_category_shown(desk) -> None:  # type: ignore[no-untyped-def]
+def test_category_shown(desk) -> None:
     assert category_shown(True, "fraud_spam") == "fraud_spam"
     assert category_shown(False, "fraud_spam") == "none"
     assert category_shown(False, "none") == "none"
@@ -93,7 +97,7 @@ def test_category_shown(desk) -> None:  # type: ignore[no-untyped-def]
         assert posts[post_id].verdict_violation == (violation if usable else None)
 
 
-def test_current_verdict_is_the_newest_for_every_caller(desk) -> None:  # type: ignore[no-untyped-def]
+def test_current_verdict_is_the_newest_for_every_caller(desk) -> None:
     """A post whose newest verdict failed after two usable ones: every caller takes the failed
     one (it hides the older usable verdicts); the other way round, the usable newest counts."""
     spam: Spec = ("ok", True, "fraud_spam", 3, 0.9)
@@ -126,19 +130,20 @@ def test_current_verdict_is_the_newest_for_every_caller(desk) -> None:  # type: 
         assert posts[hidden].priority == FAILURE_PRIORITY == queue_priority(None)
         assert posts[recovered].priority == pytest.approx(3 * 0.9)
         # the browser
-        shown = get_posts(session, ids)
+        shown = get_posts(session, COMMAND_LINE, ids)
         assert shown[hidden].verdict is not None and shown[hidden].verdict.id == newest[hidden]
         assert not shown[hidden].verdict.usable and shown[recovered].verdict.usable
         assert shown[unscored].verdict is None
         # follow-up questions: the failed verdict is not shown to the model
-        assert load_post(session, desk.settings, hidden).verdict_json is None
-        assert '"fraud_spam"' in (load_post(session, desk.settings, recovered).verdict_json or "")
+        assert load_post(session, desk.settings, COMMAND_LINE, hidden).verdict_json is None
+        assert '"fraud_spam"' in (load_post(session, desk.settings, COMMAND_LINE, recovered).verdict_json or "")
     # the queue
     moderator = account(desk, "moderator")
     with desk.sessions() as session:
-        rows = {r.post_id: r for r in queue_page(session, moderator).rows}
+        rows = {r.post_id: r for r in queue_page(session, Viewer(moderator)).rows}
         assert (rows[hidden].verdict_id, rows[hidden].parse_status) == (newest[hidden], "failed")
-        assert [r.post_id for r in queue_page(session, moderator, QueueFilter(model_failure=True)).rows] == [hidden]
+        failures = queue_page(session, Viewer(moderator), QueueFilter(model_failure=True)).rows
+        assert [r.post_id for r in failures] == [hidden]
     # decisions: nothing to confirm, and an overturn to the older verdict's label stays an overturn
     held = claim(desk.sessions, moderator)
     assert held is not None and held.post_id == hidden  # model failures first
@@ -170,3 +175,15 @@ def test_current_verdict_is_the_newest_for_every_caller(desk) -> None:  # type: 
             "fraud_spam",
             "fraud_spam",
         )
+
+
+def test_unscored_query_takes_the_first_posts_a_limited_run_scores(desk: Desk) -> None:
+    """``score --limit N`` computes signals for the N posts it will score: the first N unscored by id."""
+    with desk.sessions() as session, session.begin():
+        posts = [Post(source="t", external_id=f"u{i}", text=f"unscored {i}") for i in range(4)]
+        session.add_all(posts)
+        session.flush()
+        ids = [post.id for post in posts]
+    with desk.sessions() as session:
+        assert session.scalars(unscored_query(2)).all() == ids[:2]
+        assert session.scalars(unscored_query()).all() == ids

@@ -61,7 +61,7 @@ SIZES = {
 }  # fmt: skip
 
 
-def _tokenizer(target: Path):  # type: ignore[no-untyped-def]
+def _tokenizer(target: Path):
     from transformers import AutoTokenizer
 
     target.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ def _tokenizer(target: Path):  # type: ignore[no-untyped-def]
     return tokenizer
 
 
-def _special_ids(tokenizer) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _special_ids(tokenizer) -> dict[str, int]:
     return {
         "image_token_id": tokenizer.convert_tokens_to_ids("<|image_pad|>"),
         "video_token_id": tokenizer.convert_tokens_to_ids("<|video_pad|>"),
@@ -82,7 +82,7 @@ def _special_ids(tokenizer) -> dict[str, int]:  # type: ignore[no-untyped-def]
     }
 
 
-def _finish(model, tokenizer, processor, target: Path) -> Path:  # type: ignore[no-untyped-def]
+def _finish(model, tokenizer, processor, target: Path) -> Path:
     model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
     model.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
     model.save_pretrained(target)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from alembic import context
 
 from db.models import Base
-from db.session import make_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -15,10 +14,8 @@ target_metadata = Base.metadata
 
 def run_migrations_online() -> None:
     engine = config.attributes.get("engine")
-    if engine is None:
-        from review.config import load_settings
-
-        engine = make_engine(load_settings().database_url)
+    if engine is None:  # there is no alembic.ini: db/schema.py runs every migration with its engine
+        raise RuntimeError("run migrations with `python -m review db upgrade` (db/schema.py), not the alembic command")
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         raw = connection.connection.driver_connection if sqlite else None

@@ -25,7 +25,7 @@ def load_provider(
     name = name or settings.provider
     model = model or settings.model
     if name == "baseline":
-        from review.signals.baseline import BaselineProvider
+        from review.inference.baseline import BaselineProvider
 
         if adapter:
             raise ConfigError("the baseline provider takes no adapter")

@@ -8,12 +8,14 @@ the output (:mod:`review.inference.parsing`) and stores verdict rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
 
 from review.errors import ReviewError
-from review.prompts import RenderedPrompt
+
+if TYPE_CHECKING:  # review.prompts imports this package (the verdict schema): no import at run time
+    from review.prompts import RenderedPrompt
 
 
 class ModelUnavailable(ReviewError):

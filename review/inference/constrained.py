@@ -81,13 +81,13 @@ class JsonSchemaLogitsProcessor(LogitsProcessor):
                     matcher.accept_token(int(input_ids[row, -1]))
         self.step += 1
         self.bitmask.fill_(-1)  # all allowed, for free and finished rows
-        live = [r for r, m in enumerate(self.matchers) if m is not None and not m.is_terminated()]
-        for row in live:
-            self.matchers[row].fill_next_token_bitmask(self.bitmask, row)
+        live = [(r, m) for r, m in enumerate(self.matchers) if m is not None and not m.is_terminated()]
+        for row, matcher in live:
+            matcher.fill_next_token_bitmask(self.bitmask, row)
         width = min(scores.shape[-1], self.vocab_size)
         self.xgr.apply_token_bitmask_inplace(scores[:, :width], self.bitmask.to(scores.device), vocab_size=width)
         if self.max_new_tokens - self.step < self.reserve:
-            for row in live:
+            for row, _ in live:
                 for closer in self.closer_ids:  # close what is open, the innermost first
                     if scores[row, closer] > float("-inf"):
                         keep = scores[row, closer].clone()

@@ -129,7 +129,7 @@ def _images_digest(images: list[Any]) -> str:
 
 class TransformersProvider:
     name = "transformers"
-    prompt_version = None  # verdicts record the rendered prompt's version
+    prompt_version: str | None = None  # verdicts record the rendered prompt's version
 
     def __init__(
         self,
@@ -166,10 +166,11 @@ class TransformersProvider:
             except ImportError:
                 raise ModelUnavailable("a LoRA adapter needs the peft package (pip install peft)") from None
             try:
-                model = PeftModel.from_pretrained(model, adapter)
+                # the PEFT wrapper forwards to the model it wraps (typed as another class)
+                model = PeftModel.from_pretrained(model, adapter)  # type: ignore[assignment]
             except (OSError, ValueError) as exc:
                 raise ModelUnavailable(f"cannot load the adapter {adapter!r}: {exc}") from None
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # @wraps(nn.Module.to) hides self
         self.processor.tokenizer.padding_side = "left"
         self.model_revision = _revision(model_id, self.model.config) or revision
         tok = self.processor.tokenizer
@@ -255,7 +256,8 @@ class TransformersProvider:
         longest = max(r.max_new_tokens for r in requests)
         past = StaticCache(config=self.model.config, max_cache_len=inputs["input_ids"].shape[1] + longest + 1)
         for layer, cached in zip(past.layers, entry.cache.layers, strict=True):
-            layer.update(cached.keys.expand(rows, -1, -1, -1), cached.values.expand(rows, -1, -1, -1))
+            # the Qwen-VL models' caches hold attention layers only (no linear-attention layers)
+            layer.update(cached.keys.expand(rows, -1, -1, -1), cached.values.expand(rows, -1, -1, -1))  # type: ignore[union-attr]
         return inputs, past
 
     def _logits_processors(self, requests: list[ModelRequest]) -> list[Any]:

@@ -30,18 +30,22 @@ def image_data_url(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS, qua
     """An RGB image as a JPEG data URL, scaled down (never up) to at most ``max_pixels``."""
     if image.width * image.height > max_pixels:
         scale = math.sqrt(max_pixels / (image.width * image.height))
-        image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))), Image.BICUBIC)
+        image = image.resize(
+            (max(1, int(image.width * scale)), max(1, int(image.height * scale))), Image.Resampling.BICUBIC
+        )
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, "JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def to_openai_messages(messages: list[dict[str, Any]], images: list[Image.Image], max_pixels: int) -> list[dict]:
+def to_openai_messages(
+    messages: list[dict[str, Any]], images: list[Image.Image], max_pixels: int
+) -> list[dict[str, Any]]:
     """HF-style messages (image parts are placeholders) → OpenAI chat messages with data URLs."""
     remaining = iter(images)
-    out = []
+    out: list[dict[str, Any]] = []
     for message in messages:
-        parts = []
+        parts: list[dict[str, Any]] = []
         for part in message["content"]:
             if part["type"] == "image":
                 try:
@@ -60,7 +64,7 @@ def to_openai_messages(messages: list[dict[str, Any]], images: list[Image.Image]
 
 class OpenAIProvider:
     name = "openai"
-    prompt_version = None  # verdicts record the rendered prompt's version
+    prompt_version: str | None = None  # verdicts record the rendered prompt's version
 
     def __init__(
         self,

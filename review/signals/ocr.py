@@ -4,7 +4,7 @@ wheel; Chinese and English; nothing is downloaded).
 Long screenshots and big images dense with text are read in overlapping tiles: rapidocr scales
 any input down to 2,000 pixels on its long side (``Global.max_side_len``), so a 720×9000
 screenshot read whole shrinks 24-pixel text below what the detector finds (measured: 15 of 30
-lines read whole, 30 of 30 in tiles; tests/test_signals_models.py). Tiles overlap by more than
+lines read whole, 30 of 30 in tiles; tests/test_signals_ocr.py). Tiles overlap by more than
 a line's height, so every line lies whole inside some tile; boxes that touch a tile's inner cut
 are dropped (the neighbouring tile has the line whole), duplicates from the overlaps are merged,
 and the lines are put in reading order (top to bottom, left to right within a row).
@@ -16,9 +16,13 @@ import threading
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from rapidocr import RapidOCR
 
 TILE = 960  # tile side, in pixels of the stored image
 OVERLAP = 200  # more than two lines of text at any size a phone screenshot uses
@@ -54,7 +58,7 @@ def producer_version() -> str:
 
 
 @cache
-def _engine() -> object:
+def _engine() -> RapidOCR:
     import logging
 
     from rapidocr import RapidOCR
@@ -82,9 +86,13 @@ def _spans(length: int) -> list[tuple[int, int]]:
 
 
 def _read_tile(tile: Image.Image) -> list[tuple[str, float, np.ndarray]]:
+    from rapidocr.utils.output import RapidOCROutput
+
     with _lock:
         out = _engine()(np.asarray(tile.convert("RGB"))[:, :, ::-1])  # BGR, as OpenCV reads
-    if out is None or out.boxes is None or out.txts is None:
+    # The full pipeline's answer; rapidocr's other output types (detection, classification or
+    # recognition alone) carry no boxed lines.
+    if not isinstance(out, RapidOCROutput) or out.boxes is None or out.txts is None or out.scores is None:
         return []
     return list(zip(out.txts, [float(s) for s in out.scores], out.boxes, strict=True))
 
@@ -134,7 +142,7 @@ def read(image: Image.Image, min_score: float = 0.5) -> OcrResult:
                     or (inner[2] and bx1 >= (x1 - x0) - EDGE)
                     or (inner[3] and by1 >= (y1 - y0) - EDGE)
                 )
-                box = tuple(round(v, 1) for v in (bx0 + x0, by0 + y0, bx1 + x0, by1 + y0))
+                box = (round(bx0 + x0, 1), round(by0 + y0, 1), round(bx1 + x0, 1), round(by1 + y0, 1))
                 (cut_lines if cut else whole).append(Line(text=text.strip(), score=round(score, 4), box=box))
     merged: list[Line] = []
     for line in sorted(whole, key=lambda ln: -ln.score):  # the surest reading of a duplicate wins

@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Media, PostMedia, Signal
-from db.session import writing
+from db.session import rows_changed, writing
 from review.config import Settings
 from review.errors import MediaError
 from review.media import colour_difference, colour_signature, content_phash, corner_phashes, load_normalised
@@ -32,7 +32,7 @@ from review.signals.neardup import MultiIndex
 
 # A candidate within DUP_RADIUS bits (of 64) of any hash pairing is a near duplicate when its
 # colour signature is within MAX_COLOUR_DIFFERENCE too. Measured on generated reposts and on
-# the demo posts (tests/test_neardup.py): reposts ≤ 8 bits and ≤ 16 colour difference; the
+# the demo posts (tests/test_signals_neardup.py): reposts ≤ 8 bits and ≤ 16 colour difference; the
 # demo's same-template ads 2–10 bits apart but ≥ 26 in colour.
 DUP_RADIUS = 8
 MAX_COLOUR_DIFFERENCE = 20.0
@@ -158,7 +158,7 @@ class Clusters:
         return cluster, (best[1] if best else None), (best[0] if best else None)
 
 
-def _pending(posts: Select | None) -> ColumnElement[bool]:  # type: ignore[type-arg]
+def _pending(posts: Select | None) -> ColumnElement[bool]:
     """Images without signals; with ``posts`` (a select of post ids), only those posts' images."""
     if posts is None:
         return Media.dup_cluster.is_(None)
@@ -166,7 +166,7 @@ def _pending(posts: Select | None) -> ColumnElement[bool]:  # type: ignore[type-
     return and_(Media.dup_cluster.is_(None), Media.id.in_(theirs))
 
 
-def pending_count(session: Session, posts: Select | None = None) -> int:  # type: ignore[type-arg]
+def pending_count(session: Session, posts: Select | None = None) -> int:
     return session.scalar(select(func.count(Media.id)).where(_pending(posts))) or 0
 
 
@@ -189,7 +189,7 @@ def compute_signals(
     settings: Settings,
     *,
     limit: int | None = None,
-    posts: Select | None = None,  # type: ignore[type-arg]
+    posts: Select | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> SignalStats:
     """Signals for images that have none yet (oldest first), ``limit`` images at most; with
@@ -244,19 +244,21 @@ def compute_signals(
         with writing(sessions) as session:
             done = set()
             for media_id, values in updates.items():
-                moved = session.execute(
+                moved = rows_changed(
+                    session,
                     update(Media)
                     .where(Media.id == media_id, Media.dup_cluster.is_(None))
                     .values(**values)
-                    .execution_options(synchronize_session=False)
+                    .execution_options(synchronize_session=False),
                 )
-                if moved.rowcount == 1:  # another runner may have done this image meanwhile
+                if moved == 1:  # another runner may have done this image meanwhile
                     done.add(media_id)
             session.add_all(r for r in rows if r.media_id in done)
             lost = set(updates) - done
             if lost:  # keep the cluster that runner stored, so later images join that one
                 stored = select(Media.id, Media.dup_cluster).where(Media.id.in_(lost))
-                clusters.cluster_of.update({media_id: cluster for media_id, cluster in session.execute(stored)})
+                found = session.execute(stored)
+                clusters.cluster_of.update({media_id: cluster for media_id, cluster in found if cluster is not None})
         stats.images += len(done)
         if progress:
             progress(stats.images)

@@ -22,7 +22,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-QUEUE_ORDER = [sa.text("priority DESC"), "id"]
+QUEUE_ORDER: list[str | sa.TextClause] = [sa.text("priority DESC"), "id"]
 
 
 def upgrade() -> None:

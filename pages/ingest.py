@@ -1,0 +1,144 @@
+"""Ingest and score (leads and admins): ingest uploaded files, start scoring workers, and on the
+demo set, simulate its review history.
+
+Uploads go through review.ingest.ingest_upload (the same checks as `python -m review
+ingest`); scoring starts a `python -m review score` worker process with this desk's settings
+(review.worker.start_scoring), followed here through its log and the count of posts still
+unscored. While the demo posts wait in the queue with no decision yet, an admin can simulate ten
+days of moderation on them (review.demo.simulate_history, as `python -m review demo --history`).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages._common import current_actor, current_desk, show_error
+from review.auth import Permission
+from review.demo import demo_waiting, simulate_history
+from review.errors import ReviewError
+from review.ingest import ingest_upload
+from review.verdicts import unscored_count
+from review.worker import Job, start_scoring
+
+BUSY = "ops_busy"  # a worker started here was running at the page's last full run
+# The first is the default (nothing named); the others are passed on as --encoding would be.
+ENCODINGS = ["UTF-8 / UTF-16 with BOM", "gb18030", "big5", "shift_jis", "euc-kr", "cp1252", "latin-1"]
+
+desk = current_desk()
+actor = current_actor()
+if not (actor.can(Permission.INGEST) or actor.can(Permission.SCORE)):
+    st.error(f"Your role ({actor.role}) may not ingest or score posts.", icon="🚫")
+    st.stop()
+
+
+@st.cache_resource
+def jobs() -> list[Job]:
+    """Scoring workers started from this app process (shared by every browser session)."""
+    return []
+
+
+st.title("Ingest and score")
+
+st.subheader("Ingest")
+st.caption(
+    "JSONL or CSV files (their image paths are relative to the file, so upload the images with them "
+    "or as a .zip keeping the folders), or images alone (one post per image, text from a same-named .txt)."
+)
+with st.form("ingest", clear_on_submit=True):
+    files = st.file_uploader(
+        "Files",
+        accept_multiple_files=True,
+        type=["jsonl", "ndjson", "csv", "tsv", "zip", "txt", "jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"],
+        key="ingest_files",
+    )
+    source = st.text_input("Source (for records that name none)", key="ingest_source")
+    encoding = st.selectbox(
+        "Text encoding of the data files", ENCODINGS, key="ingest_encoding",
+        help="UTF-8 and UTF-16 with a byte-order mark are read by default; name any other encoding: "
+        "it is never guessed (a wrong guess stores unreadable text).",
+    )  # fmt: skip
+    submitted = st.form_submit_button("Ingest", type="primary", disabled=not actor.can(Permission.INGEST))
+if submitted:
+    try:
+        with st.spinner("Ingesting …"):
+            report = ingest_upload(
+                desk.sessions, desk.settings, actor, [(f.name, f.getvalue()) for f in files or []],
+                source=source.strip() or None, encoding=None if encoding == ENCODINGS[0] else encoding,
+            )  # fmt: skip
+    except ReviewError as exc:
+        show_error("Nothing was ingested.", str(exc))
+    else:
+        (st.success if report.ok else st.warning)(report.summary())
+        if report.rejected:
+            rejected = {"where": [r.location for r in report.rejected], "why": [r.reason for r in report.rejected]}
+            st.dataframe(pd.DataFrame(rejected), hide_index=True)
+        for warning in report.warnings:
+            st.text(warning)
+
+st.subheader("Score")
+with desk.sessions() as session:
+    left = unscored_count(session)
+waits = "1 post waits" if left == 1 else f"{left:,} posts wait"
+st.caption(
+    f"{waits} for a verdict. Model: {desk.settings.provider} · {desk.settings.model}. "
+    "A worker computes the images' signals, then scores; several workers share the work safely."
+)
+cols = st.columns([2, 2, 3])
+limit = cols[0].number_input("Posts (0 = all)", 0, 10_000_000, 0, key="score_limit")
+provider = cols[1].selectbox("Provider", ["configured", "baseline"], key="score_provider",
+                             help="baseline: the offline rules, when no model is available")  # fmt: skip
+# One worker from the app at a time: each loads its own copy of the model (gigabytes).
+busy = any(job.running for job in jobs())
+st.session_state[BUSY] = busy
+start = cols[2].button(
+    "Start scoring", key="score_start", disabled=left == 0 or busy or not actor.can(Permission.SCORE),
+    help="A worker started here is still running." if busy else None,
+)  # fmt: skip
+if start:
+    try:
+        job = start_scoring(desk.settings, actor, limit=int(limit) or None, sessions=desk.sessions,
+                            provider=None if provider == "configured" else provider)  # fmt: skip
+    except ReviewError as exc:
+        show_error("Scoring did not start.", str(exc))
+    else:
+        jobs().append(job)
+
+
+@st.fragment(run_every=2)
+def workers() -> None:
+    started = jobs()
+    if not started:
+        return
+    me = current_actor()  # a fragment reruns alone: check the account again
+    if st.session_state.get(BUSY) and not any(job.running for job in started):
+        st.rerun()  # the worker finished: the whole page (counts, the Start button) is stale
+    for i, job in enumerate(reversed(started[-5:])):
+        state = "running" if job.running else f"finished (exit {job.returncode})"
+        with st.container(border=True):
+            st.text(f"{job.started_at:%Y-%m-%d %H:%M:%S} UTC · by {job.started_by} · {state}")
+            st.code(job.log_tail() or "(no output yet)", language=None)
+            stop = st.button("Stop after this batch", key=f"score_stop:{i}:{job.log_path.name}",
+                             disabled=not (job.running and me.can(Permission.SCORE)))  # fmt: skip
+            if stop:
+                job.stop(me, desk.sessions)
+
+
+workers()
+
+if demo_waiting(desk.sessions):
+    st.subheader("Demo")
+    st.write("Trying the desk on the demo posts? Simulate ten days of moderation on them: three demo moderators "
+             "(who cannot sign in) decide about two thirds, some with a blind second review.")  # fmt: skip
+    if not actor.can(Permission.MANAGE_USERS):
+        st.caption("An admin can do this (it adds the demo moderators' accounts).")
+    elif st.button("Simulate the demo's review history", icon=":material/history:", key="simulate_demo"):
+        try:
+            done = simulate_history(desk.sessions, actor, raters=min(desk.settings.qa_raters, 3))
+        except ReviewError as exc:
+            show_error("The history was not simulated.", str(exc))
+        else:
+            st.cache_data.clear()
+            st.toast(f"{done.decisions} decisions, {done.second_reviews} second reviews, "
+                     f"{done.escalations} escalations; {done.left_waiting} posts left in the queue.")  # fmt: skip
+            st.rerun()

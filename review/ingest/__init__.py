@@ -1,0 +1,40 @@
+"""Posts and their images into the database: JSONL, CSV/TSV, folders of images, uploads, API payloads.
+
+The record schema (see README): ``external_id`` (required), ``source``, ``text``, ``author``,
+``created_at``, ``images`` (paths relative to the input file's folder; absolute ones only when allowed),
+``metadata`` (a JSON object). Unknown fields are kept in ``metadata``.
+
+Guarantees:
+- ``(source, external_id)`` is unique: re-ingesting a post never duplicates it (it counts as
+  "already present" and the stored post is left unchanged);
+- a bad record is rejected with its location (``file:line``) and a reason a person can act on,
+  and the good records around it are stored;
+- a record is stored whole or not at all: if one of its images is bad, the post is rejected;
+- relative image paths may not leave the input's folder (no ``../`` or symlink escapes);
+- text is read as UTF-8 (with or without BOM) or UTF-16/32 with a BOM unless the operator names
+  the encoding; other text is refused, never guessed (a guess among legacy encodings stores
+  mojibake), and a row or line with undecodable bytes is rejected alone;
+- file names and other untrusted text in rejections and warnings are escaped to one line.
+
+The package, in the order a record goes through it: ``readers`` (files and encodings → raw
+records), ``records`` (validation and limits), ``store`` (batched storage, images), ``run`` (the
+entry points and the audit row), ``uploads`` (the Ingest page's uploads and zip archives).
+:func:`ingest_paths` is what ``python -m review ingest`` runs; :func:`ingest_records` takes
+already-parsed records (the API entry point); :func:`ingest_upload` takes uploaded files.
+"""
+
+from review.ingest.records import IngestReport, PostRecord, Rejection
+from review.ingest.run import Progress, audited_ingest, ingest_paths, ingest_records, read_paths
+from review.ingest.uploads import ingest_upload
+
+__all__ = [
+    "IngestReport",
+    "PostRecord",
+    "Progress",
+    "Rejection",
+    "audited_ingest",
+    "ingest_paths",
+    "ingest_records",
+    "ingest_upload",
+    "read_paths",
+]

@@ -1,0 +1,293 @@
+"""A record at the ingest boundary: ``PostRecord`` (the schema and its limits), ``validate``
+(a raw record into a checked one, or the reason it is refused), and what became of the records
+(``RawRecord``, ``Rejection``, ``IngestReport``).
+
+Limits: text length (``MAX_TEXT_CHARS`` in the settings), metadata keys, key length and depth,
+platform times between 1980 and one day from now; NUL characters, lone surrogates and NaN are
+refused wherever they appear, since no database keeps them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from review.config import Settings
+from review.media import StoredImage
+from review.text import one_line
+
+DEFAULT_SOURCE = "local"
+MAX_METADATA_KEYS = 500  # keys in one record's metadata, nested objects' keys included
+MAX_METADATA_KEY_CHARS = 128  # characters in one metadata key
+MAX_METADATA_DEPTH = 32  # nesting of objects and lists in metadata
+# created_at must fall in [EARLIEST_CREATED_AT, now + FUTURE_SLACK]: older is not a social-media
+# post (Usenet began in 1980; 1970-01-01 is a placeholder for "unknown"), later is a bad clock.
+EARLIEST_CREATED_AT = datetime(1980, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
+RECORD_FIELDS = {"external_id", "source", "text", "author", "created_at", "images", "metadata"}
+
+
+class PostRecord(BaseModel):
+    """One post as it arrives. Anything crossing the ingest boundary is validated here."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    external_id: str = Field(min_length=1, max_length=255)
+    source: str = Field(default=DEFAULT_SOURCE, min_length=1, max_length=64)
+    text: str = ""
+    author: str | None = Field(default=None, max_length=255)
+    created_at: datetime | None = None
+    images: list[str] = Field(default_factory=list, max_length=50)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("external_id", "source", mode="before")
+    @classmethod
+    def _identifier(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # numeric ids from CSV exports and JSON
+        if isinstance(value, str):
+            value = value.strip()
+            if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+                raise ValueError("must not contain control or invisible (zero-width, bidi) characters")
+        return value
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _created_at(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+            if re.fullmatch(r"\d{8}", value):  # 20261120: a compact date, not Unix seconds
+                value = f"{value[:4]}-{value[4:6]}-{value[6:]}"
+            elif re.fullmatch(r"\d{14}", value):  # 20261120083000: a compact date and time
+                value = f"{value[:4]}-{value[4:6]}-{value[6:8]}T{value[8:10]}:{value[10:12]}:{value[12:]}"
+            elif re.fullmatch(r"[+-]?\d+(\.\d+)?", value):  # a number in a string: Unix seconds
+                return _from_unix_seconds(float(value) if "." in value else int(value))
+            elif re.match(r"^\d{4}/\d{1,2}/\d{1,2}", value):  # 2024/05/01 12:00, common in CN exports
+                date, _, time = value.partition(" ")
+                y, m, d = date.split("/")
+                value = f"{y}-{int(m):02d}-{int(d):02d}" + (f" {time}" if time else "")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            return _from_unix_seconds(value)
+        return value
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)  # naive timestamps are taken as UTC (documented)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"is out of range; {_TIME_RANGE}") from None
+        if not EARLIEST_CREATED_AT <= value <= datetime.now(UTC) + FUTURE_SLACK:
+            raise ValueError(f"{value.isoformat()} is out of range; {_TIME_RANGE}")
+        return value
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _images(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        return value
+
+
+_TIME_RANGE = (
+    f"a post's time must lie between {EARLIEST_CREATED_AT:%Y-%m-%d} and one day from now (UTC); "
+    "fix it or leave created_at empty"
+)
+
+
+def _from_unix_seconds(value: int | float) -> datetime:
+    """A number as created_at: Unix time in seconds, never guessed to be milliseconds (Pydantic
+    would read 253402300800, the year 10000 in seconds, as milliseconds: 1978)."""
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a time")
+    earliest, latest = EARLIEST_CREATED_AT.timestamp(), (datetime.now(UTC) + FUTURE_SLACK).timestamp()
+    if earliest <= value <= latest:
+        return datetime.fromtimestamp(value, UTC)
+    if earliest * 1000 <= value <= latest * 1000:
+        when = datetime.fromtimestamp(value / 1000, UTC).isoformat()
+        raise ValueError(
+            f"{value} looks like milliseconds since 1970 ({when}); numbers are read as seconds: "
+            "divide by 1000 or give an ISO 8601 time"
+        )
+    raise ValueError(f"{value} seconds since 1970 is out of range; {_TIME_RANGE}")
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """A record before validation, with where it came from."""
+
+    location: str  # "posts.jsonl:12", shown to the operator
+    data: dict[str, Any] | None
+    base_dir: Path | None  # relative image paths resolve against this folder
+    error: str | None = None  # set when the line could not even be parsed
+
+
+@dataclass(frozen=True)
+class Rejection:
+    location: str
+    reason: str
+    order: int = field(default=0, compare=False, repr=False)  # position in the input
+
+    def __post_init__(self) -> None:  # one line each, whatever a file name or a message held
+        object.__setattr__(self, "location", one_line(self.location))
+        object.__setattr__(self, "reason", one_line(self.reason))
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.reason}"
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    already_present: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    encodings: dict[str, str] = field(default_factory=dict)  # input file → encoding used
+    post_ids: list[int] = field(default_factory=list)  # ids of the posts added
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def summary(self) -> str:
+        return f"{self.added} added, {self.already_present} already present, {len(self.rejected)} rejected"
+
+
+@dataclass
+class PreparedRecord:
+    """A valid record on its way into the database: its images' paths once resolved, the images
+    once stored, or the error that refused it on the way (``store.py`` fills these in)."""
+
+    raw: RawRecord
+    record: PostRecord
+    fingerprint: str
+    order: int = 0  # position in the input
+    image_paths: list[Path] = field(default_factory=list)
+    stored: list[StoredImage] = field(default_factory=list)
+    error: str | None = None
+
+
+def _format_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "record"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown field {loc!r}")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def validate(raw: RawRecord, settings: Settings, default_source: str | None) -> PreparedRecord | str:
+    """A parsed record checked against the schema and the limits, or why it is refused. Unknown
+    fields join its metadata; the fingerprint (a hash of its content) tells an exact repeat in
+    the same run from a different post under the same id."""
+    assert raw.data is not None
+    data = dict(raw.data)
+    extra = {k: data.pop(k) for k in list(data) if k not in RECORD_FIELDS}
+    if extra:
+        meta = data.get("metadata") or {}
+        if not isinstance(meta, dict):
+            return "metadata must be a JSON object"
+        data["metadata"] = {**extra, **meta}
+    if not data.get("source"):
+        data["source"] = default_source or DEFAULT_SOURCE
+    try:
+        record = PostRecord.model_validate(data)
+    except ValidationError as exc:
+        return _format_validation(exc)
+    if len(record.text) > settings.max_text_chars:
+        return (
+            f"text is {len(record.text):,} characters; the limit is {settings.max_text_chars:,} (MAX_TEXT_CHARS). "
+            "Shorten it or raise the limit"
+        )
+    problem = _metadata_problem(record.metadata) or _unstorable_value(record.model_dump())
+    if problem:
+        return problem
+    canonical = record.model_dump(mode="json")
+    fingerprint = hashlib.sha256(json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return PreparedRecord(raw=raw, record=record, fingerprint=fingerprint)
+
+
+def _metadata_problem(metadata: dict[str, Any]) -> str | None:
+    """More than MAX_METADATA_KEYS keys (nested objects' keys count too), a key longer than
+    MAX_METADATA_KEY_CHARS, or nesting deeper than MAX_METADATA_DEPTH: a record is a post, not a
+    store for arbitrary documents (and a deep one fails serialisation further on)."""
+    count = 0
+    todo: list[tuple[Any, int]] = [(metadata, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, dict | list) and depth > MAX_METADATA_DEPTH:
+            return f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep; flatten it"
+        if isinstance(value, dict):
+            count += len(value)
+            if count > MAX_METADATA_KEYS:
+                return (
+                    f"metadata has more than {MAX_METADATA_KEYS} keys (nested ones included); "
+                    "keep what moderation needs, or put the rest in one JSON string"
+                )
+            for key in value:
+                if len(str(key)) > MAX_METADATA_KEY_CHARS:
+                    return (
+                        f"metadata key {str(key)[:40]!r}… is {len(str(key)):,} characters; "
+                        f"keys are at most {MAX_METADATA_KEY_CHARS}"
+                    )
+            todo.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            todo.extend((item, depth + 1) for item in value)
+    return None
+
+
+def _unstorable_value(value: Any, where: str = "") -> str | None:
+    """Find a value no database can keep: NUL characters (Postgres refuses them), lone
+    surrogates (half of a cut emoji; not valid UTF-8), NaN or infinite numbers (not JSON).
+    Returns the reason, naming the field."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where or 'a field'} is {value}, which is not a valid JSON number"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{where or 'a field'} contains NUL (\\x00) characters, which cannot be stored; remove them"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{where or 'a field'} contains a lone surrogate (a broken, half-cut character); fix the text"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            problem = _unstorable_value(key, f"{where}.{key}" if where else str(key))
+            problem = problem or _unstorable_value(item, f"{where}.{key}" if where else str(key))
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = _unstorable_value(item, f"{where}[{i}]")
+            if problem:
+                return problem
+    return None
+
+
+def unexpected(exc: BaseException) -> str:
+    """The reason for a rejection that no check foresaw: the record is refused, the others go
+    on, and the error stays visible as what it is."""
+    return f"could not be processed ({type(exc).__name__}: {exc}); this is a bug worth reporting"

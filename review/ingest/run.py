@@ -1,0 +1,205 @@
+"""The ingest entry points: ``ingest_paths`` (what ``python -m review ingest`` runs: permission,
+every input checked before anything is stored, an audit row), ``ingest_records`` (already-parsed
+records, the API entry point), ``read_paths`` (the files without the permission check and the
+audit row, for callers that do both) and ``audited_ingest`` (one audit row per run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from review import audit
+from review.auth import OPERATOR, Actor, Permission, require_live
+from review.config import Settings
+from review.errors import IngestError
+from review.ingest.readers import (
+    check_encoding,
+    count_units,
+    detect_encoding,
+    input_kind,
+    read_csv,
+    read_folder,
+    read_jsonl,
+)
+from review.ingest.records import IngestReport, RawRecord
+from review.ingest.store import Ingestor
+from review.text import one_line, shown
+
+# progress(label, total) → callback(done): how long inputs report progress (tqdm in the CLI).
+Progress = Callable[[str, int], Callable[[int], None]]
+
+
+def ingest_records(
+    session_factory: sessionmaker[Session],
+    records: Iterable[dict[str, Any]],
+    settings: Settings,
+    *,
+    source: str | None = None,
+    base_dir: Path | None = None,
+    allow_absolute_paths: bool = False,
+    workers: int = 2,
+) -> IngestReport:
+    """Ingest already-parsed records (the API entry point). Locations are ``record N``."""
+    ingestor = Ingestor(
+        session_factory, settings, default_source=source, allow_absolute_paths=allow_absolute_paths, workers=workers
+    )
+    raws = (
+        RawRecord(f"record {i}", r, base_dir)
+        if isinstance(r, dict)
+        else RawRecord(f"record {i}", None, base_dir, "expected an object")
+        for i, r in enumerate(records, start=1)
+    )
+    ingestor.run(raws)
+    return ingestor.report
+
+
+def ingest_paths(
+    session_factory: sessionmaker[Session],
+    paths: Iterable[Path],
+    settings: Settings,
+    *,
+    source: str | None = None,
+    encoding: str | None = None,
+    allow_absolute_paths: bool = False,
+    workers: int = 2,
+    progress: Progress | None = None,
+    actor: Actor = OPERATOR,
+) -> IngestReport:
+    """Ingest files and folders given by an operator.
+
+    Every input is checked (exists, known type, readable encoding) before anything is stored,
+    so a typo in the last path does not leave the first ones half-reported. Absolute image
+    paths inside the inputs are refused unless ``allow_absolute_paths``. ``progress(label,
+    total)`` may return a callback taking the number of records done so far. ``actor`` needs
+    the ingest permission as its account is stored now (the command line's ``OPERATOR`` has
+    it); the run is written to the audit log.
+    """
+    paths = list(paths)
+    with session_factory() as session:
+        actor = require_live(session, actor, Permission.INGEST)
+    return audited_ingest(
+        session_factory,
+        actor,
+        [str(p) for p in paths],
+        lambda: read_paths(
+            session_factory,
+            paths,
+            settings,
+            source=source,
+            encoding=encoding,
+            allow_absolute_paths=allow_absolute_paths,
+            workers=workers,
+            progress=progress,
+        ),
+        via="command line" if actor == OPERATOR else "paths",
+        source=source,
+        encoding=encoding,
+    )
+
+
+def audited_ingest(
+    session_factory: sessionmaker[Session],
+    actor: Actor,
+    inputs: list[str],
+    run: Callable[[], IngestReport],
+    *,
+    client: str | None = None,
+    **details: Any,
+) -> IngestReport:
+    """``run()`` and one audit row (Action.INGEST) for it: who, the inputs (names, not their
+    content), the counts; an ingest that stops on an error is logged with the error's kind, when
+    the database still takes the row (the posts stored until then stay: chunks commit singly)."""
+    names = [one_line(name) for name in inputs]
+    subject = ", ".join(names)
+    fields = {"inputs": names[:100], "inputs_count": len(names), **{k: v for k, v in details.items() if v}}
+    try:
+        report = run()
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # the database that stopped the ingest may not take the row
+            audit.log(session_factory, actor, audit.Action.INGEST, subject, client=client, outcome="error",
+                      error=type(exc).__name__, **fields)  # fmt: skip
+        raise
+    audit.log(
+        session_factory,
+        actor,
+        audit.Action.INGEST,
+        subject,
+        client=client,
+        outcome="done",
+        added=report.added,
+        already_present=report.already_present,
+        rejected=len(report.rejected),
+        **fields,
+    )
+    return report
+
+
+def read_paths(
+    session_factory: sessionmaker[Session],
+    paths: Iterable[Path],
+    settings: Settings,
+    *,
+    source: str | None = None,
+    encoding: str | None = None,
+    allow_absolute_paths: bool = False,
+    workers: int = 2,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """:func:`ingest_paths` without the permission check and the audit row (its callers do both)."""
+    if encoding:
+        encoding = check_encoding(encoding)
+    plan = []
+    for path in paths:
+        kind = input_kind(path)
+        try:
+            plan.append((path, kind, None if kind == "folder" else encoding or detect_encoding(path)))
+        except OSError as exc:
+            raise IngestError(f"{shown(path)}: cannot be read ({exc.strerror or exc})") from None
+    ingestor = Ingestor(
+        session_factory, settings, default_source=source, allow_absolute_paths=allow_absolute_paths, workers=workers
+    )
+    for path, kind, enc in plan:
+        if kind == "folder":
+            records = read_folder(path, encoding)
+        else:
+            assert enc is not None
+            ingestor.report.encodings[str(path)] = enc
+            records = read_jsonl(path, enc) if kind == "jsonl" else read_csv(path, enc)
+        records = _guarded(records, shown(path.name or path))
+        if progress:
+            records = _tracked(records, path, progress(str(path), count_units(path)))
+        ingestor.run(records)
+    return ingestor.report
+
+
+def _guarded(records: Iterator[RawRecord], label: str) -> Iterator[RawRecord]:
+    """A reader's records; if the reader itself fails (a file or folder that cannot be read on),
+    one rejection says where and why, and the records read so far are stored all the same."""
+    last = None
+    while True:
+        try:
+            raw = next(records)
+        except StopIteration:
+            return
+        except Exception as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+            after = f" after {last}" if last else ""
+            yield RawRecord(label, None, None, f"reading stopped{after} ({reason}); the rest of {label} was not read")
+            return
+        last = raw.location
+        yield raw
+
+
+def _tracked(records: Iterator[RawRecord], path: Path, update: Callable[[int], None]) -> Iterator[RawRecord]:
+    """Report progress as records are read: the line reached in a file, the count in a folder."""
+    done = 0
+    for raw in records:
+        line = raw.location.rsplit(":", 1)[-1]
+        done = int(line) if not path.is_dir() and line.isdigit() else done + 1
+        update(done)
+        yield raw

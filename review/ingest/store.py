@@ -1,0 +1,294 @@
+"""Storing validated records: ``Ingestor`` runs records through validation, the duplicate checks
+(in the run and in the database), image paths, the images (read, decoded, written to the media
+store in a thread pool) and one write transaction per chunk of ``CHUNK_SIZE`` records, redone
+record by record in savepoints when another process stored some of the same posts meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Media, Post, PostMedia, PostStatus
+from db.session import writing
+from review.config import Settings
+from review.errors import IngestError, MediaError
+from review.ingest.records import IngestReport, PreparedRecord, RawRecord, Rejection, unexpected, validate
+from review.media import StoredImage, prepare_image, read_image_file, write_image
+from review.text import one_line, shown
+
+CHUNK_SIZE = 200  # records per transaction
+
+
+def _resolve_images(prep: PreparedRecord, allow_absolute: bool) -> str | None:
+    base = prep.raw.base_dir
+    for name in prep.record.images:
+        try:
+            candidate = Path(name).expanduser()
+        except RuntimeError:  # ~nosuchuser/…, or no home folder at all
+            return f"image {name!r}: '~' names no user's home folder on this machine"
+        try:
+            if candidate.is_absolute():
+                if not allow_absolute:
+                    return (
+                        f"image {name!r}: absolute paths are refused unless the operator allows them "
+                        "(python -m review ingest --allow-absolute-paths)"
+                    )
+                resolved = candidate.resolve()
+            else:
+                if base is None:
+                    return f"image {name!r}: a relative path needs an input folder"
+                resolved = (base / candidate).resolve()
+        except (RuntimeError, OSError) as exc:  # a symlink loop (RuntimeError before Python 3.13)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return f"image {name!r}: the path cannot be resolved ({one_line(reason)})"
+        if base is not None and not candidate.is_absolute() and not resolved.is_relative_to(base.resolve()):
+            return (
+                f"image {name!r} points outside the input folder {shown(base)} "
+                "(relative paths may not leave it; use an absolute path if this is intended)"
+            )
+        prep.image_paths.append(resolved)
+    return None
+
+
+def _store_images(prep: PreparedRecord, settings: Settings) -> None:
+    """Runs in a worker thread: validate every image of one record, then store them all (a
+    record with a bad image leaves no file behind)."""
+    prepared = []
+    for name, path in zip(prep.record.images, prep.image_paths, strict=True):
+        try:
+            data = read_image_file(path, settings.max_image_bytes)
+            prepared.append(
+                prepare_image(data, max_pixels=settings.max_image_pixels, thumbnail_size=settings.thumbnail_size)
+            )
+        except MediaError as exc:
+            prep.error = f"image {name!r}: {exc}"
+            return
+        except Exception as exc:  # a decoder bug must cost one record, not the batch
+            prep.error = f"image {name!r}: {unexpected(exc)}"
+            return
+    try:
+        prep.stored = [write_image(image, settings.media_dir) for image in prepared]
+    except OSError as exc:  # a full disk, a store that is not writable
+        prep.error = f"could not be written to the media store ({exc.strerror or exc})"
+    except Exception as exc:
+        prep.error = unexpected(exc)
+
+
+def _is_deadlock(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "40P01"  # Postgres deadlock_detected
+
+
+def _media_row(img: StoredImage) -> Media:
+    return Media(
+        sha256=img.sha256,
+        path=img.path,
+        thumb_path=img.thumb_path,
+        mime=img.mime,
+        width=img.width,
+        height=img.height,
+        frames=img.frames,
+        size_bytes=img.size_bytes,
+        phash=img.phash,
+    )
+
+
+class Ingestor:
+    """One ingest run over any number of inputs: ``run(records)`` per input, one ``report`` for
+    all (duplicates are told apart across the inputs of the run)."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        settings: Settings,
+        *,
+        default_source: str | None,
+        allow_absolute_paths: bool,
+        workers: int,
+    ) -> None:
+        self.session_factory = session_factory
+        self.settings = settings
+        self.default_source = default_source
+        self.allow_absolute = allow_absolute_paths
+        self.workers = min(max(1, workers), 16)
+        self.report = IngestReport()
+        self.seen: dict[tuple[str, str], tuple[str, str]] = {}  # key → (location, fingerprint)
+        self.rejected_keys: set[tuple[str, str]] = set()
+        self.position = 0  # records read so far; orders the rejections
+        self.media_cache: dict[str, int] = {}
+
+    def warn(self, message: str) -> None:
+        self.report.warnings.append(one_line(message))
+
+    def reject(self, order: int, location: str, reason: str) -> None:
+        self.report.rejected.append(Rejection(location, reason, order))
+
+    def reject_prep(self, prep: PreparedRecord, reason: str) -> None:
+        self.reject(prep.order, prep.raw.location, reason)
+        self.rejected_keys.add((prep.record.source, prep.record.external_id))
+
+    def run(self, records: Iterable[RawRecord]) -> None:
+        chunk: list[RawRecord] = []
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            for raw in records:
+                chunk.append(raw)
+                if len(chunk) >= CHUNK_SIZE:
+                    self._chunk(chunk, pool)
+                    chunk = []
+            if chunk:
+                self._chunk(chunk, pool)
+        self.report.rejected.sort(key=lambda r: r.order)  # input order, whatever stage refused them
+
+    def _chunk(self, chunk: list[RawRecord], pool: ThreadPoolExecutor) -> None:
+        fresh: list[PreparedRecord] = []
+        repeats: list[tuple[int, RawRecord, tuple[str, str], str]] = []
+        for raw in chunk:
+            self.position += 1
+            order = self.position
+            if raw.data is None:
+                self.reject(order, raw.location, raw.error or "no record")
+                continue
+            try:
+                prep = validate(raw, self.settings, self.default_source)
+            except Exception as exc:  # one record's surprise must not cost the chunk
+                prep = unexpected(exc)
+            if isinstance(prep, str):
+                self.reject(order, raw.location, prep)
+                continue
+            prep.order = order
+            key = (prep.record.source, prep.record.external_id)
+            earlier = self.seen.get(key)
+            if earlier is None:
+                self.seen[key] = (raw.location, prep.fingerprint)
+                fresh.append(prep)
+            elif earlier[1] == prep.fingerprint:
+                repeats.append((order, raw, key, earlier[0]))  # settled once the first one is
+            else:
+                self.reject(
+                    order,
+                    raw.location,
+                    f"external_id {key[1]!r} (source {key[0]!r}) already appeared at {earlier[0]} "
+                    "with different content; give each post its own id",
+                )
+
+        with self.session_factory() as session:
+            existing = self._existing_keys(session, [(p.record.source, p.record.external_id) for p in fresh])
+        todo = []
+        for prep in fresh:
+            if (prep.record.source, prep.record.external_id) in existing:
+                self.report.already_present += 1
+                continue
+            try:
+                error = _resolve_images(prep, self.allow_absolute)
+            except Exception as exc:
+                error = unexpected(exc)
+            if error:
+                self.reject_prep(prep, error)
+                continue
+            todo.append(prep)
+
+        list(pool.map(lambda p: _store_images(p, self.settings), todo))
+
+        ready = []
+        for prep in todo:
+            if prep.error:
+                self.reject_prep(prep, prep.error)
+            else:
+                ready.append(prep)
+        if ready:
+            self._store(ready)
+
+        for order, raw, key, first_location in repeats:
+            if key in self.rejected_keys:
+                self.reject(order, raw.location, f"repeats {first_location}, which was rejected")
+            else:
+                self.report.already_present += 1
+                self.warn(f"{raw.location}: repeats {first_location} exactly; stored once")
+
+    @staticmethod
+    def _existing_keys(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), 400):
+            part = keys[start : start + 400]
+            if part:
+                rows = session.execute(
+                    select(Post.source, Post.external_id).where(tuple_(Post.source, Post.external_id).in_(part))
+                )
+                found.update((r.source, r.external_id) for r in rows)
+        return found
+
+    def _store(self, ready: list[PreparedRecord]) -> None:
+        """Insert a chunk in one transaction with batched statements; if another process stored
+        some of the same posts or images meanwhile, redo the chunk record by record."""
+        cache_before = dict(self.media_cache)
+        try:
+            with writing(self.session_factory) as session:
+                posts = self._insert_batch(session, ready)
+        except (IntegrityError, OperationalError) as exc:
+            if isinstance(exc, OperationalError) and not _is_deadlock(exc):
+                raise
+            self.media_cache = cache_before  # ids from the rolled-back transaction are void
+            with writing(self.session_factory) as session:
+                results = [self._insert_one(session, prep) for prep in ready]
+            posts = [p for p in results if p is not None]
+            self.report.already_present += results.count(None)
+        self.report.added += len(posts)
+        self.report.post_ids.extend(p.id for p in posts)
+
+    def _insert_batch(self, session: Session, ready: list[PreparedRecord]) -> list[Post]:
+        # Rows go in sorted by their unique keys, so that concurrent writers take locks in the
+        # same order (no deadlocks on Postgres).
+        # Every image of the chunk is looked up in this transaction, those cached from earlier
+        # chunks too: a purge (review/purge.py) may have removed their media rows since.
+        wanted = {img.sha256: img for prep in ready for img in prep.stored}
+        if wanted:
+            for sha in wanted:
+                self.media_cache.pop(sha, None)
+            rows = session.execute(select(Media.sha256, Media.id).where(Media.sha256.in_(list(wanted))))
+            self.media_cache.update({sha: media_id for sha, media_id in rows})
+            new_media = [_media_row(wanted[sha]) for sha in sorted(wanted) if sha not in self.media_cache]
+            session.add_all(new_media)
+            session.flush()
+            self.media_cache.update({m.sha256: m.id for m in new_media})
+        ordered = sorted(ready, key=lambda p: (p.record.source, p.record.external_id))
+        posts = {id(prep): self._post_row(prep) for prep in ordered}
+        session.add_all(posts.values())
+        session.flush()
+        return [posts[id(prep)] for prep in ready]
+
+    def _insert_one(self, session: Session, prep: PreparedRecord) -> Post | None:
+        """One record in a savepoint; None when the post is already there. A clash on an image
+        that another process stored meanwhile is retried: that image is then found, not added."""
+        key = (prep.record.source, prep.record.external_id)
+        for _attempt in range(3):
+            cache_before = dict(self.media_cache)
+            try:
+                with session.begin_nested():
+                    return self._insert_batch(session, [prep])[0]
+            except IntegrityError:
+                self.media_cache = cache_before
+                if session.scalar(select(Post.id).where(Post.source == key[0], Post.external_id == key[1])):
+                    return None
+        raise IngestError(f"{prep.raw.location}: could not be stored after 3 attempts (concurrent writers)")
+
+    def _post_row(self, prep: PreparedRecord) -> Post:
+        rec = prep.record
+        post = Post(
+            source=rec.source,
+            external_id=rec.external_id,
+            text=rec.text,
+            author=rec.author,
+            created_at=rec.created_at,
+            meta=rec.metadata,
+            status=PostStatus.UNSCORED,
+        )
+        post.media_links = [
+            PostMedia(position=i, media_id=self.media_cache[img.sha256], original_name=name[-255:])
+            for i, (img, name) in enumerate(zip(prep.stored, rec.images, strict=True))
+        ]
+        return post

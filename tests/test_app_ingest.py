@@ -1,0 +1,79 @@
+"""The Ingest and score page (pages/ingest.py) through Streamlit's AppTest: starting a scoring
+worker, and the demo's simulated review history, offered while the demo posts wait with no
+decision (uploads: tests/test_ingest_uploads.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from db.models import ReviewEvent, Verdict
+from review.demo import demo_waiting
+from review.ingest import ingest_records
+from tests.conftest import account, open_app, open_page
+from tests.factories import demo_world
+
+PAGE = "pages/ingest.py"
+
+
+pytestmark = pytest.mark.usefixtures("fresh_caches")
+
+
+def _app(monkeypatch: pytest.MonkeyPatch, desk, role: str) -> AppTest:
+    return open_page(monkeypatch, desk, account(desk, role), PAGE, timeout=120)
+
+
+def _decisions(desk) -> int:
+    with desk.sessions() as session:
+        return session.scalar(select(func.count(ReviewEvent.id))) or 0
+
+
+def test_admin_simulates_the_demo_history_on_the_ingest_page(monkeypatch, sqlite_desk) -> None:
+    demo_world(sqlite_desk)
+    at = _app(monkeypatch, sqlite_desk, "admin")
+    assert not at.exception
+    assert any("Trying the desk on the demo posts?" in m.value for m in at.markdown)
+    at.button(key="simulate_demo").click().run()
+    assert not at.exception
+    assert _decisions(sqlite_desk) > 0 and not demo_waiting(sqlite_desk.sessions)
+    assert not [b for b in at.button if b.key == "simulate_demo"]  # done once: the offer is gone
+
+
+def test_a_lead_is_told_an_admin_simulates_the_demo_history(monkeypatch, sqlite_desk) -> None:
+    demo_world(sqlite_desk)
+    at = _app(monkeypatch, sqlite_desk, "lead")
+    assert not at.exception
+    assert not [b for b in at.button if b.key == "simulate_demo"]
+    assert any("An admin can do this" in c.value for c in at.caption)
+    assert _decisions(sqlite_desk) == 0
+
+
+def test_no_demo_offer_without_the_demo_set(monkeypatch, sqlite_desk) -> None:
+    at = _app(monkeypatch, sqlite_desk, "admin")
+    assert not at.exception
+    assert not [b for b in at.button if b.key == "simulate_demo"]
+    assert not any("demo" in m.value.lower() for m in at.markdown)
+
+
+def test_operations_starts_a_scoring_worker(sqlite_desk, monkeypatch, tmp_path: Path) -> None:
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(tmp_path / "a.png")
+    ingest_records(sqlite_desk.sessions, [{"external_id": "u1", "text": "加微信 abc12345 领红包", "images": ["a.png"]}],
+                   sqlite_desk.settings, base_dir=tmp_path)  # fmt: skip
+    at = open_app(monkeypatch, sqlite_desk, "lead", "pages/ingest.py")
+    assert any("1 post waits for a verdict" in c.value for c in at.caption)
+    at.selectbox(key="score_provider").select("baseline").run()
+    at.button(key="score_start").click().run()
+    assert not at.exception
+    deadline = datetime.now(UTC) + timedelta(seconds=120)
+    while datetime.now(UTC) < deadline:
+        with sqlite_desk.sessions() as session:
+            if session.scalar(select(func.count(Verdict.id))):
+                break
+    with sqlite_desk.sessions() as session:
+        verdict = session.scalars(select(Verdict)).one()
+    assert verdict.provider == "baseline" and verdict.violation

@@ -1,0 +1,68 @@
+"""review/ingest/run.py: the entry points — ``ingest_records`` (the API: locations and relative
+image paths) and the permission check every entry point makes, against the role stored now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from db.models import Post, User
+from review.auth import OPERATOR, PermissionDenied
+from review.desk import Desk
+from review.ingest import ingest_paths, ingest_records
+from review.ingest.uploads import ingest_upload
+from review.worker import start_scoring
+from tests.conftest import account, jsonl_bytes, make_image, rejections, row_count, stored_posts
+
+
+def test_ingest_records_api_locations_and_relative_paths(sqlite_desk: Desk, tmp_path: Path) -> None:
+    folder = tmp_path / "uploads"
+    make_image(folder / "pic.png", 3)
+    report = ingest_records(
+        sqlite_desk.sessions,
+        [
+            {"external_id": "api1", "images": ["pic.png"], "client": "mobile"},
+            "not a record",
+            {"text": "no id"},
+            {"external_id": "api4", "images": ["pic.png"]},
+        ],
+        sqlite_desk.settings,
+        source="api",
+        base_dir=folder,
+    )
+    assert report.added == 2
+    found = rejections(report)
+    assert list(found) == ["record 2", "record 3"]
+    assert "expected an object" in found["record 2"]
+    assert "external_id" in found["record 3"]
+    posts = stored_posts(sqlite_desk)
+    assert set(posts) == {"api1", "api4"}
+    assert posts["api1"].source == "api" and posts["api1"].meta == {"client": "mobile"}
+
+    no_base = ingest_records(sqlite_desk.sessions, [{"external_id": "x", "images": ["pic.png"]}], sqlite_desk.settings)
+    assert no_base.added == 0
+    assert "'pic.png'" in rejections(no_base)["record 1"]
+    assert "needs an input folder" in rejections(no_base)["record 1"]
+    assert row_count(sqlite_desk, Post) == 2
+
+
+def test_a_role_lowered_after_sign_in_is_refused(desk: Desk, tmp_path: Path) -> None:
+    lead = account(desk, "lead")  # the Actor a page holds since sign-in
+    with desk.sessions() as session, session.begin():
+        session.execute(update(User).where(User.id == lead.id).values(role="moderator"))
+    files = [("posts.jsonl", jsonl_bytes({"external_id": "m1"}))]
+    with pytest.raises(PermissionDenied):
+        ingest_upload(desk.sessions, desk.settings, lead, files)
+    path = tmp_path / "posts.jsonl"
+    path.write_bytes(files[0][1])
+    with pytest.raises(PermissionDenied):
+        ingest_paths(desk.sessions, [path], desk.settings, actor=lead)
+    with pytest.raises(PermissionDenied):
+        start_scoring(desk.settings, lead, limit=1, provider="baseline")
+    with pytest.raises(PermissionDenied):
+        start_scoring(desk.settings, lead, limit=1, provider="baseline", sessions=desk.sessions)
+    assert stored_posts(desk) == {}
+    assert ingest_paths(desk.sessions, [path], desk.settings, actor=OPERATOR).added == 1
