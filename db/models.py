@@ -327,7 +327,8 @@ class ReviewEvent(Base):
     status_before: Mapped[str | None] = mapped_column(String(16))
     second_review: Mapped[bool] = mapped_column(Boolean, default=False)  # a decision taken in a second review
     # For a confirm / overturn: the post waits for a (further) second review after it (drawn for
-    # one, or more labels wanted), which review/status.py needs to recompute the status.
+    # one, or more labels wanted), which review/status.py needs to recompute the status. From 0008;
+    # a decision undone before 0008 reads FALSE (nothing recorded where it had sent the post).
     to_second_review: Mapped[bool] = mapped_column(Boolean, server_default=false())
     # Client-chosen key: repeating an event with the same key is a no-op.
     idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)

@@ -75,7 +75,6 @@ class Kind(enum.StrEnum):
 
 
 ALL_KINDS = frozenset(Kind)
-TOMBSTONE_KINDS = frozenset({Kind.MEDIA, Kind.TEXT})  # erasing either makes the post a tombstone
 
 
 class ReasonMissing(ReviewError):

@@ -1,8 +1,16 @@
 """What a person may see of a post while it waits for (or is in) its blind second review: the
 one rule, applied by the core functions that hand posts, verdicts and history to people
-(``review.browse.list_posts`` / ``get_posts``, ``review.followup.load_post``,
-``review.decisions.history``, ``review.workbench.ReviewSession``), so that no caller (page,
-command line, API) receives what a blind reviewer must not see.
+(``review.browse.list_posts`` / ``get_posts``, ``review.queue.queue_page``,
+``review.followup.load_post``, ``review.decisions.history``, ``review.workbench.ReviewSession``),
+so that no caller (page, command line, API) receives a hidden verdict, label or note. The notes
+rule outside blind reviews is here too (:func:`may_read_note`).
+
+Not covered yet (older than this module): the queue still orders, filters and counts hidden
+second reviews by their verdict (priority is severity × confidence; the category, violation and
+confidence filters and the per-category counts read the verdict), and a thumbnail the verdict's
+category blurs stays blurred, so a moderator can infer a hidden verdict from where a post
+appears. Closing that needs a queue position for second reviews that does not depend on the
+verdict: a change of behaviour, left for its own issue.
 
 Two facts, one function (:func:`sight`):
 
@@ -83,6 +91,12 @@ def sights(session: Session, viewer: Viewer, post_ids: Collection[int], *, revie
         post_id: sight(viewer, status, holder, bool(rated), reviewing=reviewing)
         for post_id, status, holder, rated in rows
     }
+
+
+def may_read_note(actor: Actor, author_id: int | None) -> bool:
+    """The notes rule: a note (a decision's reason, an escalation's) is read by its author and by
+    the roles that read every note (leads, admins); blind reviewers read none (:func:`sight`)."""
+    return author_id == actor.id or actor.can(Permission.READ_ALL_NOTES)
 
 
 def blind_for(session: Session, actor: Actor, post_id: int) -> bool:

@@ -23,10 +23,6 @@ CHUNK_BITS = 16
 CHUNK_MASK = (1 << CHUNK_BITS) - 1
 
 
-def phash_int(hex_hash: str) -> int:
-    return int(hex_hash, 16)
-
-
 def _masks(radius: int) -> np.ndarray:
     """All 16-bit XOR masks with at most ``radius`` bits set."""
     out = [0]

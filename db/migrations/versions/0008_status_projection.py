@@ -36,6 +36,10 @@ DEAD = {  # what the new checks refuse → the count that must be zero first
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # db.models.BigID
 # A confirm / overturn sent its post to a (further) second review when the post's next decision
 # was taken in second review or, with no decision after it, when the post waits in second review now.
+# A decision that was undone before 0008 left no trace of where it sent the post (the undo restored
+# the status before it), so it is read as not sent: FALSE. The status replays right either way (an
+# undo restores the recorded status whatever the decision did), and an undone decision is not a
+# standing label; only this flag of those old rows may be wrong.
 BACKFILL = """
 UPDATE review_event SET to_second_review = TRUE
 WHERE action IN ('confirm', 'overturn') AND bulk_id IS NULL AND status_before IN ('queued', 'second_review')
