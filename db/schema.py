@@ -66,6 +66,29 @@ def _run(step: Callable[[Config, str], None], engine: Engine, revision: str) -> 
         step(alembic_config(engine), revision)
     except CommandError as exc:  # unknown revision, a head that cannot be reached, …
         raise SchemaOutOfDate(f"cannot migrate to {revision!r}: {exc}") from None
+    _restore_statistics(engine)
+
+
+def _restore_statistics(engine: Engine) -> None:
+    """SQLite loses a table's planner statistics when a migration rebuilds it (batch mode copies
+    the table and drops the old one), and without them it may pick slower plans for the queue and
+    the metrics. A database that had statistics (ANALYZE ran: ``sqlite_stat1`` exists) gets them
+    back for every table that has none now; one that never had them is left as it was."""
+    if engine.dialect.name != "sqlite":
+        return  # Postgres keeps its statistics through ALTER TABLE
+    with engine.begin() as conn:
+        if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first() is None:
+            return
+        analysed = {row[0] for row in conn.exec_driver_sql("SELECT DISTINCT tbl FROM sqlite_stat1")}
+        tables = [
+            row[0]
+            for row in conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name"
+            )
+        ]
+        for table in tables:
+            if table not in analysed:
+                conn.exec_driver_sql(f'ANALYZE "{table}"')
 
 
 def require_current(engine: Engine) -> None:

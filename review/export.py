@@ -82,6 +82,7 @@ from review.inference.schema import (
     ModelAnswer,
     Sentiment,
 )
+from review.ingest import Progress  # progress(stage, total) → callback(done), as ingest reports it
 from review.inputs import normalise_text
 from review.metrics.filters import disagreement, disagrees, label_conditions
 from review.policy import Policy, load_policy
@@ -101,9 +102,6 @@ COPY_BATCH = 1000  # images per cp process
 # A literal <image> or <video> in a post would be read by trainers as a placeholder with no picture.
 PLACEHOLDERS = re.compile(r"<(?=(?:image|video)>)", re.IGNORECASE)
 SIGNALS_COMMAND = "python -m review signals"
-
-# progress(stage, total) → callback(done), as review.ingest reports (tqdm in the CLI)
-Progress = Callable[[str, int], Callable[[int], None]]
 
 
 @dataclass(frozen=True)

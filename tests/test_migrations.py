@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import insert, inspect, select, text
+from sqlalchemy import Engine, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -288,6 +288,41 @@ def _queue_index_sql(engine, name: str = "ix_post_queue") -> str:
         if engine.dialect.name == "sqlite":
             return conn.exec_driver_sql(f"SELECT sql FROM sqlite_master WHERE name = '{name}'").scalar()
         return conn.exec_driver_sql(f"SELECT indexdef FROM pg_indexes WHERE indexname = '{name}'").scalar()
+
+
+def test_a_rebuilt_table_gets_its_planner_statistics_back(tmp_path: Path) -> None:
+    """SQLite drops a table's ANALYZE statistics when a migration rebuilds it (0008 rebuilds post,
+    review_event and signal); without them the metrics' agreement query took 2.4 s instead of
+    1.5 s at a million decisions. A database that had statistics has them after the upgrade and
+    the downgrade; one that never had them is left without."""
+    analysed = make_engine(f"sqlite:///{tmp_path / 'analysed.db'}")
+    never = make_engine(f"sqlite:///{tmp_path / 'never.db'}")
+
+    def stats(engine: Engine) -> set[str]:
+        with engine.connect() as conn:
+            if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first() is None:
+                return set()
+            return {row[0] for row in conn.exec_driver_sql("SELECT DISTINCT tbl FROM sqlite_stat1")}
+
+    try:
+        for engine in (analysed, never):
+            schema.upgrade(engine, "0007")
+            with engine.begin() as conn:
+                for pid in range(1, 4):
+                    conn.exec_driver_sql(_post_sql(pid, "queued"))
+                    conn.exec_driver_sql(_event_sql(pid, pid, "claim"))
+        with analysed.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+        assert {"post", "review_event"} <= stats(analysed)
+        schema.upgrade(analysed)
+        schema.upgrade(never)
+        assert {"post", "review_event"} <= stats(analysed)
+        assert stats(never) == set()
+        schema.downgrade(analysed, "0007")
+        assert {"post", "review_event"} <= stats(analysed)
+    finally:
+        analysed.dispose()
+        never.dispose()
 
 
 def test_queue_index_sorts_priority_descending(db_url: str) -> None:
