@@ -66,12 +66,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import EventAction, LoginThrottle, Post, Role, User
+from db.models import LoginThrottle, Post, Role, User
 from db.session import rows_changed, writing
 from review import audit, events
 from review.audit import Action
 from review.errors import ReviewError
-from review.events import NewEvent
 
 MAX_FAILURES = 5  # the pair: one account from one client
 CLIENT_MAX_FAILURES = 30  # one client, across accounts
@@ -680,16 +679,7 @@ def release_claims_of(session: Session, user_id: int, *, by: Actor, now: datetim
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     released = 0
+    note = f"released {holder}'s claim: the account was deactivated"
     for post_id in session.scalars(query).all():
-        done = rows_changed(
-            session,
-            update(Post)
-            .where(Post.id == post_id, Post.claimed_by_id == user_id, Post.lease_expires_at > now)
-            .values(claimed_by_id=None, lease_expires_at=None)
-            .execution_options(synchronize_session=False),
-        )
-        if done == 1:
-            note = f"released {holder}'s claim: the account was deactivated"
-            events.write(session, NewEvent(post_id, account_id(by), EventAction.RELEASE, now, note=note))
-            released += 1
+        released += events.end_claim(session, post_id, user_id, by=account_id(by), now=now, note=note)
     return released

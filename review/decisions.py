@@ -255,17 +255,10 @@ def force_release(
         if holder_id is None or post.lease_expires_at is None or post.lease_expires_at <= now:
             raise ReviewError(f"nobody is reviewing post {post_id}: there is no claim to release")
         holder = session.scalar(select(User.username).where(User.id == holder_id)) or f"user {holder_id}"
-        done = rows_changed(
-            session,
-            update(Post)
-            .where(Post.id == post_id, Post.claimed_by_id == holder_id, Post.lease_expires_at > now)
-            .values(claimed_by_id=None, lease_expires_at=None)
-            .execution_options(synchronize_session=False),
-        )
-        if done != 1:  # SQLite holds the write lock and Postgres the row: cannot happen
-            raise ReviewError(f"the claim on post {post_id} changed meanwhile; nothing was released")
         note = f"released {holder}'s claim" + (f": {reason}" if reason else "")
-        events.write(session, NewEvent(post_id, actor.id, EventAction.RELEASE, now, note=note[:MAX_NOTE]))
+        if not events.end_claim(session, post_id, holder_id, by=actor.id, now=now, note=note[:MAX_NOTE]):
+            # SQLite holds the write lock and Postgres the row: cannot happen
+            raise ReviewError(f"the claim on post {post_id} changed meanwhile; nothing was released")
         audit.record(session, actor, Action.CLAIMS_RELEASED, holder, client=client, count=1, post_id=post_id,
                      why=reason or "released by a lead")  # fmt: skip
         return holder

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import EventAction, Post, ReviewEvent
+from db.session import rows_changed
 from review.status import Move, Step, next_status, step_of
 
 
@@ -71,3 +72,20 @@ def write(session: Session, event: NewEvent) -> ReviewEvent:
             .execution_options(synchronize_session=False)
         )
     return row
+
+
+def end_claim(session: Session, post_id: int, holder_id: int, *, by: int | None, now: datetime, note: str) -> bool:
+    """End ``holder_id``'s live claim on ``post_id`` for someone else (a lead, an account's
+    deactivation): the claim is cleared on the condition that it is still that live claim, and a
+    ``release`` event by ``by`` says why (``note``). False, and nothing written, when it is not."""
+    done = rows_changed(
+        session,
+        update(Post)
+        .where(Post.id == post_id, Post.claimed_by_id == holder_id, Post.lease_expires_at > now)
+        .values(claimed_by_id=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False),
+    )
+    if done != 1:
+        return False
+    write(session, NewEvent(post_id, by, EventAction.RELEASE, now, note=note))
+    return True

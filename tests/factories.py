@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from db.models import Media, Post, PostMedia, ReviewEvent, User, Verdict
 from review import labels
@@ -45,6 +46,18 @@ def add_verdict(session, post_id: int, category: str, confidence: float, *, fail
     session.add(v)
     session.flush()
     return v
+
+
+def queue_with(session: Session, verdict: Verdict) -> Verdict:
+    """Store ``verdict`` and queue its post as scoring leaves it: the post points at the verdict,
+    waits in the queue, at the priority the queue's rule gives it."""
+    session.add(verdict)
+    session.flush()
+    point_at(session, verdict)
+    session.execute(
+        update(Post).where(Post.id == verdict.post_id).values(status="queued", priority=queue_priority(verdict))
+    )
+    return verdict
 
 
 def add_decision(session, post_id: int, user_id: int, verdict: Verdict, label: str, at: datetime) -> None:
@@ -143,10 +156,7 @@ def export_world(desk: Desk, tmp_path: Path) -> list[int]:
                         confidence=None if said is None else 0.8, description=f"picture {i}", ocr_text="",
                         image_text_consistency="consistent", sentiment="neutral", tags=["t"],
                         rationale=f"model rationale {i}", parse_notes=[])  # fmt: skip
-            session.add(v)
-            session.flush()
-            point_at(session, v)
-            session.execute(update(Post).where(Post.id == post_id).values(status="queued", priority=queue_priority(v)))
+            queue_with(session, v)
         media = session.scalars(
             select(PostMedia.media_id).where(PostMedia.post_id.in_([ids[0], ids[1]]))
         ).all()  # the first two posts are near-duplicates of each other
@@ -189,12 +199,7 @@ def queued_posts(desk: Desk, tmp_path: Path, n: int = 6) -> list[int]:
                 severity=0 if category == "none" else 2, confidence=0.9, tags=[], parse_notes=[],
                 rationale=f"rationale {i} <b>not html</b>",
             )  # fmt: skip
-            session.add(verdict)
-            session.flush()
-            point_at(session, verdict)
-            session.execute(
-                update(Post).where(Post.id == post_id).values(status="queued", priority=queue_priority(verdict))
-            )
+            queue_with(session, verdict)
     return ids
 
 

@@ -40,10 +40,9 @@ from review.errors import ConfigError
 from review.export import ExportOptions, export, select_examples
 from review.ingest import ingest_records
 from review.media import collect_garbage, prepare_image, write_image
-from review.priority import queue_priority
 from review.queue import queue_count
-from review.verdicts import point_at
 from tests.conftest import REPO, account, subprocess_env
+from tests.factories import queue_with
 
 COLOURS = {"a.png": (200, 30, 30), "shared.png": (30, 200, 30), "d.png": (30, 30, 200), "e.png": (120, 120, 0)}
 
@@ -80,10 +79,7 @@ def make_posts(desk, tmp_path: Path, specs: list[tuple[str, str, list[str]]], pr
                         consistency_reason="the caption repeats the image", tags=["phone"],
                         rationale=f"quotes {specs[i][0]}", raw_output=f'{{"rationale": "{specs[i][0]}"}}',
                         parse_notes=["trimmed"])  # fmt: skip
-            session.add(v)
-            session.flush()
-            point_at(session, v)
-            session.execute(update(Post).where(Post.id == post_id).values(status="queued", priority=queue_priority(v)))
+            queue_with(session, v)
         media = session.scalars(select(PostMedia.media_id).where(PostMedia.post_id.in_(ids)).distinct()).all()
         for media_id in media:
             session.add(Signal(media_id=media_id, kind="ocr", value={"text": "call 13812345678"}, producer="rapidocr",

@@ -10,18 +10,16 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from sqlalchemy import update
 
-from db.models import Post, PostStatus, Verdict
+from db.models import PostStatus, Verdict
 from review.auth import Actor
 from review.browse import PostFilter, get_posts, list_posts
 from review.decisions import claim, decide, history, release
 from review.followup import load_post
 from review.ingest import ingest_records
 from review.queue import QueueFilter, QueueRow, queue_page
-from review.verdicts import point_at
 from review.visibility import COMMAND_LINE, HIDDEN_BLUR, Sight, Viewer, blind_for, sight, sights
-from tests.factories import staff
+from tests.factories import queue_with, staff
 
 MOD = Actor(1, "mod", "moderator")
 LEAD = Actor(2, "lead", "lead")
@@ -74,10 +72,7 @@ def _post(desk, tmp_path: Path) -> int:
             text_hash="t", parse_status="ok", violation=True, category="violence_gore", severity=2,
             confidence=0.9, tags=[], parse_notes=[],
         )  # fmt: skip
-        session.add(verdict)
-        session.flush()
-        point_at(session, verdict)
-        session.execute(update(Post).where(Post.id == post_id).values(status="queued", priority=1.8))
+        queue_with(session, verdict)  # priority 2 × 0.9
     return post_id
 
 

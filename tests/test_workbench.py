@@ -16,11 +16,10 @@ from review.decisions import Decision, Label
 from review.ingest import ingest_records
 from review.policy import load_policy
 from review.queue import QueueFilter
-from review.verdicts import point_at
 from review.visibility import HIDDEN_BLUR
 from review.workbench import RENEW_BELOW, Outcome, ReviewSession, ReviewState
 from tests.conftest import post_status
-from tests.factories import queued_posts_with_verdicts, staff
+from tests.factories import queue_with, queued_posts_with_verdicts, staff
 
 
 def _work(desk, actor, state: ReviewState | None = None, **settings) -> ReviewSession:
@@ -211,10 +210,7 @@ def _twins(desk, tmp_path: Path) -> list[int]:
                 text_hash=f"t{i}", parse_status="ok", violation=True, category="violence_gore", severity=2,
                 confidence=0.9, tags=[], parse_notes=[],
             )  # fmt: skip
-            session.add(verdict)
-            session.flush()
-            point_at(session, verdict)
-            session.execute(update(Post).where(Post.id == post_id).values(status="queued", priority=1.8))
+            queue_with(session, verdict)  # priority 2 × 0.9
     return ids
 
 

@@ -19,21 +19,7 @@ from typing import Any
 
 from PIL import Image
 
-from review.demo.drawings import (
-    ad_card,
-    beach_scene,
-    cat_picture,
-    crop_fraction,
-    falling_chart,
-    fire_scene,
-    graphic_placeholder,
-    long_screenshot,
-    meme,
-    product_photo,
-    resized,
-    storm_scene,
-    with_caption_bar,
-)
+from review.demo import drawings
 
 POSTS_FILE = Path(__file__).with_name("posts.toml")
 SEED = 20261101  # of the random stream shared by the file's drawings
@@ -42,19 +28,19 @@ SEED = 20261101  # of the random stream shared by the file's drawings
 DRAWINGS: dict[str, Callable[..., Image.Image]] = {
     draw.__name__: draw
     for draw in (
-        ad_card,
-        beach_scene,
-        cat_picture,
-        crop_fraction,
-        falling_chart,
-        fire_scene,
-        graphic_placeholder,
-        long_screenshot,
-        meme,
-        product_photo,
-        resized,
-        storm_scene,
-        with_caption_bar,
+        drawings.ad_card,
+        drawings.beach_scene,
+        drawings.cat_picture,
+        drawings.crop_fraction,
+        drawings.falling_chart,
+        drawings.fire_scene,
+        drawings.graphic_placeholder,
+        drawings.long_screenshot,
+        drawings.meme,
+        drawings.product_photo,
+        drawings.resized,
+        drawings.storm_scene,
+        drawings.with_caption_bar,
     )
 }
 
