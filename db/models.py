@@ -106,6 +106,7 @@ class EventAction(enum.StrEnum):
     ESCALATE = "escalate"
     SKIP = "skip"
     REOPEN = "reopen"  # undo of a decision
+    REQUEUE = "requeue"  # reports on a decided post sent it back to the queue (review/reports.py); no user
 
 
 def _in(values: type[enum.StrEnum]) -> str:
@@ -162,6 +163,9 @@ class Post(Base):
     # review events, labels and counts remain.
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     purge_event_id: Mapped[int | None] = mapped_column(ForeignKey("audit_event.id"))
+    # Reports from the platform (review/reports.py): the sum of their counts, kept here for the
+    # queue's priority and the Review page; the ``post_report`` rows hold each one.
+    report_count: Mapped[int] = mapped_column(Integer, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     media_links: Mapped[list[PostMedia]] = relationship(
@@ -459,3 +463,150 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReportKind(enum.StrEnum):
+    USER_REPORT = "user_report"  # people on the platform flagged the post
+    CLASSIFIER = "classifier"  # a platform's own model flagged it
+
+
+class PostReport(Base):
+    """A report on a post from the platform (review/reports.py): who flagged it, why, how many
+    times. Append-only. ``status_at_arrival`` tells a report that reached a decided post (counted
+    towards re-queueing it) from one on a post still waiting."""
+
+    __tablename__ = "post_report"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(255), default="")
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status_at_arrival: Mapped[str] = mapped_column(String(16))
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_token.id"))  # which integration sent it
+
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_in(ReportKind)})", name="kind"),
+        CheckConstraint("count >= 1", name="count"),
+        Index("ix_post_report_post_id", "post_id", "id"),
+    )
+
+
+class ApiToken(Base):
+    """A platform's credential for the HTTP API (review/tokens.py). Only a hash of the token is
+    stored; the token itself is shown once, when it is made."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256, hex
+    hint: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell tokens apart
+    scopes: Mapped[str] = mapped_column(String(255))  # comma-separated review.tokens.Scope values
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))  # None: the command line
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookEndpoint(Base):
+    """Where decisions are delivered (review/webhooks.py): a URL, the event types it takes, the
+    secret that signs them (Standard Webhooks)."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str] = mapped_column(String(255), default="")
+    event_types: Mapped[str] = mapped_column(String(512), default="*")  # comma-separated, or "*"
+    secret: Mapped[str] = mapped_column(String(100))  # "whsec_" + base64 of 32 random bytes
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxEvent(Base):
+    """An outgoing event (review/outbox.py), written in the same transaction as the review event
+    it tells of. Append-only; also the decision feed (``GET /v1/decisions``). ``payload`` is the
+    exact JSON text that is signed and sent (text, not JSON: JSONB would reorder it)."""
+
+    __tablename__ = "outbox_event"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(40), unique=True)  # the webhook-id, the same on every retry
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)  # the feed's order: commit order (outbox_clock)
+    review_event_id: Mapped[int] = mapped_column(ForeignKey("review_event.id", ondelete="RESTRICT"), unique=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="RESTRICT"))
+    type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    payload: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_outbox_event_post_id", "post_id", "seq"),)
+
+
+class OutboxClock(Base):
+    """One row: the last ``outbox_event.seq`` handed out. Writers take it under a row lock held
+    to commit, so the feed's order is commit order (an id sequence is not: review/outbox.py)."""
+
+    __tablename__ = "outbox_clock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"  # every retry failed (or the endpoint answered 410 Gone); an admin may redeliver
+
+
+PENDING_DELIVERY = sql_text("status = 'pending'")
+
+
+class WebhookDelivery(Base):
+    """One outgoing event for one endpoint: the delivery worker's work queue (review/delivery.py).
+    Written with the event; leased by a worker while it is being sent."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("outbox_event.id", ondelete="RESTRICT"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoint.id", ondelete="CASCADE"))
+    post_id: Mapped[int] = mapped_column(BigInteger)  # the event's, for the per-post order without a join
+    seq: Mapped[int] = mapped_column(BigInteger)  # the event's
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))  # one line; never the response body
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dead_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id"),
+        CheckConstraint(f"status IN ({_in(DeliveryStatus)})", name="status"),
+        # the worker's scan: pending deliveries due, oldest event first; partial: delivered rows
+        # pile up and are never scanned
+        Index(
+            "ix_webhook_delivery_due",
+            "next_attempt_at",
+            "seq",
+            sqlite_where=PENDING_DELIVERY,
+            postgresql_where=PENDING_DELIVERY,
+        ),
+        # the per-post order: is there an earlier pending event of this post for this endpoint?
+        Index(
+            "ix_webhook_delivery_order",
+            "endpoint_id",
+            "post_id",
+            "seq",
+            sqlite_where=PENDING_DELIVERY,
+            postgresql_where=PENDING_DELIVERY,
+        ),
+        Index("ix_webhook_delivery_endpoint_status", "endpoint_id", "status", "id"),
+    )
