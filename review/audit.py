@@ -56,6 +56,11 @@ class Action(enum.StrEnum):
     RETENTION = "retention"
     MEDIA_GC = "media.gc"
     BACKUP = "backup"
+    TOKEN_CREATE = "token.create"
+    TOKEN_REVOKE = "token.revoke"
+    WEBHOOK_ADD = "webhook.add"
+    WEBHOOK_CHANGE = "webhook.change"  # enabled, disabled
+    WEBHOOK_REDELIVER = "webhook.redeliver"
 
 
 def _who(actor: Actor | None) -> tuple[int | None, str]:

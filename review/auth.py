@@ -100,11 +100,13 @@ class Permission(enum.StrEnum):
     MANAGE_USERS = "manage_users"
     AUDIT = "audit"  # read and export the audit log
     PURGE = "purge"  # erase posts' content, apply retention, make backups
+    INTEGRATIONS = "integrations"  # API tokens and webhook endpoints (review/tokens.py, review/webhooks.py)
 
 
 GRANTS: dict[str, frozenset[Permission]] = {
     Role.MODERATOR: frozenset({Permission.REVIEW}),
-    Role.LEAD: frozenset(Permission) - {Permission.MANAGE_USERS, Permission.AUDIT, Permission.PURGE},
+    Role.LEAD: frozenset(Permission)
+    - {Permission.MANAGE_USERS, Permission.AUDIT, Permission.PURGE, Permission.INTEGRATIONS},
     Role.ADMIN: frozenset(Permission),
 }
 

@@ -38,6 +38,10 @@ ENV_VARS = {
     "RETAIN_TEXT_DAYS": "retain_text_days",
     "RETAIN_RAW_OUTPUT_DAYS": "retain_raw_output_days",
     "TRUSTED_PROXY_HEADER": "trusted_proxy_header",
+    "REQUEUE_AFTER_REPORTS": "requeue_after_reports",
+    "WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
+    "WEBHOOK_RETRY_SCHEDULE": "webhook_retry_schedule",
+    "WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
 }
 
 
@@ -88,6 +92,23 @@ class Settings:
     # (X-Forwarded-For): its last entry is then the client. Only with such a proxy: otherwise a
     # client writes the header itself and picks its own address.
     trusted_proxy_header: str = ""
+    # Reports from the platform (review/reports.py) on a decided post: it goes back to the queue
+    # once this many reports (their counts summed) arrived after its decision. 0: never.
+    requeue_after_reports: int = 3
+    # Webhooks (review/webhooks.py, review/delivery.py). By default an endpoint may not be on a
+    # loopback or private address (a webhook URL is a way into the desk's own network); true
+    # allows them, for single-host installs and tests. Link-local (cloud metadata) stays refused.
+    webhook_allow_private: bool = False
+    # Seconds to wait before each retry of a failed delivery, comma-separated (each lengthened by
+    # up to 25 % of random jitter); after the last one the delivery is dead. The default is
+    # Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about 27.6 hours in all).
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
+    # How long one delivery may take (connect and answer), in seconds.
+    webhook_timeout_seconds: float = 15.0
+
+    def retry_delays(self) -> list[float]:
+        """``webhook_retry_schedule`` as numbers (checked when the settings are read)."""
+        return [float(part) for part in self.webhook_retry_schedule.split(",") if part.strip()]
 
     def with_overrides(self, **values: object) -> Settings:
         return replace(self, **_coerce(values))
@@ -132,6 +153,21 @@ def _coerce(values: dict[str, object]) -> dict[str, Any]:
         if header and not (len(header) <= 64 and set(header.lower()) <= HEADER_CHARS):
             raise ConfigError(f"setting trusted_proxy_header must be a header name such as X-Forwarded-For (or empty), "
                               f"got {header!r}")  # fmt: skip
+    schedule = out.get("webhook_retry_schedule")
+    if isinstance(schedule, str):
+        try:
+            delays = [float(part) for part in schedule.split(",") if part.strip()]
+        except ValueError:
+            delays = [-1.0]
+        if not delays or any(not 0 <= d <= 7 * 86400 for d in delays) or len(delays) > 20:
+            raise ConfigError(f"setting webhook_retry_schedule must be 1 to 20 comma-separated numbers of seconds "
+                              f"(0 to a week each), got {schedule!r}")  # fmt: skip
+    timeout = out.get("webhook_timeout_seconds")
+    if isinstance(timeout, float) and not 0 < timeout <= 120:
+        raise ConfigError(f"setting webhook_timeout_seconds must be more than 0 and at most 120, got {timeout}")
+    requeue = out.get("requeue_after_reports")
+    if isinstance(requeue, int) and requeue < 0:
+        raise ConfigError(f"setting requeue_after_reports must be 0 (never) or more, got {requeue}")
     raters = out.get("qa_raters")
     if isinstance(raters, int) and not 2 <= raters <= MAX_QA_RATERS:
         raise ConfigError(f"setting qa_raters must be between 2 and {MAX_QA_RATERS}, got {raters}")

@@ -612,8 +612,9 @@ def undo(
 
 
 def _queue_priority(session: Session, post_id: int) -> float:
-    """The priority scoring gave a post (for an undone escalation or decision)."""
-    return queue_priority(current_verdict(session, post_id))
+    """The priority scoring gave a post, with its reports (for an undone escalation or decision)."""
+    reports = session.scalar(select(Post.report_count).where(Post.id == post_id)) or 0
+    return queue_priority(current_verdict(session, post_id), reports)
 
 
 def new_idempotency_key() -> str:

@@ -2,7 +2,8 @@
 moved by the table in :mod:`review.status` in the same transaction.
 
 Claims, releases (a moderator's own, a lead's, a deactivation's), decisions one by one and in
-bulk, and undos all go through :func:`write`; nothing else writes ``post.status`` but the
+bulk, undos and re-queues by reports all go through :func:`write`, which also writes the
+outgoing event the platform is told of (:mod:`review.outbox`); nothing else writes ``post.status`` but the
 scoring worker, through the same table. The callers keep the conditions that make an action
 theirs to take (a live claim, the row lock) and the post's other columns (claim, lease,
 priority); the writer owns the event row and the status.
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from db.models import EventAction, Post, ReviewEvent
 from db.session import rows_changed
+from review import outbox
 from review.status import Move, Step, next_status, step_of
 
 
@@ -54,7 +56,8 @@ class NewEvent:
 
 
 def write(session: Session, event: NewEvent) -> ReviewEvent:
-    """Insert ``event`` (flushed: it has its id) and move its post's status by the table, in the
+    """Insert ``event`` (flushed: it has its id), move its post's status by the table and write
+    its outgoing event (review/outbox.py: for the actions the platform is told of), all in the
     caller's transaction, which holds the post (its row lock, or SQLite's write lock). A step the
     table refuses raises ``review.status.StatusRefused`` and writes nothing."""
     status = session.scalar(select(Post.status).where(Post.id == event.post_id))
@@ -71,6 +74,7 @@ def write(session: Session, event: NewEvent) -> ReviewEvent:
             .values(status=after)
             .execution_options(synchronize_session=False)
         )
+    outbox.enqueue(session, row, after)
     return row
 
 

@@ -100,17 +100,23 @@ def read_image_file(path: Path, max_bytes: int) -> bytes:
         raise MediaError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not path.is_file():
         raise MediaError(f"not a regular file: {path}")
-    if size == 0:
-        raise MediaError(f"the file is empty (0 bytes): {path}")
-    if size > max_bytes:
-        raise MediaError(
-            f"the file is {size:,} bytes ({size / 2**20:.1f} MiB); images over {max_bytes:,} bytes are refused "
-            f"(MAX_IMAGE_BYTES): {path}"
-        )
+    check_image_size(size, max_bytes, f": {path}")
     try:
         return path.read_bytes()
     except OSError as exc:
         raise MediaError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def check_image_size(size: int, max_bytes: int, where: str = "") -> None:
+    """Refuse an empty image or one over ``max_bytes`` (MAX_IMAGE_BYTES) before any decoding;
+    ``where`` ends the message (": path")."""
+    if size == 0:
+        raise MediaError(f"the file is empty (0 bytes){where}")
+    if size > max_bytes:
+        raise MediaError(
+            f"the file is {size:,} bytes ({size / 2**20:.1f} MiB); images over {max_bytes:,} bytes are refused "
+            f"(MAX_IMAGE_BYTES){where}"
+        )
 
 
 def _describe_unknown(data: bytes) -> str:

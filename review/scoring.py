@@ -231,13 +231,14 @@ def _store(session: Session, worker: str, row: Verdict) -> bool:
     """Insert a verdict and move its post to the queue (by the status table: only an unscored post
     takes a verdict), if this worker still holds the post. Returns False (and writes nothing)
     when another worker finished the post first."""
+    reports = session.scalar(select(Post.report_count).where(Post.id == row.post_id)) or 0
     moved = rows_changed(
         session,
         update(Post)
         .where(Post.id == row.post_id, Post.status == PostStatus.UNSCORED, LIVE_POST, Post.score_lease_owner == worker)
         .values(
             status=next_status(PostStatus.UNSCORED, SCORED),
-            priority=queue_priority(row),
+            priority=queue_priority(row, reports),
             score_lease_owner=None,
             score_lease_expires_at=None,
             updated_at=datetime.now(UTC),

@@ -44,6 +44,7 @@ class Step(enum.StrEnum):
     ESCALATE = "escalate"
     SKIP = "skip"
     REOPEN = "reopen"  # undo: back to the status the undone decision recorded
+    REQUEUE = "requeue"  # reports on a decided post sent it back (review/reports.py)
 
 
 RESTORED = "restored"  # a table value: the status the undone decision recorded (the step's ``before``)
@@ -64,6 +65,8 @@ TABLE: dict[tuple[PostStatus, Step], str] = {
     (PostStatus.SECOND_REVIEW, Step.TO_SECOND_REVIEW): PostStatus.SECOND_REVIEW,
     # undo of the post's latest decision (a skip included)
     **{(s, Step.REOPEN): RESTORED for s in _AFTER_A_DECISION},
+    # enough reports after its decision put a settled post back in the queue
+    (PostStatus.DECIDED, Step.REQUEUE): PostStatus.QUEUED,
 }
 
 

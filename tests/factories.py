@@ -55,7 +55,7 @@ def queue_with(session: Session, verdict: Verdict) -> Verdict:
     session.flush()
     point_at(session, verdict)
     session.execute(
-        update(Post).where(Post.id == verdict.post_id).values(status="queued", priority=queue_priority(verdict))
+        update(Post).where(Post.id == verdict.post_id).values(status="queued", priority=queue_priority(verdict, 0))
     )
     return verdict
 

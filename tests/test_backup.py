@@ -97,7 +97,7 @@ def _world(desk: Desk, folder: Path, n: int = 8, *, plain: int = 0) -> list[int]
             session.add(v)
             session.flush()
             point_at(session, v)
-            session.execute(update(Post).where(Post.id == post_id).values(status="queued", priority=queue_priority(v)))
+            session.execute(update(Post).where(Post.id == post_id).values(status="queued", priority=queue_priority(v, 0)))
     moderator = account(desk, "moderator")
     for i, post_id in enumerate(ids[:n]):
         if i >= 6:

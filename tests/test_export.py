@@ -377,7 +377,7 @@ def decided(sqlite_desk, tmp_path):
             session.add(v)
             session.flush()
             point_at(session, v)
-            session.execute(update(Post).where(Post.id == post_id).values(status="queued", priority=queue_priority(v)))
+            session.execute(update(Post).where(Post.id == post_id).values(status="queued", priority=queue_priority(v, 0)))
         session.execute(update(Media).values(dup_cluster=Media.id))
     moderator = account(desk, "moderator")
     for (_, _, said, human, note), post_id in zip(POSTS, ids, strict=True):

@@ -21,7 +21,8 @@ RULES = {  # rule module → the desk's modules it may reach (directly or throug
     "review.verdicts": BELOW_THE_STAGES,
     "review.priority": BELOW_THE_STAGES | {"review.verdicts"},
     "review.status": BELOW_THE_STAGES,
-    "review.events": BELOW_THE_STAGES | {"review.status"},
+    "review.outbox": BELOW_THE_STAGES,
+    "review.events": BELOW_THE_STAGES | {"review.status", "review.outbox"},
     "review.labels": BELOW_THE_STAGES | {"review.verdicts"},
 }
 # The flow, in order: a module of a stage may import its own stage's modules and earlier ones.

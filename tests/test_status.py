@@ -20,6 +20,7 @@ from review.auth import release_claims_of
 from review.decisions import Label, claim, decide, decide_bulk, force_release, release, undo
 from review.errors import ReviewError
 from review.events import NewEvent
+from review.reports import add_report
 from review.status import RESTORED, SCORED, TABLE, Move, StatusRefused, Step, move_of, next_status, replay
 from tests.factories import staff
 
@@ -163,7 +164,9 @@ def test_stored_status_is_the_table_folded_over_the_history(desk) -> None:
                 held = [p for p in posts if live_holder(desk, p) is not None]
                 if held:
                     force_release(desk.sessions, lead, rng.choice(held), reason="gone home")
-            elif roll < 0.27:
+            elif roll < 0.31:  # reports re-queue a decided post once three arrived after its decision
+                add_report(desk.sessions, desk.settings, rng.choice(posts), "user_report", count=rng.randint(1, 2))
+            elif roll < 0.33:
                 with writing(desk.sessions) as session:
                     release_claims_of(session, rng.choice(moderators).id, by=lead)
             else:

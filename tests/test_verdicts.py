@@ -51,7 +51,7 @@ def _post(session, name: str, verdicts: list[Spec], status: str = "queued") -> i
         session.add(verdict)
         session.flush()
         point_at(session, verdict)
-        post.priority = queue_priority(verdict)
+        post.priority = queue_priority(verdict, 0)
     return post.id
 
 
@@ -127,7 +127,7 @@ def test_current_verdict_is_the_newest_for_every_caller(desk) -> None:
         assert {pid: posts[pid].verdict_id for pid in ids} == newest
         assert (posts[hidden].verdict_category, posts[hidden].verdict_violation) == (None, None)
         assert (posts[recovered].verdict_category, posts[recovered].verdict_violation) == ("fraud_spam", True)
-        assert posts[hidden].priority == FAILURE_PRIORITY == queue_priority(None)
+        assert posts[hidden].priority == FAILURE_PRIORITY == queue_priority(None, 0)
         assert posts[recovered].priority == pytest.approx(3 * 0.9)
         # the browser
         shown = get_posts(session, COMMAND_LINE, ids)

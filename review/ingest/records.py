@@ -14,6 +14,7 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,6 +143,9 @@ class RawRecord:
     data: dict[str, Any] | None
     base_dir: Path | None  # relative image paths resolve against this folder
     error: str | None = None  # set when the line could not even be parsed
+    # images that came with the record (the API: inline or as multipart parts), by the name its
+    # ``images`` use; when given, names are looked up here and never read as paths
+    attachments: Mapping[str, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,18 @@ class Rejection:
         return f"{self.location}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What became of one record of a run that tracks them (the API answers with these)."""
+
+    order: int  # position in the input, from 1
+    status: str  # "created", "already_present" or "rejected"
+    source: str | None = None
+    external_id: str | None = None
+    post_id: int | None = None
+    reason: str | None = None
+
+
 @dataclass
 class IngestReport:
     added: int = 0
@@ -166,6 +182,7 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)
     encodings: dict[str, str] = field(default_factory=dict)  # input file → encoding used
     post_ids: list[int] = field(default_factory=list)  # ids of the posts added
+    outcomes: list[RecordOutcome] = field(default_factory=list)  # per record, when the run tracks them
 
     @property
     def ok(self) -> bool:

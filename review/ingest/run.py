@@ -7,7 +7,7 @@ audit row, for callers that do both) and ``audited_ingest`` (one audit row per r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +36,34 @@ Progress = Callable[[str, int], Callable[[int], None]]
 
 def ingest_records(
     session_factory: sessionmaker[Session],
-    records: Iterable[dict[str, Any]],
+    records: Iterable[Any],
     settings: Settings,
     *,
     source: str | None = None,
     base_dir: Path | None = None,
+    attachments: Iterable[Mapping[str, bytes] | None] | None = None,
     allow_absolute_paths: bool = False,
     workers: int = 2,
 ) -> IngestReport:
-    """Ingest already-parsed records (the API entry point). Locations are ``record N``."""
+    """Ingest already-parsed records (the API entry point). Locations are ``record N``; the
+    report keeps each record's outcome. ``attachments[i]`` holds the images of ``records[i]`` by
+    the names its ``images`` use (then never read as paths)."""
     ingestor = Ingestor(
-        session_factory, settings, default_source=source, allow_absolute_paths=allow_absolute_paths, workers=workers
+        session_factory,
+        settings,
+        default_source=source,
+        allow_absolute_paths=allow_absolute_paths,
+        workers=workers,
+        track=True,
+    )
+    pairs: Iterable[tuple[Any, Mapping[str, bytes] | None]] = (
+        ((r, None) for r in records) if attachments is None else zip(records, attachments, strict=True)
     )
     raws = (
-        RawRecord(f"record {i}", r, base_dir)
+        RawRecord(f"record {i}", r, base_dir, attachments=files)
         if isinstance(r, dict)
         else RawRecord(f"record {i}", None, base_dir, "expected an object")
-        for i, r in enumerate(records, start=1)
+        for i, (r, files) in enumerate(pairs, start=1)
     )
     ingestor.run(raws)
     return ingestor.report

@@ -18,14 +18,28 @@ from db.models import Media, Post, PostMedia, PostStatus
 from db.session import writing
 from review.config import Settings
 from review.errors import IngestError, MediaError
-from review.ingest.records import IngestReport, PreparedRecord, RawRecord, Rejection, unexpected, validate
-from review.media import StoredImage, prepare_image, read_image_file, write_image
+from review.ingest.records import (
+    IngestReport,
+    PreparedRecord,
+    RawRecord,
+    RecordOutcome,
+    Rejection,
+    unexpected,
+    validate,
+)
+from review.media import StoredImage, check_image_size, prepare_image, read_image_file, write_image
 from review.text import one_line, shown
 
 CHUNK_SIZE = 200  # records per transaction
 
 
 def _resolve_images(prep: PreparedRecord, allow_absolute: bool) -> str | None:
+    attached = prep.raw.attachments
+    if attached is not None:  # images that came with the record: names, never paths
+        missing = [name for name in prep.record.images if name not in attached]
+        if missing:
+            return f"image {missing[0]!r}: no image of that name came with the record"
+        return None
     base = prep.raw.base_dir
     for name in prep.record.images:
         try:
@@ -60,9 +74,14 @@ def _store_images(prep: PreparedRecord, settings: Settings) -> None:
     """Runs in a worker thread: validate every image of one record, then store them all (a
     record with a bad image leaves no file behind)."""
     prepared = []
-    for name, path in zip(prep.record.images, prep.image_paths, strict=True):
+    attached = prep.raw.attachments
+    for i, name in enumerate(prep.record.images):
         try:
-            data = read_image_file(path, settings.max_image_bytes)
+            if attached is not None:
+                data = attached[name]
+                check_image_size(len(data), settings.max_image_bytes)
+            else:
+                data = read_image_file(prep.image_paths[i], settings.max_image_bytes)
             prepared.append(
                 prepare_image(data, max_pixels=settings.max_image_pixels, thumbnail_size=settings.thumbnail_size)
             )
@@ -78,6 +97,17 @@ def _store_images(prep: PreparedRecord, settings: Settings) -> None:
         prep.error = f"could not be written to the media store ({exc.strerror or exc})"
     except Exception as exc:
         prep.error = unexpected(exc)
+
+
+def _key_of(raw: RawRecord) -> tuple[str, str] | None:
+    """A refused record's (source, external_id) as it came, when it names them as text."""
+    data = raw.data or {}
+    source, external_id = data.get("source"), data.get("external_id")
+    if isinstance(external_id, int) and not isinstance(external_id, bool):
+        external_id = str(external_id)
+    if isinstance(external_id, str) and (source is None or isinstance(source, str)):
+        return (source or "", external_id)
+    return None
 
 
 def _is_deadlock(exc: OperationalError) -> bool:
@@ -110,6 +140,7 @@ class Ingestor:
         default_source: str | None,
         allow_absolute_paths: bool,
         workers: int,
+        track: bool = False,
     ) -> None:
         self.session_factory = session_factory
         self.settings = settings
@@ -121,16 +152,38 @@ class Ingestor:
         self.rejected_keys: set[tuple[str, str]] = set()
         self.position = 0  # records read so far; orders the rejections
         self.media_cache: dict[str, int] = {}
+        self.track = track  # keep each record's outcome in the report (the API's answer)
+        self.stored_ids: dict[tuple[str, str], int] = {}  # posts this run created, for its repeats
 
     def warn(self, message: str) -> None:
         self.report.warnings.append(one_line(message))
 
-    def reject(self, order: int, location: str, reason: str) -> None:
-        self.report.rejected.append(Rejection(location, reason, order))
+    def _outcome(
+        self,
+        order: int,
+        status: str,
+        key: tuple[str, str] | None,
+        *,
+        post_id: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        if self.track:
+            source, external_id = key if key else (None, None)
+            self.report.outcomes.append(RecordOutcome(order, status, source, external_id, post_id, reason))
+
+    def reject(self, order: int, location: str, reason: str, key: tuple[str, str] | None = None) -> None:
+        rejection = Rejection(location, reason, order)
+        self.report.rejected.append(rejection)
+        self._outcome(order, "rejected", key, reason=rejection.reason)
 
     def reject_prep(self, prep: PreparedRecord, reason: str) -> None:
-        self.reject(prep.order, prep.raw.location, reason)
-        self.rejected_keys.add((prep.record.source, prep.record.external_id))
+        key = (prep.record.source, prep.record.external_id)
+        self.reject(prep.order, prep.raw.location, reason, key)
+        self.rejected_keys.add(key)
+
+    def present(self, order: int, key: tuple[str, str], post_id: int | None) -> None:
+        self.report.already_present += 1
+        self._outcome(order, "already_present", key, post_id=post_id)
 
     def run(self, records: Iterable[RawRecord]) -> None:
         chunk: list[RawRecord] = []
@@ -143,6 +196,7 @@ class Ingestor:
             if chunk:
                 self._chunk(chunk, pool)
         self.report.rejected.sort(key=lambda r: r.order)  # input order, whatever stage refused them
+        self.report.outcomes.sort(key=lambda o: o.order)
 
     def _chunk(self, chunk: list[RawRecord], pool: ThreadPoolExecutor) -> None:
         fresh: list[PreparedRecord] = []
@@ -158,7 +212,7 @@ class Ingestor:
             except Exception as exc:  # one record's surprise must not cost the chunk
                 prep = unexpected(exc)
             if isinstance(prep, str):
-                self.reject(order, raw.location, prep)
+                self.reject(order, raw.location, prep, _key_of(raw))
                 continue
             prep.order = order
             key = (prep.record.source, prep.record.external_id)
@@ -174,14 +228,16 @@ class Ingestor:
                     raw.location,
                     f"external_id {key[1]!r} (source {key[0]!r}) already appeared at {earlier[0]} "
                     "with different content; give each post its own id",
+                    key,
                 )
 
         with self.session_factory() as session:
             existing = self._existing_keys(session, [(p.record.source, p.record.external_id) for p in fresh])
         todo = []
         for prep in fresh:
-            if (prep.record.source, prep.record.external_id) in existing:
-                self.report.already_present += 1
+            key = (prep.record.source, prep.record.external_id)
+            if key in existing:
+                self.present(prep.order, key, existing[key])
                 continue
             try:
                 error = _resolve_images(prep, self.allow_absolute)
@@ -205,40 +261,49 @@ class Ingestor:
 
         for order, raw, key, first_location in repeats:
             if key in self.rejected_keys:
-                self.reject(order, raw.location, f"repeats {first_location}, which was rejected")
+                self.reject(order, raw.location, f"repeats {first_location}, which was rejected", key)
             else:
-                self.report.already_present += 1
+                self.present(order, key, self.stored_ids.get(key))
                 self.warn(f"{raw.location}: repeats {first_location} exactly; stored once")
 
     @staticmethod
-    def _existing_keys(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        found: set[tuple[str, str]] = set()
+    def _existing_keys(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The stored posts among ``keys``: key → post id."""
+        found: dict[tuple[str, str], int] = {}
         for start in range(0, len(keys), 400):
             part = keys[start : start + 400]
             if part:
                 rows = session.execute(
-                    select(Post.source, Post.external_id).where(tuple_(Post.source, Post.external_id).in_(part))
+                    select(Post.source, Post.external_id, Post.id).where(
+                        tuple_(Post.source, Post.external_id).in_(part)
+                    )
                 )
-                found.update((r.source, r.external_id) for r in rows)
+                found.update({(r.source, r.external_id): r.id for r in rows})
         return found
 
     def _store(self, ready: list[PreparedRecord]) -> None:
         """Insert a chunk in one transaction with batched statements; if another process stored
         some of the same posts or images meanwhile, redo the chunk record by record."""
         cache_before = dict(self.media_cache)
+        results: list[Post | None]
         try:
             with writing(self.session_factory) as session:
-                posts = self._insert_batch(session, ready)
+                results = list(self._insert_batch(session, ready))
         except (IntegrityError, OperationalError) as exc:
             if isinstance(exc, OperationalError) and not _is_deadlock(exc):
                 raise
             self.media_cache = cache_before  # ids from the rolled-back transaction are void
             with writing(self.session_factory) as session:
                 results = [self._insert_one(session, prep) for prep in ready]
-            posts = [p for p in results if p is not None]
-            self.report.already_present += results.count(None)
-        self.report.added += len(posts)
-        self.report.post_ids.extend(p.id for p in posts)
+        for prep, post in zip(ready, results, strict=True):
+            key = (prep.record.source, prep.record.external_id)
+            if post is None:  # another process stored it meanwhile
+                self.present(prep.order, key, None)
+                continue
+            self.report.added += 1
+            self.report.post_ids.append(post.id)
+            self.stored_ids[key] = post.id
+            self._outcome(prep.order, "created", key, post_id=post.id)
 
     def _insert_batch(self, session: Session, ready: list[PreparedRecord]) -> list[Post]:
         # Rows go in sorted by their unique keys, so that concurrent writers take locks in the

@@ -156,7 +156,10 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["event_id"], ["outbox_event.id"], name=op.f("fk_webhook_delivery_event_id_outbox_event"), ondelete="RESTRICT"
+            ["event_id"],
+            ["outbox_event.id"],
+            name=op.f("fk_webhook_delivery_event_id_outbox_event"),
+            ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_delivery")),
         sa.UniqueConstraint("event_id", "endpoint_id", name=op.f("uq_webhook_delivery_event_id_endpoint_id")),

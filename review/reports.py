@@ -1,0 +1,153 @@
+"""Reports from the platform on a post: who flagged it (people, or the platform's classifier),
+why, how many times. They arrive with a post (``POST /v1/posts``) or later
+(``POST /v1/posts/{source}/{external_id}/flags``), and:
+
+- raise the post's place in the queue while it waits (:func:`review.priority.report_boost`);
+- show on the Review page (:func:`reports_of`);
+- on a decided post, do not silently reopen it: they are counted, and once
+  ``requeue_after_reports`` reports (their counts summed; a setting, 3 by default, 0 for never)
+  arrived after its latest decision, the post goes back to the queue by a ``requeue`` event (no
+  user: the platform's reports did it), which the platform is told of (``post.requeued``). The
+  moderator who takes it sees the earlier decision in its history. An escalated post, one in
+  second review or one still waiting just counts the reports; an erased post only keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import EventAction, Post, PostReport, PostStatus, ReportKind, ReviewEvent
+from db.session import writing
+from review import events
+from review.config import Settings
+from review.errors import ReviewError
+from review.events import NewEvent
+from review.priority import queue_priority
+from review.verdicts import current_verdict
+
+MAX_REPORT_COUNT = 1_000_000  # one report row stands for at most this many
+DECISIONS = (EventAction.CONFIRM, EventAction.OVERTURN, EventAction.REOPEN, EventAction.REQUEUE)
+
+
+class ReportError(ReviewError):
+    """A report that cannot be stored (no such post, a bad kind or count)."""
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    report_id: int
+    post_status: str  # after the report
+    report_count: int  # the post's reports, this one included
+    requeued: bool  # this report sent a decided post back to the queue
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """The reports on a post of one kind and reason."""
+
+    kind: str
+    reason: str
+    count: int
+    last_at: datetime
+
+
+def _since_decision(session: Session, post_id: int) -> int:
+    """Reports (counts summed) that arrived after the post's latest decision (or re-queue)."""
+    decided_at = session.scalar(
+        select(func.max(ReviewEvent.created_at)).where(
+            ReviewEvent.post_id == post_id, ReviewEvent.action.in_(DECISIONS)
+        )
+    )
+    query = select(func.coalesce(func.sum(PostReport.count), 0)).where(PostReport.post_id == post_id)
+    if decided_at is not None:
+        query = query.where(PostReport.created_at > decided_at)
+    return int(session.scalar(query) or 0)
+
+
+def add_report(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    post_id: int,
+    kind: str,
+    reason: str = "",
+    count: int = 1,
+    *,
+    token_id: int | None = None,
+    now: datetime | None = None,
+) -> ReportOutcome:
+    """Store a report on ``post_id`` and apply its rules (the module's docstring), in one transaction."""
+    try:
+        kind = ReportKind(kind).value
+    except ValueError:
+        raise ReportError(
+            f"unknown report kind {kind!r}; the kinds are {', '.join(k.value for k in ReportKind)}"
+        ) from None
+    if not 1 <= count <= MAX_REPORT_COUNT:
+        raise ReportError(f"a report's count is 1 to {MAX_REPORT_COUNT:,}, got {count}")
+    reason = reason.strip()
+    if len(reason) > 255 or "\x00" in reason:
+        raise ReportError("a report's reason is at most 255 characters, without NUL")
+    now = now or datetime.now(UTC)
+    with writing(sessions) as session:
+        # the post's row, locked (Postgres; SQLite holds the write lock): its status stays put
+        post = session.get(Post, post_id, with_for_update=True, populate_existing=True)
+        if post is None:
+            raise ReportError(f"there is no post {post_id}")
+        status = post.status
+        report = PostReport(
+            post_id=post_id,
+            kind=kind,
+            reason=reason,
+            count=count,
+            created_at=now,
+            status_at_arrival=status,
+            token_id=token_id,
+        )
+        session.add(report)
+        session.flush()
+        total = (post.report_count or 0) + count
+        values: dict[str, object] = {"report_count": total}
+        requeued = False
+        live = post.purged_at is None
+        if live and status == PostStatus.QUEUED:
+            values["priority"] = queue_priority(current_verdict(session, post_id), total)
+        elif live and status == PostStatus.DECIDED and settings.requeue_after_reports > 0:
+            since = _since_decision(session, post_id)
+            if since >= settings.requeue_after_reports:
+                note = f"{since} reports since its decision (the threshold is {settings.requeue_after_reports})"
+                events.write(session, NewEvent(post_id, None, EventAction.REQUEUE, now, note=note))
+                values["priority"] = queue_priority(current_verdict(session, post_id), total)
+                requeued = True
+        session.execute(
+            update(Post).where(Post.id == post_id).values(**values).execution_options(synchronize_session=False)
+        )
+        after = session.scalar(select(Post.status).where(Post.id == post_id))
+        return ReportOutcome(report.id, str(after), total, requeued)
+
+
+def reports_of(session: Session, post_ids: list[int]) -> dict[int, list[ReportSummary]]:
+    """The reports on each of ``post_ids``, grouped by kind and reason, most reported first."""
+    if not post_ids:
+        return {}
+    rows = session.execute(
+        select(
+            PostReport.post_id,
+            PostReport.kind,
+            PostReport.reason,
+            func.sum(PostReport.count),
+            func.max(PostReport.created_at),
+        )
+        .where(PostReport.post_id.in_(post_ids))
+        .group_by(PostReport.post_id, PostReport.kind, PostReport.reason)
+    ).all()
+    out: dict[int, list[ReportSummary]] = {}
+    for post_id, kind, reason, count, last_at in rows:
+        when = last_at if last_at.tzinfo else last_at.replace(tzinfo=UTC)
+        out.setdefault(post_id, []).append(ReportSummary(kind, reason, int(count), when))
+    for summaries in out.values():
+        summaries.sort(key=lambda s: (-s.count, s.kind, s.reason))
+    return out
