@@ -15,7 +15,7 @@ from review.desk import Desk
 from review.ingest import ingest_paths, ingest_records
 from review.ingest.uploads import ingest_upload
 from review.worker import start_scoring
-from tests.conftest import account, jsonl_bytes, make_image, rejections, row_count, stored_posts
+from tests.conftest import account, jsonl_bytes, make_image, png_bytes, rejections, row_count, stored_posts
 
 
 def test_ingest_records_api_locations_and_relative_paths(sqlite_desk: Desk, tmp_path: Path) -> None:
@@ -47,6 +47,45 @@ def test_ingest_records_api_locations_and_relative_paths(sqlite_desk: Desk, tmp_
     assert "'pic.png'" in rejections(no_base)["record 1"]
     assert "needs an input folder" in rejections(no_base)["record 1"]
     assert row_count(sqlite_desk, Post) == 2
+
+
+def test_attached_images_are_names_never_paths_and_each_record_has_its_outcome(desk: Desk, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.png"
+    make_image(secret, 9)
+    big = desk.settings.with_overrides(max_image_bytes=2_000)
+    records = [
+        {"external_id": "a1", "images": ["pic.png"]},
+        {"external_id": "a2", "images": [str(secret)]},  # a path on this machine: not an attachment, not read
+        {"external_id": "a3", "images": ["../../etc/passwd"]},
+        {"external_id": "a4", "images": ["junk.jpg"]},
+        {"external_id": "a5", "images": ["huge.png"]},
+        {"external_id": "a1", "images": ["pic.png"]},  # the same again: stored once
+        {"external_id": 7, "text": ["not text"]},
+    ]
+    attachments = [
+        {"pic.png": png_bytes(1)},
+        {},
+        {"../../etc/passwd": png_bytes(2)},  # an odd name is only a name
+        {"junk.jpg": b"not an image at all"},
+        {"huge.png": png_bytes(3, (400, 400))},
+        {"pic.png": png_bytes(1)},
+        None,
+    ]
+    report = ingest_records(desk.sessions, records, big, source="api", attachments=attachments)
+    outcomes = [(o.order, o.status, o.external_id) for o in report.outcomes]
+    assert outcomes == [(1, "created", "a1"), (2, "rejected", "a2"), (3, "created", "a3"), (4, "rejected", "a4"),
+                        (5, "rejected", "a5"), (6, "already_present", "a1"), (7, "rejected", "7")]  # fmt: skip
+    reasons = {o.order: o.reason for o in report.outcomes if o.reason}
+    assert "no image of that name came with the record" in reasons[2]
+    assert "not" in reasons[4] and "MAX_IMAGE_BYTES" in reasons[5] and "text" in reasons[7]
+    posts = stored_posts(desk)
+    assert set(posts) == {"a1", "a3"} and report.outcomes[0].post_id == posts["a1"].id
+    assert report.outcomes[5].post_id == posts["a1"].id
+    assert posts["a3"].media_links[0].original_name == "../../etc/passwd"
+    again = ingest_records(desk.sessions, records[:1], big, source="api", attachments=attachments[:1])
+    assert [(o.status, o.post_id) for o in again.outcomes] == [("already_present", posts["a1"].id)]
+    with pytest.raises(ValueError):  # attachments must pair with the records
+        ingest_records(desk.sessions, records[:2], big, source="api", attachments=attachments[:1])
 
 
 def test_a_role_lowered_after_sign_in_is_refused(desk: Desk, tmp_path: Path) -> None:

@@ -81,3 +81,41 @@ def test_edits_are_picked_up_and_bad_files_refused(tmp_path: Path) -> None:
         load_policy(path)
     with pytest.raises(ConfigError, match="not found"):
         load_policy(tmp_path / "missing.toml")
+
+
+def test_each_label_carries_the_action_its_category_and_severity_call_for() -> None:
+    policy = load_policy()
+    assert policy.action_for(False, "sexual", 3) == "none"  # no violation: nothing to do, whatever the rest
+    assert policy.action_for(True, "none", 0) == "none"
+    assert [policy.action_for(True, "sexual", s) for s in (1, 2, 3)] == ["restrict", "remove", "remove"]
+    assert [policy.action_for(True, "misinformation", s) for s in (1, 2, 3)] == ["label", "label", "remove"]
+    assert policy.action_for(True, "no_such_category", 2) == policy.action_for(True, "other", 2) == "restrict"
+    assert all(c.action in ("none", "label", "restrict", "remove") for c in policy.category)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('action = "none"', 'action = "remove"', "'none' must have action"),
+        ('action = "none"\n', "", r"category\.0\.action\s+Field required"),  # no default guesses an action
+        ('action = "restrict"', 'action = "ban"', "Input should be 'none', 'label', 'restrict' or 'remove'"),
+        ('action_by_severity = { "3" = "remove" }', 'action_by_severity = { "high" = "remove" }', "not \\['high'\\]"),
+    ],
+)
+def test_bad_actions_are_refused(tmp_path: Path, old: str, new: str, message: str) -> None:
+    path = tmp_path / "policy.toml"
+    text = POLICY_FILE.read_text(encoding="utf-8")
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_policy(path)
+
+
+def test_editing_what_the_model_does_not_read_keeps_the_prompt_version(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    text = POLICY_FILE.read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    before = load_policy(path).digest
+    edited = text.replace('action = "restrict"', 'action = "remove"', 1).replace("blur = true", "blur = false", 1)
+    path.write_text(edited.replace('key = "p"', 'key = "q"'), encoding="utf-8")
+    os.utime(path, ns=(3, 4))
+    assert load_policy(path).digest == before == load_policy().digest
