@@ -50,6 +50,10 @@ if actor.can(Permission.PURGE):
     pages.setdefault("Operations", []).append(
         st.Page("pages/data.py", title="Erasure and retention", icon=":material/delete_forever:")
     )
+if actor.can(Permission.INTEGRATIONS):
+    pages.setdefault("Operations", []).append(
+        st.Page("pages/integrations.py", title="Integrations", icon=":material/webhook:")
+    )
 navigation = st.navigation(pages)
 
 

@@ -18,9 +18,12 @@ pg_hba.conf entry) is no outage: waiting would not help, so the engine raises
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -285,3 +288,9 @@ def retry_transient(
             sleep(delay)
             waited += delay
             delay = min(delay * 2, max_delay)
+
+
+def worker_name() -> str:
+    """A worker's name in a lease column (the scoring worker's, the delivery worker's): host,
+    process and a random tail, so that several workers of one process are told apart."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

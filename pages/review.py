@@ -55,9 +55,11 @@ from review.inference import load_provider
 from review.inference.base import Provider
 from review.policy import load_policy
 from review.queue import ANY
-from review.workbench import Outcome, ReviewSession
+from review.text import one_line
+from review.workbench import Outcome, PostReports, ReviewSession
 
 MAX_SIMILAR = 20  # near duplicates listed
+MAX_REPORT_REASONS = 5  # kinds and reasons of reports named; the rest are counted
 FOCUS_TARGETS = {"label": "review_categories", "severity": "review_severity", "reason": "review_note"}
 
 desk = current_desk()
@@ -144,6 +146,27 @@ def picked(post_id: int) -> None:
         act(post_id, Decision.OVERTURN)
 
 
+def show_reports(reports: PostReports) -> None:
+    """The platform's reports on the post, in one line ("Reported 5× — user report: spam ×3,
+    classifier: nsfw ×2"; the reasons are the platform's text: shown plain), and, when reports
+    sent a decided post back to the queue, that it is back and why. Nothing when there are none."""
+    if reports.requeue is not None:
+        back = reports.requeue
+        st.info(
+            f"Back in the queue: {back.reports:,} report{'s' if back.reports != 1 else ''} after its decision "
+            f"on {back.decided_at:%Y-%m-%d %H:%M} UTC.",
+            icon="🚩",
+        )
+    if not reports.summaries:
+        return
+    named = [
+        f"{s.kind.replace('_', ' ')}{': ' + one_line(s.reason, 60) if s.reason else ''} ×{s.count:,}"
+        for s in reports.summaries[:MAX_REPORT_REASONS]
+    ]
+    more = len(reports.summaries) - MAX_REPORT_REASONS
+    st.text(f"Reported {reports.total:,}× — {', '.join(named)}" + (f" and {more} more" if more > 0 else ""))
+
+
 @st.cache_resource(show_spinner="Loading the model …")
 def chat_provider(settings: Settings) -> Provider:
     return load_provider(settings)
@@ -201,6 +224,9 @@ with side:
         st.caption("Model verdict hidden for this second review.")
     else:
         show_verdict(verdict)
+    with desk.sessions() as session:
+        reports = work.reports(session)
+    show_reports(reports)
 
     # The label is the moderator's own choice: nothing is preselected (a preset once recorded
     # "sexual, severity 2" or "no violation" when O was pressed alone), and in a blind second

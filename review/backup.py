@@ -67,7 +67,7 @@ MANIFEST = "manifest.json"
 SQLITE_FILE = "database.sqlite3"
 POSTGRES_FILE = "database.dump"
 MEDIA = "media"
-COUNTED = ("post", "review_event", "media", "verdict", "app_user", "audit_event")
+COUNTED = ("post", "review_event", "media", "verdict", "app_user", "audit_event", "post_report", "outbox_event")
 COUNT_NAMES = {"post": "posts", "review_event": "review events", "media": "media rows", "verdict": "verdicts",
                "app_user": "accounts", "audit_event": "audit events"}  # fmt: skip
 SHOWN_MISSING = 20  # media paths listed in the manifest when files are missing

@@ -24,7 +24,7 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import literal, select, update
+from sqlalchemy import insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -152,7 +152,7 @@ def _fan_out(session: Session, event: OutboxEvent) -> None:
         literal(event.created_at, WebhookDelivery.next_attempt_at.type),
     ).where(WebhookEndpoint.active, wanted)
     session.execute(
-        WebhookDelivery.__table__.insert().from_select(
+        insert(WebhookDelivery).from_select(
             ["event_id", "endpoint_id", "post_id", "seq", "status", "attempts", "next_attempt_at"], endpoints
         )
     )

@@ -30,7 +30,8 @@ from review.priority import queue_priority
 from review.verdicts import current_verdict
 
 MAX_REPORT_COUNT = 1_000_000  # one report row stands for at most this many
-DECISIONS = (EventAction.CONFIRM, EventAction.OVERTURN, EventAction.REOPEN, EventAction.REQUEUE)
+# the events that settle where a post stands; reports count towards a re-queue from the latest one
+SETTLING = (EventAction.CONFIRM, EventAction.OVERTURN, EventAction.ESCALATE, EventAction.REOPEN, EventAction.REQUEUE)
 
 
 class ReportError(ReviewError):
@@ -55,17 +56,50 @@ class ReportSummary:
     last_at: datetime
 
 
-def _since_decision(session: Session, post_id: int) -> int:
-    """Reports (counts summed) that arrived after the post's latest decision (or re-queue)."""
-    decided_at = session.scalar(
-        select(func.max(ReviewEvent.created_at)).where(
-            ReviewEvent.post_id == post_id, ReviewEvent.action.in_(DECISIONS)
-        )
-    )
+@dataclass(frozen=True)
+class Requeue:
+    """Why a decided post is back in the queue: the platform's reports after its decision."""
+
+    decided_at: datetime  # the decision the reports sent back
+    requeued_at: datetime
+    reports: int  # reports (counts summed) between the two
+
+
+def _settling(session: Session, post_id: int, n: int) -> list[tuple[str, datetime]]:
+    """The post's latest ``n`` settling events (action, time), newest first."""
+    rows = session.execute(
+        select(ReviewEvent.action, ReviewEvent.created_at)
+        .where(ReviewEvent.post_id == post_id, ReviewEvent.action.in_(SETTLING))
+        .order_by(ReviewEvent.id.desc())
+        .limit(n)
+    ).all()
+    return [(action, at) for action, at in rows]
+
+
+def _reports_between(session: Session, post_id: int, after: datetime | None, until: datetime | None = None) -> int:
+    """Reports (counts summed) on the post that arrived after ``after`` (None: ever) and by ``until``."""
     query = select(func.coalesce(func.sum(PostReport.count), 0)).where(PostReport.post_id == post_id)
-    if decided_at is not None:
-        query = query.where(PostReport.created_at > decided_at)
+    if after is not None:
+        query = query.where(PostReport.created_at > after)
+    if until is not None:
+        query = query.where(PostReport.created_at <= until)
     return int(session.scalar(query) or 0)
+
+
+def _since_decision(session: Session, post_id: int) -> int:
+    """Reports that arrived after the post's latest settling event (its decision)."""
+    latest = _settling(session, post_id, 1)
+    return _reports_between(session, post_id, latest[0][1] if latest else None)
+
+
+def requeue_of(session: Session, post_id: int) -> Requeue | None:
+    """Why the post waits again, when reports sent it back and nobody has settled it since (its
+    latest settling event is a ``requeue``; the one before it is the decision sent back)."""
+    latest = _settling(session, post_id, 2)
+    if len(latest) < 2 or latest[0][0] != EventAction.REQUEUE:
+        return None
+    (_, requeued_at), (_, decided_at) = latest
+    return Requeue(decided_at, requeued_at, _reports_between(session, post_id, decided_at, requeued_at))
 
 
 def add_report(

@@ -29,10 +29,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import socket
 import unicodedata
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,7 +41,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import LIVE_POST, Post, PostStatus, Verdict
-from db.session import outage_reason, retry_transient, rows_changed, writing
+from db.session import outage_reason, retry_transient, rows_changed, worker_name, writing
 from review.config import Settings
 from review.errors import MediaError
 from review.inference.base import Generation, ModelRequest, Provider
@@ -59,10 +56,6 @@ from review.status import SCORED, next_status
 from review.verdicts import is_usable, point_at, usable_sql
 
 SCORE_LEASE = timedelta(minutes=10)
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 @dataclass

@@ -45,10 +45,13 @@ from review.errors import ReviewError
 from review.followup import PostContext, load_post
 from review.policy import Policy
 from review.queue import ANY, QueueFilter, cluster_post_ids, queue_count
+from review.reports import ReportSummary, Requeue, reports_of, requeue_of
 from review.visibility import Sight, Viewer, sights
 
 MAX_SKIPPED = 200  # posts skipped in a session that Next leaves out
 RENEW_BELOW = 8 * 60  # seconds of lease left under which any action renews it
+# the events that settle where a post stands (claims, releases and skips do not); a requeue
+# comes only after a decision (review.reports), so the settling event before it is that decision
 
 NoticeKind = Literal["info", "warning", "error"]
 
@@ -105,6 +108,18 @@ class ReviewState:
         """The messages to show now (each once)."""
         out, self.notices = self.notices, []
         return out
+
+
+@dataclass(frozen=True)
+class PostReports:
+    """The platform's reports on the post held (review.reports), as the Review page shows them."""
+
+    summaries: list[ReportSummary]  # by kind and reason, most reported first
+    requeue: Requeue | None  # set while the post waits again because of reports
+
+    @property
+    def total(self) -> int:
+        return sum(s.count for s in self.summaries)
 
 
 class ReviewSession:
@@ -281,6 +296,12 @@ class ReviewSession:
         """The post held, with its verdict unless hidden from its reviewer; None when it is gone."""
         assert self.held is not None
         return get_posts(session, self.viewer, [self.held], self.policy, reviewing=True).get(self.held)
+
+    def reports(self, session: Session) -> PostReports:
+        """The reports on the post held, and whether they sent it back to the queue after a decision
+        (its latest settling event is a ``requeue``: no decision since)."""
+        assert self.held is not None
+        return PostReports(reports_of(session, [self.held]).get(self.held, []), requeue_of(session, self.held))
 
     def similar(self, session: Session, limit: int) -> tuple[list[PostRow], bool]:
         """The post's near duplicates (at most ``limit``; True when there are more); their verdicts

@@ -119,6 +119,7 @@ def test_a_deactivated_account_is_signed_out_at_the_next_click(sqlite_desk, monk
         ("moderator", "pages/users.py", "may not manage users"),
         ("moderator", "pages/ingest.py", "may not ingest or score"),
         ("lead", "pages/users.py", "may not manage users"),
+        ("lead", "pages/integrations.py", "may not manage integrations"),
     ],
 )
 def test_pages_refuse_roles_without_the_permission(
@@ -136,7 +137,7 @@ def test_every_page_a_role_may_open_renders(sqlite_desk, monkeypatch, tmp_path: 
     queued_posts(sqlite_desk, tmp_path, 3)
     pages = ["pages/review.py", "pages/queue.py", "pages/posts.py"]
     pages += ["pages/ingest.py"] if role != "moderator" else []
-    pages += ["pages/users.py"] if role == "admin" else []
+    pages += ["pages/users.py", "pages/integrations.py"] if role == "admin" else []
     for page in pages:
         at = open_app(monkeypatch, sqlite_desk, role, page)
         assert not at.exception, (page, at.exception)

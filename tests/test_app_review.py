@@ -14,6 +14,7 @@ from sqlalchemy import update
 from db.models import Post
 from review.decisions import EscalationReasonMissing, decide_bulk, history
 from review.policy import RESERVED_KEYS, load_policy
+from review.reports import add_report
 from tests.conftest import account, focus_target, held_post, open_app, picked_labels, post_status, review_events
 from tests.factories import HOSTILE, queued_posts
 
@@ -312,3 +313,42 @@ def test_ask_the_model_says_when_the_provider_cannot_answer(sqlite_desk, monkeyp
     at.chat_input(key=f"chat_input:{ids[0]}").set_value("why?").run()
     assert not at.exception
     assert any("baseline provider cannot answer" in t.value for t in at.text)
+
+
+def test_the_post_on_screen_shows_its_reports(sqlite_desk, monkeypatch, tmp_path: Path) -> None:
+    """Issue 16: the platform's reports show near the verdict, in one line, their reasons as plain
+    text; a post without reports shows none."""
+    ids = queued_posts(sqlite_desk, tmp_path, 2)
+    add_report(sqlite_desk.sessions, sqlite_desk.settings, ids[0], "user_report", "spam", 3)
+    add_report(sqlite_desk.sessions, sqlite_desk.settings, ids[0], "classifier", "nsfw", 2)
+    add_report(sqlite_desk.sessions, sqlite_desk.settings, ids[0], "user_report", "**bold** <b>x</b>", 1)
+    at = open_app(monkeypatch, sqlite_desk, "moderator", "pages/review.py")
+    at.button(key="review_next").click().run()
+    assert held_post(at) == ids[0]
+    lines = [t.value for t in at.text if t.value.startswith("Reported")]
+    assert lines == ["Reported 6× — user report: spam ×3, classifier: nsfw ×2, user report: **bold** <b>x</b> ×1"]
+    assert not any("Back in the queue" in i.value for i in at.info)  # never decided: nothing came back
+    at.button(key="review_confirm").click().run()
+    assert held_post(at) == ids[1]
+    assert not [t for t in at.text if t.value.startswith("Reported")]
+
+
+def test_a_post_reports_sent_back_says_so(desk, monkeypatch, tmp_path: Path) -> None:
+    """A decided post that reports re-queued (review.reports: ``requeue_after_reports``, 3 by
+    default) tells the next moderator why it is back, and when it was decided (SQLite and Postgres)."""
+    ids = queued_posts(desk, tmp_path, 1)
+    ann = open_app(monkeypatch, desk, "moderator", "pages/review.py", name="ann")
+    ann.button(key="review_next").click().run()
+    ann.button(key="review_confirm").click().run()
+    assert post_status(desk, ids[0]) == "decided"
+    decided_at = [e for e in review_events(desk) if e.action == "confirm"][-1].created_at
+    add_report(desk.sessions, desk.settings, ids[0], "user_report", "spam", 1)
+    outcome = add_report(desk.sessions, desk.settings, ids[0], "classifier", "spam", 2)
+    assert outcome.requeued and post_status(desk, ids[0]) == "queued"
+
+    bob = open_app(monkeypatch, desk, "moderator", "pages/review.py", name="bob")
+    bob.button(key="review_next").click().run()
+    assert held_post(bob) == ids[0]
+    back = [i.value for i in bob.info if i.value.startswith("Back in the queue")]
+    assert back == [f"Back in the queue: 3 reports after its decision on {decided_at:%Y-%m-%d %H:%M} UTC."]
+    assert any(t.value == "Reported 3× — classifier: spam ×2, user report: spam ×1" for t in bob.text)

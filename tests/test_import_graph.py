@@ -15,6 +15,8 @@ from tests.conftest import REPO
 PACKAGES = ("review", "db", "pages")
 SCRIPTS = ("dashboard.py",)
 STARTS_THE_WORKER = {"review.cli.score"}  # may import review.scoring
+# may import the webhook delivery worker, review.delivery (review.api: any module of that package)
+STARTS_THE_DELIVERY = {"review.cli.deliver", "review.cli.api", "review.api"}
 # modules that are no stage: the database layer and small leaves (settings, errors, the policy)
 BELOW_THE_STAGES = {"review.errors", "review.config", "review.policy"}
 RULES = {  # rule module → the desk's modules it may reach (directly or through them), besides db.*
@@ -128,9 +130,12 @@ def test_no_stage_imports_a_later_stage() -> None:
 
 
 def test_only_the_core_and_the_shells_are_imported_by_the_shells() -> None:
-    """The core never imports a page or the entry point (review/ never imports streamlit either)."""
+    """The core never imports a page, the entry point or the HTTP API (review/ never imports
+    streamlit either)."""
     graph = _graph()
-    shells = {name for name in graph if name.startswith("pages") or name == "dashboard"}
+    shells = {
+        name for name in graph if name.startswith(("pages", "review.api.")) or name in ("dashboard", "review.api")
+    }
     upward = sorted(f"{n} imports {m}" for n, imported in graph.items() if n not in shells for m in imported & shells)
     assert not upward, upward
 
@@ -140,6 +145,14 @@ def test_only_the_starters_import_the_scoring_worker() -> None:
     importers = {name for name, imported in graph.items() if "review.scoring" in imported}
     others = sorted(importers - STARTS_THE_WORKER)
     assert not others, f"these import the scoring worker; the rules are in review.verdicts / review.priority: {others}"
+
+
+def test_only_the_starters_import_the_delivery_worker() -> None:
+    graph = _graph()
+    importers = {name for name, imported in graph.items() if "review.delivery" in imported}
+    others = sorted(n for n in importers if n not in STARTS_THE_DELIVERY and not n.startswith("review.api."))
+    assert not others, f"these import the delivery worker; endpoints and deliveries are review.webhooks': {others}"
+    assert "review.delivery" in graph["review.cli.deliver"]
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))

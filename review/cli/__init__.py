@@ -17,10 +17,12 @@ import traceback
 from collections.abc import Sequence
 
 from review.cli import (
+    api,
     ask,
     audit,
     backup,
     db,
+    deliver,
     demo,
     erasure,
     evaluate,
@@ -31,7 +33,9 @@ from review.cli import (
     report,
     score,
     signals,
+    token,
     user,
+    webhook,
 )
 from review.cli.common import EXIT_ERROR, EXIT_INTERNAL, EXIT_REJECTED
 from review.errors import ReviewError
@@ -54,6 +58,10 @@ GROUPS = (
     erasure,
     audit,
     backup,
+    token,
+    api,
+    webhook,
+    deliver,
 )
 """The command groups, in the order ``python -m review --help`` lists them."""
 
