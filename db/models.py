@@ -171,6 +171,8 @@ class Post(Base):
     media_links: Mapped[list[PostMedia]] = relationship(
         back_populates="post", order_by="PostMedia.position", cascade="all, delete-orphan"
     )
+    # the reports it came with (ingest writes them with the post; review/reports.py adds later ones)
+    reports: Mapped[list[PostReport]] = relationship(order_by="PostReport.id", cascade="save-update")
 
     __table_args__ = (
         UniqueConstraint("source", "external_id"),
@@ -472,8 +474,9 @@ class ReportKind(enum.StrEnum):
 
 class PostReport(Base):
     """A report on a post from the platform (review/reports.py): who flagged it, why, how many
-    times. Append-only. ``status_at_arrival`` tells a report that reached a decided post (counted
-    towards re-queueing it) from one on a post still waiting."""
+    times. Append-only. ``after_event_id`` is the post's latest settling event when it arrived
+    (its decision, for a decided post): the re-queue rule counts the reports after a decision by
+    it, not by clocks; ``status_at_arrival`` is the post's status then."""
 
     __tablename__ = "post_report"
 
@@ -484,12 +487,13 @@ class PostReport(Base):
     count: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     status_at_arrival: Mapped[str] = mapped_column(String(16))
+    after_event_id: Mapped[int | None] = mapped_column(ForeignKey("review_event.id"))
     token_id: Mapped[int | None] = mapped_column(ForeignKey("api_token.id"))  # which integration sent it
 
     __table_args__ = (
         CheckConstraint(f"kind IN ({_in(ReportKind)})", name="kind"),
         CheckConstraint("count >= 1", name="count"),
-        Index("ix_post_report_post_id", "post_id", "id"),
+        Index("ix_post_report_post_id", "post_id", "after_event_id"),
     )
 
 

@@ -154,7 +154,7 @@ def event_types(e: webhooks.EndpointInfo) -> str:
 
 
 def endpoint_name(endpoints: dict[int, webhooks.EndpointInfo], endpoint_id: int) -> str:
-    return f"{endpoint_id}: {webhooks.without_query(endpoints[endpoint_id].url)}"
+    return f"{endpoint_id}: {webhooks.shown_url(endpoints[endpoint_id].url)}"
 
 
 with webhooks_tab:
@@ -221,7 +221,7 @@ with webhooks_tab:
             pd.DataFrame(
                 {
                     "id": list(endpoints),
-                    "url": [webhooks.without_query(e.url) for e in endpoints.values()],
+                    "url": [webhooks.shown_url(e.url) for e in endpoints.values()],
                     "events": [event_types(e) for e in endpoints.values()],
                     "active": [e.active for e in endpoints.values()],
                     "why disabled": [e.disabled_reason or "" for e in endpoints.values()],
@@ -235,7 +235,7 @@ with webhooks_tab:
             hide_index=True,
             column_config={
                 "id": st.column_config.NumberColumn("Id", format="%d"),
-                "url": st.column_config.TextColumn("URL", help="its query string, if any, is not shown"),
+                "url": st.column_config.TextColumn("URL", help="up to its first path segment: the rest may hold a key"),
                 "active": st.column_config.CheckboxColumn("Active", help="a disabled endpoint gets no deliveries"),
                 "created": st.column_config.DatetimeColumn("Created (UTC)", format="YYYY-MM-DD HH:mm"),
             },

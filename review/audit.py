@@ -63,19 +63,32 @@ class Action(enum.StrEnum):
     WEBHOOK_REDELIVER = "webhook.redeliver"
 
 
-def _who(actor: Actor | None) -> tuple[int | None, str]:
-    """The account id to store (None for the command line and for nobody) and the name."""
+@dataclass(frozen=True)
+class ApiClient:
+    """An actor that is no account: a platform calling the HTTP API with a token."""
+
+    token: str  # the token's name
+
+    @property
+    def name(self) -> str:
+        return f"(api token {self.token})"
+
+
+def _who(actor: Actor | ApiClient | None) -> tuple[int | None, str]:
+    """The account id to store (None for the command line, an API token and nobody) and the name."""
     from review.auth import account_id  # review.auth imports this module
 
     if actor is None:
         return None, "(nobody)"
+    if isinstance(actor, ApiClient):
+        return None, actor.name
     stored = account_id(actor)  # None: review.auth.OPERATOR, whoever runs the CLI on the desk's database
     return (None, COMMAND_LINE) if stored is None else (stored, actor.username)
 
 
 def record(
     session: Session,
-    actor: Actor | None,
+    actor: Actor | ApiClient | None,
     action: Action,
     subject: str | None = None,
     *,
@@ -99,7 +112,7 @@ def record(
 
 def log(
     sessions: sessionmaker[Session],
-    actor: Actor | None,
+    actor: Actor | ApiClient | None,
     action: Action,
     subject: str | None = None,
     *,

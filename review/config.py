@@ -108,7 +108,7 @@ class Settings:
 
     def retry_delays(self) -> list[float]:
         """``webhook_retry_schedule`` as numbers (checked when the settings are read)."""
-        return [float(part) for part in self.webhook_retry_schedule.split(",") if part.strip()]
+        return _delays(self.webhook_retry_schedule)
 
     def with_overrides(self, **values: object) -> Settings:
         return replace(self, **_coerce(values))
@@ -156,7 +156,7 @@ def _coerce(values: dict[str, object]) -> dict[str, Any]:
     schedule = out.get("webhook_retry_schedule")
     if isinstance(schedule, str):
         try:
-            delays = [float(part) for part in schedule.split(",") if part.strip()]
+            delays = _delays(schedule)
         except ValueError:
             delays = [-1.0]
         if not delays or any(not 0 <= d <= 7 * 86400 for d in delays) or len(delays) > 20:
@@ -172,6 +172,11 @@ def _coerce(values: dict[str, object]) -> dict[str, Any]:
     if isinstance(raters, int) and not 2 <= raters <= MAX_QA_RATERS:
         raise ConfigError(f"setting qa_raters must be between 2 and {MAX_QA_RATERS}, got {raters}")
     return out
+
+
+def _delays(schedule: str) -> list[float]:
+    """A comma-separated list of seconds (``webhook_retry_schedule``) as numbers; ValueError if one is not."""
+    return [float(part) for part in schedule.split(",") if part.strip()]
 
 
 def _boolean(value: object) -> bool:

@@ -5,6 +5,14 @@ A round: lease a batch of due deliveries (:func:`lease_deliveries`), send them c
 one keep-alive HTTP client, then record every outcome in one transaction, each row only if this
 worker still holds its lease. The HTTP requests happen outside any database transaction.
 
+- **Time**: ``WEBHOOK_TIMEOUT_SECONDS`` bounds a whole request (connecting, sending, the answer's
+  headers), however slowly a receiver drips its bytes: every read and write of the connection is
+  given only the time left before the request's deadline (:class:`_DeadlineStream`); connecting
+  gets at most ``CONNECT_TIMEOUT`` of it. So a round lasts at most that long past its last start,
+  and a request starts only if its answer and the recording can come before the lease runs out.
+  Lease and retry times are the database's clock on Postgres (``review.webhooks.database_now``),
+  so workers on hosts whose clocks differ do not take each other's live leases.
+
 - **Several workers** share the outbox by leases, as the scoring worker shares posts
   (``review/scoring.py`` ``lease_batch``): on Postgres the free rows are picked ``FOR UPDATE
   SKIP LOCKED``, on SQLite under the write lock; a worker that dies (even ``kill -9``) leaves its
@@ -39,11 +47,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpcore2
 import httpx2 as httpx
@@ -56,7 +65,7 @@ from db.models import DeliveryStatus, OutboxEvent, WebhookDelivery, WebhookEndpo
 from db.session import retry_transient, worker_name, writing
 from review.config import Settings
 from review.text import one_line
-from review.webhooks import WebhookError, resolve_checked
+from review.webhooks import WebhookError, database_now, resolve_checked
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,6 +75,10 @@ CONCURRENCY = 16  # requests in flight at once
 RESPONSE_CAP = 4096  # bytes of a response body read (to reuse the connection); never stored
 RETRY_AFTER_CAP = 24 * 3600.0  # seconds: a receiver's Retry-After is honoured up to a day
 JITTER = 0.25  # a retry's wait is lengthened by up to this share, at random
+CONNECT_TIMEOUT = 5.0  # seconds at most of a request's time spent connecting (TCP and TLS)
+RECORD_MARGIN = 0.5  # seconds kept between a request's deadline and its lease's end, to record the outcome
+STOP_PATIENCE = 30.0  # seconds a stopping worker thread gets, past its requests' timeout, to record them
+WRITE_CHUNK = 16_384  # bytes written at a time, each with the time left
 GONE = "410 Gone"
 USER_AGENT = "review-desk-webhooks/1"
 
@@ -105,12 +118,12 @@ def lease_deliveries(
 ) -> list[int]:
     """Lease up to ``limit`` due deliveries (oldest event first) for ``lease``; their ids. Only
     each post's head per endpoint, so a batch never holds two events of one post for one endpoint."""
-    now = datetime.now(UTC)
-    free = _free(now, worker)
     with sessions() as session:  # a read first: an idle worker takes no write lock
-        if session.scalar(select(WebhookDelivery.id).where(free).limit(1)) is None:
+        if session.scalar(select(WebhookDelivery.id).where(_free(database_now(session), worker)).limit(1)) is None:
             return []
     with writing(sessions) as session:
+        now = database_now(session)
+        free = _free(now, worker)
         query = select(WebhookDelivery.id).where(free).order_by(WebhookDelivery.seq).limit(limit)
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
@@ -165,9 +178,54 @@ def _jobs(sessions: sessionmaker[Session], worker: str, ids: list[int]) -> list[
 # Sending
 
 
+_deadline: ContextVar[float | None] = ContextVar("webhook_deadline", default=None)  # time.monotonic()
+
+
+def _left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """``timeout`` cut to the time left before this thread's request deadline (:func:`send` sets
+    it); ``expired`` raised once it has passed."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the webhook request's time is up")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore2.NetworkStream):
+    """A connection whose every read and write ends by the deadline of the request using it, so a
+    receiver that answers a byte at a time cannot hold a request past ``WEBHOOK_TIMEOUT_SECONDS``.
+    (httpcore's timeouts are per read and per write.)"""
+
+    def __init__(self, inner: httpcore2.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(timeout, httpcore2.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        for start in range(0, len(buffer), WRITE_CHUNK):
+            self._inner.write(buffer[start : start + WRITE_CHUNK], _left(timeout, httpcore2.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore2.NetworkStream:
+        # the handshake as a whole is bounded by its timeout (CPython's ssl keeps one deadline for it)
+        timeout = _left(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
 class _CheckedBackend(httpcore2.SyncBackend):
     """Opens each connection to an address the webhook rule allows, resolved at that moment:
-    the checked address is the one connected to (no second lookup an attacker could answer)."""
+    the checked address is the one connected to (no second lookup an attacker could answer), as
+    a :class:`_DeadlineStream`."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -183,7 +241,10 @@ class _CheckedBackend(httpcore2.SyncBackend):
         addresses = resolve_checked(host, port, self.settings)  # WebhookError if any is not allowed
         for i, address in enumerate(addresses):
             try:
-                return super().connect_tcp(str(address), port, timeout, local_address, socket_options)
+                stream = super().connect_tcp(
+                    str(address), port, _left(timeout, httpcore2.ConnectTimeout), local_address, socket_options
+                )
+                return _DeadlineStream(stream)
             except httpcore2.ConnectError:
                 if i == len(addresses) - 1:
                     raise
@@ -207,13 +268,15 @@ class _CheckedTransport(httpx.HTTPTransport):
 
 def make_client(settings: Settings) -> httpx.Client:
     """The worker's one HTTP client: keep-alive, no redirects, no proxies from the environment,
-    ``WEBHOOK_TIMEOUT_SECONDS`` per step, connections only to allowed addresses."""
+    connections only to allowed addresses, connecting in at most ``CONNECT_TIMEOUT`` (:func:`send`
+    bounds the whole request)."""
     limits = httpx.Limits(max_connections=4 * CONCURRENCY, max_keepalive_connections=2 * CONCURRENCY)
+    total = settings.webhook_timeout_seconds
     return httpx.Client(
         transport=_CheckedTransport(settings, limits),
         follow_redirects=False,
         trust_env=False,
-        timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+        timeout=httpx.Timeout(total, connect=min(CONNECT_TIMEOUT, total)),
         headers={"user-agent": USER_AGENT},
     )
 
@@ -221,7 +284,7 @@ def make_client(settings: Settings) -> httpx.Client:
 @dataclass(frozen=True)
 class Attempt:
     """What one send of a job came to. ``sent`` is False when it was not tried (its lease would
-    have run out before the answer could come)."""
+    have run out before the answer could come, or the worker is stopping)."""
 
     job: Job
     at: datetime
@@ -264,22 +327,28 @@ def headers_for(job: Job, at: datetime) -> dict[str, str]:
 
 
 def send(client: httpx.Client, job: Job, settings: Settings, lease_ends: float | None = None) -> Attempt:
-    """POST ``job``'s stored payload, exactly as stored, signed for this attempt. Never raises:
-    every failure is an :class:`Attempt` with its one-line reason. Not tried when the answer
-    could come after ``lease_ends`` (a ``time.monotonic()`` value)."""
+    """POST ``job``'s stored payload, exactly as stored, signed for this attempt, within
+    ``WEBHOOK_TIMEOUT_SECONDS`` in all. Never raises: every failure is an :class:`Attempt` with its
+    one-line reason. Not tried when the answer, and ``RECORD_MARGIN`` to record it, could come
+    after ``lease_ends`` (a ``time.monotonic()`` value)."""
     at = datetime.now(UTC)
     started = time.monotonic()
-    if lease_ends is not None and started + settings.webhook_timeout_seconds >= lease_ends:
+    deadline = started + settings.webhook_timeout_seconds
+    if lease_ends is not None and deadline + RECORD_MARGIN >= lease_ends:
         return Attempt(job, at, sent=False)
+    bounded = _deadline.set(deadline)
     try:
         body = job.payload.encode("utf-8")
         with client.stream("POST", job.url, content=body, headers=headers_for(job, at)) as response:
-            read = 0
-            for chunk in response.iter_raw():  # up to the cap, to leave the connection reusable
-                read += len(chunk)
-                if read > RESPONSE_CAP or time.monotonic() - started > settings.webhook_timeout_seconds:
-                    break
             code = response.status_code
+            try:
+                read = 0
+                for chunk in response.iter_raw():  # up to the cap, to leave the connection reusable
+                    read += len(chunk)
+                    if read > RESPONSE_CAP:
+                        break
+            except httpx.TimeoutException:
+                pass  # the answer came; only its body is late (the connection is closed, not reused)
             if 200 <= code < 300:
                 return Attempt(job, at, code)
             retry_after = _retry_after(response.headers.get("retry-after")) if code in (429, 503) else None
@@ -296,6 +365,8 @@ def send(client: httpx.Client, job: Job, settings: Settings, lease_ends: float |
     except Exception as exc:  # a bug: this delivery fails with its reason, the others go on
         log.exception("webhook delivery %d: unexpected error", job.id)
         return Attempt(job, at, error=one_line(f"internal error ({type(exc).__name__})", 400))
+    finally:
+        _deadline.reset(bounded)
 
 
 def next_attempt_in(attempts: int, settings: Settings, retry_after: float | None = None) -> float | None:
@@ -360,7 +431,7 @@ def _finish(sessions: sessionmaker[Session], worker: str, attempts: list[Attempt
     stats = DeliveryStats(leased=len(attempts))
     failures: list[tuple[Attempt, float | None]] = []
     with writing(sessions) as session:
-        now = datetime.now(UTC)
+        now = database_now(session)
         untried = [a.job.id for a in attempts if not a.sent]
         stats.not_sent = _release_all(session, worker, untried)
         for code in sorted({a.status_code for a in attempts if a.sent and a.ok}, key=str):
@@ -437,10 +508,10 @@ class Worker:
             raise WebhookError("a delivery batch is 1 to 10,000 deliveries")
         if self.poll_seconds <= 0:
             raise WebhookError("the pause between polls must be more than 0 seconds")
-        if self.lease.total_seconds() <= self.settings.webhook_timeout_seconds:
+        if self.lease.total_seconds() <= self.settings.webhook_timeout_seconds + RECORD_MARGIN:
             raise WebhookError(
                 f"the delivery lease ({self.lease.total_seconds():g} s) must be longer than "
-                f"WEBHOOK_TIMEOUT_SECONDS ({self.settings.webhook_timeout_seconds:g} s)"
+                f"WEBHOOK_TIMEOUT_SECONDS ({self.settings.webhook_timeout_seconds:g} s) + {RECORD_MARGIN:g} s"
             )
 
     def _waiting(self, _reason: str, _seconds: float) -> None:
@@ -449,8 +520,11 @@ class Worker:
     def _db(self, step: Callable[[], T]) -> T:
         return retry_transient(step, max_wait=self.retry_wait, on_wait=self._waiting)
 
-    def round(self, client: httpx.Client, pool: ThreadPoolExecutor) -> DeliveryStats:
-        """Lease a batch, send it, record the outcomes; empty stats when nothing was due."""
+    def round(
+        self, client: httpx.Client, pool: ThreadPoolExecutor, stop: threading.Event | None = None
+    ) -> DeliveryStats:
+        """Lease a batch, send it, record the outcomes; empty stats when nothing was due. Once
+        ``stop`` is set, the requests not started yet are not sent (their leases are released)."""
         self._waits = 0
 
         def lease_and_load() -> list[Job]:
@@ -460,8 +534,14 @@ class Worker:
         jobs = self._db(lease_and_load)
         if not jobs:
             return DeliveryStats(database_waits=self._waits)
-        lease_ends = leased_at + self.lease.total_seconds()
-        attempts = list(pool.map(lambda job: send(client, job, self.settings, lease_ends), jobs))
+        lease_ends = leased_at + self.lease.total_seconds()  # by this host's monotonic clock, before the lease began
+
+        def attempt(job: Job) -> Attempt:
+            if stop is not None and stop.is_set():
+                return Attempt(job, datetime.now(UTC), sent=False)
+            return send(client, job, self.settings, lease_ends)
+
+        attempts = list(pool.map(attempt, jobs))
         stats = self._db(partial(_finish, self.sessions, self.name, attempts, self.settings))
         stats.database_waits = self._waits
         return stats
@@ -479,7 +559,7 @@ class Worker:
         total = DeliveryStats()
         with make_client(self.settings) as client, ThreadPoolExecutor(CONCURRENCY, "webhook") as pool:
             while not stop.is_set():
-                stats = self.round(client, pool)
+                stats = self.round(client, pool, stop)
                 total.add(stats)
                 if stats.leased and on_round is not None:
                     on_round(stats)
@@ -516,11 +596,14 @@ class DeliveryThread:
 
     thread: threading.Thread
     stopping: threading.Event
+    patience: float  # seconds stop() waits: the requests in flight, and time to record them
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Ask it to stop after its current round, and wait for that up to ``timeout`` seconds."""
+    def stop(self) -> None:
+        """Ask it to stop: the requests in flight end (within ``WEBHOOK_TIMEOUT_SECONDS``) and are
+        recorded, the rest of the round is released untried. Waits for that up to ``patience``
+        seconds (a database that does not answer is not waited for longer)."""
         self.stopping.set()
-        self.thread.join(timeout)
+        self.thread.join(self.patience)
 
 
 def start_in_thread(
@@ -545,4 +628,4 @@ def start_in_thread(
 
     thread = threading.Thread(target=target, name="webhook-delivery", daemon=True)
     thread.start()
-    return DeliveryThread(thread, stopping)
+    return DeliveryThread(thread, stopping, settings.webhook_timeout_seconds + STOP_PATIENCE)

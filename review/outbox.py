@@ -82,19 +82,20 @@ def enqueue(session: Session, event: ReviewEvent, status_after: str) -> OutboxEv
     kind = TYPES.get(EventAction(event.action))
     if kind is None:
         return None
+    undone = session.get(ReviewEvent, event.undoes_id) if event.undoes_id is not None else None
+    if undone is not None and undone.action not in TYPES:
+        return None  # the undo of a skip: the platform never heard of the skip
     post = session.execute(select(Post.source, Post.external_id).where(Post.id == event.post_id)).one()
     policy = load_policy()
     label = _label(event)
     undoes = None
-    if event.action == EventAction.REOPEN and event.undoes_id is not None:
-        undone = session.get(ReviewEvent, event.undoes_id)
-        sent = session.scalar(select(OutboxEvent.uid).where(OutboxEvent.review_event_id == event.undoes_id))
-        if undone is not None:
-            undoes = {
-                "event_id": sent,  # None: the undone decision predates the outbox
-                "action": undone.action,
-                "policy_action": _action(policy, undone),
-            }
+    if undone is not None:
+        sent = session.scalar(select(OutboxEvent.uid).where(OutboxEvent.review_event_id == undone.id))
+        undoes = {
+            "event_id": sent,  # None: the undone decision was taken before the desk had an outbox (0009)
+            "action": undone.action,
+            "policy_action": _action(policy, undone),
+        }
     seq = _next_seq(session)
     uid = f"evt_{uuid.uuid4().hex}"
     stamp = event.created_at.isoformat().replace("+00:00", "Z")

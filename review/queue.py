@@ -1,7 +1,8 @@
 """The review queue: which posts wait for a moderator, in what order, under which filters.
 
 Order: ``post.priority`` descending (escalations 200, model failures 100, otherwise severity ×
-confidence of the verdict; the numbers are in :mod:`review.priority`), then the oldest post
+confidence of the verdict, plus a boost for the platform's reports; the numbers are in
+:mod:`review.priority`), then the oldest post
 first. The listing pages by keyset on (priority, id) through the ``(status, priority DESC, id)``
 index; each post's current verdict (:mod:`review.verdicts`; the post row keeps its id,
 ``post.verdict_id``) is joined for the listing and for filters on its other fields, at one

@@ -17,19 +17,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import EventAction, Post, PostReport, PostStatus, ReportKind, ReviewEvent
+from db.models import EventAction, Post, PostReport, PostStatus, ReviewEvent
 from db.session import writing
-from review import events
+from review import events, labels
 from review.config import Settings
 from review.errors import ReviewError
 from review.events import NewEvent
+from review.ingest.records import ReportRecord, format_validation
 from review.priority import queue_priority
 from review.verdicts import current_verdict
 
-MAX_REPORT_COUNT = 1_000_000  # one report row stands for at most this many
 # the events that settle where a post stands; reports count towards a re-queue from the latest one
 SETTLING = (EventAction.CONFIRM, EventAction.OVERTURN, EventAction.ESCALATE, EventAction.REOPEN, EventAction.REQUEUE)
 
@@ -65,41 +66,35 @@ class Requeue:
     reports: int  # reports (counts summed) between the two
 
 
-def _settling(session: Session, post_id: int, n: int) -> list[tuple[str, datetime]]:
-    """The post's latest ``n`` settling events (action, time), newest first."""
+def _settling(session: Session, post_id: int, n: int) -> list[tuple[int, str, datetime]]:
+    """The post's latest ``n`` settling events (id, action, time), newest first."""
     rows = session.execute(
-        select(ReviewEvent.action, ReviewEvent.created_at)
+        select(ReviewEvent.id, ReviewEvent.action, ReviewEvent.created_at)
         .where(ReviewEvent.post_id == post_id, ReviewEvent.action.in_(SETTLING))
         .order_by(ReviewEvent.id.desc())
         .limit(n)
     ).all()
-    return [(action, at) for action, at in rows]
+    return [(event_id, action, at) for event_id, action, at in rows]
 
 
-def _reports_between(session: Session, post_id: int, after: datetime | None, until: datetime | None = None) -> int:
-    """Reports (counts summed) on the post that arrived after ``after`` (None: ever) and by ``until``."""
-    query = select(func.coalesce(func.sum(PostReport.count), 0)).where(PostReport.post_id == post_id)
-    if after is not None:
-        query = query.where(PostReport.created_at > after)
-    if until is not None:
-        query = query.where(PostReport.created_at <= until)
-    return int(session.scalar(query) or 0)
-
-
-def _since_decision(session: Session, post_id: int) -> int:
-    """Reports that arrived after the post's latest settling event (its decision)."""
-    latest = _settling(session, post_id, 1)
-    return _reports_between(session, post_id, latest[0][1] if latest else None)
+def _reports_after(session: Session, post_id: int, event_id: int | None) -> int:
+    """Reports (counts summed) that arrived while ``event_id`` was the post's latest settling
+    event (None: before any): by the event each report names, not by anyone's clock."""
+    latest = PostReport.after_event_id.is_(None) if event_id is None else PostReport.after_event_id == event_id
+    total = session.scalar(
+        select(func.coalesce(func.sum(PostReport.count), 0)).where(PostReport.post_id == post_id, latest)
+    )
+    return int(total or 0)
 
 
 def requeue_of(session: Session, post_id: int) -> Requeue | None:
     """Why the post waits again, when reports sent it back and nobody has settled it since (its
     latest settling event is a ``requeue``; the one before it is the decision sent back)."""
     latest = _settling(session, post_id, 2)
-    if len(latest) < 2 or latest[0][0] != EventAction.REQUEUE:
+    if len(latest) < 2 or latest[0][1] != EventAction.REQUEUE:
         return None
-    (_, requeued_at), (_, decided_at) = latest
-    return Requeue(decided_at, requeued_at, _reports_between(session, post_id, decided_at, requeued_at))
+    (_, _, requeued_at), (decision_id, _, decided_at) = latest
+    return Requeue(decided_at, requeued_at, _reports_after(session, post_id, decision_id))
 
 
 def add_report(
@@ -113,18 +108,12 @@ def add_report(
     token_id: int | None = None,
     now: datetime | None = None,
 ) -> ReportOutcome:
-    """Store a report on ``post_id`` and apply its rules (the module's docstring), in one transaction."""
+    """Store a report on ``post_id`` and apply its rules (the module's docstring), in one
+    transaction. The report is checked as a record's reports are (``ReportRecord``)."""
     try:
-        kind = ReportKind(kind).value
-    except ValueError:
-        raise ReportError(
-            f"unknown report kind {kind!r}; the kinds are {', '.join(k.value for k in ReportKind)}"
-        ) from None
-    if not 1 <= count <= MAX_REPORT_COUNT:
-        raise ReportError(f"a report's count is 1 to {MAX_REPORT_COUNT:,}, got {count}")
-    reason = reason.strip()
-    if len(reason) > 255 or "\x00" in reason:
-        raise ReportError("a report's reason is at most 255 characters, without NUL")
+        report_in = ReportRecord.model_validate({"kind": kind, "reason": reason, "count": count})
+    except ValidationError as exc:
+        raise ReportError(f"report refused: {format_validation(exc)}") from None
     now = now or datetime.now(UTC)
     with writing(sessions) as session:
         # the post's row, locked (Postgres; SQLite holds the write lock): its status stays put
@@ -132,28 +121,31 @@ def add_report(
         if post is None:
             raise ReportError(f"there is no post {post_id}")
         status = post.status
+        settled = _settling(session, post_id, 1)
         report = PostReport(
             post_id=post_id,
-            kind=kind,
-            reason=reason,
-            count=count,
+            kind=report_in.kind,
+            reason=report_in.reason,
+            count=report_in.count,
             created_at=now,
             status_at_arrival=status,
+            after_event_id=settled[0][0] if settled else None,
             token_id=token_id,
         )
         session.add(report)
         session.flush()
-        total = (post.report_count or 0) + count
+        total = (post.report_count or 0) + report_in.count
         values: dict[str, object] = {"report_count": total}
         requeued = False
         live = post.purged_at is None
         if live and status == PostStatus.QUEUED:
             values["priority"] = queue_priority(current_verdict(session, post_id), total)
         elif live and status == PostStatus.DECIDED and settings.requeue_after_reports > 0:
-            since = _since_decision(session, post_id)
+            since = _reports_after(session, post_id, report.after_event_id)
             if since >= settings.requeue_after_reports:
                 note = f"{since} reports since its decision (the threshold is {settings.requeue_after_reports})"
                 events.write(session, NewEvent(post_id, None, EventAction.REQUEUE, now, note=note))
+                labels.refresh(session, [post_id])  # the decision no longer settles the post
                 values["priority"] = queue_priority(current_verdict(session, post_id), total)
                 requeued = True
         session.execute(

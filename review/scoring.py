@@ -224,7 +224,8 @@ def _store(session: Session, worker: str, row: Verdict) -> bool:
     """Insert a verdict and move its post to the queue (by the status table: only an unscored post
     takes a verdict), if this worker still holds the post. Returns False (and writes nothing)
     when another worker finished the post first."""
-    reports = session.scalar(select(Post.report_count).where(Post.id == row.post_id)) or 0
+    # the post's row, locked (Postgres; SQLite holds the write lock): a report cannot slip in unboosted
+    reports = session.scalar(select(Post.report_count).where(Post.id == row.post_id).with_for_update()) or 0
     moved = rows_changed(
         session,
         update(Post)

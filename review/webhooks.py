@@ -9,12 +9,13 @@ A webhook URL is a way into the desk's own network (server-side request forgery)
 :func:`check_url` admits only ``http``/``https`` URLs without credentials whose host resolves to
 public addresses only (:func:`is_public`); ``WEBHOOK_ALLOW_PRIVATE`` admits loopback and private
 ranges for single-host installs and tests. Link-local (cloud metadata at 169.254.169.254),
-multicast, unspecified and reserved addresses are refused always. The worker checks the addresses
-again for every connection (:func:`resolve_checked`), so a name that resolves elsewhere later
-(DNS rebinding) is refused then.
+multicast, unspecified and reserved addresses, and the clouds' other metadata addresses
+(``METADATA``), are refused always. The worker checks the addresses again for every connection
+(:func:`resolve_checked`), so a name that resolves elsewhere later (DNS rebinding) is refused then.
 
 Every change is made by an admin (``Permission.INTEGRATIONS``) and leaves an audit row; the audit
-row and the messages never hold the secret, nor a URL's query string (it may carry a token).
+row, lists and messages never hold the secret, nor a URL's path past its first segment or its query
+string (either may carry a token, as Slack's ``/services/T…/B…/<secret>`` does): :func:`shown_url`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2 as httpx
 from sqlalchemy import and_, func, or_, select, update
@@ -47,6 +49,10 @@ MAX_DESCRIPTION = 255
 MAX_LISTED = 1000  # deliveries listed at once
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # IPv6 addresses that carry an IPv4 one in their last 32 bits
 ALLOW_PRIVATE_HINT = "set WEBHOOK_ALLOW_PRIVATE=true only for a single-host install"
+# Cloud metadata and host services outside the link-local range: AWS's IPv6 metadata, Alibaba's
+# metadata, Azure's wireserver. They hand out credentials, so never, whatever WEBHOOK_ALLOW_PRIVATE says.
+METADATA = frozenset(map(ipaddress.ip_address, ("fd00:ec2::254", "100.100.100.200", "168.63.129.16")))
+SHOWN_SEGMENT = 32  # characters of a URL's first path segment shown; a longer one may be a token
 
 
 class WebhookError(ReviewError):
@@ -81,6 +87,8 @@ def _kind(ip: IPAddress, allow_private: bool) -> str | None:
         return "unspecified"
     if ip.is_link_local:
         return "link-local"
+    if ip in METADATA:
+        return "cloud metadata"
     if ip.is_loopback:  # before "reserved": ::1 is in the reserved ::/8
         return None if allow_private else "loopback"
     if ip.is_reserved:
@@ -95,8 +103,8 @@ def _kind(ip: IPAddress, allow_private: bool) -> str | None:
 
 
 def is_public(ip: IPAddress, allow_private: bool) -> bool:
-    """Whether a webhook may be sent to ``ip``: never to multicast, unspecified, link-local or
-    reserved addresses; to loopback, private and other non-global ones only with
+    """Whether a webhook may be sent to ``ip``: never to multicast, unspecified, link-local,
+    cloud metadata or reserved addresses; to loopback, private and other non-global ones only with
     ``allow_private``. Addresses tunnelled in IPv6 are judged by the IPv4 address they carry."""
     return all(_kind(inner, allow_private) is None for inner in _carried(ip))
 
@@ -165,9 +173,26 @@ def check_url(url: str, settings: Settings) -> str:
     return normal
 
 
-def without_query(url: str) -> str:
-    """``url`` as lists, audit rows and logs show it: without its query string (it may carry a token)."""
-    return url.partition("?")[0] + ("?…" if "?" in url else "")
+def shown_url(url: str) -> str:
+    """``url`` as audit rows, lists and logs show it: scheme, host, port and at most the first path
+    segment, then "…" for what is left out (the rest of the path or the query may carry a token)."""
+    parts = urlsplit(url)
+    first, slash, more = parts.path.lstrip("/").partition("/")
+    if len(first) > SHOWN_SEGMENT:
+        return f"{parts.scheme}://{parts.netloc}/…"
+    rest = "/…" if more else slash + ("?…" if parts.query else "")
+    return f"{parts.scheme}://{parts.netloc}/{first}{rest}"
+
+
+def database_now(session: Session) -> datetime:
+    """Now by the database's clock on Postgres (workers on several hosts agree on lease and retry
+    times whatever their own clocks say); this host's clock on SQLite, where every worker runs on
+    this host. One reading per transaction: Postgres' ``now()`` is the transaction's start."""
+    if session.get_bind().dialect.name == "postgresql":
+        now = session.scalar(select(func.now()))
+        assert now is not None
+        return now
+    return datetime.now(UTC)
 
 
 def new_secret() -> str:
@@ -262,7 +287,7 @@ def add_endpoint(
         session.add(row)
         session.flush()
         audit.record(
-            session, actor, audit.Action.WEBHOOK_ADD, f"endpoint {row.id}", url=without_query(normal), event_types=types
+            session, actor, audit.Action.WEBHOOK_ADD, f"endpoint {row.id}", url=shown_url(normal), event_types=types
         )
         return _info(row), secret
 
@@ -410,15 +435,15 @@ def redeliver(
     if (delivery_ids is None) == (endpoint_id is None):
         raise WebhookError("redeliver either chosen deliveries or an endpoint's deliveries")
     _status(status, (DeliveryStatus.DEAD, DeliveryStatus.DELIVERED))
-    now = datetime.now(UTC)
-    not_in_flight = or_(
-        WebhookDelivery.status != DeliveryStatus.PENDING,
-        WebhookDelivery.lease_expires_at.is_(None),
-        WebhookDelivery.lease_expires_at < now,
-    )
     details: dict[str, Any]  # the audit row's: which deliveries
     with writing(sessions) as session:
         actor = require_live(session, actor, Permission.INTEGRATIONS)
+        now = database_now(session)  # the clock leases are kept by
+        not_in_flight = or_(
+            WebhookDelivery.status != DeliveryStatus.PENDING,
+            WebhookDelivery.lease_expires_at.is_(None),
+            WebhookDelivery.lease_expires_at < now,
+        )
         if delivery_ids is not None:
             wanted = sorted(set(delivery_ids))
             if not wanted:

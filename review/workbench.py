@@ -50,8 +50,6 @@ from review.visibility import Sight, Viewer, sights
 
 MAX_SKIPPED = 200  # posts skipped in a session that Next leaves out
 RENEW_BELOW = 8 * 60  # seconds of lease left under which any action renews it
-# the events that settle where a post stands (claims, releases and skips do not); a requeue
-# comes only after a decision (review.reports), so the settling event before it is that decision
 
 NoticeKind = Literal["info", "warning", "error"]
 

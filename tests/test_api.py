@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from db.models import Media, Post, PostReport
+from db.models import AuditEvent, Media, Post, PostReport
 from review.api.schemas import MAX_BATCH, MAX_BODY_BYTES
 from review.auth import OPERATOR
 from review.decisions import claim, decide
@@ -171,6 +171,11 @@ def test_a_batch_is_stored_once(api: tuple[Desk, httpx.Client]) -> None:
     assert (again["created"], again["already_present"]) == (0, 3)
     assert [r["post_id"] for r in again["results"]] == [r["post_id"] for r in answer["results"]]
     assert row_count(desk, Post) == 3
+    with desk.sessions() as session:  # each batch is an ingest in the audit log, by its token
+        rows = session.scalars(select(AuditEvent).where(AuditEvent.action == "ingest").order_by(AuditEvent.id)).all()
+    assert [(r.actor_name, r.details["added"], r.details["already_present"]) for r in rows] == [
+        ("(api token platform)", 3, 0), ("(api token platform)", 0, 3)
+    ]  # fmt: skip
 
     read = client.get("/v1/posts/weibo/t1")
     assert read.status_code == 200
@@ -268,7 +273,7 @@ def test_bad_records_are_rejected_with_reasons_and_the_good_kept(sqlite_api: tup
     assert "unknown field 'colour'" in reasons["unknown"]
     assert "text" in reasons["types"]
     assert "created_at" in reasons["when"]
-    assert "reports[0].kind" in reasons["flag"] and "reports[0].count" in reasons["flag"]
+    assert "reports.0.kind" in reasons["flag"] and "reports.0.count" in reasons["flag"]
     assert "external_id" in reasons["8"]
     assert "source is required" in reasons["nowhere"]
     assert all(r["reason"] is None for r in answer["results"] if r["status"] == "created")

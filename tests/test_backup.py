@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from sqlalchemy import create_engine, select, text, update
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from db import schema
-from db.models import AuditEvent, Base, Media, Post, ReviewEvent, Verdict
+from db.models import AuditEvent, Base, Media, ReviewEvent, Verdict
 from db.session import make_engine
 from review import backup
 from review.auth import PermissionDenied
@@ -38,9 +38,8 @@ from review.config import Settings
 from review.decisions import Label, claim, decide
 from review.desk import Desk, open_desk
 from review.ingest import ingest_records
-from review.priority import queue_priority
-from review.verdicts import point_at
 from tests.conftest import PG_ENV, account
+from tests.factories import queue_with
 
 PASSWORD = "Sekr1t-not-on-any-command-line"
 
@@ -94,10 +93,7 @@ def _world(desk: Desk, folder: Path, n: int = 8, *, plain: int = 0) -> list[int]
                         parse_status="ok", violation=bad, category="fraud_spam" if bad else "none",
                         severity=2 if bad else 0, confidence=0.8, tags=["t"], rationale=f"why {i}",
                         parse_notes=[])  # fmt: skip
-            session.add(v)
-            session.flush()
-            point_at(session, v)
-            session.execute(update(Post).where(Post.id == post_id).values(status="queued", priority=queue_priority(v, 0)))
+            queue_with(session, v)
     moderator = account(desk, "moderator")
     for i, post_id in enumerate(ids[:n]):
         if i >= 6:

@@ -2,18 +2,22 @@
 signature with the standardwebhooks package: decisions made through review.decisions arrive
 signed and in order per post; failures are retried with backoff, then dead; 410 disables the
 endpoint; redirects are not followed; addresses are checked again when sending; two workers do
-not send a leased delivery twice; a worker killed with SIGKILL mid-batch loses nothing."""
+not send a leased delivery twice; a worker killed with SIGKILL mid-batch loses nothing; a receiver
+that drips its answer is cut off at the timeout without holding the others; the API's delivery
+worker leaves no lease behind on SIGTERM."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +33,7 @@ from review.auth import OPERATOR
 from review.config import Settings
 from review.decisions import Label, decide, undo
 from review.desk import Desk
-from tests.conftest import REPO, point_cli_at, subprocess_env, wait_for
+from tests.conftest import REPO, free_port, point_cli_at, subprocess_env, wait_for
 from tests.factories import claim_and_decide, spam_queue, staff
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -90,6 +94,42 @@ def receiver() -> Iterator[Receiver]:
     if server.is_running():
         server.stop()
     server.check_handler_errors()  # every signature verified
+
+
+@pytest.fixture
+def dripper() -> Iterator[str]:
+    """The URL of a receiver that answers a byte every 0.2 s and never finishes its headers: each
+    read gets a byte well within any per-read timeout, so only a deadline for the whole request ends it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    stopping = threading.Event()
+
+    def drip(connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.recv(65536)
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                    if stopping.is_set():
+                        return
+                    connection.sendall(bytes([byte]))
+                    time.sleep(0.2)
+            except OSError:
+                return  # the worker hung up
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=drip, args=(connection,), daemon=True).start()
+
+    serving = threading.Thread(target=serve, daemon=True)
+    serving.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    stopping.set()
+    serving.join(5)
+    server.close()
 
 
 def fast(desk: Desk, **overrides: object) -> Settings:
@@ -391,3 +431,79 @@ def test_an_outcome_is_kept_only_while_the_lease_is_held(sqlite_desk: Desk, rece
     assert (stats.delivered, stats.lost_leases) == (0, 2)
     assert {(row.status, row.attempts, row.lease_owner) for row in rows(sqlite_desk)} == {("pending", 0, "fast")}
     assert delivery._finish(sqlite_desk.sessions, "fast", attempts, settings).delivered == 2
+
+
+def test_a_dripping_receiver_times_out_on_time_and_holds_no_other_delivery(
+    desk: Desk, receiver: Receiver, dripper: str
+) -> None:
+    """WEBHOOK_TIMEOUT_SECONDS bounds the whole request, not each read: a receiver that sends a
+    byte every 0.2 s is cut off after 1 s, and the healthy endpoint's delivery of the same round
+    is recorded then, not when the dripper would have finished."""
+    settings = fast(desk, webhook_timeout_seconds=1.0)
+    register(desk, receiver, settings)
+    webhooks.add_endpoint(desk.sessions, OPERATOR, dripper, settings)
+    confirmed(desk, 1)
+    worker = delivery.Worker(desk.sessions, settings)
+    with delivery.make_client(settings) as client, ThreadPoolExecutor(4) as pool:
+        started = time.monotonic()
+        stats = worker.round(client, pool)
+        took = time.monotonic() - started
+    assert took < 1.0 + 1.0, took
+    assert (stats.delivered, stats.retrying) == (1, 1) and len(receiver.delivered()) == 1
+    outcomes = sorted((row.status, row.attempts, row.last_error, row.lease_owner) for row in rows(desk))
+    assert outcomes == [("delivered", 1, None, None), ("pending", 1, "timed out after 1 s", None)]
+
+
+def test_a_request_whose_answer_could_outlast_its_lease_is_not_sent(sqlite_desk: Desk, receiver: Receiver) -> None:
+    settings = fast(sqlite_desk, webhook_timeout_seconds=1.0)
+    register(sqlite_desk, receiver, settings)
+    confirmed(sqlite_desk, 1)
+    (job,) = delivery._jobs(sqlite_desk.sessions, "w", delivery.lease_deliveries(sqlite_desk.sessions, "w", 10))
+    with delivery.make_client(settings) as client:
+        too_late = time.monotonic() + 1.0 + delivery.RECORD_MARGIN / 2  # no time left to record the answer
+        assert not delivery.send(client, job, settings, too_late).sent and receiver.arrivals == 0
+        assert delivery.send(client, job, settings, time.monotonic() + 1.0 + delivery.RECORD_MARGIN + 1).ok
+
+
+def test_leases_and_retries_are_kept_by_the_database_clock(desk: Desk, receiver: Receiver) -> None:
+    settings = fast(desk, webhook_retry_schedule="30")
+    register(desk, receiver, settings)
+    receiver.answers = [500]
+    confirmed(desk, 1)
+    with desk.sessions() as session:
+        before = webhooks.database_now(session)
+    ids = delivery.lease_deliveries(desk.sessions, "w", 10, timedelta(seconds=60))
+    (row,) = rows(desk)
+    assert before + timedelta(seconds=60) <= row.lease_expires_at <= before + timedelta(seconds=65)
+    with delivery.make_client(settings) as client:
+        attempts = [delivery.send(client, job, settings) for job in delivery._jobs(desk.sessions, "w", ids)]
+    assert delivery._finish(desk.sessions, "w", attempts, settings).retrying == 1
+    (row,) = rows(desk)
+    assert before + timedelta(seconds=30) <= row.next_attempt_at <= before + timedelta(seconds=45)  # 30 s + jitter
+
+
+def test_sigterm_to_the_api_stops_its_delivery_worker_cleanly(desk: Desk, receiver: Receiver) -> None:
+    """``api --deliver`` on SIGTERM: the requests in flight are answered and recorded, the rest of
+    the round is released, and no delivery stays leased (none waits for its lease to run out)."""
+    settings = fast(desk)
+    register(desk, receiver, settings)
+    receiver.delay = 0.5  # the signal lands while requests are in flight
+    confirmed(desk, 40)
+    env = subprocess_env(desk) | {"WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_TIMEOUT_SECONDS": "2"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "review", "api", "--port", str(free_port()), "--deliver"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: receiver.arrivals >= 1 or server.poll() is not None, 60)
+        assert server.poll() is None, server.communicate()[1]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert [row.id for row in rows(desk) if row.lease_owner is not None] == []
+    events = outbox(desk)
+    uid_of = {event.id: uid for uid, event in events.items()}
+    recorded = sorted(uid_of[row.event_id] for row in rows(desk) if row.status == "delivered")
+    assert recorded == sorted(hit.uid for hit in receiver.delivered()) and 0 < len(recorded) < 40

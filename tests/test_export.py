@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select, update
 
-from db.models import AuditEvent, Export, Media, Post, PostMedia, Verdict
+from db.models import AuditEvent, Export, Media, PostMedia, Verdict
 from review import auth
 from review.auth import PermissionDenied
 from review.cli import main
@@ -51,11 +51,9 @@ from review.finetune import encode, read_split
 from review.inference.hf import MIN_PIXELS
 from review.inference.schema import ModelAnswer
 from review.ingest import ingest_records
-from review.priority import queue_priority
 from review.prompts import ModerationRenderer, moderation_prompt
-from review.verdicts import point_at
 from tests.conftest import account
-from tests.factories import EXPORT_POSTS
+from tests.factories import EXPORT_POSTS, queue_with
 
 
 def _check_turns(roles: list[str], user: str, assistant: str, system: str | None) -> None:
@@ -374,10 +372,7 @@ def decided(sqlite_desk, tmp_path):
                         confidence=None if said is None else 0.7, description="一张图片 " * 20, ocr_text="",
                         image_text_consistency="consistent", sentiment="neutral", tags=["t"],
                         rationale="model rationale", parse_notes=[])  # fmt: skip
-            session.add(v)
-            session.flush()
-            point_at(session, v)
-            session.execute(update(Post).where(Post.id == post_id).values(status="queued", priority=queue_priority(v, 0)))
+            queue_with(session, v)
         session.execute(update(Media).values(dup_cluster=Media.id))
     moderator = account(desk, "moderator")
     for (_, _, said, human, note), post_id in zip(POSTS, ids, strict=True):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from db.models import Post, User
 from review.auth import OPERATOR, PermissionDenied
@@ -105,3 +105,39 @@ def test_a_role_lowered_after_sign_in_is_refused(desk: Desk, tmp_path: Path) -> 
         start_scoring(desk.settings, lead, limit=1, provider="baseline", sessions=desk.sessions)
     assert stored_posts(desk) == {}
     assert ingest_paths(desk.sessions, [path], desk.settings, actor=OPERATOR).added == 1
+
+
+def test_records_bring_their_reports_with_them(desk: Desk, tmp_path: Path) -> None:
+    records = [
+        {
+            "external_id": "r1",
+            "reports": [
+                {"kind": "user_report", "reason": "spam", "count": 3},
+                {"kind": "classifier", "reason": "nsfw"},
+            ],
+        },  # fmt: skip
+        {"external_id": "r2", "reports": [{"kind": "neighbour", "count": 0}]},
+        {"external_id": "r3", "reports": "spam"},
+    ]
+    report = ingest_records(desk.sessions, records, desk.settings, source="api")
+    assert [(o.external_id, o.status) for o in report.outcomes] == [
+        ("r1", "created"), ("r2", "rejected"), ("r3", "rejected")
+    ]  # fmt: skip
+    assert "reports.0.kind" in report.outcomes[1].reason and "reports.0.count" in report.outcomes[1].reason
+    with desk.sessions() as session:
+        post = session.scalars(select(Post).where(Post.external_id == "r1")).one()
+        stored = [(r.kind, r.reason, r.count, r.status_at_arrival) for r in post.reports]
+        assert post.report_count == 4 and stored == [
+            ("user_report", "spam", 3, "unscored"),
+            ("classifier", "nsfw", 1, "unscored"),
+        ]
+    # from a CSV file too (a JSON cell), and a post already there keeps its reports
+    (tmp_path / "in.csv").write_text(
+        'external_id,reports\nr1,"[{""kind"": ""user_report"", ""count"": 9}]"\nr4,"[{""kind"": ""classifier""}]"\n',
+        encoding="utf-8",
+    )
+    again = ingest_paths(desk.sessions, [tmp_path / "in.csv"], desk.settings, source="api")
+    assert (again.added, again.already_present) == (1, 1)
+    with desk.sessions() as session:
+        counts = dict(session.execute(select(Post.external_id, Post.report_count)).all())
+    assert counts == {"r1": 4, "r4": 1}

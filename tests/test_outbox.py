@@ -59,7 +59,9 @@ def test_each_decision_writes_one_event_and_its_deliveries(desk) -> None:
     claim_and_decide(desk, ann, ids[2], "overturn", label=Label(False, "none", 0))
     claim_and_decide(desk, ann, ids[3], "escalate", note="satire?")
     claim(desk.sessions, ann, ids[4])
-    decide(desk.sessions, ann, ids[4], "skip")  # claims, releases and skips tell the platform nothing
+    skipped = decide(desk.sessions, ann, ids[4], "skip")  # claims, releases and skips tell the platform nothing
+    undo(desk.sessions, ann, skipped.id)  # nor does the undo of a skip
+    release(desk.sessions, ann, ids[4])
     claim(desk.sessions, ann, ids[5])
     release(desk.sessions, ann, ids[5])
     undo(desk.sessions, ann, confirmed.id)
@@ -88,10 +90,12 @@ def test_each_decision_writes_one_event_and_its_deliveries(desk) -> None:
     expected[(overturns, "decision.overturned")] = 2
     assert _deliveries(desk) == expected
     assert off not in {endpoint for endpoint, _ in _deliveries(desk)}
-    # the outbox and the feed-relevant review events are one to one
+    # the outbox and the review events the platform is told of are one to one (not the skip's undo)
     with desk.sessions() as session:
         told = session.scalar(select(func.count(ReviewEvent.id)).where(ReviewEvent.action.in_(list(outbox.TYPES))))
-        assert told == len(sent) == session.scalar(select(func.count(OutboxEvent.id)))
+        assert told - 1 == len(sent) == session.scalar(select(func.count(OutboxEvent.id)))
+        reopens = session.scalars(select(ReviewEvent).where(ReviewEvent.action == "reopen")).all()
+        assert sorted(session.get(ReviewEvent, r.undoes_id).action for r in reopens) == ["confirm", "skip"]
 
 
 def test_a_refused_decision_writes_no_event(desk) -> None:

@@ -39,6 +39,10 @@ ADDRESSES = [
     ("0.0.0.0", False, False),
     ("::", False, False),
     ("240.0.0.1", False, False),  # reserved
+    ("fd00:ec2::254", False, False),  # AWS metadata over IPv6: private by Python's rule, metadata always refused
+    ("100.100.100.200", False, False),  # Alibaba's metadata: carrier-grade NAT range
+    ("168.63.129.16", False, False),  # Azure's wireserver: a public address
+    ("::ffff:100.100.100.200", False, False),  # … also when tunnelled
 ]
 
 
@@ -47,6 +51,25 @@ def test_which_addresses_a_webhook_may_reach(address: str, public: bool, with_se
     ip = ipaddress.ip_address(address)
     assert is_public(ip, allow_private=False) is public
     assert is_public(ip, allow_private=True) is with_setting
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://hooks.slack.com/services/T000/B000/XXXXSECRET", "https://hooks.slack.com/services/…"),
+        ("https://example.com/hook?token=abc", "https://example.com/hook?…"),
+        ("https://example.com/hook", "https://example.com/hook"),
+        ("https://example.com", "https://example.com/"),
+        ("https://example.com/", "https://example.com/"),
+        ("http://127.0.0.1:8080/a/b", "http://127.0.0.1:8080/a/…"),
+        ("http://[::1]:9/hook/", "http://[::1]:9/hook/"),
+        ("http://[::1]:9/hook/?key=1", "http://[::1]:9/hook/?…"),
+        (f"https://example.com/{'k' * 40}", "https://example.com/…"),  # one long segment may be a key itself
+        (f"https://example.com/{'k' * 40}?x=1", "https://example.com/…"),
+    ],
+)
+def test_a_url_is_shown_without_what_may_hold_a_key(url: str, shown: str) -> None:
+    assert webhooks.shown_url(url) == shown
 
 
 @pytest.fixture
@@ -65,6 +88,8 @@ def open_settings(sqlite_desk: Desk):
         ("http://nosuch.invalid/hook", "cannot resolve nosuch.invalid"),
         ("http://169.254.169.254/latest/meta-data", "link-local address (never allowed)"),
         ("http://[::ffff:169.254.169.254]/", "link-local address (never allowed)"),
+        ("http://[fd00:ec2::254]/latest/meta-data", "fd00:ec2::254, a cloud metadata address (never allowed)"),
+        ("http://100.100.100.200/latest/meta-data", "a cloud metadata address (never allowed)"),
     ],
 )
 def test_a_url_the_rule_refuses_is_refused_with_its_reason(open_settings, url: str, reason: str) -> None:

@@ -159,7 +159,8 @@ async def _read_batch(request: Request) -> tuple[list[dict[str, Any]], dict[str,
     without a filename, as text)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
-        return _batch(_json(await request.body())), {}
+        body = await request.body()
+        return await run_in_threadpool(lambda: _batch(_json(body))), {}  # up to 64 MiB: not on the event loop
     if kind != "multipart/form-data":
         raise HTTPException(415, "send application/json, or multipart/form-data with a 'posts' part")
     files: dict[str, bytes | None] = {}
@@ -178,7 +179,8 @@ async def _read_batch(request: Request) -> tuple[list[dict[str, Any]], dict[str,
                 files[name] = await value.read() if isinstance(value, UploadFile) else None
     if posts is None:
         raise HTTPException(422, "the multipart body has no 'posts' field (the batch as JSON)")
-    return _batch(_json(posts.encode("utf-8", "surrogatepass"))), files
+    text = posts
+    return await run_in_threadpool(lambda: _batch(_json(text.encode("utf-8", "surrogatepass")))), files
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -1,14 +1,14 @@
 """``POST /v1/posts``: a batch of records into the desk through the one ingest path
 (:func:`review.ingest.ingest_records`), with what only the API has to do first.
 
-Per record, before ingest: the fields the API takes (the ingest format plus ``reports``; any other
-field rejects the record, where a file's unknown columns would join its metadata; ``source`` is
-required, where a file's records default to ``local``), its reports,
-and its images, each either inline (``{"name", "data": base64}``, decoded here) or the name of a
-file part of a multipart request. An image name is only ever a key into the request's own bytes,
-never a path: a record naming an image the request does not carry is rejected. After ingest, the
-reports of the posts the batch created are added (:func:`review.reports.add_report`); a post that
-was already there keeps its reports (flags go to ``POST /v1/flags``).
+Per record, before ingest: the fields the API takes (the ingest format; any other field rejects
+the record, where a file's unknown columns would join its metadata; ``source`` is required,
+where a file's records default to ``local``) and its images, each either inline (``{"name",
+"data": base64}``, decoded here) or the name of a file part of a multipart request. An image name
+is only ever a key into the request's own bytes, never a path: a record naming an image the
+request does not carry is rejected. A record's reports are stored with the post it creates, in
+the same transaction (a post that was already there keeps its reports: later ones go to the
+flags routes), and name the token.
 
 Every failure is that record's rejection with its reason; the others are stored.
 """
@@ -22,14 +22,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from review.api.schemas import BatchResult, InlineImage, RecordResult, ReportIn
+from review import audit
+from review.api.schemas import BatchResult, InlineImage, RecordResult
+from review.audit import ApiClient
 from review.desk import Desk
 from review.ingest import ingest_records
-from review.ingest.records import RECORD_FIELDS
-from review.reports import add_report
+from review.ingest.records import RECORD_FIELDS, named
 from review.tokens import TokenInfo
-
-API_FIELDS = RECORD_FIELDS | {"reports"}
 
 
 @dataclass
@@ -39,17 +38,6 @@ class Accepted:
     index: int
     record: dict[str, Any]
     attachments: dict[str, bytes] = field(default_factory=dict)
-    reports: list[ReportIn] = field(default_factory=list)
-
-
-def _identity(raw: dict[str, Any]) -> tuple[str | None, str | None]:
-    """The record's source and external id as given, for the results (None when not a string)."""
-    source, external_id = raw.get("source"), raw.get("external_id")
-    numeric = isinstance(external_id, int) and not isinstance(external_id, bool)
-    return (
-        source if isinstance(source, str) else None,
-        str(external_id) if isinstance(external_id, str) or numeric else None,
-    )
 
 
 def _problem(error: ValidationError, what: str) -> str:
@@ -103,31 +91,24 @@ def _images(images: Any, files: dict[str, bytes | None]) -> tuple[list[str], dic
 
 def accept(index: int, raw: dict[str, Any], files: dict[str, bytes | None]) -> Accepted | str:
     """The API's checks of one record: the record ready for ingest, or why it is rejected."""
-    unknown = sorted(set(raw) - API_FIELDS)
+    unknown = sorted(set(raw) - RECORD_FIELDS)
     if unknown:
         listed = ", ".join(repr(str(name)[:80]) for name in unknown[:5])
-        return f"unknown field{'s' if len(unknown) > 1 else ''} {listed}; a record has {', '.join(sorted(API_FIELDS))}"
+        return (
+            f"unknown field{'s' if len(unknown) > 1 else ''} {listed}; a record has {', '.join(sorted(RECORD_FIELDS))}"
+        )
     source = raw.get("source")
     if not isinstance(source, str) or not source.strip():
         # a file's records may take the command's --source; a platform names its own
         return "source is required over the API: name the platform (or surface) the post comes from"
-    reports_raw = raw.get("reports") or []
-    if not isinstance(reports_raw, list):
-        return "reports must be a list of {kind, reason, count} objects"
-    reports = []
-    for position, item in enumerate(reports_raw):
-        try:
-            reports.append(ReportIn.model_validate(item))
-        except ValidationError as exc:
-            return _problem(exc, f"reports[{position}]")
     images = _images(raw.get("images"), files)
     if isinstance(images, str):
         return images
     names, attachments = images
-    record = {key: value for key, value in raw.items() if key != "reports"}
+    record = dict(raw)
     if "images" in record:
         record["images"] = names
-    return Accepted(index, record, attachments, reports)
+    return Accepted(index, record, attachments)
 
 
 def ingest_batch(
@@ -139,7 +120,7 @@ def ingest_batch(
     for index, raw in enumerate(records):
         checked = accept(index, raw, files)
         if isinstance(checked, str):
-            source, external_id = _identity(raw)
+            source, external_id = named(raw)
             results[index] = RecordResult(
                 index=index, source=source, external_id=external_id, status="rejected", reason=checked
             )
@@ -151,10 +132,11 @@ def ingest_batch(
             [item.record for item in accepted],
             desk.settings,
             attachments=[item.attachments for item in accepted],
+            token_id=token.id,
         )
         for outcome in report.outcomes:
             item = accepted[outcome.order - 1]
-            source, external_id = _identity(item.record)
+            source, external_id = named(item.record)
             results[item.index] = RecordResult(
                 index=item.index,
                 source=outcome.source or source,
@@ -163,21 +145,14 @@ def ingest_batch(
                 post_id=outcome.post_id,
                 reason=outcome.reason,
             )
-            if outcome.status == "created" and outcome.post_id is not None:
-                for flag in item.reports:
-                    add_report(
-                        desk.sessions,
-                        desk.settings,
-                        outcome.post_id,
-                        flag.kind,
-                        flag.reason,
-                        flag.count,
-                        token_id=token.id,
-                    )
     ordered = [results[index] for index in sorted(results)]
-    return BatchResult(
+    answer = BatchResult(
         results=ordered,
         created=sum(r.status == "created" for r in ordered),
         already_present=sum(r.status == "already_present" for r in ordered),
         rejected=sum(r.status == "rejected" for r in ordered),
     )
+    audit.log(desk.sessions, ApiClient(token.name), audit.Action.INGEST, f"POST /v1/posts ({len(ordered)} records)",
+              outcome="done", added=answer.created, already_present=answer.already_present,
+              rejected=answer.rejected)  # fmt: skip
+    return answer

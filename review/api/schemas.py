@@ -13,9 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from db.models import ReportKind
 from db.session import db_text
-from review.reports import MAX_REPORT_COUNT
+from review.ingest.records import ReportRecord
 from review.text import one_line
 
 MAX_BATCH = 500  # records in one POST /v1/posts
@@ -65,15 +64,10 @@ class InlineImage(Strict):
     data: str = Field(description="the image file's bytes, base64 (standard alphabet, padded)")
 
 
-class ReportIn(Strict):
-    """One report on a post: who flagged it, why, how many times."""
-
-    kind: ReportKind
-    reason: Text = Field(default="", max_length=255)
-    count: int = Field(default=1, ge=1, le=MAX_REPORT_COUNT)
+ReportIn = ReportRecord  # a report, as records carry them and the flags routes take them
 
 
-class FlagIn(ReportIn):
+class FlagIn(ReportRecord):
     """``POST /v1/flags``: a report on a post named in the body (an external id may hold "/")."""
 
     source: str = Field(min_length=1, max_length=64)

@@ -28,10 +28,6 @@ CHALLENGE = {"WWW-Authenticate": "Bearer"}
 TOKEN_LIKE = re.compile(re.escape(PREFIX) + r"[A-Za-z0-9_-]{8,}")
 
 
-def _hidden(text: str) -> str:
-    return TOKEN_LIKE.sub(PREFIX + "[hidden]", text)
-
-
 class TokensOutOfLogs(logging.Filter):
     """Blanks anything shaped like a token in a log line's arguments: the access log prints each
     request's path and query, where a client may have put its token against the rules."""

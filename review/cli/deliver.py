@@ -1,5 +1,6 @@
 """``python -m review deliver``: the webhook delivery worker (review/delivery.py), until Ctrl-C or
-SIGTERM (each ends it after the round in flight), or with ``--once`` until nothing is due."""
+SIGTERM (each ends it once the requests in flight are answered and recorded; the rest of the round
+is released untried), or with ``--once`` until nothing is due."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        print(f"{signal.Signals(signum).name}: stopping after this round", file=sys.stderr)
+        print(f"{signal.Signals(signum).name}: stopping after the requests in flight", file=sys.stderr)
         stop.set()
 
     def on_round(stats: delivery.DeliveryStats) -> None:

@@ -72,7 +72,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
             event_types=args.events.split(","),
             description=args.description,
         )
-        print(f"added webhook endpoint {info.id}: {webhooks.without_query(info.url)} ({','.join(info.event_types)})")
+        print(f"added webhook endpoint {info.id}: {webhooks.shown_url(info.url)} ({','.join(info.event_types)})")
         print(f"signing secret (shown once): {secret}")
         if not info.encrypted:
             print("warning: an http:// URL is not encrypted: the payloads can be read on the way", file=sys.stderr)
@@ -81,7 +81,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
         for e in endpoints:
             state = "active" if e.active else f"disabled ({one_line(e.disabled_reason, 80)})"
             print(
-                f"{e.id}\t{webhooks.without_query(e.url)}\t{','.join(e.event_types)}\t{state}\t"
+                f"{e.id}\t{webhooks.shown_url(e.url)}\t{','.join(e.event_types)}\t{state}\t"
                 f"pending {e.pending}, delivered {e.delivered}, dead {e.dead}\t{one_line(e.description, 80)}"
             )
         if not endpoints:

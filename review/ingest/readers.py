@@ -18,6 +18,8 @@ from review.errors import IngestError
 from review.ingest.records import RECORD_FIELDS, RawRecord
 from review.text import one_line, shown
 
+JSON_COLUMNS = ("metadata", "reports")  # CSV cells that hold JSON
+
 MAX_RECORD_BYTES = 16 * 2**20  # one JSONL line or sidecar file; larger ones are refused unread
 SIDECAR_SUFFIXES = {".txt", ".json"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -263,12 +265,12 @@ def read_csv(path: Path, encoding: str) -> Iterator[RawRecord]:
                         yield RawRecord(where, None, base, images)
                         break
                     data["images"] = images
-                elif name == "metadata":
+                elif name in JSON_COLUMNS:
                     if cell.strip():
                         try:
-                            data["metadata"] = parse_json(cell)
+                            data[name] = parse_json(cell)
                         except ValueError as exc:
-                            yield RawRecord(where, None, base, f"metadata is not valid JSON ({json_problem(exc)})")
+                            yield RawRecord(where, None, base, f"{name} is not valid JSON ({json_problem(exc)})")
                             break
                 elif name in RECORD_FIELDS:
                     if cell != "" or name == "text":  # an empty cell means "not given"

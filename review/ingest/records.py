@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from db.models import ReportKind
 from review.config import Settings
 from review.media import StoredImage
 from review.text import one_line
@@ -34,7 +35,25 @@ MAX_METADATA_DEPTH = 32  # nesting of objects and lists in metadata
 # post (Usenet began in 1980; 1970-01-01 is a placeholder for "unknown"), later is a bad clock.
 EARLIEST_CREATED_AT = datetime(1980, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
-RECORD_FIELDS = {"external_id", "source", "text", "author", "created_at", "images", "metadata"}
+RECORD_FIELDS = {"external_id", "source", "text", "author", "created_at", "images", "metadata", "reports"}
+MAX_REPORT_COUNT = 1_000_000  # one report stands for at most this many
+MAX_REPORTS = 100  # reports in one record
+
+
+class ReportRecord(BaseModel):
+    """One report on a post from its platform: who flagged it, why, how many times. The shape
+    of a report wherever one arrives (a record, the API's flags: review/reports.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ReportKind
+    reason: str = Field(default="", max_length=255, pattern=r"^[^\x00]*$")
+    count: int = Field(default=1, ge=1, le=MAX_REPORT_COUNT)
+
+    @field_validator("reason")
+    @classmethod
+    def _stripped(cls, value: str) -> str:
+        return value.strip()  # (pydantic itself refuses a lone surrogate in a str field)
 
 
 class PostRecord(BaseModel):
@@ -49,6 +68,8 @@ class PostRecord(BaseModel):
     created_at: datetime | None = None
     images: list[str] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # who flagged the post, stored with it (``post_report``); a post already there keeps its own
+    reports: list[ReportRecord] = Field(default_factory=list, max_length=MAX_REPORTS)
 
     @field_validator("external_id", "source", mode="before")
     @classmethod
@@ -135,6 +156,18 @@ def _from_unix_seconds(value: int | float) -> datetime:
     raise ValueError(f"{value} seconds since 1970 is out of range; {_TIME_RANGE}")
 
 
+def named(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """A record's ``source`` and ``external_id`` as it gives them, before validation (a numeric
+    id as text; None where a value is missing or not text), to name a record in an answer."""
+    source, external_id = data.get("source"), data.get("external_id")
+    if isinstance(external_id, int) and not isinstance(external_id, bool):
+        external_id = str(external_id)
+    return (
+        source if isinstance(source, str) else None,
+        external_id if isinstance(external_id, str) else None,
+    )
+
+
 @dataclass(frozen=True)
 class RawRecord:
     """A record before validation, with where it came from."""
@@ -206,7 +239,8 @@ class PreparedRecord:
     error: str | None = None
 
 
-def _format_validation(exc: ValidationError) -> str:
+def format_validation(exc: ValidationError) -> str:
+    """A validation error in one line: each field at fault and why (never the value)."""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "record"
@@ -234,7 +268,7 @@ def validate(raw: RawRecord, settings: Settings, default_source: str | None) -> 
     try:
         record = PostRecord.model_validate(data)
     except ValidationError as exc:
-        return _format_validation(exc)
+        return format_validation(exc)
     if len(record.text) > settings.max_text_chars:
         return (
             f"text is {len(record.text):,} characters; the limit is {settings.max_text_chars:,} (MAX_TEXT_CHARS). "

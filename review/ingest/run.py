@@ -42,12 +42,14 @@ def ingest_records(
     source: str | None = None,
     base_dir: Path | None = None,
     attachments: Iterable[Mapping[str, bytes] | None] | None = None,
+    token_id: int | None = None,
     allow_absolute_paths: bool = False,
     workers: int = 2,
 ) -> IngestReport:
     """Ingest already-parsed records (the API entry point). Locations are ``record N``; the
     report keeps each record's outcome. ``attachments[i]`` holds the images of ``records[i]`` by
-    the names its ``images`` use (then never read as paths)."""
+    the names its ``images`` use (then never read as paths); ``token_id``, the API token whose
+    batch it is, is stored with the records' reports."""
     ingestor = Ingestor(
         session_factory,
         settings,
@@ -55,6 +57,7 @@ def ingest_records(
         allow_absolute_paths=allow_absolute_paths,
         workers=workers,
         track=True,
+        token_id=token_id,
     )
     pairs: Iterable[tuple[Any, Mapping[str, bytes] | None]] = (
         ((r, None) for r in records) if attachments is None else zip(records, attachments, strict=True)

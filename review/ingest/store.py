@@ -14,7 +14,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Media, Post, PostMedia, PostStatus
+from db.models import Media, Post, PostMedia, PostReport, PostStatus
 from db.session import writing
 from review.config import Settings
 from review.errors import IngestError, MediaError
@@ -24,6 +24,7 @@ from review.ingest.records import (
     RawRecord,
     RecordOutcome,
     Rejection,
+    named,
     unexpected,
     validate,
 )
@@ -100,14 +101,9 @@ def _store_images(prep: PreparedRecord, settings: Settings) -> None:
 
 
 def _key_of(raw: RawRecord) -> tuple[str, str] | None:
-    """A refused record's (source, external_id) as it came, when it names them as text."""
-    data = raw.data or {}
-    source, external_id = data.get("source"), data.get("external_id")
-    if isinstance(external_id, int) and not isinstance(external_id, bool):
-        external_id = str(external_id)
-    if isinstance(external_id, str) and (source is None or isinstance(source, str)):
-        return (source or "", external_id)
-    return None
+    """A refused record's (source, external_id) as it came, when it names its id as text."""
+    source, external_id = named(raw.data or {})
+    return None if external_id is None else (source or "", external_id)
 
 
 def _is_deadlock(exc: OperationalError) -> bool:
@@ -141,6 +137,7 @@ class Ingestor:
         allow_absolute_paths: bool,
         workers: int,
         track: bool = False,
+        token_id: int | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.settings = settings
@@ -153,6 +150,7 @@ class Ingestor:
         self.position = 0  # records read so far; orders the rejections
         self.media_cache: dict[str, int] = {}
         self.track = track  # keep each record's outcome in the report (the API's answer)
+        self.token_id = token_id  # the API token whose batch this is: its records' reports name it
         self.stored_ids: dict[tuple[str, str], int] = {}  # posts this run created, for its repeats
 
     def warn(self, message: str) -> None:
@@ -352,6 +350,18 @@ class Ingestor:
             meta=rec.metadata,
             status=PostStatus.UNSCORED,
         )
+        if rec.reports:  # a new post: its reports only count (review/reports.py has the rest of the rule)
+            post.report_count = sum(r.count for r in rec.reports)
+            post.reports = [
+                PostReport(
+                    kind=r.kind,
+                    reason=r.reason,
+                    count=r.count,
+                    status_at_arrival=PostStatus.UNSCORED,
+                    token_id=self.token_id,
+                )  # fmt: skip
+                for r in rec.reports
+            ]
         post.media_links = [
             PostMedia(position=i, media_id=self.media_cache[img.sha256], original_name=name[-255:])
             for i, (img, name) in enumerate(zip(prep.stored, rec.images, strict=True))

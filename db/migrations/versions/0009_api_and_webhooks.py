@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer(), nullable=False),
         sa.Column("created_at", STAMP, nullable=False),
         sa.Column("status_at_arrival", sa.String(16), nullable=False),
+        sa.Column("after_event_id", ID, nullable=True),
         sa.Column("token_id", ID, nullable=True),
         sa.CheckConstraint("kind IN ('user_report', 'classifier')", name=op.f("ck_post_report_kind")),
         sa.CheckConstraint("count >= 1", name=op.f("ck_post_report_count")),
@@ -80,9 +81,12 @@ def upgrade() -> None:
             ["post_id"], ["post.id"], name=op.f("fk_post_report_post_id_post"), ondelete="RESTRICT"
         ),
         sa.ForeignKeyConstraint(["token_id"], ["api_token.id"], name=op.f("fk_post_report_token_id_api_token")),
+        sa.ForeignKeyConstraint(
+            ["after_event_id"], ["review_event.id"], name=op.f("fk_post_report_after_event_id_review_event")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_post_report")),
     )
-    op.create_index("ix_post_report_post_id", "post_report", ["post_id", "id"])
+    op.create_index("ix_post_report_post_id", "post_report", ["post_id", "after_event_id"])
     op.create_table(
         "webhook_endpoint",
         sa.Column("id", ID, nullable=False),
