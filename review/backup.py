@@ -53,8 +53,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
 from db import schema
-from db.session import make_engine, make_session_factory, normalise_url, safe_url
-from review import audit
+from db.session import make_engine, make_session_factory, normalise_url, safe_url, writing
+from review import audit, outbox
 from review.auth import OPERATOR, Actor, Permission, require, require_live
 from review.config import Settings
 from review.desk import Desk
@@ -636,6 +636,8 @@ def restore(
         with engine.connect() as conn:
             rows = conn.exec_driver_sql("SELECT path, thumb_path FROM media")
             missing, shown = _missing(media_dir, ((r[0], r[1]) for r in rows))
+        with writing(make_session_factory(engine)) as session:
+            outbox.skip_ahead(session)  # platforms saw events from after the backup: new ones come after those
         audit.log(make_session_factory(engine), by, audit.Action.BACKUP, str(folder), op="restore",
                   backup_created_at=manifest["created_at"], revision=manifest["schema_revision"],
                   upgraded_to=revision if upgraded_from else None, counts=counts, media_copied=copied,

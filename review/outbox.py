@@ -62,6 +62,22 @@ def _label(event: ReviewEvent) -> dict[str, Any] | None:
     return {"violation": event.label_violation, "category": event.label_category, "severity": event.label_severity}
 
 
+# A restored desk is older than what its platforms have seen: they hold feed cursors and "last
+# applied seq per post" from events handed out after the backup was taken. A restore moves the
+# clock this far ahead, so that every new event is newer than those, however many there were.
+RESTORE_GAP = 1_000_000_000
+
+
+def skip_ahead(session: Session) -> None:
+    """Move the feed's clock :data:`RESTORE_GAP` ahead (after a restore from a backup)."""
+    session.execute(
+        update(OutboxClock)
+        .where(OutboxClock.id == 1)
+        .values(seq=OutboxClock.seq + RESTORE_GAP)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _next_seq(session: Session) -> int:
     """The next feed position, under the clock row's lock (held until this transaction ends)."""
     seq = session.scalar(

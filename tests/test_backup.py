@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from db import schema
 from db.models import AuditEvent, Base, Media, ReviewEvent, Verdict
 from db.session import make_engine
-from review import backup
+from review import backup, outbox
 from review.auth import PermissionDenied
 from review.backup import BackupError
 from review.cli import main
@@ -165,7 +165,11 @@ def test_a_restored_backup_holds_every_row_and_file(desk, fresh, tmp_path: Path,
         after = _tables(restored)
         restore_row = after["audit_event"].pop()
         assert (restore_row["action"], restore_row["details"]["op"]) == ("backup", "restore")
-        assert after == before  # every post, event, verdict, media row, label, account, audit row
+        # the feed's clock jumps ahead: platforms saw events from after the backup, new ones come after those
+        (clock,) = after.pop("outbox_clock")
+        assert clock["seq"] == before.pop("outbox_clock")[0]["seq"] + outbox.RESTORE_GAP
+        assert len(before["outbox_event"]) == 6 and clock["seq"] > max(e["seq"] for e in before["outbox_event"])
+        assert after == before  # every post, event, verdict, media row, label, account, audit row, outgoing event
         assert _files(restored) == files  # every file, byte for byte
         # the restored log is still append-only, and new rows get new ids
         with pytest.raises(DBAPIError, match="append-only"), restored.engine.begin() as conn:
