@@ -8,8 +8,9 @@ why, how many times. They arrive with a post (``POST /v1/posts``) or later
   ``requeue_after_reports`` reports (their counts summed; a setting, 3 by default, 0 for never)
   arrived after its latest decision, the post goes back to the queue by a ``requeue`` event (no
   user: the platform's reports did it), which the platform is told of (``post.requeued``). The
-  moderator who takes it sees the earlier decision in its history. An escalated post, one in
-  second review or one still waiting just counts the reports; an erased post only keeps them.
+  moderator who takes it sees the earlier decision in its history. An escalated post keeps its
+  place (escalations come first anyway), a post waiting (in the queue or for a second review)
+  rises; an erased post only keeps its reports.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def add_report(
         values: dict[str, object] = {"report_count": total}
         requeued = False
         live = post.purged_at is None
-        if live and status == PostStatus.QUEUED:
+        if live and status in (PostStatus.QUEUED, PostStatus.SECOND_REVIEW):  # waiting: it rises
             values["priority"] = queue_priority(current_verdict(session, post_id), total)
         elif live and status == PostStatus.DECIDED and settings.requeue_after_reports > 0:
             since = _reports_after(session, post_id, report.after_event_id)

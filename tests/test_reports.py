@@ -13,6 +13,7 @@ from sqlalchemy import select
 from db.models import Post, PostLabel, PostReport, Verdict
 from db.session import writing
 from review import scoring
+from review.decisions import claim, decide
 from review.priority import REPORT_BOOST_CAP, queue_priority, report_boost
 from review.reports import ReportError, add_report, reports_of, requeue_of
 from review.verdicts import current_verdict
@@ -151,3 +152,14 @@ def test_the_rule_holds_for_a_random_walk(desk) -> None:
             assert got.requeued == (since[post_id] >= desk.settings.requeue_after_reports)
         else:
             assert not got.requeued
+
+
+def test_a_post_waiting_for_its_second_review_rises_too(desk) -> None:
+    p = staff(desk)
+    ids = spam_queue(desk, 1)
+    claim(desk.sessions, p["ann"], ids[0])
+    decide(desk.sessions, p["ann"], ids[0], "confirm", share=1.0)  # drawn for a second review
+    assert post_row(desk, ids[0])["status"] == "second_review"
+    got = add_report(desk.sessions, desk.settings, ids[0], "user_report", "spam", 2)
+    assert (got.post_status, got.requeued) == ("second_review", False)
+    assert post_row(desk, ids[0])["priority"] == pytest.approx(1.8 + report_boost(2))
