@@ -1,9 +1,9 @@
 """Integrations (admins): the API tokens a platform calls the HTTP API with, the webhook endpoints
 the desk delivers its decisions to, and those deliveries (failed ones redelivered).
 
-A token and a signing secret are shown once, in the run that makes them, and kept nowhere: not
-in session_state, not in a widget (:func:`show_once`), so the next click or a page change leaves
-no trace of them. The lists are read after the forms, so they hold what was just made. Every
+A token and a signing secret are shown once, in the run that makes them, and kept nowhere in the
+app: not in session_state, not in a widget (:func:`show_once`), so the next click or a page change
+leaves no trace of them (the database keeps a token's hash, and the secret, which signing needs). The lists are read after the forms, so they hold what was just made. Every
 change goes through review.tokens and review.webhooks, which check the admin's permission again
 against the stored account and write the audit log.
 """
@@ -56,7 +56,7 @@ st.caption("API tokens for a platform that pushes posts and reads decisions, and
 def show_once(what: str, secret: str, warning: str | None = None) -> None:
     """A token or signing secret just made, at the top of the page, for this run only."""
     with once:
-        st.warning(f"{what}: copy it now. It is not stored and cannot be shown again.", icon="🔑")
+        st.warning(f"{what}: copy it now. It cannot be shown again.", icon="🔑")
         st.code(secret, language=None)
         if warning:
             st.warning(warning)
