@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from review.config import Settings
 from tests.conftest import REPO, free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -413,4 +414,42 @@ def test_a_lead_drills_down_from_the_confusion_matrix(app: App, browser, tmp_pat
     page.get_by_text("Select a row to see that post's review history.").wait_for()
     page.screenshot(path=str(tmp_path / "confusion.png"))
     assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+def test_an_admin_makes_a_token_that_is_shown_once(app: App, browser, tmp_path: Path) -> None:
+    """On Integrations, an admin makes a token with two scopes: it is shown once, it works (its
+    hash is what the database holds), and back on the page after another, it is shown no more."""
+    from review.desk import open_desk
+    from review.tokens import Scope, authenticate, token_hash
+
+    page = _sign_in(browser, app, "root", "root's long password")
+    page.get_by_role("link", name="Integrations").click()
+    page.get_by_text("Make a token").wait_for(timeout=30_000)
+    _idle(page)
+    page.get_by_role("textbox", name="Name").fill("acme")
+    for scope in ("ingest", "decisions"):  # a multiselect inside a form: no rerun between picks
+        page.get_by_role("combobox", name="Scopes").click()
+        page.get_by_role("option", name=scope, exact=True).click()
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Make token").click()
+    shown = page.locator("[data-testid=stCode]").filter(has_text="rd_")
+    shown.wait_for(timeout=30_000)
+    token = shown.inner_text().strip()
+    page.screenshot(path=str(tmp_path / "token.png"))
+    desk = open_desk(Settings(database_url=app.database_url))
+    try:
+        info = authenticate(desk.sessions, token)
+        assert info is not None and info.name == "acme" and info.scopes == (Scope.INGEST, Scope.DECISIONS)
+        with desk.engine.connect() as conn:  # the database holds the hash, never the token
+            stored = conn.exec_driver_sql("SELECT token_hash FROM api_token WHERE name = 'acme'").scalar()
+            assert stored == token_hash(token)
+    finally:
+        desk.engine.dispose()
+    page.get_by_role("link", name="Posts").click()
+    _idle(page)
+    page.get_by_role("link", name="Integrations").click()
+    page.get_by_text("Make a token").wait_for(timeout=30_000)
+    _idle(page)
+    assert token not in page.content() and page.locator('[data-testid="stException"]').count() == 0
     page.close()
