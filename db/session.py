@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import psycopg
-from sqlalchemy import Connection, CursorResult, Engine, ExceptionContext, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, ExceptionContext, create_engine, event, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -294,3 +294,21 @@ def worker_name() -> str:
     """A worker's name in a lease column (the scoring worker's, the delivery worker's): host,
     process and a random tail, so that several workers of one process are told apart."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def lease_rows(session: Session, id_column: Any, free: Any, order_by: Any, limit: int, **values: Any) -> list[int]:
+    """The one way a worker leases rows (the scoring worker's posts, the delivery worker's
+    deliveries), inside the caller's write transaction: the ids of up to ``limit`` rows matching
+    ``free`` in ``order_by`` order, then one UPDATE setting ``values`` on those that still match
+    ``free``. On Postgres the read skips rows another worker's transaction has locked (``FOR
+    UPDATE SKIP LOCKED``); on SQLite the write lock serialises leasing transactions."""
+    table = id_column.table
+    query = select(id_column).where(free).order_by(order_by).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=table)
+    ids = list(session.scalars(query))
+    if ids:
+        session.execute(
+            update(table).where(id_column.in_(ids), free).values(**values).execution_options(synchronize_session=False)
+        )
+    return ids

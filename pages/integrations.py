@@ -3,9 +3,10 @@ the desk delivers its decisions to, and those deliveries (failed ones redelivere
 
 A token and a signing secret are shown once, in the run that makes them, and kept nowhere in the
 app: not in session_state, not in a widget (:func:`show_once`), so the next click or a page change
-leaves no trace of them (the database keeps a token's hash, and the secret, which signing needs). The lists are read after the forms, so they hold what was just made. Every
-change goes through review.tokens and review.webhooks, which check the admin's permission again
-against the stored account and write the audit log.
+leaves no trace of them (the database keeps a token's hash, and the secret, which signing needs).
+The lists are read after the forms, so they hold what was just made. Every change goes through
+review.tokens and review.webhooks, which check the admin's permission again against the stored
+account and write the audit log.
 """
 
 from __future__ import annotations

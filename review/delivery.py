@@ -62,7 +62,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from standardwebhooks import Webhook
 
 from db.models import DeliveryStatus, OutboxEvent, WebhookDelivery, WebhookEndpoint
-from db.session import retry_transient, worker_name, writing
+from db.session import lease_rows, retry_transient, worker_name, writing
 from review.config import Settings
 from review.text import one_line
 from review.webhooks import WebhookError, database_now, resolve_checked
@@ -124,18 +124,15 @@ def lease_deliveries(
     with writing(sessions) as session:
         now = database_now(session)
         free = _free(now, worker)
-        query = select(WebhookDelivery.id).where(free).order_by(WebhookDelivery.seq).limit(limit)
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
-        ids = list(session.scalars(query))
-        if ids:
-            session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id.in_(ids), free)
-                .values(lease_owner=worker, lease_expires_at=now + lease)
-                .execution_options(synchronize_session=False)
-            )
-    return ids
+        return lease_rows(
+            session,
+            WebhookDelivery.id,
+            free,
+            WebhookDelivery.seq,
+            limit,
+            lease_owner=worker,
+            lease_expires_at=now + lease,
+        )
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import LIVE_POST, Post, PostStatus, Verdict
-from db.session import outage_reason, retry_transient, rows_changed, worker_name, writing
+from db.session import lease_rows, outage_reason, retry_transient, rows_changed, worker_name, writing
 from review.config import Settings
 from review.errors import MediaError
 from review.inference.base import Generation, ModelRequest, Provider
@@ -97,18 +97,9 @@ def lease_batch(sessions: sessionmaker[Session], worker: str, limit: int, lease:
         ),
     )
     with writing(sessions) as session:
-        query = select(Post.id).where(free).order_by(Post.id).limit(limit)
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = list(session.scalars(query))
-        if ids:
-            session.execute(
-                update(Post)
-                .where(Post.id.in_(ids), free)
-                .values(score_lease_owner=worker, score_lease_expires_at=now + lease)
-                .execution_options(synchronize_session=False)
-            )
-    return ids
+        return lease_rows(
+            session, Post.id, free, Post.id, limit, score_lease_owner=worker, score_lease_expires_at=now + lease
+        )
 
 
 def leased_elsewhere(session: Session, worker: str, now: datetime | None = None) -> tuple[int, datetime | None]:

@@ -7,7 +7,10 @@ post's row and claim."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from review.priority import queue_priority
 from review.prompts import moderation_prompt
 from review.queue import QueueFilter
 from review.verdicts import point_at
-from tests.conftest import account
+from tests.conftest import REPO, account
 
 # --------------------------------------------------------------------------------------------
 # The metrics' world: verdicts and decisions written directly, labels rebuilt
@@ -332,3 +335,19 @@ def claim_holder(desk, post_id: int) -> int | None:
 def erase_posts(desk, ids: list[int]) -> None:
     erased = purging.purge(desk.sessions, OPERATOR, desk.settings, ids, reason="the author asked for erasure")
     assert erased.erased == sorted(ids)
+
+
+def moderator_processes(db_url: str, users: list, attempts: int) -> list[subprocess.Popen]:
+    """One tests/decide_worker.py process per user (``attempts`` claims and decisions each, seeded
+    by its position), started at once; their stdout is one JSON line."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return [
+        subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "decide_worker.py"), db_url, str(u.id), str(attempts), str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i, u in enumerate(users)
+    ]

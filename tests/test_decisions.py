@@ -11,9 +11,6 @@ tests, use too."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -44,8 +41,16 @@ from review.decisions import (
 from review.errors import ReviewError
 from review.priority import ESCALATED_PRIORITY
 from review.verdicts import point_at
-from tests.conftest import PASSWORD, REPO, audit_rows, people
-from tests.factories import claim_holder, erase_posts, event_count, queued_posts_with_verdicts, spam_queue, staff
+from tests.conftest import PASSWORD, audit_rows, people
+from tests.factories import (
+    claim_holder,
+    erase_posts,
+    event_count,
+    moderator_processes,
+    queued_posts_with_verdicts,
+    spam_queue,
+    staff,
+)
 
 # --------------------------------------------------------------------------------------------
 # This file's builders and readers
@@ -379,17 +384,7 @@ def test_eight_processes_never_decide_a_post_twice(db_url: str, desk) -> None:
     admin = create_user(desk.sessions, "admin", PASSWORD, "admin", by=None)
     users = [create_user(desk.sessions, f"mod{i}", PASSWORD, "moderator", by=admin) for i in range(8)]
     _queue(desk, 3000)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    workers = [
-        subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "decide_worker.py"), db_url, str(u.id), "500", str(i)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for i, u in enumerate(users)
-    ]
+    workers = moderator_processes(db_url, users, 500)
     results = []
     for worker in workers:
         out, err = worker.communicate(timeout=600)

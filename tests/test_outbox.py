@@ -6,9 +6,6 @@ poller during concurrent decisions sees every event exactly once."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -22,8 +19,7 @@ from review.auth import create_user
 from review.decisions import ClaimLost, Label, claim, decide, decide_bulk, release, undo
 from review.errors import ReviewError
 from review.reports import add_report
-from tests.conftest import REPO
-from tests.factories import claim_and_decide, spam_queue, staff
+from tests.factories import claim_and_decide, moderator_processes, spam_queue, staff
 
 
 def _endpoint(desk, events: str = "*", active: bool = True) -> int:
@@ -140,17 +136,7 @@ def test_a_poller_during_concurrent_decisions_sees_every_event_once(db_url: str,
     admin = create_user(desk.sessions, "admin", "a long enough password", "admin", by=None)
     users = [create_user(desk.sessions, f"mod{i}", "a long enough password", "moderator", by=admin) for i in range(4)]
     spam_queue(desk, 400)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    workers = [
-        subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "decide_worker.py"), db_url, str(u.id), "60", str(i)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for i, u in enumerate(users)
-    ]
+    workers = moderator_processes(db_url, users, 60)
     seen: list[int] = []
     cursor = 0
     done = threading.Event()
