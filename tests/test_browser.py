@@ -367,6 +367,8 @@ def test_untrusted_text_on_the_review_page_is_literal(app: App, browser) -> None
     page.get_by_role("textbox", name="Source").fill("zz")
     page.keyboard.press("Enter")
     page.get_by_text("1 posts waiting under these filters").wait_for(timeout=15_000)
+    _settled(page)  # the rerun's end: the table before the filter (kept while it ran) is gone
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=stDataFrame]').length === 1")
     grid = page.locator('[data-testid="stDataFrame"]')
     box = grid.bounding_box()
     assert box is not None
