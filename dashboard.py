@@ -70,7 +70,8 @@ def sidebar() -> None:
               help="Images the NSFW score or the category flags stay blurred until you reveal them.")  # fmt: skip
     st.toggle("Greyscale images", value=prefs.greyscale, key="pref_grey", on_change=guarded(save_preferences))
     st.button("Sign out", key="sign_out", icon=":material/logout:", on_click=sign_out)
-    st.caption(f"Database: {safe_url(desk.settings.database_url)}")
+    if user.can(Permission.MANAGE_USERS):  # the desk's address is the admins' business, not everyone's
+        st.caption(f"Database: {safe_url(desk.settings.database_url)}")
 
 
 with st.sidebar:  # before the page, which may stop early

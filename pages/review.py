@@ -276,7 +276,8 @@ with side:
     extra = st.columns(4)
     if extra[0].button("History", key="review_history", shortcut="H", width="stretch"):
         history_dialog()
-    flagged = any(m.blur for m in post.media) and user_preferences().blur_flagged
+    revealed = bool(st.session_state.get(revealed_all(post.id)))
+    flagged = any(m.blur for m in post.media) and user_preferences().blur_flagged and not revealed
     if flagged and extra[1].button("Reveal images", key="review_reveal", shortcut="V", width="stretch"):
         st.session_state[revealed_all(post.id)] = True
         st.rerun()

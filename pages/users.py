@@ -43,6 +43,9 @@ st.dataframe(
 )
 
 
+ROLE_SHOWN_FOR = "change_role_for"  # session_state: the user whose role the picker was set to
+
+
 def done(message: str) -> None:
     st.session_state["users_flash"] = message
 
@@ -69,6 +72,9 @@ with change:
     st.subheader("Change a user")
     names = [str(u["username"]) for u in users]
     who = st.selectbox("User", names, key="change_user")
+    if st.session_state.get(ROLE_SHOWN_FOR) != who:  # another user chosen: the picker starts at their role
+        st.session_state[ROLE_SHOWN_FOR] = who
+        st.session_state["change_role"] = next((str(u["role"]) for u in users if u["username"] == who), None)
     new_role = st.selectbox("Role", ROLES, index=None, placeholder="Choose the new role", key="change_role")
     new_password = st.text_input("New password", type="password", key="change_password")
     buttons = st.container(horizontal=True)

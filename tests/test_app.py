@@ -162,3 +162,10 @@ def test_display_preferences_are_kept_per_user(sqlite_desk, monkeypatch, tmp_pat
     assert fresh.dataframe[0].value.loc[ids[0], "thumbnail"] == thumb
     other = open_app(monkeypatch, sqlite_desk, "moderator", name="other")
     assert other.toggle(key="pref_grey").value is False
+
+
+@pytest.mark.parametrize(("role", "shown"), [("moderator", False), ("lead", False), ("admin", True)])
+def test_only_admins_see_the_database_address(sqlite_desk, monkeypatch, role: str, shown: bool) -> None:
+    at = open_app(monkeypatch, sqlite_desk, role)
+    assert not at.exception
+    assert any(c.value.startswith("Database: ") for c in at.sidebar.caption) == shown

@@ -241,6 +241,7 @@ def test_a_moderator_works_the_queue_by_keyboard(app: App, browser, tmp_path: Pa
     page.keyboard.press("v")
     page.get_by_text("Blurred:").wait_for(state="detached", timeout=15_000)
     _idle(page)
+    assert page.get_by_role("button", name="Reveal images").count() == 0  # nothing left to reveal
     page.keyboard.press("y")
     page.get_by_text(f"Post {first}: confirm saved").wait_for(timeout=15_000)
     _idle(page)
