@@ -5,7 +5,8 @@ Uploads go through review.ingest.ingest_upload (the same checks as `python -m re
 ingest`); scoring starts a `python -m review score` worker process with this desk's settings
 (review.worker.start_scoring), followed here through its log and the count of posts still
 unscored. While the demo posts wait in the queue with no decision yet, an admin can simulate ten
-days of moderation on them (review.demo.simulate_history, as `python -m review demo --history`).
+days of moderation on them (review.demo.simulate_history, as `python -m review demo --history`);
+otherwise a collapsed "Demo history" says why not (review.demo.history_refusal).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import streamlit as st
 
 from pages._common import current_actor, current_desk, show_error
 from review.auth import Permission
-from review.demo import demo_waiting, simulate_history
+from review.demo import history_refusal, simulate_history
 from review.errors import ReviewError
 from review.ingest import ingest_upload
 from review.verdicts import unscored_count
@@ -126,7 +127,12 @@ def workers() -> None:
 
 workers()
 
-if demo_waiting(desk.sessions):
+refusal = history_refusal(desk.sessions)
+if refusal is not None:
+    with st.expander("Demo history"):
+        st.caption(f"Simulating the demo's review history is not offered here: {refusal}. Its command line "
+                   "equivalent, under the same rule: `python -m review demo --history`.")  # fmt: skip
+else:
     st.subheader("Demo")
     st.write("Trying the desk on the demo posts? Simulate ten days of moderation on them: three demo moderators "
              "(who cannot sign in) decide about two thirds, some with a blind second review.")  # fmt: skip

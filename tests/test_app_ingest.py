@@ -42,6 +42,14 @@ def test_admin_simulates_the_demo_history_on_the_ingest_page(monkeypatch, sqlite
     assert not at.exception
     assert _decisions(sqlite_desk) > 0 and not demo_waiting(sqlite_desk.sessions)
     assert not [b for b in at.button if b.key == "simulate_demo"]  # done once: the offer is gone
+    told = [c.value for c in at.caption if c.value.startswith("Simulating the demo's review history is not offered")]
+    assert told and "simulated on this desk already" in told[0] and "python -m review demo --history" in told[0]
+
+
+def test_a_desk_without_demo_posts_says_why_there_is_no_history_to_simulate(monkeypatch, sqlite_desk) -> None:
+    at = _app(monkeypatch, sqlite_desk, "admin")
+    assert not at.exception and not [b for b in at.button if b.key == "simulate_demo"]
+    assert any("no demo post waits in the queue" in c.value for c in at.caption)
 
 
 def test_a_lead_is_told_an_admin_simulates_the_demo_history(monkeypatch, sqlite_desk) -> None:

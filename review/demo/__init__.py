@@ -15,7 +15,14 @@ names), ``posts.py`` (the data drawn into ``DemoPost``s), ``load.py`` (written t
 ingested), ``history.py`` (a simulated review history on it).
 """
 
-from review.demo.history import DEMO_MODERATORS, INTENDED, HistoryReport, demo_waiting, simulate_history
+from review.demo.history import (
+    DEMO_MODERATORS,
+    INTENDED,
+    HistoryReport,
+    demo_waiting,
+    history_refusal,
+    simulate_history,
+)
 from review.demo.load import DEMO_SOURCE, load_demo, write_demo_input
 from review.demo.posts import DemoPost, demo_posts
 
@@ -27,6 +34,7 @@ __all__ = [
     "HistoryReport",
     "demo_posts",
     "demo_waiting",
+    "history_refusal",
     "load_demo",
     "simulate_history",
     "write_demo_input",

@@ -40,14 +40,24 @@ class HistoryReport:
     left_waiting: int = 0
 
 
-def demo_waiting(sessions: sessionmaker[Session]) -> bool:
-    """Whether demo posts wait in the queue and the history was not simulated yet."""
+def history_refusal(sessions: sessionmaker[Session]) -> str | None:
+    """Why the demo's history cannot be simulated now, in words for the person asking; None when
+    it can (demo posts wait in the queue and the history was not simulated yet)."""
     with sessions() as session:
         simulated = session.scalar(select(User.id).where(User.username.in_(DEMO_MODERATORS)).limit(1))
         waiting = session.scalar(
             select(Post.id).where(Post.source == DEMO_SOURCE, Post.status == PostStatus.QUEUED).limit(1)
         )
-    return simulated is None and waiting is not None
+    if simulated is not None:
+        return "it was simulated on this desk already (its demo moderators exist)"
+    if waiting is None:
+        return "no demo post waits in the queue (python -m review demo loads and scores them on an empty desk)"
+    return None
+
+
+def demo_waiting(sessions: sessionmaker[Session]) -> bool:
+    """Whether demo posts wait in the queue and the history was not simulated yet."""
+    return history_refusal(sessions) is None
 
 
 def simulate_history(
