@@ -27,7 +27,7 @@ from review.api.schemas import BatchResult, InlineImage, RecordResult
 from review.audit import ApiClient
 from review.desk import Desk
 from review.ingest import ingest_records
-from review.ingest.records import RECORD_FIELDS, named
+from review.ingest.records import RECORD_FIELDS, format_validation, named
 from review.tokens import TokenInfo
 
 
@@ -38,15 +38,6 @@ class Accepted:
     index: int
     record: dict[str, Any]
     attachments: dict[str, bytes] = field(default_factory=dict)
-
-
-def _problem(error: ValidationError, what: str) -> str:
-    parts = []
-    for err in error.errors():
-        loc = ".".join(str(x) for x in err["loc"])
-        where = f"{what}.{loc}" if loc else what
-        parts.append(f"unknown field {where!r}" if err["type"] == "extra_forbidden" else f"{where}: {err['msg']}")
-    return "; ".join(parts)
 
 
 def _decoded(image: InlineImage) -> bytes | str:
@@ -78,7 +69,7 @@ def _images(images: Any, files: dict[str, bytes | None]) -> tuple[list[str], dic
         try:
             image = InlineImage.model_validate(item)
         except ValidationError as exc:
-            return _problem(exc, f"images[{position}]")
+            return format_validation(exc, f"images[{position}]")
         data = _decoded(image)
         if isinstance(data, str):
             return data

@@ -239,11 +239,13 @@ class PreparedRecord:
     error: str | None = None
 
 
-def format_validation(exc: ValidationError) -> str:
-    """A validation error in one line: each field at fault and why (never the value)."""
+def format_validation(exc: ValidationError, within: str = "") -> str:
+    """A validation error in one line: each field at fault and why (never the value); ``within``
+    names the part of a record that was validated (``images[0]``), before each field."""
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "record"
+        loc = ".".join(str(x) for x in err["loc"])
+        loc = (f"{within}.{loc}" if loc else within) if within else (loc or "record")
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown field {loc!r}")
         else:
