@@ -278,6 +278,10 @@ def test_bad_records_are_rejected_with_reasons_and_the_good_kept(sqlite_api: tup
     assert "source is required" in reasons["nowhere"]
     assert all(r["reason"] is None for r in answer["results"] if r["status"] == "created")
     assert set(stored_posts(desk)) == {"good1", "good2"}
+    partial = {"external_id": "nodata", "source": "s", "images": [{"name": "a.jpg", "colour": "red"}]}
+    with httpx.Client(base_url=url, headers=bearer(token(desk, "q"))) as client:
+        (answered,) = client.post("/v1/posts", json={"posts": [partial]}).json()["results"]
+    assert answered["reason"] == "images[0].data: Field required; unknown field 'images[0].colour'"
     # an image's name is a label, never a path: nothing was written beside the media store
     assert not (tmp_path / "x.jpg").exists() and not (desk.settings.media_dir.parent / "x.jpg").exists()
 
