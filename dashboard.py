@@ -1,4 +1,5 @@
-"""Streamlit entry point: `streamlit run dashboard.py`.
+"""Streamlit entry point: the app script that `streamlit run app.py` serves (app.py adds the
+sign-in session's HTTP routes; `streamlit run dashboard.py` runs the app without them).
 
 Opens the desk (settings, database), refuses to run on an out-of-date schema, signs the user
 in, and hands over to the pages their role may use through st.navigation. Pages hold widgets
@@ -7,10 +8,21 @@ and layout only; everything else lives in review/, which checks permissions agai
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from db.session import safe_url
-from pages._common import PREFERENCES, desk_or_stop, guarded, outages_shown, sign_out, signed_in, user_preferences
+from pages._common import (
+    PREFERENCES,
+    desk_or_stop,
+    guarded,
+    hand_over_cookie,
+    outages_shown,
+    sign_out,
+    signed_in,
+    user_preferences,
+)
 from review.auth import Actor, Permission, Preferences, set_preferences
 
 st.set_page_config(page_title="Review desk", page_icon="🛡️", layout="wide")
@@ -19,41 +31,47 @@ desk = desk_or_stop()
 with outages_shown():  # a database gone away: an error box, never a traceback (pages/_common.py)
     actor = signed_in(desk)
 
+# Every page, by group, with the permission that shows it (None: every signed-in user).
+PAGES: list[tuple[str, str, str, str, Permission | tuple[Permission, ...] | None]] = [
+    ("Moderation", "pages/review.py", "Review", ":material/gavel:", None),
+    ("Moderation", "pages/queue.py", "Queue", ":material/inbox:", None),
+    ("Moderation", "pages/posts.py", "Posts", ":material/article:", None),
+    ("Leads", "pages/accuracy.py", "Accuracy", ":material/query_stats:", Permission.METRICS),
+    ("Leads", "pages/agreement.py", "Agreement", ":material/handshake:", Permission.METRICS),
+    ("Leads", "pages/activity.py", "Activity", ":material/monitoring:", Permission.METRICS),
+    ("Leads", "pages/export.py", "Export", ":material/dataset:", Permission.EXPORT),
+    ("Operations", "pages/ingest.py", "Ingest and score", ":material/upload:", (Permission.INGEST, Permission.SCORE)),
+    ("Operations", "pages/users.py", "Users", ":material/group:", Permission.MANAGE_USERS),
+    ("Operations", "pages/audit.py", "Audit log", ":material/history:", Permission.AUDIT),
+    ("Operations", "pages/data.py", "Erasure and retention", ":material/delete_forever:", Permission.PURGE),
+    ("Operations", "pages/integrations.py", "Integrations", ":material/webhook:", Permission.INTEGRATIONS),
+]
+DEFAULT_PAGE = "pages/review.py"
+
 if actor is None:
+    # The sign-in form answers at every page's address: a reload or a link to /queue while
+    # signed out shows it (no "Page not found"), and after the sign-in that page opens.
+    login = [st.Page("pages/login.py", title="Sign in", icon=":material/login:", default=True)]
+    login += [
+        st.Page("pages/login.py", title="Sign in", url_path=Path(path).stem)
+        for _, path, _, _, _ in PAGES
+        if path != DEFAULT_PAGE
+    ]
     with outages_shown():
-        st.navigation([st.Page("pages/login.py", title="Sign in", icon=":material/login:")], position="hidden").run()
+        st.navigation(login, position="hidden").run()
     st.stop()
 user: Actor = actor  # signed in from here on; the functions below see this name, not the narrowed one
 
-pages = {
-    "Moderation": [
-        st.Page("pages/review.py", title="Review", icon=":material/gavel:", default=True),
-        st.Page("pages/queue.py", title="Queue", icon=":material/inbox:"),
-        st.Page("pages/posts.py", title="Posts", icon=":material/article:"),
-    ]
-}
-if actor.can(Permission.METRICS):
-    pages["Leads"] = [
-        st.Page("pages/accuracy.py", title="Accuracy", icon=":material/query_stats:"),
-        st.Page("pages/agreement.py", title="Agreement", icon=":material/handshake:"),
-        st.Page("pages/activity.py", title="Activity", icon=":material/monitoring:"),
-    ]
-if actor.can(Permission.EXPORT):
-    pages.setdefault("Leads", []).append(st.Page("pages/export.py", title="Export", icon=":material/dataset:"))
-if actor.can(Permission.INGEST) or actor.can(Permission.SCORE):
-    pages["Operations"] = [st.Page("pages/ingest.py", title="Ingest and score", icon=":material/upload:")]
-if actor.can(Permission.MANAGE_USERS):
-    pages.setdefault("Operations", []).append(st.Page("pages/users.py", title="Users", icon=":material/group:"))
-if actor.can(Permission.AUDIT):
-    pages.setdefault("Operations", []).append(st.Page("pages/audit.py", title="Audit log", icon=":material/history:"))
-if actor.can(Permission.PURGE):
-    pages.setdefault("Operations", []).append(
-        st.Page("pages/data.py", title="Erasure and retention", icon=":material/delete_forever:")
-    )
-if actor.can(Permission.INTEGRATIONS):
-    pages.setdefault("Operations", []).append(
-        st.Page("pages/integrations.py", title="Integrations", icon=":material/webhook:")
-    )
+
+def shown(need: Permission | tuple[Permission, ...] | None) -> bool:
+    needs = need if isinstance(need, tuple) else () if need is None else (need,)
+    return not needs or any(user.can(p) for p in needs)
+
+
+pages: dict[str, list[st.Page]] = {}
+for group, path, title, icon, need in PAGES:
+    if shown(need):
+        pages.setdefault(group, []).append(st.Page(path, title=title, icon=icon, default=path == DEFAULT_PAGE))
 navigation = st.navigation(pages)
 
 
@@ -72,6 +90,7 @@ def sidebar() -> None:
     st.button("Sign out", key="sign_out", icon=":material/logout:", on_click=sign_out)
     if user.can(Permission.MANAGE_USERS):  # the desk's address is the admins' business, not everyone's
         st.caption(f"Database: {safe_url(desk.settings.database_url)}")
+    hand_over_cookie()  # right after a sign-in: the browser fetches its session cookie
 
 
 with st.sidebar:  # before the page, which may stop early

@@ -614,3 +614,36 @@ class WebhookDelivery(Base):
         ),
         Index("ix_webhook_delivery_endpoint_status", "endpoint_id", "status", "id"),
     )
+
+
+class SessionEnd(enum.StrEnum):
+    """Why a sign-in session ended (review/websession.py): the kicked-out user is told which."""
+
+    SIGNED_OUT = "signed_out"
+    IDLE = "idle"
+    EXPIRED = "expired"  # the absolute limit since sign-in
+    DEACTIVATED = "deactivated"
+    PASSWORD = "password_changed"
+    ROLE = "role_changed"
+
+
+class WebSession(Base):
+    """A signed-in browser (review/websession.py): the server-side half of the app's session
+    cookie. The browser holds a random token; only its sha256 is stored. Until the browser has
+    fetched its cookie, the row holds a one-time hand-over code (hash) instead."""
+
+    __tablename__ = "web_session"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # sha256, hex
+    handoff_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    client: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the absolute limit
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (CheckConstraint(f"end_reason IS NULL OR end_reason IN ({_in(SessionEnd)})", name="end_reason"),)

@@ -24,17 +24,22 @@ import streamlit as st
 
 from db.schema import require_current
 from db.session import outage_message, outage_reason
-from review.auth import Actor, Permission, Preferences, active_actor, preferences, request_client
-from review.browse import MediaRow, VerdictRow
+from review import websession
+from review.auth import Actor, Permission, Preferences, preferences, request_client
+from review.browse import MediaRow, PostRow, VerdictRow
 from review.config import configured_url
 from review.decisions import Label
 from review.desk import Desk, open_desk
 from review.errors import DatabaseUnavailable, MediaError, ReviewError
-from review.media import display_jpeg
+from review.media import data_uri, display_jpeg
 from review.policy import NO_VIOLATION, Policy
 from review.workbench import ReviewState
 
 ACTOR = "actor"  # session_state: the signed-in Actor
+WEB_SESSION = "web_session"  # session_state: the id of this tab's sign-in session (review.websession)
+HANDOFF = "session_handoff"  # session_state: a fresh sign-in's one-time code, until the browser trades it
+FORGET_COOKIE = "forget_cookie"  # session_state: signed out; the sign-in page deletes the cookie
+SIGNED_OUT_BECAUSE = "signed_out_because"  # session_state: why the session ended, for the sign-in page
 PREFERENCES = "preferences"  # session_state: that user's Preferences
 REVIEW = "review"  # session_state: the ReviewState of the review desk
 DISPLAY_SIDE = 1600  # longest side of an image on a page
@@ -137,41 +142,105 @@ def sso_configured() -> bool:
         return False
 
 
-def signed_in(desk: Desk) -> Actor | None:
-    """The user of this browser session, re-read from the database on every run: a role change
-    applies at the next click, a deactivated account is signed out."""
-    actor: Actor | None = st.session_state.get(ACTOR)
-    if actor is None:
+def signed_in(desk: Desk, *, touch: bool = True) -> Actor | None:
+    """The user of this browser tab, from its sign-in session (review.websession), checked in
+    the database on every run: a deactivated account or an ended session signs the tab out (the
+    sign-in page then says why). A new tab or a reload has no session yet: the session cookie
+    brings it back. ``touch``: this run is the user's click (it keeps the session from idling);
+    a fragment's background refresh is not."""
+    session_id: int | None = st.session_state.get(WEB_SESSION)
+    if session_id is None:
+        found = websession.resume(desk.sessions, st.context.cookies.get(websession.COOKIE), desk.settings)
+    else:
+        found = websession.check(desk.sessions, session_id, desk.settings, touch=touch)
+    if isinstance(found, websession.Gone):
+        message = found.message(desk.settings)
+        if session_id is not None or message:
+            st.session_state.clear()  # nothing of the ended session's work survives
+            if message:
+                st.session_state[SIGNED_OUT_BECAUSE] = message
         return None
-    with desk.sessions() as session:
-        now = active_actor(session, actor.id)
-        if now is None:
-            sign_out()
-            return None
-        if PREFERENCES not in st.session_state:
-            st.session_state[PREFERENCES] = preferences(session, now)
-    st.session_state[ACTOR] = now
-    return now
+    st.session_state[WEB_SESSION] = found.session_id
+    st.session_state[ACTOR] = found.actor
+    if PREFERENCES not in st.session_state:
+        with desk.sessions() as session:
+            st.session_state[PREFERENCES] = preferences(session, found.actor)
+    return found.actor
 
 
-def sign_in(actor: Actor) -> None:
+def sign_in(desk: Desk, actor: Actor, client: str) -> None:
+    """Start ``actor``'s session in this tab (``actor`` was just authenticated); the next run
+    hands its cookie to the browser (:func:`hand_over_cookie`), so reloads and new tabs keep it."""
+    started = websession.start(desk.sessions, actor, desk.settings, client=client)
     st.session_state.clear()  # nothing of an earlier user's session survives
     st.session_state[ACTOR] = actor
+    st.session_state[WEB_SESSION] = started.session_id
+    st.session_state[HANDOFF] = started.handoff
 
 
 def sign_out() -> None:
+    """End this tab's session (every tab that shares its cookie is signed out at its next run)
+    and have the sign-in page delete the cookie."""
+    session_id = st.session_state.get(WEB_SESSION)
+    if session_id is not None:
+        websession.end(current_desk().sessions, session_id)
     st.session_state.clear()
+    st.session_state[FORGET_COOKIE] = True
     if sso_configured() and st.user.is_logged_in:
         st.logout()  # or the login page would sign them straight back in
 
 
+def _route(path: str) -> str:
+    """One of app.py's routes as a JavaScript string, under the server's base path."""
+    base = str(st.get_option("server.baseUrlPath") or "").strip("/")
+    return json.dumps(("/" + base if base else "") + path)
+
+
+def _call(path: str, body: str = "") -> None:
+    """A same-origin POST from the page to one of app.py's routes (the browser keeps or drops
+    the cookie it answers with); a zero-size element, run once."""
+    st.html(f"<script>fetch({_route(path)}, {{method: 'POST', body: {json.dumps(body)}, credentials: 'same-origin'}})"
+            "</script>", unsafe_allow_javascript=True)  # fmt: skip
+
+
+def hand_over_cookie() -> None:
+    """For dashboard.py, on each signed-in run: right after a sign-in, the browser trades the
+    session's one-time code for its cookie (app.py, ``POST /auth/session``)."""
+    handoff = st.session_state.pop(HANDOFF, None)
+    if handoff is not None:
+        _call(websession.TRADE_PATH, handoff)
+
+
+def forget_cookie() -> None:
+    """For the sign-in page: after a sign-out, the browser deletes the session cookie."""
+    if st.session_state.pop(FORGET_COOKIE, False):
+        _call(websession.SIGN_OUT_PATH)
+
+
+def leave_beacon(post_id: int | None) -> None:
+    """For the Review page: when this tab closes or reloads while it shows ``post_id``, the
+    browser tells app.py (``POST /auth/leave``), which shortens the claim's lease to
+    review.decisions.LEAVE_GRACE: a closed tab's post is back in the queue within seconds,
+    and a reload renews the claim. One listener per tab; the post it names follows the page."""
+    url = _route(websession.LEAVE_PATH)
+    st.html(
+        "<script>if (!window.reviewLeave) { window.reviewLeave = {post: null};"
+        " window.addEventListener('pagehide', () => { const p = window.reviewLeave.post;"
+        f" if (p !== null) navigator.sendBeacon({url}, String(p)); }}); }}"
+        f" window.reviewLeave.post = {json.dumps(post_id)};</script>",
+        unsafe_allow_javascript=True,
+    )
+
+
 def current_actor() -> Actor:
     """For pages: the signed-in user, checked again against the database (dashboard.py has
-    done so for the navigation; a page may also be rerun on its own, as a fragment is)."""
+    done so for the navigation; a page may also be rerun on its own, as a fragment is, which is
+    not counted as the user's activity)."""
     with outages_shown():  # a page may run on its own (a fragment), outside dashboard.py's guard
-        actor = signed_in(current_desk())
+        actor = signed_in(current_desk(), touch=False)
     if actor is None:
-        st.error("You are signed out. Reload the page to sign in.")
+        why = st.session_state.get(SIGNED_OUT_BECAUSE, "You are signed out.")
+        st.error(f"{why} Reload the page to sign in.")
         st.stop()
     return actor
 

@@ -8,16 +8,25 @@ together (review.auth); every failure shows the same message. The client address
 counts), or, when the ``trusted_proxy_header`` setting names a header (X-Forwarded-For behind a
 reverse proxy), that header's last entry: the address the proxy saw.
 
-The sign-in lasts for this browser tab's session: a reload asks again. A claimed post is not
-lost by that: the claim lives in the database, and "Next" gives the moderator their post back
-while its lease runs.
+A sign-in starts a session (review.websession) that reloads and new tabs keep, through an
+HttpOnly cookie set by app.py, until sign-out or its timeouts. When a session was ended for the
+user (an admin deactivated the account or changed its role or password, or it timed out), this
+page says why.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from pages._common import current_desk, request_address, show_error, sign_in, sso_configured
+from pages._common import (
+    SIGNED_OUT_BECAUSE,
+    current_desk,
+    forget_cookie,
+    request_address,
+    show_error,
+    sign_in,
+    sso_configured,
+)
 from review.auth import AuthError, authenticate, create_user, sso_actor, user_count
 from review.errors import ReviewError
 
@@ -28,6 +37,9 @@ with desk.sessions() as session:
     first_run = user_count(session) == 0
 
 st.title("Review desk")
+forget_cookie()  # after a sign-out: the browser deletes the session cookie
+if why := st.session_state.get(SIGNED_OUT_BECAUSE):
+    st.warning(why, icon="🔒")
 
 if first_run:
     st.info("This desk has no accounts yet. Create the first admin account (or run `python -m review user add`).")
@@ -44,7 +56,7 @@ if first_run:
                 except ReviewError as exc:
                     show_error("The account was not created.", str(exc))
                 else:
-                    sign_in(actor)
+                    sign_in(desk, actor, client)
                     st.rerun()
     st.stop()
 
@@ -58,7 +70,7 @@ if submitted:
     except AuthError as exc:
         st.error(str(exc).capitalize() + ".")
     else:
-        sign_in(actor)
+        sign_in(desk, actor, client)
         st.rerun()
 
 if sso_configured():
@@ -75,7 +87,7 @@ if sso_configured():
             show_error("Single sign-on did not sign you in.", str(exc))
             st.button("Sign out of single sign-on", on_click=st.logout)
         else:
-            sign_in(actor)
+            sign_in(desk, actor, client)
             st.rerun()
     else:
         st.button("Sign in with single sign-on", on_click=st.login)

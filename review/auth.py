@@ -66,9 +66,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import LoginThrottle, Post, Role, User
+from db.models import LoginThrottle, Post, Role, SessionEnd, User
 from db.session import rows_changed, writing
-from review import audit, events
+from review import audit, events, websession  # websession as a module: it reads accounts here
 from review.audit import Action
 from review.errors import ReviewError
 
@@ -551,6 +551,7 @@ def set_password(
             raise PermissionDenied("this account is no longer active: sign in again")
         user.password_hash = hashed
         unlocked = _clear_throttle(session, user.id)
+        websession.end_all(session, user.id, SessionEnd.PASSWORD)
         audit.record(session, by, Action.USER_PASSWORD, name, client=client, own=by.id == user.id,
                      unlocked_keys=unlocked)  # fmt: skip
 
@@ -569,6 +570,7 @@ def set_role(
         before = user.role
         user.role = role
         if before != role:
+            websession.end_all(session, user.id, SessionEnd.ROLE)
             audit.record(session, by, Action.USER_ROLE, name, client=client, before=before, after=role)
 
 
@@ -589,6 +591,8 @@ def set_active(
         user.active = active
         if before != active:
             audit.record(session, by, Action.USER_ACTIVATE if active else Action.USER_DEACTIVATE, name, client=client)
+        if not active:
+            websession.end_all(session, user.id, SessionEnd.DEACTIVATED)
         released = 0 if active else release_claims_of(session, user.id, by=by)
         if released:
             audit.record(session, by, Action.CLAIMS_RELEASED, name, client=client, count=released,

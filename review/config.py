@@ -42,6 +42,11 @@ ENV_VARS = {
     "WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
     "WEBHOOK_RETRY_SCHEDULE": "webhook_retry_schedule",
     "WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
+    "SKIP_DEFER_MINUTES": "skip_defer_minutes",
+    "READING_MAX_MINUTES": "reading_max_minutes",
+    "SESSION_IDLE_MINUTES": "session_idle_minutes",
+    "SESSION_MAX_HOURS": "session_max_hours",
+    "SESSION_COOKIE_SECURE": "session_cookie_secure",
 }
 
 
@@ -105,6 +110,22 @@ class Settings:
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     # How long one delivery may take (connect and answer), in seconds.
     webhook_timeout_seconds: float = 15.0
+    # The Review page (review/workbench.py): a post skipped with S is not offered to that
+    # moderator again for this many minutes (0: not again in this browser session, until "Show the
+    # posts I skipped again"); an open post's lease is renewed while its tab is open, but not after
+    # this many minutes without any action on the page (0: only actions renew it), so an
+    # abandoned tab still gives the post back.
+    skip_defer_minutes: int = 30
+    reading_max_minutes: int = 30
+    # Sign-in sessions of the app (review/websession.py): one ends after this many minutes
+    # without a click, and in any case this many hours after its sign-in. A reload or a new tab
+    # within them keeps the user signed in (an HttpOnly cookie).
+    session_idle_minutes: int = 60
+    session_max_hours: int = 12
+    # Send the session cookie only over HTTPS ("Secure"). Turn on when the app is served over
+    # HTTPS (behind a TLS proxy): the app itself cannot tell. Off, the cookie also works on
+    # plain http://127.0.0.1.
+    session_cookie_secure: bool = False
 
     def retry_delays(self) -> list[float]:
         """``webhook_retry_schedule`` as numbers (checked when the settings are read)."""
@@ -168,6 +189,15 @@ def _coerce(values: dict[str, object]) -> dict[str, Any]:
     requeue = out.get("requeue_after_reports")
     if isinstance(requeue, int) and requeue < 0:
         raise ConfigError(f"setting requeue_after_reports must be 0 (never) or more, got {requeue}")
+    idle, most = out.get("session_idle_minutes"), out.get("session_max_hours")
+    if isinstance(idle, int) and not 1 <= idle <= 7 * 24 * 60:
+        raise ConfigError(f"setting session_idle_minutes must be between 1 and {7 * 24 * 60} (a week), got {idle}")
+    if isinstance(most, int) and not 1 <= most <= 30 * 24:
+        raise ConfigError(f"setting session_max_hours must be between 1 and {30 * 24} (30 days), got {most}")
+    for name in ("skip_defer_minutes", "reading_max_minutes"):
+        minutes = out.get(name)
+        if isinstance(minutes, int) and not 0 <= minutes <= 24 * 60:
+            raise ConfigError(f"setting {name} must be between 0 and {24 * 60} (a day), got {minutes}")
     raters = out.get("qa_raters")
     if isinstance(raters, int) and not 2 <= raters <= MAX_QA_RATERS:
         raise ConfigError(f"setting qa_raters must be between 2 and {MAX_QA_RATERS}, got {raters}")

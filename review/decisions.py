@@ -56,6 +56,7 @@ from review.verdicts import current_verdict, is_usable
 from review.visibility import blind_for, may_read_note
 
 DEFAULT_LEASE = timedelta(minutes=10)
+LEAVE_GRACE = timedelta(seconds=30)  # a closed tab's post is back in the queue after this
 MAX_LEASE = timedelta(minutes=30)  # a longer lease is refused: an abandoned post must come back
 MAX_NOTE = 2000
 
@@ -225,6 +226,26 @@ def release(sessions: sessionmaker[Session], actor: Actor, post_id: int, *, now:
         )
         if done == 1:
             events.write(session, NewEvent(post_id, actor.id, EventAction.RELEASE, now))
+
+
+def leave(sessions: sessionmaker[Session], user_id: int, post_id: int, *, now: datetime | None = None) -> bool:
+    """The tab that showed ``post_id`` to ``user_id`` was closed or reloaded (app.py's
+    ``/auth/leave``): their claim on it now ends ``LEAVE_GRACE`` from now instead of at the end of
+    its lease, so a closed tab's post is back in the queue within seconds while a reload, which
+    renews the claim when the page returns, keeps it. No event: the claim is not released, its
+    lease is shorter. Whether a live claim was shortened."""
+    now = _now(now)
+    with writing(sessions) as session:
+        return (
+            rows_changed(
+                session,
+                update(Post)
+                .where(Post.id == post_id, Post.claimed_by_id == user_id, Post.lease_expires_at > now + LEAVE_GRACE)
+                .values(lease_expires_at=now + LEAVE_GRACE)
+                .execution_options(synchronize_session=False),
+            )
+            == 1
+        )
 
 
 def force_release(

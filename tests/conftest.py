@@ -341,18 +341,26 @@ def start_cli(database_url: str, media_dir: Path, *args: str) -> subprocess.Pope
 DASHBOARD = str(REPO / "dashboard.py")
 
 
+def signed_in_as(at: Any, desk: Desk, actor: Any) -> Any:
+    """``at`` (an AppTest, before its run) signed in as ``actor``, as the sign-in page does it:
+    a sign-in session (review.websession) held by the app's session state."""
+    from pages._common import WEB_SESSION
+    from review import websession
+
+    at.session_state[WEB_SESSION] = websession.start(desk.sessions, actor, desk.settings).session_id
+    return at
+
+
 def open_page(monkeypatch: pytest.MonkeyPatch, desk: Desk, actor: Any, page: str, timeout: float = 60) -> Any:
     """The app (an ``AppTest``) on ``page`` of this test's desk, signed in as ``actor``, after its first run."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from pages._common import ACTOR
-
     st.cache_resource.clear()  # the app's desk is cached per process: open this test's database
     monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
     monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
     at = AppTest.from_file(DASHBOARD, default_timeout=timeout)
-    at.session_state[ACTOR] = actor
+    signed_in_as(at, desk, actor)
     at.switch_page(page)
     return at.run()
 
@@ -364,15 +372,13 @@ def open_app(monkeypatch: pytest.MonkeyPatch, desk: Desk, role: str | None, page
     set. It keeps the cached desk, so that two sessions share it: use it under ``fresh_caches``."""
     from streamlit.testing.v1 import AppTest
 
-    from pages._common import ACTOR
-
     monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
     monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     at = AppTest.from_file(DASHBOARD, default_timeout=60)
     if role is not None:
-        at.session_state[ACTOR] = account(desk, role, name)
+        signed_in_as(at, desk, account(desk, role, name))
     if page is not None:
         at.switch_page(page)
     return at.run()

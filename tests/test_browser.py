@@ -1,5 +1,6 @@
-"""The app in a real browser: Debian's chromium driven by Playwright against `streamlit run`
-on 127.0.0.1, with the demo data loaded the way the README's first command loads it."""
+"""The app in a real browser: Debian's chromium driven by Playwright against `streamlit run
+app.py` (as scripts/start.sh serves it, with the sign-in session's routes) on 127.0.0.1, with the
+demo data loaded the way the README's first command loads it."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent))
     assert streamlit, "streamlit is not installed in this environment"
     server = subprocess.Popen(
-        [streamlit, "run", str(REPO / "dashboard.py"), "--server.headless", "true", "--server.address", "127.0.0.1",
+        [streamlit, "run", str(REPO / "app.py"), "--server.headless", "true", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--browser.gatherUsageStats", "false"],
         cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -101,7 +102,8 @@ def browser():
 
 
 def _sign_in(browser, app: App, name: str, password: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    """A new browser (context: its own cookies) signed in as ``name``; its first tab."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     page.goto(app.url)
     page.get_by_role("textbox", name="Username").fill(name)
     page.get_by_role("textbox", name="Password").fill(password)
@@ -456,3 +458,73 @@ def test_an_admin_makes_a_token_that_is_shown_once(app: App, browser, tmp_path: 
     _idle(page)
     assert token not in page.content() and page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def _signed_in_as(page, name: str) -> None:
+    page.get_by_text(f"Signed in as {name}").wait_for(timeout=30_000)
+
+
+def test_a_sign_in_survives_reloads_and_new_tabs_until_it_ends(app: App, browser) -> None:
+    """The session cookie: HttpOnly and SameSite=Strict; a reload of any page keeps the user on
+    that page signed in (no "Page not found"); a new tab is signed in; sign-out ends it in every
+    tab and a replayed cookie signs no one in; an admin's deactivation signs the user out with
+    the reason; a link to a page while signed out opens that page after the sign-in."""
+    page = _sign_in(browser, app, *MODERATOR)
+    cookie = next(c for c in _cookies_when_set(page) if c["name"] == "review_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+    assert "review_session" not in page.evaluate("document.cookie")  # page scripts never see it
+
+    page.goto(f"{app.url}/queue")
+    _signed_in_as(page, MODERATOR[0])
+    page.reload()
+    _signed_in_as(page, MODERATOR[0])
+    page.get_by_role("heading", name="Queue").wait_for()
+    assert page.url.endswith("/queue")
+    assert not page.get_by_text("Page not found").is_visible()
+    second = page.context.new_page()  # a new tab of the same browser
+    second.goto(f"{app.url}/posts")
+    _signed_in_as(second, MODERATOR[0])
+    # toolbarMode = "minimal" (.streamlit/config.toml, found beside app.py): no Deploy button
+    assert second.locator("[data-testid=stAppDeployButton], [data-testid=stMainMenu]").count() == 0
+
+    second.get_by_role("button", name="Sign out").click()
+    second.get_by_role("textbox", name="Username").wait_for()
+    page.reload()
+    page.get_by_role("textbox", name="Username").wait_for()  # the other tab is signed out too
+    assert not page.get_by_text("Page not found").is_visible()
+    replay = browser.new_context()  # the cookie copied elsewhere after the sign-out: worth nothing
+    replay.add_cookies([{"name": cookie["name"], "value": cookie["value"], "url": app.url}])
+    stolen = replay.new_page()
+    stolen.goto(app.url)
+    stolen.get_by_role("textbox", name="Username").wait_for()
+    replay.close()
+
+    # signed out, a link to /posts: the sign-in form there, then that page
+    page.goto(f"{app.url}/posts")
+    page.get_by_role("textbox", name="Username").fill(MODERATOR[0])
+    page.get_by_role("textbox", name="Password").fill(MODERATOR[1])
+    page.keyboard.press("Enter")
+    _signed_in_as(page, MODERATOR[0])
+    page.get_by_role("heading", name="Posts").wait_for()
+    # an admin deactivates the account: the next click signs the user out, saying why
+    subprocess.run([sys.executable, "-m", "review", "user", "deactivate", MODERATOR[0]], env=_cli_env(app),
+                   check=True, capture_output=True)  # fmt: skip
+    page.reload()
+    page.get_by_text("an admin deactivated your account").wait_for()
+    subprocess.run([sys.executable, "-m", "review", "user", "activate", MODERATOR[0]], env=_cli_env(app),
+                   check=True, capture_output=True)  # fmt: skip
+    page.close()
+
+
+def _cookies_when_set(page) -> list[dict]:
+    """The browser's cookies once the sign-in's hand-over has set the session cookie."""
+    for _ in range(50):
+        cookies = page.context.cookies()
+        if any(c["name"] == "review_session" for c in cookies):
+            return cookies
+        page.wait_for_timeout(100)
+    raise AssertionError(f"no session cookie: {[c['name'] for c in cookies]}")
+
+
+def _cli_env(app: App) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "DATABASE_URL": app.database_url}

@@ -15,10 +15,9 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from db.models import Post, ReviewEvent, Verdict
-from pages._common import ACTOR
 from review import csvout, labels
 from review.cli import main
-from tests.conftest import DASHBOARD, account
+from tests.conftest import DASHBOARD, account, signed_in_as
 
 PAYLOADS = ['=HYPERLINK("http://x.example/","y")', "+1+1", "-2+3", "@SUM(A1)", "\t=1+1", "\r=1+1", "＝1+1"]
 NAMES = ["+1+1", "-2+3", "@sum"]  # usernames may hold + - @
@@ -139,7 +138,7 @@ def test_page_downloads_hold_no_live_formula(sqlite_desk, monkeypatch) -> None:
     monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
     monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
     at = AppTest.from_file(DASHBOARD, default_timeout=60)
-    at.session_state[ACTOR] = account(desk, "lead")
+    signed_in_as(at, desk, account(desk, "lead"))
     for page in ("pages/agreement.py", "pages/activity.py"):
         at.switch_page(page).run()
         assert not at.exception

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import REPO
 
 PACKAGES = ("review", "db", "pages")
-SCRIPTS = ("dashboard.py",)
+SCRIPTS = ("dashboard.py", "app.py")
 STARTS_THE_WORKER = {"review.cli.score"}  # may import review.scoring
 # may import the webhook delivery worker, review.delivery (review.api: any module of that package)
 STARTS_THE_DELIVERY = {"review.cli.deliver", "review.cli.api", "review.api"}

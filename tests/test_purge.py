@@ -41,7 +41,7 @@ from review.export import ExportOptions, export, select_examples
 from review.ingest import ingest_records
 from review.media import collect_garbage, prepare_image, write_image
 from review.queue import queue_count
-from tests.conftest import REPO, account, subprocess_env
+from tests.conftest import REPO, account, signed_in_as, subprocess_env
 from tests.factories import queue_with
 
 COLOURS = {"a.png": (200, 30, 30), "shared.png": (30, 200, 30), "d.png": (30, 30, 200), "e.png": (120, 120, 0)}
@@ -394,8 +394,6 @@ def test_erased_posts_show_as_tombstones_on_the_posts_page(desk, world, monkeypa
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from pages._common import ACTOR
-
     purging.purge(desk.sessions, account(desk, "admin"), desk.settings, [world[0]], reason="request **7** <b>x</b>")
     with desk.sessions() as session, session.begin():  # world[3] decided two days ago: retention takes its images
         session.execute(update(PostLabel).where(PostLabel.post_id == world[3])
@@ -408,7 +406,7 @@ def test_erased_posts_show_as_tombstones_on_the_posts_page(desk, world, monkeypa
     for role, sees_reason in (("moderator", False), ("admin", True)):
         st.cache_resource.clear()
         at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=30)
-        at.session_state[ACTOR] = account(desk, role)
+        signed_in_as(at, desk, account(desk, role))
         at.switch_page("pages/posts.py")
         at.run()
         table = at.dataframe[0].value
@@ -433,8 +431,6 @@ def test_the_admin_page_previews_confirms_and_lists(desk, world, monkeypatch) ->
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from pages._common import ACTOR
-
     monkeypatch.setenv("DATABASE_URL", desk.settings.database_url)
     monkeypatch.setenv("MEDIA_DIR", str(desk.settings.media_dir))
     monkeypatch.setenv("RETAIN_RAW_OUTPUT_DAYS", "1")
@@ -442,7 +438,7 @@ def test_the_admin_page_previews_confirms_and_lists(desk, world, monkeypatch) ->
     def page(role: str) -> AppTest:
         st.cache_resource.clear()  # the desk (and its settings) is cached per process
         at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=30)
-        at.session_state[ACTOR] = account(desk, role)
+        signed_in_as(at, desk, account(desk, role))
         at.switch_page("pages/data.py")
         return at.run()
 

@@ -1,0 +1,102 @@
+"""The desk's web server: ``streamlit run app.py`` (scripts/start.sh) serves the app
+(dashboard.py) and the three small HTTP routes of its sign-in session (review/websession.py),
+which a page script cannot answer itself because only an HTTP response sets an HttpOnly cookie:
+
+- ``POST /auth/session`` trades a sign-in's one-time hand-over code for the session cookie;
+- ``POST /auth/sign-out`` ends the cookie's session and deletes the cookie;
+- ``POST /auth/leave`` (a beacon sent as a Review tab closes or reloads) shortens the lease on
+  the post that tab showed, so a closed tab's post is back in the queue within seconds.
+
+Each answers only same-origin requests (the browser's Origin header, when sent, names this
+server) and tells nothing beyond its status code. ``streamlit run dashboard.py`` still runs the
+app, without these routes: then a reload asks for the password again.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import streamlit as st
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from review import websession
+from review.decisions import leave
+from review.desk import Desk, open_desk
+
+MAX_BODY = 256  # a hand-over code or a post id: anything longer is not ours
+
+
+@functools.cache
+def _desk() -> Desk:
+    return open_desk(check_schema=False)
+
+
+def _same_origin(request: Request) -> bool:
+    """A browser names the page's origin on a POST; a request from another site is refused
+    (the cookie is SameSite=Strict as well: this refuses the sign-in code and the beacon too)."""
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
+
+
+async def _body(request: Request) -> str | None:
+    body = await request.body()
+    return body.decode("ascii", "replace").strip() if len(body) <= MAX_BODY else None
+
+
+async def trade_code(request: Request) -> Response:
+    code = await _body(request)
+    if not _same_origin(request) or not code:
+        return Response(status_code=403 if code else 400)
+    desk = _desk()
+    traded = await run_in_threadpool(websession.trade, desk.sessions, code)
+    if traded is None:
+        return Response(status_code=403)
+    token, expires = traded
+    response = Response(status_code=204)
+    response.set_cookie(
+        websession.COOKIE,
+        token,
+        max_age=max(1, int((expires - datetime.now(UTC)).total_seconds())),
+        path="/",
+        secure=desk.settings.session_cookie_secure,
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+async def sign_out(request: Request) -> Response:
+    if not _same_origin(request):
+        return Response(status_code=403)
+    await run_in_threadpool(websession.end_by_token, _desk().sessions, request.cookies.get(websession.COOKIE))
+    response = Response(status_code=204)
+    response.delete_cookie(websession.COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+async def leave_post(request: Request) -> Response:
+    text = await _body(request)
+    if not _same_origin(request) or not text or not text.isdigit():
+        return Response(status_code=400)
+    desk = _desk()
+    user_id = await run_in_threadpool(websession.user_of, desk.sessions, request.cookies.get(websession.COOKIE),
+                                      desk.settings)  # fmt: skip
+    if user_id is None:
+        return Response(status_code=403)
+    await run_in_threadpool(leave, desk.sessions, user_id, int(text))
+    return Response(status_code=204)
+
+
+app = st.App(
+    "dashboard.py",
+    routes=[
+        Route(websession.TRADE_PATH, trade_code, methods=["POST"]),
+        Route(websession.SIGN_OUT_PATH, sign_out, methods=["POST"]),
+        Route(websession.LEAVE_PATH, leave_post, methods=["POST"]),
+    ],
+)

@@ -1,0 +1,238 @@
+"""Sign-in sessions of the app: what keeps a moderator signed in across a reload or a new tab,
+and what ends it.
+
+A sign-in (pages/login.py, after review.auth has checked the password) starts a session row
+(``web_session``) with a one-time hand-over code. The page hands that code to the browser, which
+trades it at ``POST /auth/session`` (app.py) for the session cookie: a random token, ``HttpOnly``
+and ``SameSite=Strict``, of which only the sha256 is stored. Page scripts never see the token,
+and a code is worth nothing once traded or after ``HANDOFF_SECONDS``.
+
+On every run the app checks its session row (:func:`check`): a reload or a new tab finds it by
+the cookie (:func:`resume`). A session ends, and every tab of it is signed out at its next click
+with the reason (:data:`END_MESSAGES`), on sign-out, after ``session_idle_minutes`` without a
+click, ``session_max_hours`` after its sign-in, and, for every session of the account at once
+(:func:`end_all`, in the caller's transaction), when an admin deactivates the account or its
+password or role changes.
+
+This module does not import streamlit: the pages call it, app.py's routes call it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import SessionEnd, WebSession
+from db.session import writing
+from review import auth  # as a module: review.auth calls end_all, and this reads accounts
+from review.config import Settings
+
+COOKIE = "review_session"
+TRADE_PATH = "/auth/session"  # app.py's routes, and the scripts of pages/_common.py that call them
+SIGN_OUT_PATH = "/auth/sign-out"
+LEAVE_PATH = "/auth/leave"
+HANDOFF_SECONDS = 60  # a sign-in's hand-over code must be traded for the cookie within this
+TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often per session
+TOKEN_BYTES = 32
+MAX_TOKEN = 128  # a cookie or code longer than this is not ours: not even hashed
+
+END_MESSAGES = {
+    SessionEnd.SIGNED_OUT: "You signed out.",
+    SessionEnd.IDLE: "You were signed out after {idle} minutes without activity.",
+    SessionEnd.EXPIRED: "You were signed out: a sign-in lasts at most {hours} hours.",
+    SessionEnd.DEACTIVATED: (
+        "You were signed out: an admin deactivated your account (your posts went back to the queue)."
+    ),
+    SessionEnd.PASSWORD: "You were signed out: your password was changed. Sign in with the new one.",
+    SessionEnd.ROLE: "You were signed out: an admin changed your role. Sign in again to work in your new role.",
+}
+
+
+@dataclass(frozen=True)
+class Started:
+    """A new session and the code the browser trades for its cookie (shown to no one)."""
+
+    session_id: int
+    handoff: str
+
+
+@dataclass(frozen=True)
+class Live:
+    session_id: int
+    actor: auth.Actor
+
+
+@dataclass(frozen=True)
+class Gone:
+    """No live session: ``reason`` says why it ended (None: there was none, or the token is not one)."""
+
+    reason: SessionEnd | None = None
+
+    def message(self, settings: Settings) -> str | None:
+        """What to tell the user, or None when there is nothing to tell (no session, or their own sign-out)."""
+        if self.reason is None or self.reason is SessionEnd.SIGNED_OUT:
+            return None
+        return END_MESSAGES[self.reason].format(idle=settings.session_idle_minutes, hours=settings.session_max_hours)
+
+
+def _digest(secret: object) -> str | None:
+    """The sha256 a code or token is stored as; None for what cannot be one (not a string, empty, too long)."""
+    if not isinstance(secret, str) or not secret or len(secret) > MAX_TOKEN:
+        return None
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+def start(
+    sessions: sessionmaker[Session],
+    actor: auth.Actor,
+    settings: Settings,
+    *,
+    client: str = "",
+    now: datetime | None = None,
+) -> Started:
+    """A session for ``actor``, just signed in, with its one-time hand-over code."""
+    now = _now(now)
+    handoff = secrets.token_urlsafe(TOKEN_BYTES)
+    with writing(sessions) as session:
+        row = WebSession(
+            user_id=actor.id,
+            handoff_hash=_digest(handoff),
+            handoff_expires_at=now + timedelta(seconds=HANDOFF_SECONDS),
+            client=client[:64],
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(hours=settings.session_max_hours),
+        )
+        session.add(row)
+        session.flush()
+        return Started(row.id, handoff)
+
+
+def trade(sessions: sessionmaker[Session], handoff: str, *, now: datetime | None = None) -> tuple[str, datetime] | None:
+    """The cookie's token and its expiry for a live session's hand-over code, once; None for a
+    code that is unknown, used, expired, or whose session has ended."""
+    now = _now(now)
+    digest = _digest(handoff)
+    if digest is None:
+        return None
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    with writing(sessions) as session:
+        row = session.scalar(select(WebSession).where(WebSession.handoff_hash == digest).with_for_update())
+        if row is None:
+            return None
+        live = row.ended_at is None and row.handoff_expires_at is not None and row.handoff_expires_at > now
+        row.handoff_hash = row.handoff_expires_at = None  # one use, traded or not
+        if not live or row.expires_at <= now:
+            return None
+        row.token_hash = _digest(token)
+        return token, row.expires_at
+
+
+def _live(row: WebSession | None, settings: Settings, now: datetime) -> Gone | None:
+    """Why ``row`` is no longer a live session (ending it for a timeout), or None when it is."""
+    if row is None:
+        return Gone()
+    if row.ended_at is not None:
+        return Gone(SessionEnd(row.end_reason) if row.end_reason else None)
+    reason = None
+    if row.expires_at <= now:
+        reason = SessionEnd.EXPIRED
+    elif row.last_seen_at + timedelta(minutes=settings.session_idle_minutes) <= now:
+        reason = SessionEnd.IDLE
+    if reason is not None:
+        row.ended_at, row.end_reason = now, reason
+        return Gone(reason)
+    return None
+
+
+def _checked(session: Session, row: WebSession | None, settings: Settings, now: datetime, touch: bool) -> Live | Gone:
+    gone = _live(row, settings, now)
+    if gone is not None:
+        return gone
+    assert row is not None
+    actor = auth.active_actor(session, row.user_id)
+    if actor is None:  # deactivated without end_all (by hand in the database): ended all the same
+        row.ended_at, row.end_reason = now, SessionEnd.DEACTIVATED
+        return Gone(SessionEnd.DEACTIVATED)
+    if touch and now - row.last_seen_at >= TOUCH_EVERY:
+        row.last_seen_at = now
+    return Live(row.id, actor)
+
+
+def check(
+    sessions: sessionmaker[Session], session_id: int, settings: Settings, *, touch: bool = True,
+    now: datetime | None = None,
+) -> Live | Gone:  # fmt: skip
+    """The session of a signed-in tab, on each run: its user as the database has them now (a
+    deactivated account, an ended or timed-out session: Gone with the reason). ``touch``: this
+    run is the user's activity (a click), which keeps the session from idling; a background
+    refresh of the page passes False."""
+    now = _now(now)
+    with writing(sessions) as session:
+        return _checked(session, session.get(WebSession, session_id), settings, now, touch)
+
+
+def resume(
+    sessions: sessionmaker[Session], token: str | None, settings: Settings, *, now: datetime | None = None
+) -> Live | Gone:
+    """The session whose cookie a reloaded page or a new tab brought (None or a stranger's
+    string: Gone without a reason)."""
+    digest = _digest(token or "")
+    if digest is None:
+        return Gone()
+    now = _now(now)
+    with writing(sessions) as session:
+        row = session.scalar(select(WebSession).where(WebSession.token_hash == digest))
+        return _checked(session, row, settings, now, touch=True)
+
+
+def end(sessions: sessionmaker[Session], session_id: int, *, now: datetime | None = None) -> None:
+    """Sign-out: the session ends, in every tab that shares it."""
+    with writing(sessions) as session:
+        _end(session, WebSession.id == session_id, SessionEnd.SIGNED_OUT, _now(now))
+
+
+def end_by_token(sessions: sessionmaker[Session], token: str | None, *, now: datetime | None = None) -> None:
+    """Sign-out by the cookie (app.py's ``/auth/sign-out``); an unknown token changes nothing."""
+    digest = _digest(token or "")
+    if digest is not None:
+        with writing(sessions) as session:
+            _end(session, WebSession.token_hash == digest, SessionEnd.SIGNED_OUT, _now(now))
+
+
+def end_all(session: Session, user_id: int, reason: SessionEnd, *, now: datetime | None = None) -> int:
+    """In the caller's transaction (review.auth: deactivation, a new password or role): every
+    live session of ``user_id`` ends with ``reason``. The number ended."""
+    return _end(session, WebSession.user_id == user_id, reason, _now(now))
+
+
+def _end(session: Session, which: ColumnElement[bool], reason: SessionEnd, now: datetime) -> int:
+    result = session.execute(
+        update(WebSession)
+        .where(which, WebSession.ended_at.is_(None))
+        .values(ended_at=now, end_reason=reason, handoff_hash=None, handoff_expires_at=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def user_of(
+    sessions: sessionmaker[Session], token: str | None, settings: Settings, *, now: datetime | None = None
+) -> int | None:
+    """The account a cookie signs in (for app.py's routes), without counting as activity."""
+    digest = _digest(token or "")
+    if digest is None:
+        return None
+    now = _now(now)
+    with writing(sessions) as session:
+        row = session.scalar(select(WebSession).where(WebSession.token_hash == digest))
+        found = _checked(session, row, settings, now, touch=False)
+        return found.actor.id if isinstance(found, Live) else None
