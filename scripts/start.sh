@@ -8,5 +8,5 @@ bash scripts/setup.sh requirements.txt
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 .venv/bin/python -m review db upgrade
 .venv/bin/python -m review demo
-exec .venv/bin/streamlit run dashboard.py --server.address "${HOST:-127.0.0.1}" --server.port "${PORT:-8501}" \
+exec .venv/bin/streamlit run app.py --server.address "${HOST:-127.0.0.1}" --server.port "${PORT:-8501}" \
   --browser.gatherUsageStats false "$@"
