@@ -154,11 +154,11 @@ def signed_in(desk: Desk, *, touch: bool = True) -> Actor | None:
     else:
         found = websession.check(desk.sessions, session_id, desk.settings, touch=touch)
     if isinstance(found, websession.Gone):
-        message = found.message(desk.settings)
-        if session_id is not None or message:
+        if session_id is not None:
             st.session_state.clear()  # nothing of the ended session's work survives
-            if message:
-                st.session_state[SIGNED_OUT_BECAUSE] = message
+        # (a dead cookie, though, leaves this tab's state alone: it holds the sign-in form's input)
+        if message := found.message(desk.settings):
+            st.session_state[SIGNED_OUT_BECAUSE] = message
         return None
     st.session_state[WEB_SESSION] = found.session_id
     st.session_state[ACTOR] = found.actor

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -501,10 +502,7 @@ def test_a_sign_in_survives_reloads_and_new_tabs_until_it_ends(app: App, browser
 
     # signed out, a link to /posts: the sign-in form there, then that page
     page.goto(f"{app.url}/posts")
-    page.get_by_role("textbox", name="Username").fill(MODERATOR[0])
-    page.get_by_role("textbox", name="Password").fill(MODERATOR[1])
-    page.keyboard.press("Enter")
-    _signed_in_as(page, MODERATOR[0])
+    _sign_in_here(page, *MODERATOR)
     page.get_by_role("heading", name="Posts").wait_for()
     # an admin deactivates the account: the next click signs the user out, saying why
     subprocess.run([sys.executable, "-m", "review", "user", "deactivate", MODERATOR[0]], env=_cli_env(app),
@@ -513,7 +511,37 @@ def test_a_sign_in_survives_reloads_and_new_tabs_until_it_ends(app: App, browser
     page.get_by_text("an admin deactivated your account").wait_for()
     subprocess.run([sys.executable, "-m", "review", "user", "activate", MODERATOR[0]], env=_cli_env(app),
                    check=True, capture_output=True)  # fmt: skip
+    # a session idle for longer than SESSION_IDLE_MINUTES: the reason, and the form still signs in
+    _sign_in_here(page, *MODERATOR)
+    _age_sessions(app, timedelta(hours=2))
+    page.reload()
+    page.get_by_text("You were signed out after 60 minutes without activity.").wait_for()
+    _sign_in_here(page, *MODERATOR)
     page.close()
+
+
+def _age_sessions(app: App, by: timedelta) -> None:
+    """Every live session of the app last seen ``by`` earlier (as if nobody clicked for that long)."""
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from db.models import WebSession
+    from db.session import make_engine
+
+    engine = make_engine(app.database_url)
+    try:
+        with Session(engine) as session, session.begin():
+            session.execute(update(WebSession).where(WebSession.ended_at.is_(None))
+                            .values(last_seen_at=datetime.now(UTC) - by))  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def _sign_in_here(page, name: str, password: str) -> None:
+    page.get_by_role("textbox", name="Username").fill(name)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.keyboard.press("Enter")
+    _signed_in_as(page, name)
 
 
 def _cookies_when_set(page) -> list[dict]:
