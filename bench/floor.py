@@ -19,20 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import free_port  # noqa: E402
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the tests' browser, flags and all)
+from tests.live_app import CHROMIUM, CHROMIUM_ARGS, served_app, sign_in  # noqa: E402  (as the browser tests)
 
 MODERATOR = ("mia", "mia's long password")
 LEAD = ("lou", "lou's long password")
@@ -63,7 +60,9 @@ def summary(values: list[float]) -> dict[str, float]:
             "max_ms": round(max(values), 1), "n": len(values)}  # fmt: skip
 
 
-def start_app(home: Path) -> tuple[subprocess.Popen[bytes], str]:
+def prepared(home: Path) -> dict[str, str]:
+    """The demo desk in ``home`` as the README's first command leaves it, with a moderator, a
+    lead and an admin; the settings for the app."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{home / 'review.db'}",
            "MEDIA_DIR": str(home / "media"), "MODEL": str(home / "no-weights")}  # fmt: skip
     for command in (["db", "upgrade"], ["demo"], ["score", "--provider", "baseline"]):
@@ -72,33 +71,7 @@ def start_app(home: Path) -> tuple[subprocess.Popen[bytes], str]:
                                    (LEAD, "lead")):  # fmt: skip
         subprocess.run([sys.executable, "-m", "review", "user", "add", name, "--role", role, "--password-stdin"],
                        cwd=home, env=env, check=True, capture_output=True, input=password.encode())  # fmt: skip
-    port = free_port()
-    streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen(
-        [str(streamlit), "run", str(ROOT / "app.py"), "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=home, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            return server, url
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit("the app did not start") from None
-            time.sleep(0.3)
-
-
-def sign_in(browser, url: str, name: str, password: str):
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-    page.goto(url)
-    page.get_by_role("textbox", name="Username").fill(name)
-    page.get_by_role("textbox", name="Password").fill(password)
-    page.keyboard.press("Enter")
-    page.get_by_text(f"Signed in as {name}").wait_for(timeout=30_000)
-    return page
+    return env
 
 
 def settled(page) -> None:
@@ -151,9 +124,9 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-        server, url = start_app(Path(tmp))
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
+        home = Path(tmp)
+        with served_app(home, prepared(home)) as url:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = sign_in(browser, url, *MODERATOR)
             times, confirm_first, with_images = next_post_times(page, args.decisions)
             reloads = {
@@ -162,10 +135,7 @@ def main() -> None:
             }
             lead = sign_in(browser, url, *LEAD)
             reloads["/accuracy"] = summary(reload_times(lead, url, "/accuracy", "Accuracy", LEAD[0], args.reloads))
-        finally:
             browser.close()
-            server.terminate()
-            server.wait(timeout=20)
     print(json.dumps({
         "y_to_next_post_with_images": summary(times),
         "posts_with_images": with_images,

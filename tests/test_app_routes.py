@@ -5,10 +5,6 @@ in tests/test_browser.py)."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,36 +16,17 @@ from db.models import Post, SessionEnd, WebSession
 from review import websession
 from review.decisions import LEAVE_GRACE, claim
 from review.desk import Desk
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
 from tests.factories import queued_posts_with_verdicts, staff
+from tests.live_app import served_app
 
 
 @pytest.fixture
 def served(sqlite_desk: Desk, tmp_path: Path) -> Iterator[tuple[Desk, str]]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "DATABASE_URL": sqlite_desk.settings.database_url,
            "MEDIA_DIR": str(sqlite_desk.settings.media_dir)}  # fmt: skip
-    port = free_port()
-    streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen(
-        [str(streamlit), "run", str(REPO / "app.py"), "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/_stcore/health", timeout=2)
-                break
-            except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the app did not start:\n{server.stdout.read().decode() if server.stdout else ''}")
-                time.sleep(0.3)
+    with served_app(tmp_path, env) as url:
         yield sqlite_desk, url
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def test_the_cookie_routes_answer_same_origin_requests_only(served) -> None:

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,17 +16,8 @@ from pathlib import Path
 import pytest
 
 from review.config import Settings
-from tests.conftest import REPO, free_port
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.conftest import REPO
+from tests.live_app import CHROMIUM, CHROMIUM_ARGS, served_app, sign_in, sign_in_here
 
 HOSTILE = (
     "**bold** <script>window.pwned=1</script> <img src=x onerror=window.pwned=1> [x](javascript:alert(1)) "
@@ -66,30 +54,11 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     for (name, password), role in ((("root", "root's long password"), "admin"), (MODERATOR, "moderator")):
         subprocess.run([sys.executable, "-m", "review", "user", "add", name, "--role", role, "--password-stdin"],
                        cwd=home, env=env, check=True, capture_output=True, input=password.encode())  # fmt: skip
-    port = free_port()
-    streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent))
-    assert streamlit, "streamlit is not installed in this environment"
-    server = subprocess.Popen(
-        [streamlit, "run", str(REPO / "app.py"), "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    output = server.stdout.read().decode() if server.stdout else ""
-                    pytest.fail(f"streamlit did not start:\n{output}")
-                time.sleep(0.3)
-        yield App(url, env["DATABASE_URL"])
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+        with served_app(home, env) as url:
+            yield App(url, env["DATABASE_URL"])
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +72,7 @@ def browser():
 
 
 def _sign_in(browser, app: App, name: str, password: str):
-    """A new browser (context: its own cookies) signed in as ``name``; its first tab."""
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-    page.goto(app.url)
-    page.get_by_role("textbox", name="Username").fill(name)
-    page.get_by_role("textbox", name="Password").fill(password)
-    page.keyboard.press("Enter")
-    page.get_by_text(f"Signed in as {name}").wait_for(timeout=30_000)
-    return page
+    return sign_in(browser, app.url, name, password)
 
 
 def _idle(page) -> None:
@@ -502,7 +464,7 @@ def test_a_sign_in_survives_reloads_and_new_tabs_until_it_ends(app: App, browser
 
     # signed out, a link to /posts: the sign-in form there, then that page
     page.goto(f"{app.url}/posts")
-    _sign_in_here(page, *MODERATOR)
+    sign_in_here(page, *MODERATOR)
     page.get_by_role("heading", name="Posts").wait_for()
     # an admin deactivates the account: the next click signs the user out, saying why
     subprocess.run([sys.executable, "-m", "review", "user", "deactivate", MODERATOR[0]], env=_cli_env(app),
@@ -512,11 +474,11 @@ def test_a_sign_in_survives_reloads_and_new_tabs_until_it_ends(app: App, browser
     subprocess.run([sys.executable, "-m", "review", "user", "activate", MODERATOR[0]], env=_cli_env(app),
                    check=True, capture_output=True)  # fmt: skip
     # a session idle for longer than SESSION_IDLE_MINUTES: the reason, and the form still signs in
-    _sign_in_here(page, *MODERATOR)
+    sign_in_here(page, *MODERATOR)
     _age_sessions(app, timedelta(hours=2))
     page.reload()
     page.get_by_text("You were signed out after 60 minutes without activity.").wait_for()
-    _sign_in_here(page, *MODERATOR)
+    sign_in_here(page, *MODERATOR)
     page.close()
 
 
@@ -535,13 +497,6 @@ def _age_sessions(app: App, by: timedelta) -> None:
                             .values(last_seen_at=datetime.now(UTC) - by))  # fmt: skip
     finally:
         engine.dispose()
-
-
-def _sign_in_here(page, name: str, password: str) -> None:
-    page.get_by_role("textbox", name="Username").fill(name)
-    page.get_by_role("textbox", name="Password").fill(password)
-    page.keyboard.press("Enter")
-    _signed_in_as(page, name)
 
 
 def _cookies_when_set(page) -> list[dict]:

@@ -1,0 +1,76 @@
+"""The app as users get it: `streamlit run app.py` in a child process on a free loopback port,
+and Debian's chromium to open it (tests/test_browser.py, tests/test_app_routes.py,
+bench/floor.py)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import REPO, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def served_app(cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """``streamlit run app.py`` with ``env`` (the desk's settings), from ``cwd``; its URL once
+    it answers. Its output goes to ``cwd/streamlit.log`` (a pipe nobody reads would fill and
+    stall it); RuntimeError with that output when it does not start within a minute."""
+    port = free_port()
+    log_path = cwd / "streamlit.log"
+    streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent))
+    assert streamlit, "streamlit is not installed in this environment"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [streamlit, "run", str(REPO / "app.py"), "--server.headless", "true", "--server.address", "127.0.0.1",
+             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    server.kill()
+                    server.wait()
+                    raise RuntimeError(f"the app did not start:\n{log_path.read_text(errors='replace')}") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def sign_in(browser, url: str, name: str, password: str):
+    """A new browser (a context: its own cookies) on ``url``, signed in as ``name``; its first tab."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(url)
+    sign_in_here(page, name, password)
+    return page
+
+
+def sign_in_here(page, name: str, password: str) -> None:
+    """Fill and send the sign-in form shown on ``page``; wait until it is signed in."""
+    page.get_by_role("textbox", name="Username").fill(name)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.keyboard.press("Enter")
+    page.get_by_text(f"Signed in as {name}").wait_for(timeout=30_000)
