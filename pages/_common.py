@@ -28,7 +28,7 @@ from review import websession
 from review.auth import Actor, Permission, Preferences, preferences, request_client
 from review.browse import MediaRow, PostRow, VerdictRow
 from review.config import configured_url
-from review.decisions import Label
+from review.decisions import Label, release
 from review.desk import Desk, open_desk
 from review.errors import DatabaseUnavailable, MediaError, ReviewError
 from review.media import data_uri, display_jpeg
@@ -179,11 +179,15 @@ def sign_in(desk: Desk, actor: Actor, client: str) -> None:
 
 
 def sign_out() -> None:
-    """End this tab's session (every tab that shares its cookie is signed out at its next run)
-    and have the sign-in page delete the cookie."""
-    session_id = st.session_state.get(WEB_SESSION)
+    """End this tab's session (every tab that shares its cookie is signed out at its next run),
+    give back the post this tab holds, and have the sign-in page delete the cookie."""
+    desk = current_desk()
+    session_id, actor = st.session_state.get(WEB_SESSION), st.session_state.get(ACTOR)
+    held = st.session_state[REVIEW].claim if REVIEW in st.session_state else None
+    if held is not None and actor is not None:
+        release(desk.sessions, actor, held.post_id)
     if session_id is not None:
-        websession.end(current_desk().sessions, session_id)
+        websession.end(desk.sessions, session_id)
     st.session_state.clear()
     st.session_state[FORGET_COOKIE] = True
     if sso_configured() and st.user.is_logged_in:
@@ -434,7 +438,7 @@ def label_picker(
 
     st.caption(title)
     with st.container(key=f"{prefix}_categories"):
-        columns = st.columns(PICKER_COLUMNS)
+        columns = st.columns(PICKER_COLUMNS, gap="xsmall")  # room for the longest id and its key, uncut
         for i, c in enumerate(policy.category):
             columns[i % PICKER_COLUMNS].button(
                 c.id, key=f"{prefix}_pick_{c.id}", shortcut=c.key, on_click=pick_category, args=(c.id,),

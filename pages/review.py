@@ -2,16 +2,22 @@
 model's verdict, and decide it — keyboard first.
 
 Keys (shown on the buttons): N next post, Y confirm the verdict, O overturn with the label
-chosen on the page, E escalate (the note is its reason, required), S skip, V reveal blurred
-images, U undo the last decision, H history; each policy category's own key (prompts/policy.toml)
-picks it, Shift+1/2/3 the severity. Nothing is preselected: O before a label is chosen saves
-nothing, asks for the label and moves the focus to the categories; the overturn is then saved
-as soon as the label is complete (O, then 0 records "no violation"). Single-key shortcuts do not
-fire while typing in the note or the chat.
+chosen on the page, E escalate (the note is its reason, required), S skip (the post is not
+offered again for ``skip_defer_minutes``), V reveal blurred images, U undo the newest of the
+session's last decisions (the older ones are listed under "Earlier"), H history; each policy
+category's own key (prompts/policy.toml) picks it, Shift+1/2/3 the severity. Nothing is
+preselected: O before a label is chosen saves nothing, asks for the label and moves the focus to
+the categories; the overturn is then saved as soon as the label is complete (O, then 0 records
+"no violation"). Single-key shortcuts do not fire while typing in the note or the chat.
+
+The images are sent before the decision buttons (their column is filled first), so no
+shortcut can act on a post whose picture has not reached the browser.
 
 A claim is a 10-minute lease in the database (review.decisions); every action on this page
-renews it when less than 8 minutes are left, so an active moderator keeps the post and an
-abandoned one goes back to the queue. After a decision the next post is claimed at once.
+renews it when less than 8 minutes are left, and while the post is on screen a heartbeat renews
+it every minute for up to ``reading_max_minutes`` after the last action, so a moderator reading
+keeps the post and an abandoned tab gives it back. After a decision the next post is claimed at
+once. The address carries the post shown (``?post=ID``): a reload or a shared link opens it.
 
 This page is widgets and layout only: the working session (claim, resume, keep-alive, next,
 skip, undo, the Queue page's hand-off) is review.workbench.ReviewSession, whose state lives in
@@ -22,6 +28,7 @@ is decided in the core (review.visibility).
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from functools import partial
 
 import pandas as pd
@@ -35,6 +42,7 @@ from pages._common import (
     current_desk,
     guarded,
     label_picker,
+    leave_beacon,
     missing_choice,
     move_focus,
     revealed_all,
@@ -43,6 +51,7 @@ from pages._common import (
     show_history,
     show_media,
     show_verdict,
+    signed_in,
     user_preferences,
     verdict_details,
 )
@@ -54,13 +63,21 @@ from review.followup import MAX_QUESTION_CHARS, Turn, ask, conversation_json
 from review.inference import load_provider
 from review.inference.base import Provider
 from review.policy import load_policy
-from review.queue import ANY
 from review.text import one_line
-from review.workbench import Outcome, PostReports, ReviewSession
+from review.workbench import (
+    HEARTBEAT_SECONDS,
+    Outcome,
+    PostReports,
+    ReviewSession,
+    Surroundings,
+    filter_words,
+    for_how_long,
+)
 
 MAX_SIMILAR = 20  # near duplicates listed
 MAX_REPORT_REASONS = 5  # kinds and reasons of reports named; the rest are counted
 FOCUS_TARGETS = {"label": "review_categories", "severity": "review_severity", "reason": "review_note"}
+MODEL_FAILED = "review_model_failed"  # session_state: why the model could not be loaded (asked again on request)
 
 desk = current_desk()
 actor = current_actor()
@@ -69,30 +86,52 @@ policy = load_policy()
 work = ReviewSession(desk.sessions, actor, desk.settings, policy, review_state())
 state = work.state
 
+
+def linked_post() -> int | None:
+    """The post the page's address names (``?post=ID``: a reload, a shared link, the Accuracy
+    page's drill-down); None when there is none or it is not a post id."""
+    value = st.query_params.get("post")
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
 st.title("Review")
-work.arrive()  # the post the Queue page handed over, or the claim held after a reload; kept alive
+# the post the Queue page handed over or the address names, or the claim held after a reload; kept alive
+work.arrive(link=linked_post())
 current = state.claim
+if current is None:
+    st.query_params.pop("post", None)
+elif st.query_params.get("post") != str(current.post_id):
+    st.query_params["post"] = str(current.post_id)  # a reload or a copied link returns to this post
+leave_beacon(None if current is None else current.post_id)  # a closed tab gives its post back soon
 
 with desk.sessions() as session:
     waiting = work.waiting(session)
 
-top = st.columns([2, 2, 2, 4])
-if top[0].button("Next post", key="review_next", shortcut="N", type="primary" if current is None else "secondary"):
+top = st.columns([2, 4, 2, 2])
+if top[0].button(
+    "Next post", key="review_next", shortcut="N", type="primary" if current is None else "secondary", width="stretch"
+):
     work.next()
     st.rerun()
-last = state.last
+undoable = work.undoable
 top[1].button(
-    "Undo last" if last is None else f"Undo {last.action} of post {last.post_id}",
+    undoable[0].label if undoable else "Undo",
     key="review_undo",
     shortcut="U",
-    disabled=last is None,
-    on_click=guarded(work.undo_last),
+    disabled=not undoable,
+    on_click=guarded(work.undo),
+    width="stretch",
 )
-if top[2].button("Release post", key="review_release", disabled=current is None):
+with top[2].popover(f"Earlier ({len(undoable[1:])})", disabled=len(undoable) < 2, width="stretch"):
+    st.caption("Your earlier decisions in this session, newest first")
+    for past in undoable[1:]:
+        st.button(past.label, key=f"review_undo_{past.event_id}", on_click=guarded(work.undo), args=(past.event_id,))
+if top[3].button("Release post", key="review_release", disabled=current is None, width="stretch"):
     work.release()
     st.rerun()
-top[3].caption(
-    f"{waiting:,} posts waiting" + ("" if state.flt == ANY else " under the Queue page's filters")
+filters = filter_words(state.flt)
+st.text(  # the filters name sources and models: plain text
+    f"{waiting:,} posts waiting" + (f" under the Queue page's filters: {filters}" if filters else "")
     + (f" · you hold post {current.post_id} until {current.lease_expires_at:%H:%M} UTC" if current else "")
 )  # fmt: skip
 
@@ -105,8 +144,10 @@ if current is None:
     elif waiting == 0:
         st.success("Nothing left to review under these filters.")
     else:
-        skipped = state.skipped
-        why = "other moderators are reviewing them" + (", or you skipped them in this session" if skipped else "")
+        skipped = work.deferred()
+        minutes = desk.settings.skip_defer_minutes
+        when = f"in the last {minutes} minutes" if minutes else "in this session"
+        why = "other moderators are reviewing them" + (f", or you skipped them {when}" if skipped else "")
         st.info(f"No post is free for you under these filters: {why}. Press **N** to look again.")
         if skipped and st.button(f"Show the {len(skipped)} posts I skipped again", key="review_unskip"):
             work.unskip()
@@ -167,26 +208,54 @@ def show_reports(reports: PostReports) -> None:
     st.text(f"Reported {reports.total:,}× — {', '.join(named)}" + (f" and {more} more" if more > 0 else ""))
 
 
+def show_surroundings(around: Surroundings) -> None:
+    """Time in queue, near-duplicate count and, for a post back in the queue, its standing
+    decision (hidden by the core from a blind second reviewer), in one plain line."""
+    parts = [f"Waiting {for_how_long((datetime.now(UTC) - around.waiting_since).total_seconds())}"]
+    if around.near_duplicates:
+        n = f"{around.near_duplicates}{'+' if around.more_duplicates else ''}"
+        parts.append(f"{n} near duplicate{'s' if n != '1' else ''}")
+    last = around.last_decision
+    if last is not None:
+        parts.append(
+            f"last decided: {last.action} ({last.label}) by {last.who or 'someone'}, {last.at:%Y-%m-%d %H:%M} UTC"
+        )
+    st.text(" · ".join(parts))
+
+
 @st.cache_resource(show_spinner="Loading the model …")
 def chat_provider(settings: Settings) -> Provider:
     return load_provider(settings)
 
 
+def loaded_model() -> Provider | None:
+    """The follow-up model, loaded once per process; a failure is remembered for this browser
+    session (shown with a button to try again), not retried on every question."""
+    failed = st.session_state.get(MODEL_FAILED)
+    if failed is None or st.session_state.get("review_model_retry"):  # the retry button's click
+        try:
+            provider = chat_provider(desk.settings)
+        except ReviewError as exc:
+            st.session_state[MODEL_FAILED] = failed = str(exc)
+        else:
+            st.session_state.pop(MODEL_FAILED, None)
+            return provider
+    st.error(f"The model cannot be loaded: {failed}")
+    st.button("Try loading the model again", key="review_model_retry")
+    return None
+
+
 def ask_the_model(post_id: int) -> None:
     """A conversation about the post with the verdict model (review.followup), shown as plain
-    text; the core leaves out the verdict when it is hidden for a blind second review."""
+    text; the core leaves out the verdict when it is hidden for a blind second review. The
+    conversation is drawn after the question is answered, in the same run (no rerun), so the
+    answer or the error shows at once."""
     turns: list[Turn] = st.session_state.setdefault(f"chat:{post_id}", [])
-    for turn in turns:
-        with st.chat_message("user"):
-            st.text(turn.question)
-        with st.chat_message("assistant"):
-            st.text(turn.answer if turn.error is None else f"(no answer: {turn.error})")
+    conversation = st.container()
     question = st.chat_input("Ask about this post", key=f"chat_input:{post_id}", max_chars=MAX_QUESTION_CHARS)
-    try:
-        provider = chat_provider(desk.settings) if question or turns else None
-    except ReviewError as exc:
-        st.error(f"The model cannot be loaded: {exc}")
-        return
+    with conversation:  # a load failure and its retry above the input, with the conversation
+        provider = loaded_model() if question or turns or MODEL_FAILED in st.session_state else None
+    failed = None
     if question and provider is not None:
         with desk.sessions() as session:
             context = work.conversation(session)
@@ -194,8 +263,15 @@ def ask_the_model(post_id: int) -> None:
             with st.spinner("The model is answering …"):
                 turns.append(ask(provider, context, turns, question))
         except ReviewError as exc:
-            st.error(str(exc))
-        st.rerun()
+            failed = str(exc)
+    with conversation:
+        for turn in turns:
+            with st.chat_message("user"):
+                st.text(turn.question)
+            with st.chat_message("assistant"):
+                st.text(turn.answer if turn.error is None else f"(no answer: {turn.error})")
+        if failed is not None:
+            st.error(failed)
     if turns and provider is not None:
         with desk.sessions() as session:
             context = work.conversation(session)
@@ -208,11 +284,52 @@ def ask_the_model(post_id: int) -> None:
         )
 
 
+def scroll_to_top(post_id: int) -> None:
+    """Scroll the page to the top once per post: the script's text names the post, so the
+    browser runs it again only when another post is shown."""
+    st.html(
+        f"""<script>/* post {post_id} */
+        (() => {{
+          const top = () => {{
+            document.querySelectorAll('[data-testid="stAppScrollToBottomContainer"], [data-testid="stMain"]')
+              .forEach((el) => {{ el.scrollTop = 0; }});
+            window.scrollTo(0, 0);
+          }};
+          top();
+          setTimeout(top, 100);
+        }})();
+        </script>""",
+        unsafe_allow_javascript=True,
+    )
+
+
+@st.fragment(run_every=HEARTBEAT_SECONDS)
+def heartbeat() -> None:
+    """While the post is on screen: renew its lease every minute (up to ``reading_max_minutes``
+    after the last action); when the claim is found lost, or the sign-in session has ended (an
+    admin deactivated the account, a sign-out in another tab), run the whole page to say so."""
+    if signed_in(desk, touch=False) is None or work.heartbeat():
+        st.rerun(scope="app")
+
+
+post_id = post.id
+scroll_to_top(post_id)
+heartbeat()
+# The images' column is filled first: the browser gets the pictures before any button that
+# decides (Y/O/E/S), so no decision is taken on a post whose images have not arrived.
 images, side = st.columns([2, 3], gap="medium")
+with images:
+    if not post.media:
+        st.caption("This post has no images.")
+    for i, m in enumerate(post.media, start=1):
+        show_media(desk, post.id, i, m)
+
 with side:
     st.subheader(f"Post {post.id}")
     posted = f"{post.created_at:%Y-%m-%d %H:%M} UTC" if post.created_at else "—"
     st.text(f"{post.source} · {post.external_id} · by {post.author or '—'} · posted {posted}")
+    with desk.sessions() as session:
+        show_surroundings(work.surroundings(session))
     if blind:
         hidden = "the first decision and the model's verdict are" if hide_verdict else "the first decision is"
         st.info(f"Second review: decide on your own; {hidden} hidden.")
@@ -240,7 +357,7 @@ with side:
         on_pick=partial(picked, post.id),
     )  # fmt: skip
 
-    buttons = st.columns(4)
+    buttons = st.columns(4, gap="xsmall")  # about 130 px each at 1280 px with the sidebar open: labels uncut
     buttons[0].button(
         "Confirm", key="review_confirm", shortcut="Y", type="primary", disabled=not usable or hide_verdict,
         on_click=guarded(act), args=(post.id, Decision.CONFIRM), help="The model's verdict is right.",
@@ -267,13 +384,11 @@ with side:
         move_focus(FOCUS_TARGETS[state.focus], time.monotonic_ns())  # a new nonce: the script runs again
         state.focus = None
 
-    post_id = post.id
-
     @st.dialog(f"History of post {post_id}", width="large")
     def history_dialog() -> None:
         show_history(desk, actor, post_id)
 
-    extra = st.columns(4)
+    extra = st.columns(3)
     if extra[0].button("History", key="review_history", shortcut="H", width="stretch"):
         history_dialog()
     revealed = bool(st.session_state.get(revealed_all(post.id)))
@@ -303,11 +418,8 @@ with side:
                 ),
                 hide_index=True,
             )
-    with st.expander("Ask the model about this post"):
-        ask_the_model(post.id)
-
-with images:
-    if not post.media:
-        st.caption("This post has no images.")
-    for i, m in enumerate(post.media, start=1):
-        show_media(desk, post.id, i, m)
+    # its open state is kept (a question and its answer do not fold it), and it runs only when open
+    chat = st.expander("Ask the model about this post", key=f"review_chat:{post.id}", on_change="rerun")
+    with chat:
+        if chat.open:
+            ask_the_model(post.id)

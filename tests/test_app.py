@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
-from db.models import User
-from pages._common import ACTOR
+from db.models import Post, SessionEnd, User, WebSession
+from pages._common import ACTOR, WEB_SESSION
 from review.auth import preferences
-from tests.conftest import ACCOUNT_PASSWORD, DASHBOARD, REPO, account, open_app
-from tests.factories import queued_posts
+from review.decisions import claim
+from tests.conftest import ACCOUNT_PASSWORD, DASHBOARD, REPO, account, held_post, open_app
+from tests.factories import queued_posts, queued_posts_with_verdicts
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
@@ -97,10 +98,18 @@ def test_sign_in_refuses_wrong_password_then_accepts_and_signs_out(sqlite_desk, 
     at.button[0].click().run()
     assert at.session_state[ACTOR].username == "ann"
     # AppTest runs dashboard.py, with the sidebar, on a session's first run only: a new session
+    post_id = queued_posts_with_verdicts(sqlite_desk, ["fraud_spam"])[0]
+    claim(sqlite_desk.sessions, account(sqlite_desk, "moderator", "ann"), post_id)
     at = open_app(monkeypatch, sqlite_desk, "moderator", name="ann")
     assert any("Signed in as ann (moderator)" in t.value for t in at.sidebar.text)
+    assert held_post(at) == post_id  # the Review page resumed ann's claim
+    session_id = at.session_state[WEB_SESSION]
     at.button(key="sign_out").click().run()
     assert ACTOR not in at.session_state
+    # the session ended and its post is back in the queue (tests/test_browser.py: the cookie goes)
+    with sqlite_desk.sessions() as session:
+        assert session.get(WebSession, session_id).end_reason == SessionEnd.SIGNED_OUT
+        assert session.get(Post, post_id).claimed_by_id is None
 
 
 def test_a_deactivated_account_is_signed_out_at_the_next_click(sqlite_desk, monkeypatch) -> None:

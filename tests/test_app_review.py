@@ -21,6 +21,12 @@ from tests.factories import HOSTILE, queued_posts
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
+def open_chat(at, post_id: int) -> None:
+    """Unfold "Ask the model about this post" (its open state is kept under its key)."""
+    at.session_state[f"review_chat:{post_id}"] = True
+    at.run()
+
+
 def test_next_confirm_overturn_escalate_skip_and_undo(sqlite_desk, monkeypatch, tmp_path: Path) -> None:
     ids = queued_posts(sqlite_desk, tmp_path)
     at = open_app(monkeypatch, sqlite_desk, "moderator", "pages/review.py")
@@ -67,7 +73,7 @@ def test_next_confirm_overturn_escalate_skip_and_undo(sqlite_desk, monkeypatch, 
     assert held_post(at) == fourth
     assert [(e.post_id, e.action) for e in review_events(sqlite_desk)[-2:]] == [(fourth, "reopen"), (fifth, "release")]
     assert any("Undone" in i.value for i in at.info)
-    assert at.button(key="review_undo").disabled
+    assert at.button(key="review_undo").label == f"Undo escalate of post {third}"  # the one before, next
 
 
 def test_an_overturn_never_guesses_the_label(sqlite_desk, monkeypatch, tmp_path: Path) -> None:
@@ -284,7 +290,7 @@ def test_skipping_the_last_free_post_explains_the_empty_queue(sqlite_desk, monke
     assert held_post(at) == ids[0]
     at.button(key="review_skip").click().run()
     assert held_post(at) is None
-    assert any("you skipped them in this session" in i.value for i in at.info)
+    assert any("you skipped them in the last 30 minutes" in i.value for i in at.info)
     at.button(key="review_unskip").click().run()
     at.button(key="review_next").click().run()
     assert held_post(at) == ids[0]
@@ -297,6 +303,7 @@ def test_ask_the_model_about_the_post(sqlite_desk, monkeypatch, tmp_path: Path, 
     env = {"PROVIDER": "transformers", "MODEL": str(tiny_model_dir)}
     at = open_app(monkeypatch, sqlite_desk, "moderator", "pages/review.py", **env)
     at.button(key="review_next").click().run()
+    open_chat(at, ids[0])
     at.chat_input(key=f"chat_input:{ids[0]}").set_value("Is the image **graphic**?").run()
     assert not at.exception and not at.error
     turns = at.session_state[f"chat:{ids[0]}"]
@@ -310,6 +317,7 @@ def test_ask_the_model_says_when_the_provider_cannot_answer(sqlite_desk, monkeyp
     ids = queued_posts(sqlite_desk, tmp_path, 1)
     at = open_app(monkeypatch, sqlite_desk, "moderator", "pages/review.py", PROVIDER="baseline")
     at.button(key="review_next").click().run()
+    open_chat(at, ids[0])
     at.chat_input(key=f"chat_input:{ids[0]}").set_value("why?").run()
     assert not at.exception
     assert any("baseline provider cannot answer" in t.value for t in at.text)

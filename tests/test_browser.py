@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -511,3 +512,44 @@ def _cookies_when_set(page) -> list[dict]:
 
 def _cli_env(app: App) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "DATABASE_URL": app.database_url}
+
+
+def _lease_left(app: App, post_id: int) -> float | None:
+    """Seconds left on the claim of ``post_id`` (None: not claimed)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(app.database_url)
+    try:
+        with engine.connect() as conn:
+            until = conn.execute(text("SELECT lease_expires_at FROM post WHERE id = :id AND claimed_by_id IS NOT NULL"),
+                                 {"id": post_id}).scalar()  # fmt: skip
+    finally:
+        engine.dispose()
+    if until is None:
+        return None
+    stamp = until if isinstance(until, datetime) else datetime.fromisoformat(str(until))
+    return (stamp.replace(tzinfo=stamp.tzinfo or UTC) - datetime.now(UTC)).total_seconds()
+
+
+def test_a_reload_keeps_the_post_and_a_closed_tab_gives_it_back(app: App, browser) -> None:
+    """The address names the post shown (?post=ID): a reload returns to it, signed in, with its
+    lease renewed; closing the tab cuts the lease to review.decisions.LEAVE_GRACE."""
+    page = _sign_in(browser, app, *MODERATOR)
+    _idle(page)
+    page.keyboard.press("n")
+    page.get_by_role("heading", name="Post ").wait_for(timeout=30_000)
+    _idle(page)
+    post_id = int(page.get_by_role("heading", name="Post ").inner_text().split()[-1])
+    assert page.url.endswith(f"?post={post_id}")
+    page.reload()
+    page.get_by_role("heading", name=f"Post {post_id}").wait_for(timeout=30_000)
+    _idle(page)
+    assert _lease_left(app, post_id) > 5 * 60  # cut by the reload's beacon, renewed by the page
+    page.close(run_before_unload=True)
+    for _ in range(50):
+        left = _lease_left(app, post_id)
+        if left is None or left <= 30:
+            break
+
+        time.sleep(0.1)
+    assert left is not None and 0 < left <= 30, left
