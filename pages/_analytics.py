@@ -1,7 +1,7 @@
 """What the lead pages (Accuracy, Agreement, Activity) share: the filters, which keep their
 values from page to page, the reuse of computed numbers (:func:`cached`, handed the
-review.metrics function itself, so a page's number leads to its definition), CSV downloads,
-and number formats. Not a screen."""
+review.metrics function itself, so a page's number leads to its definition, and recounted when
+the desk's write mark moves), CSV downloads, and number formats. Not a screen."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from review import csvout
 from review.auth import Actor, Permission, require
 from review.desk import Desk
 from review.metrics.filters import MetricFilter, filter_options
+from review.metrics.freshness import write_mark
 from review.policy import load_policy
 
 KEYS = ("mf_since", "mf_until", "mf_source", "mf_category", "mf_model", "mf_prompt")
@@ -46,7 +47,8 @@ def filters(desk: Desk, actor: Actor) -> MetricFilter:
         prompt = sixth.selectbox("Prompt version", prompts, index=None, key="mf_prompt", placeholder="all")
         st.caption(
             "Days are UTC. Decisions are counted on the day they were made; each post once, with its latest "
-            f"human label against the model verdict that was on screen. Figures are recounted every {FRESH_SECONDS} s."
+            "human label against the model verdict that was on screen. Figures are recounted after each decision, "
+            "verdict or ingest."
         )
     if since and until and until < since:
         st.warning("The end date is before the start date: nothing can match.")
@@ -61,7 +63,7 @@ def filters(desk: Desk, actor: Actor) -> MetricFilter:
     )
 
 
-FRESH_SECONDS = 30  # how long a computed table is reused (clicks on a page rerun it)
+FRESH_SECONDS = 300  # the longest a computed table is reused (a write the mark missed; "the last 30 days")
 
 
 Result = TypeVar("Result")
@@ -69,17 +71,21 @@ Result = TypeVar("Result")
 
 def cached(metric: Callable[..., Result], desk: Desk, actor: Actor, flt: MetricFilter, *args: str) -> Result:
     """``metric(session, actor, flt, *args)``, a review.metrics function such as
-    ``accuracy.accuracy`` or ``accuracy.breakdown`` (with ``"week"``), reused for FRESH_SECONDS:
-    a click on the page (a confusion cell, a tab's control) does not recount."""
+    ``accuracy.accuracy`` or ``accuracy.breakdown`` (with ``"week"``), reused while the desk's
+    write mark (review.metrics.freshness) stays put: a click on the page (a confusion cell, a tab's
+    control) does not recount, a decision, verdict or ingest does, so a page's numbers agree."""
     require(actor, Permission.METRICS)  # the cache must not hand a result to someone the core would refuse
     name = f"{metric.__module__}.{metric.__qualname__}"  # the cache key: the function object is not hashed
-    return _cached(name, str(desk.settings.database_url), flt, args, metric, desk, actor)
+    with desk.sessions() as session:
+        mark = write_mark(session, actor)
+    return _cached(name, str(desk.settings.database_url), mark, flt, args, metric, desk, actor)
 
 
 @st.cache_data(ttl=FRESH_SECONDS, show_spinner="Computing…", max_entries=64)
 def _cached(
     name: str,
     database: str,
+    mark: tuple[int, int, int],
     flt: MetricFilter,
     args: tuple[str, ...],
     _metric: Callable[..., Result],

@@ -63,6 +63,14 @@ def show_error(headline: str, detail: str) -> None:
     st.code(detail, language=None, wrap_lines=True)
 
 
+def show_ignored(problems: list[str]) -> None:
+    """What a page left out of its link (review.queue.filter_from_params' lines): one warning, the
+    lines verbatim (they quote the link, which anyone may have written)."""
+    if problems:
+        st.warning("Part of the link was ignored:", icon=":material/link_off:")
+        st.code("\n".join(problems), language=None, wrap_lines=True)
+
+
 def desk_or_stop() -> Desk:
     """For dashboard.py, once per run: the desk, or an error that says what to run, and a stop."""
     try:
@@ -306,6 +314,16 @@ def user_preferences() -> Preferences:
 def display_image(media_dir: str, rel_path: str, max_pixels: int, blur: bool, grey: bool) -> bytes:
     """A stored image as a JPEG for the browser (oriented, first frame, at most 1600 px)."""
     return display_jpeg(Path(media_dir), rel_path, max_pixels, DISPLAY_SIDE, blur=blur, grey=grey)
+
+
+def thumbnail(desk: Desk, post: PostRow | None) -> str | None:
+    """A post's first image as a table's thumbnail (a data: URI): obscured while flagged, unless
+    the user turned blurring off, in greyscale if chosen; None without one."""
+    if post is None or not post.media:
+        return None
+    first, prefs = post.media[0], user_preferences()
+    blur = first.blur is not None and prefs.blur_flagged
+    return data_uri(desk.settings.media_dir, first.thumb_path, blur=blur, grey=prefs.greyscale)
 
 
 def show_verdict(verdict: VerdictRow | None) -> None:

@@ -1,7 +1,9 @@
 """Accuracy (leads): the model's verdicts against the moderators' latest labels — violation as a
-yes/no task, categories with a confusion matrix that drills down to posts, trends, slices by
-model, prompt, provider and source, calibration and threshold advice. Numbers come from
-review/metrics/accuracy.py (through review/report.py's tables); this page only draws them."""
+yes/no task, categories with a confusion matrix that drills down to posts (thumbnails, blurred as
+on the Queue page; a post opens on Review; the cell lives in the URL, ``?human=…&model=…``, so a
+link opens it), trends, slices by model, prompt, provider and source, calibration and threshold
+advice. Numbers come from review/metrics/accuracy.py (through review/report.py's tables); this
+page only draws them."""
 
 from __future__ import annotations
 
@@ -10,12 +12,15 @@ import pandas as pd
 import streamlit as st
 
 from pages._analytics import DECIMAL, EXACT, PERCENT, cached, filters, number, share, table
-from pages._common import allowed_or_stop, current_actor, current_desk, show_history
+from pages._common import allowed_or_stop, current_actor, current_desk, show_history, show_ignored, thumbnail
 from review import report
 from review.auth import Permission
+from review.browse import get_posts
 from review.evaluate import comparisons
-from review.metrics.accuracy import GROUPINGS, accuracy, breakdown, cell_posts
+from review.metrics.accuracy import CELL_PARAMS, GROUPINGS, accuracy, breakdown, cell_from_params, cell_posts
 from review.metrics.filters import NO_FILTER
+from review.policy import load_policy
+from review.visibility import Viewer
 
 DEMO_POINTER = (
     "Trying the desk on the demo posts? An admin can simulate ten days of moderation on them on the "
@@ -63,8 +68,31 @@ st.caption(
     f"Category: macro F1 {number(acc.macro_f1)}, micro F1 {number(acc.micro_f1)}."
 )
 
+CELL_URL = "acc_cell_url"  # the confusion cell this page last put in the URL
+CELL_FROM = "acc_cell_from"  # the cell the drill-down's pickers start from, once a click or a link set it
+CELL_CLICK = "acc_cell_click"  # the heatmap's last clicked cell
+
+
+def cell_default(worst: dict[str, str], clicked: dict[str, str], linked: tuple[str, str] | None) -> dict[str, str]:
+    """Where the drill-down's pickers start (they are keyed by it): the most confused cell, until
+    a click on the heatmap or a link (a URL this page did not write) names another. Kept between
+    runs, so that a pick in the pickers, which the URL then follows, does not reset them."""
+    if clicked and clicked != st.session_state.get(CELL_CLICK):
+        st.session_state[CELL_FROM] = clicked
+    st.session_state[CELL_CLICK] = clicked
+    if linked is not None and linked != st.session_state.get(CELL_URL):
+        st.session_state[CELL_FROM] = dict(zip(CELL_PARAMS, linked, strict=True))
+    start = st.session_state.get(CELL_FROM)
+    return start if start is not None and {start["human"], start["model"]} <= set(names) else worst
+
+
+cells = report.confusion_table(acc)
+names = sorted(set(cells["human"]))
+linked, ignored = cell_from_params(st.query_params.to_dict(), names)  # a link to a cell opens its drill-down
+show_ignored(ignored)
 categories, confusion, trends, calibration, comparison = st.tabs(
-    ["Categories", "Confusion", "Trends and slices", "Calibration", "Model comparison"]
+    ["Categories", "Confusion", "Trends and slices", "Calibration", "Model comparison"],
+    default="Confusion" if linked else None,
 )
 
 with categories:
@@ -95,7 +123,6 @@ with categories:
 with confusion:
     st.subheader("Confusion matrix")
     st.caption("Rows: the humans' category; columns: the model's. Click a cell to list its posts.")
-    cells = report.confusion_table(acc)
     pick = alt.selection_point(fields=["human", "model"], name="cell")
     heat = alt.Chart(cells).encode(x=alt.X("model:N", title="model said"), y=alt.Y("human:N", title="humans said"))
     chart = heat.mark_rect().encode(
@@ -107,10 +134,10 @@ with confusion:
         color=alt.condition(alt.datum.posts > cells["posts"].max() / 2, alt.value("white"), alt.value("black")),
     )
     event = st.altair_chart(chart, on_select="rerun", key="confusion_chart")
-    chosen = (event.get("selection", {}).get("cell") or [{}])[0] if event else {}
-    names = sorted(set(cells["human"]))
+    clicked = (event.get("selection", {}).get("cell") or [{}])[0] if event else {}
     wrong = cells[(cells.human != cells.model) & (cells.posts > 0)].sort_values("posts", ascending=False)
-    default = chosen or (wrong.iloc[0].to_dict() if len(wrong) else {"human": names[0], "model": names[0]})
+    worst = {p: str(wrong.iloc[0][p]) if len(wrong) else names[0] for p in CELL_PARAMS}  # the most confused cell
+    default = cell_default(worst, clicked, linked)
     left, right = st.columns(2)
     human = left.selectbox(
         "Humans said", names, index=names.index(default["human"]), key=f"cell_h:{default['human']}:{default['model']}"
@@ -118,28 +145,39 @@ with confusion:
     model = right.selectbox(
         "Model said", names, index=names.index(default["model"]), key=f"cell_m:{default['human']}:{default['model']}"
     )
+    if linked or (human, model) != (worst["human"], worst["model"]):  # the URL links to the cell shown
+        st.query_params.from_dict(dict(zip(CELL_PARAMS, (human, model), strict=True)))
+        st.session_state[CELL_URL] = (human, model)
     with desk.sessions() as session:
         posts = cell_posts(session, actor, flt, human, model)
+        post_rows = get_posts(session, Viewer.of(actor, desk.settings), [p.post_id for p in posts], load_policy())
     st.caption(f"{acc.confusion.get((human, model), 0):,} posts; the latest {len(posts)} shown.")
     listing = pd.DataFrame(
         [p.__dict__ for p in posts],
         columns=["post_id", "source", "decided_at", "decided_by", "action", "confidence", "text"],
     )
+    listing.insert(0, "thumbnail", [thumbnail(desk, post_rows.get(p.post_id)) for p in posts])
     picked = st.dataframe(
         listing,
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",
         key=f"cell_posts:{human}:{model}",
-        column_config={"decided_at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+        row_height=64,
+        column_config={
+            "thumbnail": st.column_config.ImageColumn("", width="small"),
+            "decided_at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        },
     )
     rows = picked.selection.rows if picked else []
     if rows:
         post_id = int(listing.iloc[rows[0]]["post_id"])
+        if st.button(f"Open post {post_id} on Review", key="cell_open", icon=":material/open_in_new:"):
+            st.switch_page("pages/review.py", query_params={"post": str(post_id)})
         st.markdown(f"**History of post {post_id}**")
         show_history(desk, actor, post_id)
     else:
-        st.caption("Select a row to see that post's review history.")
+        st.caption("Select a row to see that post's review history or open it on Review.")
 
 with trends:
     period = st.segmented_control("Trend by", ["day", "week"], default="week", key="acc_period") or "week"

@@ -2,9 +2,11 @@
 demo set, simulate its review history.
 
 Uploads go through review.ingest.ingest_upload (the same checks as `python -m review
-ingest`); scoring starts a `python -m review score` worker process with this desk's settings
-(review.worker.start_scoring), followed here through its log and the count of posts still
-unscored. While the demo posts wait in the queue with no decision yet, an admin can simulate ten
+ingest`); every rejected record is listed with why, in the uploaded files' names, with a CSV of
+them. Scoring starts a `python -m review score` worker process with this desk's settings
+(review.worker.start_scoring; one at a time from the app: "Start scoring" is disabled while it
+runs), followed here through its log every 2 s while it runs; when it ends the page counts the
+posts still unscored again. While the demo posts wait in the queue with no decision yet, an admin can simulate ten
 days of moderation on them (review.demo.simulate_history, as `python -m review demo --history`);
 otherwise a collapsed "Demo history" says why not (review.demo.history_refusal).
 """
@@ -15,14 +17,16 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import current_actor, current_desk, show_error
+from review import csvout
 from review.auth import Permission
 from review.demo import history_refusal, simulate_history
 from review.errors import ReviewError
 from review.ingest import ingest_upload
 from review.verdicts import unscored_count
-from review.worker import Job, start_scoring
+from review.worker import running_job, start_scoring, started_jobs
 
 BUSY = "ops_busy"  # a worker started here was running at the page's last full run
+REPORT = "ingest_report"  # the last upload's IngestReport, shown until the next upload
 # The first is the default (nothing named); the others are passed on as --encoding would be.
 ENCODINGS = ["UTF-8 / UTF-16 with BOM", "gb18030", "big5", "shift_jis", "euc-kr", "cp1252", "latin-1"]
 
@@ -31,12 +35,6 @@ actor = current_actor()
 if not (actor.can(Permission.INGEST) or actor.can(Permission.SCORE)):
     st.error(f"Your role ({actor.role}) may not ingest or score posts.", icon="🚫")
     st.stop()
-
-
-@st.cache_resource
-def jobs() -> list[Job]:
-    """Scoring workers started from this app process (shared by every browser session)."""
-    return []
 
 
 st.title("Ingest and score")
@@ -61,21 +59,32 @@ with st.form("ingest", clear_on_submit=True):
     )  # fmt: skip
     submitted = st.form_submit_button("Ingest", type="primary", disabled=not actor.can(Permission.INGEST))
 if submitted:
+    st.session_state.pop(REPORT, None)
     try:
         with st.spinner("Ingesting …"):
-            report = ingest_upload(
+            st.session_state[REPORT] = ingest_upload(
                 desk.sessions, desk.settings, actor, [(f.name, f.getvalue()) for f in files or []],
                 source=source.strip() or None, encoding=None if encoding == ENCODINGS[0] else encoding,
             )  # fmt: skip
     except ReviewError as exc:
         show_error("Nothing was ingested.", str(exc))
-    else:
-        (st.success if report.ok else st.warning)(report.summary())
-        if report.rejected:
-            rejected = {"where": [r.location for r in report.rejected], "why": [r.reason for r in report.rejected]}
-            st.dataframe(pd.DataFrame(rejected), hide_index=True)
-        for warning in report.warnings:
-            st.text(warning)
+if (report := st.session_state.get(REPORT)) is not None:  # kept over later clicks (a download, Start scoring)
+    (st.success if report.ok else st.warning)(f"Last upload: {report.summary()}.")
+    if report.rejected:  # every one, in the uploaded files' names (review.ingest.uploads)
+        rejected = pd.DataFrame(
+            {"where": [r.location for r in report.rejected], "why": [r.reason for r in report.rejected]}
+        )
+        st.dataframe(
+            rejected,
+            hide_index=True,
+            column_config={"where": st.column_config.TextColumn("Where", width="medium"),
+                           "why": st.column_config.TextColumn("Why it was rejected", width="large")},
+        )  # fmt: skip
+        st.download_button(f"Download the {len(rejected):,} rejections (CSV)", csvout.to_csv_bytes(rejected),
+                           file_name="rejections.csv", mime="text/csv", key="ingest_rejections",
+                           icon=":material/download:")  # fmt: skip
+    for warning in report.warnings:
+        st.text(warning)
 
 st.subheader("Score")
 with desk.sessions() as session:
@@ -90,29 +99,29 @@ limit = cols[0].number_input("Posts (0 = all)", 0, 10_000_000, 0, key="score_lim
 provider = cols[1].selectbox("Provider", ["configured", "baseline"], key="score_provider",
                              help="baseline: the offline rules, when no model is available")  # fmt: skip
 # One worker from the app at a time: each loads its own copy of the model (gigabytes).
-busy = any(job.running for job in jobs())
+busy = running_job(desk.settings) is not None
 st.session_state[BUSY] = busy
 start = cols[2].button(
     "Start scoring", key="score_start", disabled=left == 0 or busy or not actor.can(Permission.SCORE),
-    help="A worker started here is still running." if busy else None,
+    help="A scoring worker started from the app is still running: one at a time." if busy else None,
 )  # fmt: skip
 if start:
     try:
-        job = start_scoring(desk.settings, actor, limit=int(limit) or None, sessions=desk.sessions,
-                            provider=None if provider == "configured" else provider)  # fmt: skip
+        start_scoring(desk.settings, actor, limit=int(limit) or None, sessions=desk.sessions,
+                      provider=None if provider == "configured" else provider)  # fmt: skip
     except ReviewError as exc:
         show_error("Scoring did not start.", str(exc))
     else:
-        jobs().append(job)
+        st.rerun()  # drawn again with the worker running: Start disabled, its log followed
 
 
-@st.fragment(run_every=2)
+@st.fragment(run_every=2 if busy else None)  # follows a running worker; nothing to follow otherwise
 def workers() -> None:
-    started = jobs()
+    started = started_jobs(desk.settings)
     if not started:
         return
     me = current_actor()  # a fragment reruns alone: check the account again
-    if st.session_state.get(BUSY) and not any(job.running for job in started):
+    if st.session_state.get(BUSY) and running_job(desk.settings) is None:
         st.rerun()  # the worker finished: the whole page (counts, the Start button) is stale
     for i, job in enumerate(reversed(started[-5:])):
         state = "running" if job.running else f"finished (exit {job.returncode})"

@@ -1,10 +1,13 @@
 """Queue: the posts waiting for review in claim order, with filters, counts, blurred thumbnails
 and verdict badges; open one for review, or (leads) decide many at once.
 
-The filters set here are the ones the Review page's "Next" claims under. Pages are keyset pages
-on (priority, id) (review.queue.queue_page), so the thousandth page costs what the first does.
-Escalated posts show why they were escalated. A bulk decision is chosen, never preset: an
-overturn needs its label picked (the categories' keys work here too), an escalation a reason.
+The filters set here are the ones the Review page's "Next" claims under, and they live in the URL
+(review.queue.filter_params / filter_from_params: ``/queue?category=fraud_spam&violation=yes``), so
+a lead can send a moderator a filtered queue; what a link cannot name is ignored with a warning.
+Pages are keyset pages on (priority, id) (review.queue.queue_page), so the thousandth page costs
+what the first does. Escalated posts show why they were escalated. A bulk decision is chosen,
+never preset: an overturn needs its label picked (the categories' keys work here too), an
+escalation a reason; its outcome and skipped posts stay on the page until the next one or Dismiss.
 Leads can release another moderator's claim on the selected post (review.decisions.force_release:
 a release event by the lead, with a note naming whose claim it was and why).
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pandas as pd
 import streamlit as st
@@ -30,21 +34,33 @@ from pages._common import (
     request_address,
     review_state,
     show_error,
-    user_preferences,
+    show_ignored,
+    thumbnail,
 )
 from review.auth import Permission
 from review.browse import get_posts
 from review.decisions import Decision, decide_bulk, escalations, force_release
 from review.errors import ReviewError
-from review.media import data_uri
 from review.policy import load_policy
-from review.queue import ANY, QueueFilter, category_counts, cluster_post_ids, queue_page
+from review.queue import (
+    ANY,
+    MAX_AGE_HOURS,
+    QueueFilter,
+    category_counts,
+    cluster_post_ids,
+    filter_from_params,
+    filter_params,
+    queue_page,
+)
 from review.visibility import Viewer
 
 CURSORS = "queue_cursors"  # keyset cursors of the pages before this one
+URL_FILTER = "queue_url"  # the query parameters this page wrote last
 BULK_ROUND = "queue_bulk_round"  # bulk decisions made: part of the table's key
 BULK_CATEGORY = "bulk_category"  # the label picked for a bulk overturn (session state, no preset)
 BULK_SEVERITY = "bulk_severity"
+BULK_RESULT = "bulk_result"  # (decision, review.decisions.BulkResult) of the last bulk decision, until dismissed
+DONE = {"confirm": "confirmed", "overturn": "overturned", "escalate": "escalated"}
 PAGE_SIZES = (25, 50, 100)
 ANY_LABEL = "any"
 
@@ -52,20 +68,57 @@ desk = current_desk()
 actor = current_actor()
 allowed_or_stop(actor, Permission.REVIEW, "see the review queue")
 policy = load_policy()
-prefs = user_preferences()
 
 
 def reset_paging() -> None:
     st.session_state[CURSORS] = [None]
 
 
-def tri(label: str, key: str, yes: str, no: str, column: DeltaGenerator) -> bool | None:
+# The three-way filters: widget key -> (QueueFilter field, its words for yes and no).
+TRIS = {
+    "q_violation": ("violation", "violation", "no violation"),
+    "q_failure": ("model_failure", "only failures", "only usable verdicts"),
+    "q_escalated": ("escalated", "only escalated", "not escalated"),
+    "q_second": ("second_review", "only second reviews", "no second reviews"),
+}
+
+
+def tri(label: str, key: str, column: DeltaGenerator) -> bool | None:
     """A three-way filter: any / yes / no."""
+    _, yes, no = TRIS[key]
     choice = column.selectbox(label, [ANY_LABEL, yes, no], key=key, on_change=reset_paging)
     return None if choice == ANY_LABEL else choice == yes
 
 
+def show_filter(flt: QueueFilter) -> None:
+    """Set the filter widgets to ``flt`` (before they are drawn)."""
+    st.session_state["q_category"] = flt.category or ANY_LABEL
+    for key, (name, yes, no) in TRIS.items():
+        flag = getattr(flt, name)
+        st.session_state[key] = ANY_LABEL if flag is None else yes if flag else no
+    st.session_state["q_confidence"] = (
+        flt.min_confidence or 0.0,
+        1.0 if flt.max_confidence is None else flt.max_confidence,
+    )
+    st.session_state["q_source"] = flt.source or ""
+    st.session_state["q_model"] = flt.model_id or ""
+    st.session_state["q_prompt"] = flt.prompt_version or ""
+    st.session_state["q_min_age"] = int(flt.min_age.total_seconds() // 3600) if flt.min_age else 0
+    st.session_state["q_max_age"] = int(flt.max_age.total_seconds() // 3600) if flt.max_age else 0
+    reset_paging()
+
+
 st.title("Queue")
+
+# The filters live in the URL, so a link names a filtered queue. Query parameters other than the
+# ones this page wrote last came with a link (or a page change, which drops them): show what they
+# name, or with none, the filters the Review page's "Next" claims under. The widgets take their
+# values from here only (Streamlit drops them on other pages).
+linked = st.query_params.to_dict()
+if linked != st.session_state.get(URL_FILTER) or "q_confidence" not in st.session_state:
+    named, ignored = filter_from_params(linked, policy.ids, actor) if linked else (review_state().flt, [])
+    show_filter(named)
+    show_ignored(ignored)
 
 with st.expander("Filters"):
     row1 = st.columns(4)
@@ -73,23 +126,22 @@ with st.expander("Filters"):
         "Category", [ANY_LABEL, *policy.ids], key="q_category", on_change=reset_paging,
         help="The current verdict's category ('none': the model saw no violation).",
     )  # fmt: skip
-    violation = tri("Verdict", "q_violation", "violation", "no violation", row1[1])
-    failure = tri("Model failure", "q_failure", "only failures", "only usable verdicts", row1[2])
+    violation = tri("Verdict", "q_violation", row1[1])
+    failure = tri("Model failure", "q_failure", row1[2])
     source = row1[3].text_input("Source", key="q_source", on_change=reset_paging).strip()
     row2 = st.columns(4)
-    low, high = row2[0].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="q_confidence", on_change=reset_paging)
-    escalated = (
-        tri("Escalated", "q_escalated", "only escalated", "not escalated", row2[1])
-        if actor.can(Permission.ESCALATIONS)
-        else None
+    low, high = cast(  # a range: show_filter set a (low, high) pair
+        tuple[float, float],
+        row2[0].slider("Confidence", 0.0, 1.0, step=0.05, key="q_confidence", on_change=reset_paging),
     )
-    second = tri("Second review", "q_second", "only second reviews", "no second reviews", row2[2])
+    escalated = tri("Escalated", "q_escalated", row2[1]) if actor.can(Permission.ESCALATIONS) else None
+    second = tri("Second review", "q_second", row2[2])
     size = row2[3].selectbox("Per page", PAGE_SIZES, key="q_size", on_change=reset_paging)
     row3 = st.columns(4)
     model_id = row3[0].text_input("Model id", key="q_model", on_change=reset_paging).strip()
     prompt_version = row3[1].text_input("Prompt version", key="q_prompt", on_change=reset_paging).strip()
-    min_hours = row3[2].number_input("Older than (hours)", 0, 24 * 365, 0, key="q_min_age", on_change=reset_paging)
-    max_hours = row3[3].number_input("Newer than (hours, 0 = any)", 0, 24 * 365, 0, key="q_max_age",
+    min_hours = row3[2].number_input("Older than (hours)", 0, MAX_AGE_HOURS, key="q_min_age", on_change=reset_paging)
+    max_hours = row3[3].number_input("Newer than (hours, 0 = any)", 0, MAX_AGE_HOURS, key="q_max_age",
                                      on_change=reset_paging)  # fmt: skip
 
 flt = QueueFilter(
@@ -107,6 +159,10 @@ flt = QueueFilter(
     max_age=timedelta(hours=max_hours) if max_hours else None,
 )
 review_state().flt = flt  # the Review page's "Next" claims under these filters
+wanted = filter_params(flt)
+if linked != wanted:
+    st.query_params.from_dict(wanted)
+st.session_state[URL_FILTER] = wanted
 
 cursors = st.session_state.setdefault(CURSORS, [None])
 now = datetime.now(UTC)
@@ -121,18 +177,28 @@ with desk.sessions() as session:
 counts = " · ".join(f"{c or 'unscored / failed'} {n:,}" for c, n in per_category.items())
 under = " under these filters" if flt != ANY else ""
 st.caption(f"{total:,} posts waiting{under}" + (f": {counts}" if counts else ""))
+
+
+def show_bulk_result() -> None:
+    """The last bulk decision's outcome and its skipped posts with why, kept on screen (the table
+    and selection it came from are gone) until the next bulk decision or Dismiss."""
+    decision, result = st.session_state[BULK_RESULT]
+    with st.container(border=True):
+        done = f"{len(result.decided)} {DONE[decision]}, {len(result.skipped)} skipped (bulk {result.bulk_id[:8]})."
+        (st.warning if result.skipped else st.success)(done)
+        if result.skipped:
+            skipped = {"post": list(result.skipped), "why skipped": list(result.skipped.values())}
+            st.dataframe(pd.DataFrame(skipped), hide_index=True)
+        if st.button("Dismiss", key="bulk_dismiss", icon=":material/close:"):
+            del st.session_state[BULK_RESULT]
+            st.rerun()
+
+
+if BULK_RESULT in st.session_state:
+    show_bulk_result()
 if not page.rows:
     st.info("No post waits under these filters." if flt != ANY else "The queue is empty.")
     st.stop()
-
-
-def thumbnail(post_id: int) -> str | None:
-    post = posts.get(post_id)
-    if post is None or not post.media:
-        return None
-    first = post.media[0]
-    blur = first.blur is not None and prefs.blur_flagged
-    return data_uri(desk.settings.media_dir, first.thumb_path, blur=blur, grey=prefs.greyscale)
 
 
 def badge(post_id: int) -> str:
@@ -144,7 +210,7 @@ def badge(post_id: int) -> str:
 
 table = pd.DataFrame(
     {
-        "thumbnail": [thumbnail(r.post_id) for r in page.rows],
+        "thumbnail": [thumbnail(desk, posts.get(r.post_id)) for r in page.rows],
         "verdict": [badge(r.post_id) for r in page.rows],
         "text": [" ".join(r.text.split())[:160] for r in page.rows],
         "status": [r.status.replace("_", " ") for r in page.rows],
@@ -249,6 +315,7 @@ if bulk_allowed:
             st.warning(f"Nothing was decided. {missing_choice(picked_category)}")
             move_focus("bulk_categories" if picked_category is None else "bulk_severity", datetime.now(UTC))
         elif apply and decision is not None:  # the button is disabled without a decision
+            st.session_state.pop(BULK_RESULT, None)  # the last outcome gives way to this one's
             try:
                 overturn_label = label if decision == "overturn" else None
                 decided = decide_bulk(
@@ -259,15 +326,7 @@ if bulk_allowed:
             else:
                 for picked in (BULK_CATEGORY, BULK_SEVERITY):  # the next bulk overturn is chosen afresh
                     st.session_state.pop(picked, None)
-                st.session_state["bulk_result"] = decided
+                st.session_state[BULK_RESULT] = (decision, decided)
                 st.session_state[BULK_ROUND] = st.session_state.get(BULK_ROUND, 0) + 1
                 reset_paging()
                 st.rerun()
-        result = st.session_state.get("bulk_result")
-        if result is not None:
-            st.success(f"{len(result.decided)} decided (bulk {result.bulk_id[:8]}).")
-            if result.skipped:
-                st.dataframe(
-                    pd.DataFrame({"post": list(result.skipped), "why skipped": list(result.skipped.values())}),
-                    hide_index=True,
-                )

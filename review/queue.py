@@ -8,16 +8,19 @@ index; each post's current verdict (:mod:`review.verdicts`; the post row keeps i
 ``post.verdict_id``) is joined for the listing and for filters on its other fields, at one
 primary-key lookup per post. Filters on the current verdict's category or violation read
 copies kept on the post row, with indexes in the same order.
-``review.decisions.claim`` takes the next post under the same filter.
+``review.decisions.claim`` takes the next post under the same filter. A filter travels in a link
+as query parameters (:func:`filter_params`, :func:`filter_from_params`: the Queue page's URL).
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TypeVarTuple
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -26,6 +29,7 @@ from db.models import LIVE_POST, Media, Post, PostMedia, PostStatus, User, Verdi
 from db.session import db_text
 from review.auth import Actor, Permission, require
 from review.labels import rated_by
+from review.text import shown
 from review.visibility import Viewer, sights
 
 Columns = TypeVarTuple("Columns")  # a query's column types, kept through with_verdict
@@ -53,6 +57,99 @@ class QueueFilter:
 
 
 ANY = QueueFilter()  # no filter
+
+# The filter in a link (the Queue page's URL): parameter names, and the words of the yes/no fields.
+FLAGS = {"violation": "violation", "model_failure": "failure", "escalated": "escalated",
+         "second_review": "second_review"}  # fmt: skip
+TEXTS = {"source": "source", "model_id": "model", "prompt_version": "prompt"}
+CONFIDENCES = {"min_confidence": "min_confidence", "max_confidence": "max_confidence"}
+AGES = {"min_age": "older_than_hours", "max_age": "newer_than_hours"}  # whole hours
+MAX_AGE_HOURS = 24 * 365
+YES, NO = "yes", "no"
+MAX_PARAM_CHARS = 200
+STREAMLIT_PARAMS = frozenset({"embed", "embed_options"})  # Streamlit's own, not the queue's
+
+
+def filter_params(flt: QueueFilter) -> dict[str, str]:
+    """``flt`` as a link's query parameters (only the fields set): what :func:`filter_from_params`
+    reads back. Ages are whole hours, as the Queue page sets them."""
+    params: dict[str, str] = {}
+    if flt.category is not None:
+        params["category"] = flt.category
+    for name, param in FLAGS.items():
+        if (flag := getattr(flt, name)) is not None:
+            params[param] = YES if flag else NO
+    for name, param in CONFIDENCES.items():
+        if (confidence := getattr(flt, name)) is not None:
+            params[param] = repr(confidence)
+    for name, param in TEXTS.items():
+        if text := getattr(flt, name):
+            params[param] = text
+    for name, param in AGES.items():
+        if (age := getattr(flt, name)) is not None:
+            params[param] = str(int(age.total_seconds() // 3600))
+    return params
+
+
+def filter_from_params(
+    params: Mapping[str, str | list[str]], categories: Collection[str], actor: Actor
+) -> tuple[QueueFilter, list[str]]:
+    """The filter a link names, and one line per parameter left out (an unknown name, a bad value, a
+    filter ``actor`` may not use), so that a page can say what it ignored instead of failing."""
+    fields: dict[str, Any] = {}  # QueueFilter field -> its checked value
+    problems: list[str] = []
+
+    def bad(param: str, value: str, expected: str) -> None:
+        problems.append(f"Ignored {param}={shown(value)[:40]} in the link: {expected}.")
+
+    for param, given in params.items():
+        value = given[-1] if isinstance(given, list) else given  # a name given twice: the last one, as a browser
+        if param in STREAMLIT_PARAMS:
+            continue
+        if len(value) > MAX_PARAM_CHARS:
+            bad(param, value, f"at most {MAX_PARAM_CHARS} characters")
+        elif param == "category":
+            if value in categories:
+                fields["category"] = value
+            else:
+                bad(param, value, "not a category of the policy")
+        elif name := _field(FLAGS, param):
+            if name == "escalated" and not actor.can(Permission.ESCALATIONS):
+                bad(param, value, "only leads see escalated posts")
+            elif value in (YES, NO):
+                fields[name] = value == YES
+            else:
+                bad(param, value, f"{YES} or {NO}")
+        elif name := _field(CONFIDENCES, param):
+            confidence = _number(value)
+            if confidence is not None and 0 <= confidence <= 1:
+                fields[name] = confidence
+            else:
+                bad(param, value, "a number from 0 to 1")
+        elif name := _field(TEXTS, param):
+            if value.strip():
+                fields[name] = value.strip()
+        elif name := _field(AGES, param):
+            hours = _number(value)
+            if hours is not None and hours.is_integer() and 0 <= hours <= MAX_AGE_HOURS:
+                fields[name] = timedelta(hours=int(hours)) if hours else None
+            else:
+                bad(param, value, f"whole hours from 0 to {MAX_AGE_HOURS}")
+        else:
+            problems.append(f"Ignored {shown(param)[:40]} in the link: not a filter of the queue.")
+    return replace(ANY, **fields), problems
+
+
+def _field(names: Mapping[str, str], param: str) -> str | None:
+    return next((name for name, p in names.items() if p == param), None)
+
+
+def _number(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def waiting_statuses(actor: Actor, flt: QueueFilter) -> list[str]:

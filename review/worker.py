@@ -1,7 +1,9 @@
 """Starting the scoring worker from the app: ``start_scoring`` runs ``python -m review score`` as a
 separate process on the same settings, so it survives the page being closed and uses the scoring
 worker's leases like any other worker; the ``Job`` it returns lets the page follow it through its
-log and stop it.
+log and stop it. This process keeps the jobs it started (:func:`started_jobs`) and starts one at a
+time per database (:func:`running_job`): each loads its own copy of the model (gigabytes), and
+every browser session of the app sees the same jobs.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +81,21 @@ def _require_live(
         engine.dispose()
 
 
+_STARTED: list[Job] = []  # the jobs this process started, oldest first (the app's: one process, many sessions)
+_STARTING = threading.Lock()  # two sessions' clicks: one worker
+KEPT_JOBS = 20  # finished jobs kept to be shown
+
+
+def started_jobs(settings: Settings) -> list[Job]:
+    """The jobs this process started on ``settings``' database, oldest first."""
+    return [job for job in _STARTED if job.settings is not None and job.settings.database_url == settings.database_url]
+
+
+def running_job(settings: Settings) -> Job | None:
+    """The scoring worker this process runs on ``settings``' database, if one still runs."""
+    return next((job for job in started_jobs(settings) if job.running), None)
+
+
 def start_scoring(
     settings: Settings,
     actor: Actor,
@@ -88,10 +106,24 @@ def start_scoring(
 ) -> Job:
     """Start a scoring worker on ``settings`` (its database, media and model). ``actor`` needs
     the score permission as its account is stored now (checked on ``sessions``, or on a
-    connection of its own to the settings' database)."""
+    connection of its own to the settings' database). One at a time: IngestError while a worker
+    this process started on that database still runs."""
     _require_live(settings, sessions, actor, Permission.SCORE)
     if limit is not None and limit < 1:
         raise IngestError("the number of posts to score must be at least 1")
+    with _STARTING:
+        if (running := running_job(settings)) is not None:
+            raise IngestError(
+                f"a scoring worker started by {running.started_by} at {running.started_at:%H:%M:%S} UTC still runs: "
+                "wait for it, or stop it after its batch"
+            )
+        job = _start(settings, actor, limit, provider)
+        _STARTED.append(job)
+        del _STARTED[:-KEPT_JOBS]
+    return job
+
+
+def _start(settings: Settings, actor: Actor, limit: int | None, provider: str | None) -> Job:
     command = [sys.executable, "-m", "review", "score"]
     if limit is not None:
         command += ["--limit", str(limit)]

@@ -12,12 +12,16 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from review.browse import get_posts
+from review.decisions import Label
+from review.media import data_uri
 from review.metrics.accuracy import accuracy
 from review.metrics.activity import activity
 from review.metrics.agreement import agreement
 from review.metrics.filters import MetricFilter
-from tests.conftest import DASHBOARD, account, open_page
-from tests.factories import T0, demo_world, metrics_world
+from review.visibility import COMMAND_LINE
+from tests.conftest import DASHBOARD, account, held_post, open_page
+from tests.factories import T0, claim_and_decide, demo_world, metrics_world, queued_posts
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
@@ -217,3 +221,54 @@ def test_cached_reuses_a_number_per_function_and_arguments(sqlite_desk) -> None:
     assert calls == [("first", ()), ("first", ("week",)), ("second", ()), ("first", ())]
     with pytest.raises(PermissionDenied):
         cached(first, desk, account(desk, "moderator"), MetricFilter())
+
+
+def test_a_confusion_cell_link_opens_its_posts_with_thumbnails(monkeypatch, sqlite_desk, tmp_path: Path) -> None:
+    """?human=…&model=… opens the Confusion tab on that cell; its posts show their thumbnails
+    blurred as on the Queue page, and one opens on Review by its own link (?post=)."""
+    desk = sqlite_desk
+    ids = queued_posts(desk, tmp_path, 3)  # ids[0] is violence_gore: its image is blurred
+    ann = account(desk, "moderator")
+    claim_and_decide(desk, ann, ids[0], "confirm")
+    claim_and_decide(desk, ann, ids[1], "overturn", label=Label(False, "none", 0), share=1.0)  # a second review
+    at = _app(monkeypatch, desk, "lead", "pages/accuracy.py")
+    assert _open_tab(at) == 0
+    at.query_params = {"human": "violence_gore", "model": "violence_gore"}
+    at.run()
+    assert not at.exception and not at.warning and _open_tab(at) == 1
+    listed = next(df for df in at.dataframe if "post_id" in df.value.columns)
+    assert list(listed.value["post_id"]) == [ids[0]]
+    with desk.sessions() as session:
+        (thumb,) = [p.media[0].thumb_path for p in get_posts(session, COMMAND_LINE, [ids[0]]).values()]
+    assert listed.value["thumbnail"][0] == data_uri(desk.settings.media_dir, thumb, blur=True)
+
+    at.selectbox(key=next(s.key for s in at.selectbox if s.label == "Humans said")).set_value("none").run()
+    assert at.query_params == {"human": "none", "model": "violence_gore"}  # the URL follows the pick
+    at.query_params = {"human": "sexual", "model": "violence_gore"}  # a category no decided post has
+    at.run()
+    assert [w.value for w in at.warning] == ["Part of the link was ignored:"]
+    assert (
+        at.code[0].value == "Ignored human=sexual in the link: no decided post has that category under these filters."
+    )
+    at.query_params = {"human": "none", "model": "fraud_spam"}
+    at.run()
+    listed = next(df for df in at.dataframe if "post_id" in df.value.columns)
+    assert list(listed.value["post_id"]) == [ids[1]] and listed.value["thumbnail"][0] is not None
+    at.session_state[listed.key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    at.button(key="cell_open").click().run()
+    assert at.query_params == {"post": str(ids[1])} and held_post(at) == ids[1]  # the lead holds it on Review
+
+
+def _open_tab(at: AppTest) -> int:
+    """The index of the tab the Accuracy page opens on."""
+    containers = [n.proto.tab_container for n in _blocks(at._tree) if n.proto.WhichOneof("type") == "tab_container"]
+    assert len(containers) == 1
+    return containers[0].default_tab_index
+
+
+def _blocks(node):
+    for child in getattr(node, "children", {}).values():
+        if hasattr(child, "proto") and hasattr(child.proto, "WhichOneof") and hasattr(child.proto, "tab_container"):
+            yield child
+        yield from _blocks(child)

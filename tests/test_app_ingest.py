@@ -4,6 +4,8 @@ decision (uploads: tests/test_ingest_uploads.py)."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +17,8 @@ from streamlit.testing.v1 import AppTest
 from db.models import ReviewEvent, Verdict
 from review.demo import demo_waiting
 from review.ingest import ingest_records
-from tests.conftest import account, open_app, open_page
+from review.worker import running_job
+from tests.conftest import account, jsonl_bytes, open_app, open_page
 from tests.factories import demo_world
 
 PAGE = "pages/ingest.py"
@@ -77,6 +80,12 @@ def test_operations_starts_a_scoring_worker(sqlite_desk, monkeypatch, tmp_path: 
     at.selectbox(key="score_provider").select("baseline").run()
     at.button(key="score_start").click().run()
     assert not at.exception
+    assert at.button(key="score_start").disabled  # at once: one worker from the app at a time
+    job = running_job(sqlite_desk.settings)
+    assert job is not None and job.process is not None
+    job.process.wait(timeout=120)
+    at.run()  # what the log's fragment does when the worker is seen to end
+    assert any("0 posts wait for a verdict" in c.value for c in at.caption)
     deadline = datetime.now(UTC) + timedelta(seconds=120)
     while datetime.now(UTC) < deadline:
         with sqlite_desk.sessions() as session:
@@ -85,3 +94,30 @@ def test_operations_starts_a_scoring_worker(sqlite_desk, monkeypatch, tmp_path: 
     with sqlite_desk.sessions() as session:
         verdict = session.scalars(select(Verdict)).one()
     assert verdict.provider == "baseline" and verdict.violation
+
+
+def test_an_uploads_rejections_are_listed_whole_in_its_own_names(monkeypatch, sqlite_desk) -> None:
+    """Every rejected record, with why, in the names the user uploaded (a zip's data file by its
+    path in the archive), never a server folder; in a table and a CSV, kept over later clicks."""
+    bad = [{"external_id": f"b{i}", "text": "x" * 300, "images": [f"missing-{i}.png"]} for i in range(30)]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("day1/posts.jsonl", jsonl_bytes({"external_id": "z", "images": ["gone.png"]}))
+    at = open_app(monkeypatch, sqlite_desk, "lead", PAGE)
+    at.file_uploader(key="ingest_files").set_value(
+        [
+            ("my posts.jsonl", jsonl_bytes(*bad), "application/json"),
+            ("week 1.zip", archive.getvalue(), "application/zip"),
+        ]
+    )
+    next(b for b in at.button if b.label == "Ingest").click().run()
+    assert not at.exception
+    for _ in range(2):  # the upload's run, and a later one
+        assert any("0 added, 0 already present, 31 rejected" in w.value for w in at.warning)
+        shown = next(df.value for df in at.dataframe if "why" in df.value.columns)
+        assert len(shown) == 31 and list(shown["where"])[28:] == ["my posts.jsonl:29", "my posts.jsonl:30",
+                                                                  "week 1.zip/day1/posts.jsonl:1"]  # fmt: skip
+        assert shown["why"].iloc[30].endswith("file not found: week 1.zip/day1/gone.png")
+        assert "Download the 31 rejections (CSV)" in {b.proto.label for b in at.get("download_button")}
+        assert "review-upload-" not in repr(at._tree)
+        at.run()

@@ -85,7 +85,8 @@ def test_zip_members_that_cannot_be_unpacked_are_rejections(desk: Desk) -> None:
     assert "compression method 9" in reasons["drop.zip/batch/m9.png"]
     assert "cannot be unpacked" in reasons["drop.zip/batch/lie.png"]
     # the records that named the refused members are refused (their image is not there) ...
-    assert {loc for loc in reasons if loc.startswith("posts.jsonl")} == {f"posts.jsonl:{i}" for i in (2, 3, 4, 5)}
+    records_refused = {loc for loc in reasons if ".jsonl:" in loc}  # a data file is named by its path in the upload
+    assert records_refused == {f"drop.zip/batch/posts.jsonl:{i}" for i in (2, 3, 4, 5)}
     # ... and the good one is stored
     assert report.added == 1 and set(stored_posts(desk)) == {"good"}
     assert audit_rows(desk, "ingest")[-1].details["rejected"] == len(report.rejected) == 8
@@ -125,9 +126,9 @@ def test_duplicate_member_names_are_refused_not_overwritten(sqlite_desk: Desk) -
     )
     report = ingest_upload(sqlite_desk.sessions, sqlite_desk.settings, lead, [("d.zip", archive)])
     reasons = rejections(report)
-    assert [r.location for r in report.rejected if r.location.startswith("d.zip")] == ["d.zip/a.png"] * 2
+    assert [r.location for r in report.rejected if r.location.startswith("d.zip/a")] == ["d.zip/a.png"] * 2
     assert "used by 2 members" in reasons["d.zip/a.png"]
-    assert "posts.jsonl:1" in reasons  # its image was not taken
+    assert "d.zip/posts.jsonl:1" in reasons  # its image was not taken
     assert set(stored_posts(sqlite_desk)) == {"one"}
 
 
@@ -156,3 +157,20 @@ def test_upload_takes_a_named_encoding(sqlite_desk: Desk) -> None:
     report = ingest_upload(sqlite_desk.sessions, sqlite_desk.settings, lead, files, encoding="big5")
     assert report.added == 2
     assert stored_posts(sqlite_desk)["b1"].text == "臺灣的新聞"
+
+
+def test_rejections_name_the_uploaded_files_never_the_servers_folders(sqlite_desk: Desk) -> None:
+    """Where and why a record was refused, in the names the user uploaded: a zip's data file by its
+    path in the archive, a missing image by its path in the upload, the upload's folder as
+    <upload>; never the temporary folder it was read from."""
+    lead = account(sqlite_desk, "lead")
+    archive = _zip([("day1/posts.jsonl", jsonl_bytes({"external_id": "z1", "images": ["gone.png"]}))])
+    loose = jsonl_bytes({"external_id": "l1", "images": ["../../etc/passwd"]}, {"external_id": "l2", "text": "ok"})
+    report = ingest_upload(sqlite_desk.sessions, sqlite_desk.settings, lead,
+                           [("week 1.zip", archive), ("loose.jsonl", loose)])  # fmt: skip
+    found = rejections(report)
+    assert set(found) == {"week 1.zip/day1/posts.jsonl:1", "loose.jsonl:1"}
+    assert found["week 1.zip/day1/posts.jsonl:1"].endswith("file not found: week 1.zip/day1/gone.png")
+    assert "outside the input folder <upload> " in found["loose.jsonl:1"]
+    assert set(report.encodings) == {"week 1.zip/day1/posts.jsonl", "loose.jsonl"}
+    assert "review-upload-" not in repr(report)

@@ -13,10 +13,12 @@ refuse the whole upload.
 from __future__ import annotations
 
 import lzma
+import os
 import re
 import tempfile
 import zipfile
 import zlib
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -159,11 +161,16 @@ def ingest_upload(
         with tempfile.TemporaryDirectory(prefix="review-upload-") as tmp:
             root = Path(tmp)
             try:
-                rejected = _write_upload(root, files, total)
+                rejected, archives = _write_upload(root, files, total)
             except OSError as exc:  # names too long for the file system, a full disk
                 raise IngestError(f"the upload could not be unpacked: {exc.strerror or exc}") from None
             data = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
-            report = read_paths(sessions, data or [root], settings, source=source, encoding=encoding)
+            names = _UploadNames(root, archives)
+            try:
+                report = read_paths(sessions, data or [root], settings, source=source, encoding=encoding)
+            except IngestError as exc:
+                raise IngestError(names.text(str(exc))) from None
+            names.rewrite(report, data)
         report.rejected[:0] = rejected  # the archives' members first, as they were met first
         return report
 
@@ -171,10 +178,46 @@ def ingest_upload(
     return audited_ingest(sessions, actor, names, run, client=client, via="upload", source=source, encoding=encoding)
 
 
-def _write_upload(root: Path, files: list[tuple[str, bytes]], total: int) -> list[Rejection]:
+class _UploadNames:
+    """The uploaded names for the temporary paths an upload is read from, so that what a report
+    says names the user's files ("posts.zip/day1/a.png") and never the server's folders."""
+
+    def __init__(self, root: Path, archives: dict[Path, str]) -> None:
+        pairs: dict[str, str] = {}
+        for base in {root, root.resolve()}:  # as written and as resolved (a temporary folder behind a link)
+            pairs |= {f"{base / folder.name}{os.sep}": f"{name}/" for folder, name in archives.items()}
+            pairs |= {f"{base}{os.sep}": "", str(base): "<upload>"}
+        self.pairs = sorted(pairs.items(), key=lambda pair: -len(pair[0]))  # a zip's folder before the root
+
+    def text(self, text: str) -> str:
+        for temp, name in self.pairs:
+            text = text.replace(temp, name)
+        return text
+
+    def rewrite(self, report: IngestReport, data: list[Path]) -> None:
+        """``report`` in uploaded names: rejections (a data file's records located by its upload
+        path, where its bare name alone would not say which archive it came from), warnings and
+        the encodings' files."""
+        bare = [shown(path.name) for path in data]
+        unique = {label: path for label, path in zip(bare, data, strict=True) if bare.count(label) == 1}
+
+        def where(location: str) -> str:
+            label, colon, line = location.partition(":")
+            return self.text(str(unique[label])) + colon + line if label in unique else self.text(location)
+
+        report.rejected[:] = [
+            replace(r, location=where(r.location), reason=self.text(r.reason)) for r in report.rejected
+        ]
+        report.warnings[:] = [self.text(warning) for warning in report.warnings]
+        report.encodings = {self.text(path): encoding for path, encoding in report.encodings.items()}
+        report.outcomes[:] = [replace(o, reason=o.reason and self.text(o.reason)) for o in report.outcomes]
+
+
+def _write_upload(root: Path, files: list[tuple[str, bytes]], total: int) -> tuple[list[Rejection], dict[Path, str]]:
     """The uploaded files under ``root``, zip archives unpacked into a folder of their name;
-    the rejections of archive members."""
+    the rejections of archive members, and each archive's folder with the archive's name."""
     rejected: list[Rejection] = []
+    archives: dict[Path, str] = {}
     for name, content in files:
         target = root / _safe_part(Path(name).name)
         if target.exists():
@@ -187,5 +230,6 @@ def _write_upload(root: Path, files: list[tuple[str, bytes]], total: int) -> lis
                 raise IngestError(f"{shown(name)}: not a readable zip file") from None
             total += written
             rejected += members
+            archives[root / target.stem] = shown(name)
             target.unlink()
-    return rejected
+    return rejected, archives

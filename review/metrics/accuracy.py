@@ -17,7 +17,7 @@ rounding them would turn most of them into ties. Only the calibration chart bins
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, cast
@@ -31,6 +31,7 @@ from review.auth import Actor, Permission, require_live
 from review.errors import ReviewError
 from review.metrics import ratio
 from review.metrics.filters import NO_FILTER, MetricFilter, labelled
+from review.text import shown
 
 CALIBRATION_BINS = 10
 
@@ -389,3 +390,27 @@ def cell_posts(
         .limit(limit)
     ).all()
     return [CellPost(*row) for row in rows]
+
+
+CELL_PARAMS = ("human", "model")  # a confusion cell in a link: ?human=<category>&model=<category>
+
+
+def cell_from_params(
+    params: Mapping[str, str | list[str]], names: Collection[str]
+) -> tuple[tuple[str, str] | None, list[str]]:
+    """The confusion cell a link names (both categories among ``names``, the matrix's), or None,
+    and one line per parameter left out, so that a page can say what it ignored."""
+    given = {p: params[p] for p in CELL_PARAMS if p in params}
+    if not given:
+        return None, []
+    values = {p: v[-1] if isinstance(v, list) else v for p, v in given.items()}  # a name given twice: the last
+    problems = [
+        f"Ignored {p}={shown(v)[:40]} in the link: no decided post has that category under these filters."
+        for p, v in values.items()
+        if v not in names
+    ]
+    if problems:
+        return None, problems
+    if len(values) < len(CELL_PARAMS):
+        return None, ["Ignored the confusion cell in the link: it needs both human= and model=."]
+    return (values["human"], values["model"]), []
