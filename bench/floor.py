@@ -7,7 +7,8 @@ chromium driven by Playwright on 127.0.0.1.
 - next: on the Review page, Y (confirm) → the next post shown with every image of it loaded
   (its heading names the new post, no element of the old one is left, each <img> decoded), timed
   in the page itself from the key press (performance.now). Also counted: the decisions after
-  which the Confirm button of the new post was there before its images.
+  which the Confirm button of the new post was there before its images had loaded (since issue
+  17 the page holds back keys and clicks on the decision buttons until then).
 - reload: a reload of each page (Review, Queue, Posts, Accuracy as a lead) → that page usable
   again, signed in (its heading, "Signed in as", and the script done), timed from the reload.
 
@@ -41,12 +42,24 @@ ARRIVED = """(before) => {
   const main = document.querySelector('[data-testid=stMain]');
   const heading = [...main.querySelectorAll('h3')].find(h => h.innerText.startsWith('Post '));
   if (!heading || heading.innerText === before) return false;
-  const confirm = [...main.querySelectorAll('button')].find(b => b.innerText.includes('Confirm'));
-  if (confirm && !confirm.disabled && window.benchConfirm === null) window.benchConfirm = performance.now();
+  const confirm = [...main.querySelectorAll('.st-key-review_confirm button')]
+    .some(b => !b.closest('[data-stale=true]') && !b.disabled);
+  if (confirm && window.benchConfirm === null) window.benchConfirm = performance.now();
   if (main.querySelector('[data-stale=true]')) return false;
   const images = [...main.querySelectorAll('img')];
   if (!images.every(i => i.complete && i.naturalWidth > 0)) return false;
   return {ms: performance.now() - window.benchT0, images: images.length};
+}"""
+
+
+CONFIRM_ENABLED = """() => [...document.querySelectorAll('.st-key-review_confirm button')]
+  .some(b => !b.closest('[data-stale=true]') && !b.disabled)"""
+DIAGNOSIS = """() => {
+  const main = document.querySelector('[data-testid=stMain]');
+  return JSON.stringify({headings: [...main.querySelectorAll('h3')].map(h => h.innerText),
+    stale: main.querySelectorAll('[data-stale=true]').length,
+    images: [...main.querySelectorAll('img')].map(i => [i.complete, i.naturalWidth, i.src.slice(0, 60)]),
+    confirms: [...main.querySelectorAll('.st-key-review_confirm')].map(c => c.outerHTML.slice(0, 300))});
 }"""
 
 
@@ -82,15 +95,26 @@ def settled(page) -> None:
 def next_post_times(page, decisions: int) -> tuple[list[float], int, int]:
     """The ms from Y to the next post whole, per decision; how many decisions had the new post's
     Confirm enabled before its images were decoded; how many posts had images."""
+    page.get_by_text("to take the next post of the queue").wait_for(timeout=30_000)
+    settled(page)
     page.keyboard.press("n")
     page.get_by_role("heading", name="Post ").wait_for(timeout=30_000)
     settled(page)
     times, confirm_first, with_images = [], 0, 0
     for _ in range(decisions):
         before = page.get_by_role("heading", name="Post ").inner_text()
+        usable = page.evaluate(CONFIRM_ENABLED)
+        key = "y" if usable else "s"  # a post without a usable verdict: skipped, not timed
         page.evaluate("window.benchT0 = performance.now(); window.benchConfirm = null")
-        page.keyboard.press("y")
-        arrived = page.wait_for_function(ARRIVED, arg=before, timeout=30_000, polling="raf").json_value()
+        page.keyboard.press(key)
+        try:
+            arrived = page.wait_for_function(ARRIVED, arg=before, timeout=30_000, polling="raf").json_value()
+        except Exception:
+            print(page.evaluate(DIAGNOSIS), file=sys.stderr)
+            raise
+        if key == "s":
+            settled(page)
+            continue
         times.append(arrived["ms"])
         if arrived["images"]:
             with_images += 1
@@ -139,7 +163,7 @@ def main() -> None:
     print(json.dumps({
         "y_to_next_post_with_images": summary(times),
         "posts_with_images": with_images,
-        "confirm_enabled_before_images": confirm_first,
+        "confirm_shown_before_images_loaded": confirm_first,
         "reload_to_usable_signed_in": reloads,
     }, indent=2))  # fmt: skip
 

@@ -303,6 +303,30 @@ def scroll_to_top(post_id: int) -> None:
     )
 
 
+# While an image of the post shown is still loading, the browser holds back the page's single-key
+# shortcuts and clicks on the decision buttons: the buttons arrive after the images (the images'
+# column is filled first) but a picture still takes a moment to load and decode, and no decision
+# may be taken on a post whose picture the moderator could not see. Installed once per tab; it
+# acts only while the Review page's buttons are on screen, and never on typing in a text field.
+PICTURE_FIRST = """<script>(() => {
+  if (window.reviewPictureFirst) return;
+  window.reviewPictureFirst = true;
+  const live = (el) => !el.closest('[data-stale="true"]');
+  const reviewing = () => [...document.querySelectorAll('.st-key-review_confirm')].some(live);
+  const loading = () => reviewing()
+    && [...document.querySelectorAll('[data-testid="stMain"] img')].some((i) => live(i) && !i.complete);
+  const typing = (t) => t && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName));
+  const hold = (e) => { e.preventDefault(); e.stopImmediatePropagation(); };
+  window.addEventListener('keydown', (e) => {
+    if (!e.ctrlKey && !e.metaKey && !e.altKey && !typing(e.target) && loading()) hold(e);
+  }, true);
+  const deciding = '.st-key-review_confirm, .st-key-review_overturn, .st-key-review_escalate, .st-key-review_skip';
+  window.addEventListener('click', (e) => {
+    if (e.target.closest && e.target.closest(deciding) && loading()) hold(e);
+  }, true);
+})();</script>"""
+
+
 @st.fragment(run_every=HEARTBEAT_SECONDS)
 def heartbeat() -> None:
     """While the post is on screen: renew its lease every minute (up to ``reading_max_minutes``
@@ -314,6 +338,7 @@ def heartbeat() -> None:
 
 post_id = post.id
 scroll_to_top(post_id)
+st.html(PICTURE_FIRST, unsafe_allow_javascript=True)
 heartbeat()
 # The images' column is filled first: the browser gets the pictures before any button that
 # decides (Y/O/E/S), so no decision is taken on a post whose images have not arrived.

@@ -553,3 +553,53 @@ def test_a_reload_keeps_the_post_and_a_closed_tab_gives_it_back(app: App, browse
 
         time.sleep(0.1)
     assert left is not None and 0 < left <= 30, left
+
+
+SHOWN = """() => {
+  const live = (el) => !el.closest('[data-stale="true"]');
+  const main = document.querySelector('[data-testid="stMain"]');
+  return {images: [...main.querySelectorAll('img')].filter(live).length,
+          confirm: [...main.querySelectorAll('.st-key-review_confirm button')].some((b) => live(b) && !b.disabled)};
+}"""
+IMAGES_LOADED = """() => [...document.querySelectorAll('[data-testid="stMain"] img')]
+  .every((i) => i.closest('[data-stale="true"]') || (i.complete && i.naturalWidth > 0))"""
+
+
+def test_no_decision_before_the_picture(app: App, browser) -> None:
+    """While a post's image is still on its way (its request held here), Y and a click on
+    Confirm decide nothing; once it has loaded, Y confirms."""
+    page = _sign_in(browser, app, *MODERATOR)  # a new browser: nothing in its image cache
+    _idle(page)
+    held: list = []
+
+    def hold(route) -> None:
+        held.append(route)
+
+    page.route("**/media/**", hold)
+    for _ in range(10):  # the next post that has an image and a verdict to confirm
+        page.keyboard.press("n")
+        page.get_by_role("heading", name="Post ").wait_for(timeout=30_000)
+        _idle(page)
+        shown = page.evaluate(SHOWN)
+        if shown["images"] and shown["confirm"]:
+            break
+        while held:
+            held.pop().continue_()
+        page.wait_for_function(IMAGES_LOADED, timeout=15_000)
+    else:
+        pytest.fail("no post with an image and a usable verdict")
+    post_id = int(page.get_by_role("heading", name="Post ").inner_text().split()[-1])
+    assert held and not page.evaluate(IMAGES_LOADED)
+    before = len(_events(app))
+    page.keyboard.press("y")
+    page.locator(".st-key-review_confirm button").first.click()
+    page.wait_for_timeout(1000)
+    assert len(_events(app)) == before and page.get_by_role("heading", name=f"Post {post_id}").is_visible()
+    while held:
+        held.pop().continue_()
+    page.unroute("**/media/**")
+    page.wait_for_function(IMAGES_LOADED, timeout=15_000)
+    page.keyboard.press("y")
+    page.get_by_text(f"Post {post_id}: confirm saved").wait_for(timeout=15_000)
+    assert _events(app)[before][:2] == (post_id, "confirm")
+    page.close()
