@@ -98,10 +98,11 @@ st.title("Review")
 # the post the Queue page handed over or the address names, or the claim held after a reload; kept alive
 work.arrive(link=linked_post())
 current = state.claim
-if current is None:
+shown = state.viewing if state.viewing is not None else None if current is None else current.post_id
+if shown is None:
     st.query_params.pop("post", None)
-elif st.query_params.get("post") != str(current.post_id):
-    st.query_params["post"] = str(current.post_id)  # a reload or a copied link returns to this post
+elif st.query_params.get("post") != str(shown):
+    st.query_params["post"] = str(shown)  # a reload or a copied link returns to this post
 leave_beacon(None if current is None else current.post_id)  # a closed tab gives its post back soon
 
 with desk.sessions() as session:
@@ -137,6 +138,46 @@ st.text(  # the filters name sources and models: plain text
 
 for notice in state.take_notices():
     {"error": st.error, "warning": st.warning, "info": st.info}[notice.kind](notice.text)
+
+
+def leave_view() -> None:
+    """Back from a linked post shown read-only (its link leaves the address too)."""
+    st.query_params.pop("post", None)
+    work.stop_viewing()
+
+
+def show_read_only() -> None:
+    """A post a link named that this moderator cannot take (decided, or someone else's), as the
+    Posts page shows it, with its history: nothing on it decides."""
+    with desk.sessions() as session:
+        seen = work.viewed(session)
+    back = "Close" if current is None else f"Back to post {current.post_id}"
+    st.button(back, key="review_back", on_click=leave_view)
+    if seen is None:
+        return
+    images, side = st.columns([2, 3], gap="medium")
+    with images:
+        for i, m in enumerate(seen.media, start=1):
+            show_media(desk, seen.id, i, m)
+    with side:
+        st.subheader(f"Post {seen.id}")
+        st.caption(f"Shown read-only: {seen.status.replace('_', ' ')}.")
+        posted = f"{seen.created_at:%Y-%m-%d %H:%M} UTC" if seen.created_at else "—"
+        st.text(f"{seen.source} · {seen.external_id} · by {seen.author or '—'} · posted {posted}")
+        with st.container(border=True):
+            st.text(seen.text or "(no text)")
+        if seen.status == "escalated":
+            show_escalation(desk, actor, seen.id)
+        if seen.verdict_hidden:
+            st.caption(f"Verdict {HIDDEN_BADGE}.")
+        else:
+            show_verdict(seen.verdict)
+        show_history(desk, actor, seen.id)
+
+
+if state.viewing is not None:
+    show_read_only()
+    st.stop()
 
 if current is None:
     if not state.nothing_free:

@@ -112,6 +112,7 @@ class ReviewState:
     nothing_free: bool = False  # the last Next found no free post
     opening: int | None = None  # a post the Queue page handed over, opened on the next arrival
     linked: int | None = None  # the post held at the last arrival (the page's ?post=): another link is opened
+    viewing: int | None = None  # a linked post this moderator cannot take (decided, taken): shown read-only
     active_at: datetime | None = None  # the moderator's last action on the page (a run of it)
     checked_at: datetime | None = None  # when the claim was last taken or renewed in the database
     notices: list[Notice] = field(default_factory=list)
@@ -234,7 +235,8 @@ class ReviewSession:
         now = now or datetime.now(UTC)
         self.state.active_at = now
         wanted, self.state.opening = self.state.opening, None
-        if wanted is None and link is not None and link != self.state.linked:
+        from_link = wanted is None and link is not None and link not in (self.state.linked, self.state.viewing)
+        if from_link:
             wanted = link
         if self.state.claim is None:
             with self.sessions() as session:
@@ -245,6 +247,10 @@ class ReviewSession:
                     self._notify("info", f"You were reviewing post {resumed.post_id}; it is yours again.")
         if wanted is not None:
             self.open(wanted)
+        if from_link:  # a link to a post this moderator cannot take (decided, taken): shown read-only
+            self.state.viewing = link if link is not None and self.held != link and self._exists(link) else None
+        elif link != self.state.viewing:
+            self.state.viewing = None
         self.keep_alive(now)
         self.state.linked = self.held
 
@@ -252,12 +258,28 @@ class ReviewSession:
         """Hold ``post_id`` (releasing another post held), or say why it cannot be had."""
         if self.held == post_id:
             return
+        opened = claim(self.sessions, self.actor, post_id)
+        if opened is None:  # the post held (if any) stays held
+            self._notify("warning", f"Post {post_id} cannot be opened for you: {self._why_not(post_id)}.")
+            return
         if self.held is not None:
             release(self.sessions, self.actor, self.held)
-        opened = claim(self.sessions, self.actor, post_id)
-        if opened is None:
-            self._notify("warning", f"Post {post_id} cannot be opened for you: {self._why_not(post_id)}.")
         self._hold(opened)
+
+    def _exists(self, post_id: int) -> bool:
+        with self.sessions() as session:
+            post = session.get(Post, post_id)
+            return post is not None and post.purged_at is None
+
+    def stop_viewing(self) -> None:
+        """Leave the read-only view of a linked post (back to the post held, or to Next)."""
+        self.state.viewing = None
+
+    def viewed(self, session: Session) -> PostRow | None:
+        """The post shown read-only (``state.viewing``), as the Posts page would show it to this
+        moderator (the core hides what they may not see); None when it is gone."""
+        assert self.state.viewing is not None
+        return get_posts(session, self.viewer, [self.state.viewing], self.policy).get(self.state.viewing)
 
     def _why_not(self, post_id: int) -> str:
         """Why ``claim`` refused ``post_id`` to this moderator, in words."""
@@ -356,6 +378,7 @@ class ReviewSession:
 
     def next(self, now: datetime | None = None) -> None:
         """N: give back the post held (if any) and take another one."""
+        self.state.viewing = None
         held = self.held
         if held is not None:
             release(self.sessions, self.actor, held)

@@ -68,9 +68,24 @@ def test_the_address_carries_the_post(sqlite_desk, monkeypatch, tmp_path: Path) 
     bob = open_app(monkeypatch, sqlite_desk, "moderator", name="bob")
     bob.query_params["post"] = str(nxt)
     bob.run()
-    assert held_post(bob) is None and "post" not in bob.query_params
     refused = f"Post {nxt} cannot be opened for you: another moderator is reviewing it."
-    assert [w.value for w in bob.warning] == [refused]
+    assert refused in [w.value for w in bob.warning]
+    # ... and shown read-only (a lead's drill-down lands on decided posts): nothing on it decides
+    assert held_post(bob) is None and bob.query_params["post"] == str(nxt)
+    assert [h.value for h in bob.subheader] == [f"Post {nxt}"]
+    assert "Shown read-only: queued." in [c.value for c in bob.caption]
+    assert not any(b.key in ("review_confirm", "review_overturn", "review_escalate", "review_skip") for b in bob.button)
+    bob.run()  # a rerun neither asks again nor leaves the view
+    assert refused not in [w.value for w in bob.warning] and [h.value for h in bob.subheader] == [f"Post {nxt}"]
+    # a decided post, linked while ann holds another: shown read-only, and ann keeps hers
+    at.query_params["post"] = str(ids[2])
+    at.run()
+    assert held_post(at) == nxt and at.query_params["post"] == str(ids[2])
+    assert [h.value for h in at.subheader] == [f"Post {ids[2]}"]
+    assert "Shown read-only: decided." in [c.value for c in at.caption]
+    at.button(key="review_back").click().run()
+    assert held_post(at) == nxt and at.query_params["post"] == str(nxt)
+    assert [h.value for h in at.subheader] == [f"Post {nxt}"]
 
 
 def test_earlier_decisions_are_listed_for_undo(sqlite_desk, monkeypatch, tmp_path: Path) -> None:
