@@ -380,7 +380,12 @@ def test_a_lead_drills_down_from_the_confusion_matrix(app: App, browser, tmp_pat
     engine.dispose()
     assert wrong, "the demo history has no wrong cell: the click would be indistinguishable from the default"
     page.locator("[data-testid=stDataFrame]").filter(visible=True).first.wait_for()
-    page.get_by_text("Select a row to see that post's review history.").wait_for()
+    page.get_by_text("Select a row to see that post's review history or open it on Review.").wait_for()
+    assert f"human={first}" in page.url and f"model={first}" in page.url  # the cell is in the address
+    page.reload()  # ... so a reload (or the link, sent) opens the same cell
+    page.locator("[data-testid=stDataFrame]").filter(visible=True).first.wait_for(timeout=30_000)
+    _idle(page)
+    assert picked("Humans said") == first and picked("Model said") == first
     page.screenshot(path=str(tmp_path / "confusion.png"))
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
