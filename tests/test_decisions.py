@@ -378,13 +378,13 @@ def test_concurrent_decisions_with_one_key_are_one_decision(desk) -> None:
 
 
 def test_eight_processes_never_decide_a_post_twice(db_url: str, desk) -> None:
-    """8 moderator processes × 500 attempts on one queue of 3,000 posts, with leases that run
+    """8 moderator processes × 200 attempts on one queue of 2,000 posts, with leases that run
     out and decisions without claims thrown in: no post decided twice, no decision without a
-    live claim, no event lost."""
+    live claim, no event lost. (bench/hammer.py holds the desk to this at a larger scale.)"""
     admin = create_user(desk.sessions, "admin", PASSWORD, "admin", by=None)
     users = [create_user(desk.sessions, f"mod{i}", PASSWORD, "moderator", by=admin) for i in range(8)]
-    _queue(desk, 3000)
-    workers = moderator_processes(db_url, users, 500)
+    _queue(desk, 2000)
+    workers = moderator_processes(db_url, users, 200)
     results = []
     for worker in workers:
         out, err = worker.communicate(timeout=600)
@@ -413,7 +413,7 @@ def test_eight_processes_never_decide_a_post_twice(db_url: str, desk) -> None:
         by_claim.setdefault((c.post_id, c.user_id), []).append(c)
     for d in decisions:  # each decision lies inside a live claim of the same moderator
         assert any(c.created_at <= d.created_at < c.lease_expires_at for c in by_claim[(d.post_id, d.user_id)])
-    assert len(decisions) >= 2500
+    assert len(decisions) >= 1000
 
 
 # --------------------------------------------------------------------------------------------
