@@ -52,6 +52,8 @@ ARRIVED = """(before) => {
 }"""
 
 
+IMAGES_LOADED = """() => [...document.querySelectorAll('[data-testid="stMain"] img')]
+  .every((i) => i.closest('[data-stale="true"]') || i.complete)"""
 CONFIRM_ENABLED = """() => [...document.querySelectorAll('.st-key-review_confirm button')]
   .some(b => !b.closest('[data-stale=true]') && !b.disabled)"""
 DIAGNOSIS = """() => {
@@ -103,6 +105,7 @@ def next_post_times(page, decisions: int) -> tuple[list[float], int, int]:
     times, confirm_first, with_images = [], 0, 0
     for _ in range(decisions):
         before = page.get_by_role("heading", name="Post ").inner_text()
+        page.wait_for_function(IMAGES_LOADED, timeout=30_000)  # as a moderator waits for the picture
         usable = page.evaluate(CONFIRM_ENABLED)
         key = "y" if usable else "s"  # a post without a usable verdict: skipped, not timed
         page.evaluate("window.benchT0 = performance.now(); window.benchConfirm = null")

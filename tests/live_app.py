@@ -69,8 +69,21 @@ def sign_in(browser, url: str, name: str, password: str):
 
 
 def sign_in_here(page, name: str, password: str) -> None:
-    """Fill and send the sign-in form shown on ``page``; wait until it is signed in."""
+    """Fill and send the sign-in form shown on ``page``; wait until it is signed in and the
+    browser holds the session cookie (the page fetches it just after showing the user, so a
+    reload at once would still find none)."""
     page.get_by_role("textbox", name="Username").fill(name)
     page.get_by_role("textbox", name="Password").fill(password)
     page.keyboard.press("Enter")
     page.get_by_text(f"Signed in as {name}").wait_for(timeout=30_000)
+    session_cookie(page)
+
+
+def session_cookie(page) -> dict:
+    """The app's session cookie in ``page``'s browser, once the sign-in's hand-over has set it."""
+    for _ in range(100):
+        found = [c for c in page.context.cookies() if c["name"] == "review_session"]
+        if found:
+            return found[0]
+        page.wait_for_timeout(100)
+    raise AssertionError("the browser got no session cookie within 10 s of signing in")

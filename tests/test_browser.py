@@ -18,7 +18,7 @@ import pytest
 
 from review.config import Settings
 from tests.conftest import REPO
-from tests.live_app import CHROMIUM, CHROMIUM_ARGS, served_app, sign_in, sign_in_here
+from tests.live_app import CHROMIUM, CHROMIUM_ARGS, served_app, session_cookie, sign_in, sign_in_here
 
 HOSTILE = (
     "**bold** <script>window.pwned=1</script> <img src=x onerror=window.pwned=1> [x](javascript:alert(1)) "
@@ -439,7 +439,7 @@ def test_a_sign_in_survives_reloads_and_new_tabs_until_it_ends(app: App, browser
     tab and a replayed cookie signs no one in; an admin's deactivation signs the user out with
     the reason; a link to a page while signed out opens that page after the sign-in."""
     page = _sign_in(browser, app, *MODERATOR)
-    cookie = next(c for c in _cookies_when_set(page) if c["name"] == "review_session")
+    cookie = session_cookie(page)
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
     assert "review_session" not in page.evaluate("document.cookie")  # page scripts never see it
 
@@ -503,16 +503,6 @@ def _age_sessions(app: App, by: timedelta) -> None:
                             .values(last_seen_at=datetime.now(UTC) - by))  # fmt: skip
     finally:
         engine.dispose()
-
-
-def _cookies_when_set(page) -> list[dict]:
-    """The browser's cookies once the sign-in's hand-over has set the session cookie."""
-    for _ in range(50):
-        cookies = page.context.cookies()
-        if any(c["name"] == "review_session" for c in cookies):
-            return cookies
-        page.wait_for_timeout(100)
-    raise AssertionError(f"no session cookie: {[c['name'] for c in cookies]}")
 
 
 def _cli_env(app: App) -> dict[str, str]:
