@@ -30,7 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.live_app import CHROMIUM, CHROMIUM_ARGS, served_app, sign_in  # noqa: E402  (as the browser tests)
+from tests.live_app import (  # noqa: E402  (as the browser tests)
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PICTURES_LOADED,
+    served_app,
+    sign_in,
+)
 
 MODERATOR = ("mia", "mia's long password")
 LEAD = ("lou", "lou's long password")
@@ -46,14 +52,14 @@ ARRIVED = """(before) => {
     .some(b => !b.closest('[data-stale=true]') && !b.disabled);
   if (confirm && window.benchConfirm === null) window.benchConfirm = performance.now();
   if (main.querySelector('[data-stale=true]')) return false;
-  const images = [...main.querySelectorAll('img')];
+  const box = main.querySelector('.st-key-review_images');
+  const images = box ? [...box.querySelectorAll('img')] : [];
+  if (images.length < (window.reviewPictures || 0)) return false;
   if (!images.every(i => i.complete && i.naturalWidth > 0)) return false;
   return {ms: performance.now() - window.benchT0, images: images.length};
 }"""
 
 
-IMAGES_LOADED = """() => [...document.querySelectorAll('[data-testid="stMain"] img')]
-  .every((i) => i.closest('[data-stale="true"]') || i.complete)"""
 CONFIRM_ENABLED = """() => [...document.querySelectorAll('.st-key-review_confirm button')]
   .some(b => !b.closest('[data-stale=true]') && !b.disabled)"""
 DIAGNOSIS = """() => {
@@ -105,7 +111,7 @@ def next_post_times(page, decisions: int) -> tuple[list[float], int, int]:
     times, confirm_first, with_images = [], 0, 0
     for _ in range(decisions):
         before = page.get_by_role("heading", name="Post ").inner_text()
-        page.wait_for_function(IMAGES_LOADED, timeout=30_000)  # as a moderator waits for the picture
+        page.wait_for_function(PICTURES_LOADED, timeout=30_000)  # as a moderator waits for the picture
         usable = page.evaluate(CONFIRM_ENABLED)
         key = "y" if usable else "s"  # a post without a usable verdict: skipped, not timed
         page.evaluate("window.benchT0 = performance.now(); window.benchConfirm = null")

@@ -361,10 +361,11 @@ def revealed_all(post_id: int) -> str:
     return f"reveal:{post_id}"
 
 
-def show_media(desk: Desk, post_id: int, position: int, m: MediaRow) -> None:
+def show_media(desk: Desk, post_id: int, position: int, m: MediaRow) -> bool:
     """One image of a post, blurred while flagged (unless the user turned blurring off) until
     revealed, in greyscale if the user chose so; its NSFW score, cluster size and OCR text.
-    Why it is blurred comes from the core, which does not name a hidden verdict's category."""
+    Why it is blurred comes from the core, which does not name a hidden verdict's category.
+    Whether a picture was shown (not when the image cannot be read)."""
     prefs = user_preferences()
     details = [f"{m.width}×{m.height} {m.mime}"]
     if m.frames > 1:
@@ -382,7 +383,7 @@ def show_media(desk: Desk, post_id: int, position: int, m: MediaRow) -> None:
     except MediaError as exc:
         st.warning(f"Image {position} unavailable:")
         st.text(str(exc))
-        return
+        return False
     st.image(picture, caption=" · ".join(details))
     if blurred:
         st.caption(f"Blurred: {m.blur}.")
@@ -394,6 +395,7 @@ def show_media(desk: Desk, post_id: int, position: int, m: MediaRow) -> None:
             st.text(m.ocr_text)
     for error in m.signal_errors:  # exception text: plain, never markdown
         st.text(f"signal failed: {error}")
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

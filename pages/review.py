@@ -344,7 +344,8 @@ def scroll_to_top(post_id: int) -> None:
     )
 
 
-# While an image of the post shown is still loading, the browser holds back the page's single-key
+# While a picture of the post shown is still loading (or not yet created: the page says how many
+# there are, window.reviewPictures), the browser holds back the page's single-key
 # shortcuts and clicks on the decision buttons: the buttons arrive after the images (the images'
 # column is filled first) but a picture still takes a moment to load and decode, and no decision
 # may be taken on a post whose picture the moderator could not see. Installed once per tab; it
@@ -354,8 +355,12 @@ PICTURE_FIRST = """<script>(() => {
   window.reviewPictureFirst = true;
   const live = (el) => !el.closest('[data-stale="true"]');
   const reviewing = () => [...document.querySelectorAll('.st-key-review_confirm')].some(live);
-  const loading = () => reviewing()
-    && [...document.querySelectorAll('[data-testid="stMain"] img')].some((i) => live(i) && !i.complete);
+  const loading = () => {
+    if (!reviewing()) return false;
+    const box = [...document.querySelectorAll('.st-key-review_images')].find(live);
+    const pictures = box ? [...box.querySelectorAll('img')].filter(live) : [];
+    return pictures.length < (window.reviewPictures || 0) || pictures.some((i) => !i.complete);
+  };
   const typing = (t) => t && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName));
   const hold = (e) => { e.preventDefault(); e.stopImmediatePropagation(); };
   window.addEventListener('keydown', (e) => {
@@ -384,11 +389,13 @@ heartbeat()
 # The images' column is filled first: the browser gets the pictures before any button that
 # decides (Y/O/E/S), so no decision is taken on a post whose images have not arrived.
 images, side = st.columns([2, 3], gap="medium")
-with images:
+with images, st.container(key="review_images"):
     if not post.media:
         st.caption("This post has no images.")
-    for i, m in enumerate(post.media, start=1):
-        show_media(desk, post.id, i, m)
+    pictures = sum(show_media(desk, post.id, i, m) for i, m in enumerate(post.media, start=1))
+    # how many pictures the guard (PICTURE_FIRST) waits for: an <img> is created a moment after
+    # its element arrives, so counting the ones loaded would not do
+    st.html(f"<script>/* post {post.id} */ window.reviewPictures = {pictures};</script>", unsafe_allow_javascript=True)
 
 with side:
     st.subheader(f"Post {post.id}")
