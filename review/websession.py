@@ -137,35 +137,42 @@ def trade(sessions: sessionmaker[Session], handoff: str, *, now: datetime | None
         return token, row.expires_at
 
 
-def _live(row: WebSession | None, settings: Settings, now: datetime) -> Gone | None:
-    """Why ``row`` is no longer a live session (ending it for a timeout), or None when it is."""
+def _examined(
+    session: Session, row: WebSession | None, settings: Settings, now: datetime, touch: bool
+) -> tuple[Live | Gone, dict[str, object]]:
+    """What ``row`` is now (read only), and what must be written to it: the end of a session
+    that timed out or whose account is no longer active, or a click's ``last_seen_at``."""
     if row is None:
-        return Gone()
+        return Gone(), {}
     if row.ended_at is not None:
-        return Gone(SessionEnd(row.end_reason) if row.end_reason else None)
+        return Gone(SessionEnd(row.end_reason) if row.end_reason else None), {}
     reason = None
     if row.expires_at <= now:
         reason = SessionEnd.EXPIRED
     elif row.last_seen_at + timedelta(minutes=settings.session_idle_minutes) <= now:
         reason = SessionEnd.IDLE
-    if reason is not None:
-        row.ended_at, row.end_reason = now, reason
-        return Gone(reason)
-    return None
+    actor = None if reason is not None else auth.active_actor(session, row.user_id)
+    if actor is None:  # (an account deactivated without end_all, by hand in the database: ended all the same)
+        reason = reason or SessionEnd.DEACTIVATED
+        return Gone(reason), {"ended_at": now, "end_reason": reason}
+    seen: dict[str, object] = {"last_seen_at": now} if touch and now - row.last_seen_at >= TOUCH_EVERY else {}
+    return Live(row.id, actor), seen
 
 
-def _checked(session: Session, row: WebSession | None, settings: Settings, now: datetime, touch: bool) -> Live | Gone:
-    gone = _live(row, settings, now)
-    if gone is not None:
-        return gone
-    assert row is not None
-    actor = auth.active_actor(session, row.user_id)
-    if actor is None:  # deactivated without end_all (by hand in the database): ended all the same
-        row.ended_at, row.end_reason = now, SessionEnd.DEACTIVATED
-        return Gone(SessionEnd.DEACTIVATED)
-    if touch and now - row.last_seen_at >= TOUCH_EVERY:
-        row.last_seen_at = now
-    return Live(row.id, actor)
+def _looked_up(
+    sessions: sessionmaker[Session], which: ColumnElement[bool], settings: Settings, now: datetime, touch: bool
+) -> Live | Gone:
+    """The session ``which`` picks, examined in a read; the write lock is taken only when
+    something changes (once a minute per clicking user, or at a session's end), so the check
+    that every run of every page makes does not queue behind the desk's writers on SQLite."""
+    with sessions() as session:
+        row = session.scalar(select(WebSession).where(which))
+        found, changes = _examined(session, row, settings, now, touch)
+    if changes and row is not None:
+        with writing(sessions) as session:
+            session.execute(update(WebSession).where(WebSession.id == row.id, WebSession.ended_at.is_(None))
+                            .values(**changes))  # fmt: skip
+    return found
 
 
 def check(
@@ -176,9 +183,7 @@ def check(
     deactivated account, an ended or timed-out session: Gone with the reason). ``touch``: this
     run is the user's activity (a click), which keeps the session from idling; a background
     refresh of the page passes False."""
-    now = _now(now)
-    with writing(sessions) as session:
-        return _checked(session, session.get(WebSession, session_id), settings, now, touch)
+    return _looked_up(sessions, WebSession.id == session_id, settings, _now(now), touch)
 
 
 def resume(
@@ -186,13 +191,10 @@ def resume(
 ) -> Live | Gone:
     """The session whose cookie a reloaded page or a new tab brought (None or a stranger's
     string: Gone without a reason)."""
-    digest = _digest(token or "")
+    digest = _digest(token)
     if digest is None:
         return Gone()
-    now = _now(now)
-    with writing(sessions) as session:
-        row = session.scalar(select(WebSession).where(WebSession.token_hash == digest))
-        return _checked(session, row, settings, now, touch=True)
+    return _looked_up(sessions, WebSession.token_hash == digest, settings, _now(now), touch=True)
 
 
 def end(sessions: sessionmaker[Session], session_id: int, *, now: datetime | None = None) -> None:
@@ -203,7 +205,7 @@ def end(sessions: sessionmaker[Session], session_id: int, *, now: datetime | Non
 
 def end_by_token(sessions: sessionmaker[Session], token: str | None, *, now: datetime | None = None) -> None:
     """Sign-out by the cookie (app.py's ``/auth/sign-out``); an unknown token changes nothing."""
-    digest = _digest(token or "")
+    digest = _digest(token)
     if digest is not None:
         with writing(sessions) as session:
             _end(session, WebSession.token_hash == digest, SessionEnd.SIGNED_OUT, _now(now))
@@ -228,11 +230,8 @@ def user_of(
     sessions: sessionmaker[Session], token: str | None, settings: Settings, *, now: datetime | None = None
 ) -> int | None:
     """The account a cookie signs in (for app.py's routes), without counting as activity."""
-    digest = _digest(token or "")
+    digest = _digest(token)
     if digest is None:
         return None
-    now = _now(now)
-    with writing(sessions) as session:
-        row = session.scalar(select(WebSession).where(WebSession.token_hash == digest))
-        found = _checked(session, row, settings, now, touch=False)
-        return found.actor.id if isinstance(found, Live) else None
+    found = _looked_up(sessions, WebSession.token_hash == digest, settings, _now(now), touch=False)
+    return found.actor.id if isinstance(found, Live) else None
