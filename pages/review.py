@@ -103,6 +103,7 @@ if shown is None:
     st.query_params.pop("post", None)
 elif st.query_params.get("post") != str(shown):
     st.query_params["post"] = str(shown)  # a reload or a copied link returns to this post
+state.address = shown  # what the address says now: only a change made elsewhere is a link
 leave_beacon(None if current is None else current.post_id)  # a closed tab gives its post back soon
 
 with desk.sessions() as session:

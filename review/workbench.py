@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from db.models import EventAction, Post, ReviewEvent, User
 from review.auth import Actor
@@ -90,7 +90,7 @@ class PastDecision:
 
     event_id: int
     post_id: int
-    action: str
+    action: str  # as the moderator may know it: "decision" for a blind second review's confirm or overturn
 
     @property
     def label(self) -> str:
@@ -109,9 +109,11 @@ class ReviewState:
     undoable: list[PastDecision] = field(default_factory=list)  # oldest first, at most UNDO_DEPTH
     # skipped post → until when Next leaves it out (None: for the rest of the session)
     skipped: dict[int, datetime | None] = field(default_factory=dict)
+    unskipped_at: datetime | None = None  # "Show the posts I skipped again": earlier skips no longer defer
     nothing_free: bool = False  # the last Next found no free post
     opening: int | None = None  # a post the Queue page handed over, opened on the next arrival
-    linked: int | None = None  # the post held at the last arrival (the page's ?post=): another link is opened
+    linked: int | None = None  # the post held at the last arrival (which the page puts in its ?post=)
+    address: int | None = None  # the page's ?post= at the last arrival: a link is acted on when it changes
     viewing: int | None = None  # a linked post this moderator cannot take (decided, taken): shown read-only
     active_at: datetime | None = None  # the moderator's last action on the page (a run of it)
     checked_at: datetime | None = None  # when the claim was last taken or renewed in the database
@@ -235,7 +237,11 @@ class ReviewSession:
         now = now or datetime.now(UTC)
         self.state.active_at = now
         wanted, self.state.opening = self.state.opening, None
-        from_link = wanted is None and link is not None and link not in (self.state.linked, self.state.viewing)
+        # a link acts once, when the address changes, and not when it names the post the page
+        # itself put there (the post held at the last arrival) or shows read-only
+        s = self.state
+        from_link = wanted is None and link is not None and link not in (s.address, s.linked, s.viewing)
+        s.address = link
         if from_link:
             wanted = link
         if self.state.claim is None:
@@ -288,7 +294,8 @@ class ReviewSession:
             if post is None or post.purged_at is not None:
                 return "there is no such post"
             if post.lease_expires_at is not None and post.lease_expires_at > datetime.now(UTC):
-                return "another moderator is reviewing it"
+                mine = post.claimed_by_id == self.actor.id
+                return "you hold it in another tab" if mine else "another moderator is reviewing it"
             if post.status not in waiting_statuses(self.actor, ANY):
                 return f"it is {post.status.replace('_', ' ')}, not waiting for you"
             return "you have already labelled it for its second review"
@@ -359,11 +366,29 @@ class ReviewSession:
     # -- taking and giving back posts
 
     def deferred(self, now: datetime | None = None) -> list[int]:
-        """The skipped posts that Next still leaves out (those whose deferral ended are forgotten)."""
+        """The skipped posts that Next still leaves out: this session's whose deferral has not
+        ended and, with a deferral in minutes, this moderator's stored skips of that span (so a
+        reload or a new tab defers them too), since "Show the posts I skipped again" if pressed."""
         now = now or datetime.now(UTC)
         s = self.state
         s.skipped = {p: until for p, until in s.skipped.items() if until is None or until > now}
-        return list(s.skipped)
+        minutes = self.settings.skip_defer_minutes
+        stored: list[int] = []
+        if minutes:
+            since = now - timedelta(minutes=minutes)
+            if s.unskipped_at is not None:
+                since = max(since, s.unskipped_at)
+            undone = aliased(ReviewEvent)
+            with self.sessions() as session:
+                stored = list(session.scalars(
+                    select(ReviewEvent.post_id)
+                    .where(ReviewEvent.user_id == self.actor.id, ReviewEvent.created_at > since,
+                           ReviewEvent.action == EventAction.SKIP,
+                           ~exists().where(undone.undoes_id == ReviewEvent.id))  # an undone skip defers nothing
+                    .order_by(ReviewEvent.created_at.desc())
+                    .limit(MAX_SKIPPED)
+                ))  # fmt: skip
+        return list(dict.fromkeys([*s.skipped, *stored]))
 
     def take_next(self, *, leave_out: tuple[int, ...] = (), now: datetime | None = None) -> None:
         """Claim the next post under the filters, leaving out the ones skipped and still deferred
@@ -391,8 +416,9 @@ class ReviewSession:
         self.state.claim = None
 
     def unskip(self) -> None:
-        """Let Next hand back the posts skipped in this session at once."""
+        """Let Next hand back the posts skipped at once."""
         self.state.skipped = {}
+        self.state.unskipped_at = datetime.now(UTC)
 
     # -- deciding
 
@@ -426,14 +452,14 @@ class ReviewSession:
         except ReviewError as exc:
             self._notify("error", str(exc))
             return Outcome.REFUSED
-        s.undoable = [*s.undoable, PastDecision(event.id, post_id, event.action)][-UNDO_DEPTH:]
+        # in a blind review, "confirm" or "overturn" would tell how the hidden verdict compares
+        what = "decision" if blind and event.action in ("confirm", "overturn") else event.action
+        s.undoable = [*s.undoable, PastDecision(event.id, post_id, what)][-UNDO_DEPTH:]
         if decision is Decision.SKIP:
             minutes = self.settings.skip_defer_minutes
             s.skipped.pop(post_id, None)
             s.skipped[post_id] = datetime.now(UTC) + timedelta(minutes=minutes) if minutes else None
             s.skipped = dict(list(s.skipped.items())[-MAX_SKIPPED:])
-        # in a blind review, "confirm" or "overturn" would tell how the hidden verdict compares
-        what = "decision" if blind and event.action in ("confirm", "overturn") else event.action
         self._notify("info", f"Post {post_id}: {what} saved. Undo with U.")
         self.take_next()
         return Outcome.SAVED

@@ -37,6 +37,11 @@ def test_skip_defers_the_post_for_the_setting(desk) -> None:
     soon, later = datetime.now(UTC) + timedelta(minutes=29), datetime.now(UTC) + timedelta(minutes=31)
     work.next(now=soon)  # still deferred: N gives back the post held and finds nothing else
     assert work.held is None and work.state.nothing_free and work.deferred(soon) == [first]
+    # a reload or a new tab (a new, empty state) defers it too: the stored skip counts
+    reloaded = _work(desk, p["ann"], skip_defer_minutes=30)
+    assert reloaded.deferred(soon) == [first] and reloaded.deferred(later) == []
+    reloaded.unskip()  # "Show the posts I skipped again": earlier skips defer nothing
+    assert reloaded.deferred(soon) == []
     work.next(now=later)  # the deferral is over: it is offered again
     assert work.held == first and work.deferred(later) == []
 
@@ -101,6 +106,12 @@ def test_a_link_opens_its_post_once(desk) -> None:
     assert _texts(bob) == [f"Post {nxt} cannot be opened for you: another moderator is reviewing it."]
     bob.arrive(link=ids[2])
     assert _texts(bob) == [f"Post {ids[2]} cannot be opened for you: it is decided, not waiting for you."]
+    # N on a post shown read-only takes the next one; the address, not yet rewritten, reopens nothing
+    assert bob.state.viewing == ids[2]
+    bob.next()
+    taken = bob.held
+    bob.arrive(link=ids[2])
+    assert taken is not None and bob.held == taken and bob.state.viewing is None and _texts(bob) == []
     # a reload (a new, empty state) with the link of the post held: resumed, no second claim
     again = _work(desk, p["ann"])
     again.arrive(link=nxt)
@@ -179,3 +190,25 @@ def test_durations_and_filters_in_words() -> None:
     assert filter_words(QueueFilter()) == ""
     flt = QueueFilter(category="fraud_spam", escalated=False, source="weibo", min_age=timedelta(hours=2))
     assert filter_words(flt) == "category fraud_spam, no escalated, source weibo, min age 2 h 0 min"
+
+
+def test_the_undo_list_does_not_tell_a_blind_reviewer_the_hidden_verdict(desk) -> None:
+    """A blind second reviewer's label equal to the hidden verdict is stored as a confirm; the
+    undo button, like the notice, says "decision" (issue 17's review)."""
+    p = staff(desk)
+    post_id = queued_posts_with_verdicts(desk, ["fraud_spam"])[0]
+    first = _work(desk, p["ann"], second_review_share=1.0)
+    first.state.hand_over(post_id)
+    first.arrive()
+    assert first.decide(post_id, Decision.CONFIRM, None) is Outcome.SAVED  # drawn for a second review
+    blind = _work(desk, p["bob"], second_review_hide_verdict=True)
+    blind.state.hand_over(post_id)
+    blind.arrive()
+    with desk.sessions() as session:
+        assert blind.held == post_id and blind.sight(session).blind and blind.sight(session).verdict_hidden
+    label = Label(True, "fraud_spam", 1)  # the hidden verdict's own label: stored as a confirm
+    assert blind.decide(post_id, Decision.OVERTURN, label) is Outcome.SAVED
+    assert [d.label for d in blind.undoable] == [f"Undo decision of post {post_id}"]
+    assert f"Post {post_id}: decision saved. Undo with U." in _texts(blind)
+    blind.undo()
+    assert _texts(blind)[-1] == f"Undone: your decision of post {post_id}. Decide it again."
