@@ -87,7 +87,7 @@ def sidebar() -> None:
     st.toggle("Blur flagged images", value=prefs.blur_flagged, key="pref_blur", on_change=guarded(save_preferences),
               help="Images the NSFW score or the category flags stay blurred until you reveal them.")  # fmt: skip
     st.toggle("Greyscale images", value=prefs.greyscale, key="pref_grey", on_change=guarded(save_preferences))
-    st.button("Sign out", key="sign_out", icon=":material/logout:", on_click=sign_out)
+    st.button("Sign out", key="sign_out", icon=":material/logout:", on_click=guarded(sign_out))
     if user.can(Permission.MANAGE_USERS):  # the desk's address is the admins' business, not everyone's
         st.caption(f"Database: {safe_url(desk.settings.database_url)}")
     hand_over_cookie()  # right after a sign-in: the browser fetches its session cookie

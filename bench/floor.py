@@ -51,12 +51,8 @@ ARRIVED = """(before) => {
   const confirm = [...main.querySelectorAll('.st-key-review_confirm button')]
     .some(b => !b.closest('[data-stale=true]') && !b.disabled);
   if (confirm && window.benchConfirm === null) window.benchConfirm = performance.now();
-  if (main.querySelector('[data-stale=true]')) return false;
-  const box = main.querySelector('.st-key-review_images');
-  const images = box ? [...box.querySelectorAll('img')] : [];
-  if (images.length < (window.reviewPictures || 0)) return false;
-  if (!images.every(i => i.complete && i.naturalWidth > 0)) return false;
-  return {ms: performance.now() - window.benchT0, images: images.length};
+  if (main.querySelector('[data-stale=true]') || window.reviewPicturesLoading()) return false;
+  return {ms: performance.now() - window.benchT0, images: window.reviewPictures || 0};
 }"""
 
 

@@ -65,6 +65,18 @@ def utcnow() -> datetime:
 # Integer primary keys: BIGINT on Postgres (millions of events), INTEGER on SQLite so that the
 # column is the rowid alias and autoincrements.
 BigID = BigInteger().with_variant(Integer(), "sqlite")
+MAX_ID = 2**63 - 1  # the largest BigID (BIGINT)
+
+
+def as_id(text: str) -> int | None:
+    """A row id as a person or a link writes it (ASCII digits, within BIGINT), or None: "²" and
+    "٣" are digits to ``str.isdigit`` but not to ``int``, and a longer number overflows the column."""
+    text = text.strip()
+    if not (0 < len(text) <= 19 and text.isascii() and text.isdigit()) or int(text) > MAX_ID:
+        return None
+    return int(text)
+
+
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 # Stable constraint names, so that migrations can refer to them on every backend.

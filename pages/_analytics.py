@@ -85,7 +85,7 @@ def cached(metric: Callable[..., Result], desk: Desk, actor: Actor, flt: MetricF
 def _cached(
     name: str,
     database: str,
-    mark: tuple[int, int, int],
+    mark: tuple[int, int, int, int],
     flt: MetricFilter,
     args: tuple[str, ...],
     _metric: Callable[..., Result],

@@ -12,6 +12,7 @@ the script, are wrapped with :func:`guarded`. The traceback goes to the server's
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -192,12 +193,14 @@ def sign_out() -> None:
     desk = current_desk()
     session_id, actor = st.session_state.get(WEB_SESSION), st.session_state.get(ACTOR)
     held = st.session_state[REVIEW].claim if REVIEW in st.session_state else None
-    if held is not None and actor is not None:
-        release(desk.sessions, actor, held.post_id)
+    st.session_state.clear()  # signed out in this tab whatever happens next
+    st.session_state[FORGET_COOKIE] = True
     if session_id is not None:
         websession.end(desk.sessions, session_id)
-    st.session_state.clear()
-    st.session_state[FORGET_COOKIE] = True
+    if held is not None and actor is not None:
+        # an account deactivated meanwhile may release nothing (deactivation released its posts)
+        with contextlib.suppress(ReviewError):
+            release(desk.sessions, actor, held.post_id)
     if sso_configured() and st.user.is_logged_in:
         st.logout()  # or the login page would sign them straight back in
 
@@ -230,15 +233,19 @@ def forget_cookie() -> None:
 
 
 def leave_beacon(post_id: int | None) -> None:
-    """For the Review page: when this tab closes or reloads while it shows ``post_id``, the
-    browser tells app.py (``POST /auth/leave``), which shortens the claim's lease to
-    review.decisions.LEAVE_GRACE: a closed tab's post is back in the queue within seconds,
-    and a reload renews the claim. One listener per tab; the post it names follows the page."""
+    """For the Review page: when this tab closes or reloads while the page shows ``post_id``,
+    the browser tells app.py (``POST /auth/leave``), which shortens the claim's lease to
+    review.decisions.LEAVE_GRACE: a closed tab's post is soon back in the queue, and a reload
+    renews the claim. One listener per tab; the post it names follows the page, and it sends
+    nothing once the tab shows another page of the app."""
     url = _route(websession.LEAVE_PATH)
     st.html(
         "<script>if (!window.reviewLeave) { window.reviewLeave = {post: null};"
         " window.addEventListener('pagehide', () => { const p = window.reviewLeave.post;"
-        f" if (p !== null) navigator.sendBeacon({url}, String(p)); }}); }}"
+        # only while the Review page shows the post (not after moving to another page of the app)
+        " const shown = [...document.querySelectorAll('.st-key-review_images')]"
+        ".some((b) => !b.closest('[data-stale=\"true\"]'));"
+        f" if (p !== null && shown) navigator.sendBeacon({url}, String(p)); }}); }}"
         f" window.reviewLeave.post = {json.dumps(post_id)};</script>",
         unsafe_allow_javascript=True,
     )

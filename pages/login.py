@@ -75,7 +75,15 @@ if submitted:
 
 if sso_configured():
     st.divider()
-    if st.user.is_logged_in:
+    if st.user.is_logged_in and st.session_state.get(SIGNED_OUT_BECAUSE):
+        # the desk ended the session (a timeout, an admin's change): the identity provider's
+        # sign-in, still valid, does not sign the user straight back in; a click does
+        def resume_sso() -> None:
+            st.session_state.pop(SIGNED_OUT_BECAUSE, None)
+
+        st.button("Continue with single sign-on", on_click=resume_sso)
+        st.button("Sign out of single sign-on", on_click=st.logout)
+    elif st.user.is_logged_in:
         # the e-mail address is the identity (never an editable display name), unless the
         # provider says outright that it is not verified
         email = str(st.user.get("email") or "")

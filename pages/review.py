@@ -34,6 +34,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
+from db.models import as_id
 from pages._common import (
     HIDDEN_BADGE,
     allowed_or_stop,
@@ -49,6 +50,7 @@ from pages._common import (
     review_state,
     show_escalation,
     show_history,
+    show_ignored,
     show_media,
     show_verdict,
     signed_in,
@@ -91,7 +93,11 @@ def linked_post() -> int | None:
     """The post the page's address names (``?post=ID``: a reload, a shared link, the Accuracy
     page's drill-down); None when there is none or it is not a post id."""
     value = st.query_params.get("post")
-    return int(value) if value is not None and value.strip().isdigit() else None
+    post_id = None if value is None else as_id(value)
+    if value is not None and post_id is None:
+        st.query_params.pop("post", None)
+        show_ignored([f"Ignored post={one_line(value, 40)} in the link: not a post id."])
+    return post_id
 
 
 st.title("Review")
@@ -362,6 +368,7 @@ PICTURE_FIRST = """<script>(() => {
     const pictures = box ? [...box.querySelectorAll('img')].filter(live) : [];
     return pictures.length < (window.reviewPictures || 0) || pictures.some((i) => !i.complete);
   };
+  window.reviewPicturesLoading = loading;  // the one rule, also for the browser tests and bench/floor.py
   const typing = (t) => t && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName));
   const hold = (e) => { e.preventDefault(); e.stopImmediatePropagation(); };
   window.addEventListener('keydown', (e) => {

@@ -56,7 +56,9 @@ from review.verdicts import current_verdict, is_usable
 from review.visibility import blind_for, may_read_note
 
 DEFAULT_LEASE = timedelta(minutes=10)
-LEAVE_GRACE = timedelta(seconds=30)  # a closed tab's post is back in the queue after this
+# a closed tab's post is back in the queue after this: longer than the Review page's heartbeat
+# (60 s), so another tab of the same moderator that shows the post renews it first
+LEAVE_GRACE = timedelta(seconds=90)
 MAX_LEASE = timedelta(minutes=30)  # a longer lease is refused: an abandoned post must come back
 MAX_NOTE = 2000
 

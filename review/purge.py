@@ -54,7 +54,20 @@ from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, upd
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import AuditEvent, Export, Media, Post, PostLabel, PostMedia, PostStatus, ReviewEvent, Signal, Verdict
+from db.models import (
+    MAX_ID,
+    AuditEvent,
+    Export,
+    Media,
+    Post,
+    PostLabel,
+    PostMedia,
+    PostStatus,
+    ReviewEvent,
+    Signal,
+    Verdict,
+    as_id,
+)
 from db.session import SQLITE_BEGIN_OPTION, db_text, rows_changed
 from review import audit
 from review.auth import Actor, Permission, require_live
@@ -65,7 +78,6 @@ CHUNK = 500  # ids per statement (SQLite and Postgres cap a statement's paramete
 ERASED_HASH = "erased"  # a verdict's input_hash once its text is erased: matches no input, so no cache hit
 MAX_REASON = 1000
 MAX_LISTED_IDS = 10_000  # post ids kept in one audit row's details (the tombstones point at the row anyway)
-MAX_POST_ID = 2**63 - 1  # BIGINT
 
 
 class Kind(enum.StrEnum):
@@ -157,8 +169,8 @@ def resolve_posts(
     found: set[int] = set()
     missing: list[str] = []
     wanted = list(dict.fromkeys(post_ids))
-    missing += [f"post {i}" for i in wanted if not 0 < i <= MAX_POST_ID]
-    for part in _chunks([i for i in wanted if 0 < i <= MAX_POST_ID]):
+    missing += [f"post {i}" for i in wanted if not 0 < i <= MAX_ID]
+    for part in _chunks([i for i in wanted if 0 < i <= MAX_ID]):
         hits = set(session.scalars(select(Post.id).where(Post.id.in_(part))))
         found |= hits
         missing += [f"post {i}" for i in part if i not in hits]
@@ -199,11 +211,12 @@ def parse_ids(text: str, origin: str | None = None) -> list[int]:
         for token in _ID_SEPARATORS.split(line.split("#", 1)[0]):
             if not token:
                 continue
-            if not (token.isascii() and token.isdigit()) or int(token) > MAX_POST_ID:
+            post_id = as_id(token)
+            if post_id is None:
                 where = f"{origin}:{number}" if origin else f"line {number}"
                 raise ReviewError(f"{where}: not a post id: {token[:40]!r} (numbers, one a line or separated by "
                                   "commas)")  # fmt: skip
-            ids.append(int(token))
+            ids.append(post_id)
     return ids
 
 

@@ -24,7 +24,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import SessionEnd, WebSession
@@ -37,12 +37,12 @@ TRADE_PATH = "/auth/session"  # app.py's routes, and the scripts of pages/_commo
 SIGN_OUT_PATH = "/auth/sign-out"
 LEAVE_PATH = "/auth/leave"
 HANDOFF_SECONDS = 60  # a sign-in's hand-over code must be traded for the cookie within this
+KEEP_ENDED = timedelta(days=30)  # an ended or expired session's row is deleted this long after, at a sign-in
 TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often per session
 TOKEN_BYTES = 32
 MAX_TOKEN = 128  # a cookie or code longer than this is not ours: not even hashed
 
-END_MESSAGES = {
-    SessionEnd.SIGNED_OUT: "You signed out.",
+END_MESSAGES = {  # a sign-out needs no explanation: it has none
     SessionEnd.IDLE: "You were signed out after {idle} minutes without activity.",
     SessionEnd.EXPIRED: "You were signed out: a sign-in lasts at most {hours} hours.",
     SessionEnd.DEACTIVATED: (
@@ -103,6 +103,8 @@ def start(
     now = _now(now)
     handoff = secrets.token_urlsafe(TOKEN_BYTES)
     with writing(sessions) as session:
+        gone = now - KEEP_ENDED  # ended sessions (with their client addresses) are not kept for ever
+        session.execute(delete(WebSession).where(or_(WebSession.ended_at < gone, WebSession.expires_at < gone)))
         row = WebSession(
             user_id=actor.id,
             handoff_hash=_digest(handoff),

@@ -25,13 +25,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-# In the page: are all the pictures of the post on the Review page loaded? (As the page's guard
-# counts them: pages/review.py says how many there are in window.reviewPictures.)
-PICTURES_LOADED = """() => {
-  const box = [...document.querySelectorAll('.st-key-review_images')].find((b) => !b.closest('[data-stale="true"]'));
-  const images = box ? [...box.querySelectorAll('img')] : [];
-  return !!box && images.length >= (window.reviewPictures || 0) && images.every((i) => i.complete);
-}"""
+# In the page: are the pictures of the post on the Review page loaded? The page's own rule
+# (PICTURE_FIRST in pages/review.py), which holds decisions back until then.
+PICTURES_LOADED = "() => typeof window.reviewPicturesLoading === 'function' && !window.reviewPicturesLoading()"
 
 
 @contextmanager

@@ -112,6 +112,22 @@ def test_sign_in_refuses_wrong_password_then_accepts_and_signs_out(sqlite_desk, 
         assert session.get(Post, post_id).claimed_by_id is None
 
 
+def test_sign_out_works_for_an_account_deactivated_meanwhile(sqlite_desk, monkeypatch) -> None:
+    """Its held post cannot be released by it any more (the core refuses an inactive account):
+    the tab is signed out all the same, its session ended, without an error."""
+    post_id = queued_posts_with_verdicts(sqlite_desk, ["fraud_spam"])[0]
+    claim(sqlite_desk.sessions, account(sqlite_desk, "moderator", "ann"), post_id)
+    at = open_app(monkeypatch, sqlite_desk, "moderator", name="ann")
+    assert held_post(at) == post_id
+    session_id = at.session_state[WEB_SESSION]
+    with sqlite_desk.sessions() as session, session.begin():  # by hand: claims and sessions left as they are
+        session.execute(update(User).where(User.username == "ann").values(active=False))
+    at.button(key="sign_out").click().run()
+    assert not at.exception and ACTOR not in at.session_state
+    with sqlite_desk.sessions() as session:
+        assert session.get(WebSession, session_id).end_reason == SessionEnd.SIGNED_OUT
+
+
 def test_a_deactivated_account_is_signed_out_at_the_next_click(sqlite_desk, monkeypatch) -> None:
     at = open_app(monkeypatch, sqlite_desk, "moderator")
     assert not at.exception and ACTOR in at.session_state

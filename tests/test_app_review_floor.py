@@ -59,6 +59,11 @@ def test_the_address_carries_the_post(sqlite_desk, monkeypatch, tmp_path: Path) 
     post is shown the address names it; a post that cannot be had is said, and left out of it."""
     ids = queued_posts(sqlite_desk, tmp_path, 3)
     at = open_app(monkeypatch, sqlite_desk, "moderator", name="ann")  # signed in; Review is the first page
+    for bad in ("²", "9" * 30, "-1", "12abc"):  # digits to str.isdigit, or too large: ignored, said
+        at.query_params["post"] = bad
+        at.run()
+        assert not at.exception and held_post(at) is None and "post" not in at.query_params
+        assert "Part of the link was ignored:" in [w.value for w in at.warning]
     at.query_params["post"] = str(ids[2])
     at.run()
     assert held_post(at) == ids[2] and at.query_params["post"] == str(ids[2])

@@ -8,6 +8,7 @@ from pages._analytics import cached
 from review.metrics.accuracy import accuracy
 from review.metrics.filters import NO_FILTER
 from review.metrics.freshness import write_mark
+from review.purge import purge
 from tests.factories import add_verdict, claim_and_decide, spam_queue, staff
 
 
@@ -21,7 +22,7 @@ def test_cached_numbers_follow_the_desks_writes(desk, fresh_caches) -> None:
         calls.append(1)
         return accuracy(session, actor, flt).n
 
-    def mark() -> tuple[int, int, int]:
+    def mark() -> tuple[int, int, int, int]:
         with desk.sessions() as session:
             return write_mark(session, lead)
 
@@ -42,3 +43,5 @@ def test_cached_numbers_follow_the_desks_writes(desk, fresh_caches) -> None:
         session.add(Post(source="other", external_id="new", text="new post", status="unscored", priority=0.0))
     assert mark()[2] > decision_mark[2]
     assert cached(decided, desk, lead, NO_FILTER) == 1 and len(calls) == 3
+    purge(desk.sessions, people["admin"], desk.settings, [ids[2]], reason="a test")  # an erasure: its audit row
+    assert mark()[3] > decision_mark[3]

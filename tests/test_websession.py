@@ -148,3 +148,15 @@ def test_a_closed_tab_hands_its_post_back_soon_and_a_reload_keeps_it(desk) -> No
     taken = claim(desk.sessions, bob, first, now=now + LEAVE_GRACE)  # free for the others
     assert taken is not None and taken.post_id == first
     assert not leave(desk.sessions, ann.id, second, now=now)  # no claim at all
+
+
+def test_ended_sessions_are_deleted_a_month_later(desk) -> None:
+    ann = staff(desk)["ann"]
+    ended, _ = _signed_in(desk, ann)
+    websession.end(desk.sessions, ended, now=T0 + timedelta(minutes=1))
+    expired, _ = _signed_in(desk, ann)  # never ended: it expires after session_max_hours
+    live, _ = _signed_in(desk, ann, T0 + websession.KEEP_ENDED)
+    websession.start(desk.sessions, ann, desk.settings, now=T0 + websession.KEEP_ENDED + timedelta(hours=13))
+    with desk.sessions() as session:
+        kept = set(session.scalars(select(WebSession.id)))
+    assert ended not in kept and expired not in kept and live in kept
