@@ -134,6 +134,16 @@ def test_the_context_line_and_the_filters(sqlite_desk, monkeypatch, tmp_path: Pa
 def test_a_failed_model_load_is_remembered_with_a_retry(sqlite_desk, monkeypatch, tmp_path: Path) -> None:
     """The model that cannot be loaded (here: the openai provider without its server's address)
     is said once and remembered for the session, with a button to try again; the panel stays open."""
+    import review.inference
+
+    loads: list[int] = []
+    real_load = review.inference.load_provider
+
+    def counted(settings):  # noqa: ANN001, ANN202 (the real loader, counted)
+        loads.append(1)
+        return real_load(settings)
+
+    monkeypatch.setattr(review.inference, "load_provider", counted)
     ids = queued_posts(sqlite_desk, tmp_path, 1)
     at = open_app(monkeypatch, sqlite_desk, "moderator", "pages/review.py", PROVIDER="openai")
     at.button(key="review_next").click().run()
@@ -143,10 +153,14 @@ def test_a_failed_model_load_is_remembered_with_a_retry(sqlite_desk, monkeypatch
     at.chat_input(key=f"chat_input:{ids[0]}").set_value("why?").run()
     failed = [e.value for e in at.error if e.value.startswith("The model cannot be loaded")]
     assert failed and "MODEL_BASE_URL" in failed[0] and at.session_state[f"review_chat:{ids[0]}"]
-    at.run()  # remembered: still said, without a question
-    assert [e.value for e in at.error] == failed
+    assert len(loads) == 1
+    at.run()  # remembered: still said, without a question, and not loaded again
+    assert [e.value for e in at.error] == failed and len(loads) == 1
+    at.chat_input(key=f"chat_input:{ids[0]}").set_value("and now?").run()
+    assert len(loads) == 1  # nor for another question
     at.button(key="review_model_retry").click().run()
     assert at.button(key="review_model_retry") and [e.value for e in at.error] == failed  # tried again: still failing
+    assert len(loads) == 2
 
 
 def test_each_new_post_scrolls_to_the_top_and_shows_no_none(sqlite_desk, monkeypatch) -> None:
