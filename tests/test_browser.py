@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from review.config import Settings
+from review.decisions import LEAVE_GRACE
 from tests.conftest import REPO
 from tests.live_app import (
     CHROMIUM,
@@ -536,7 +537,7 @@ def _lease_left(app: App, post_id: int) -> float | None:
 
 def test_a_reload_keeps_the_post_and_a_closed_tab_gives_it_back(app: App, browser) -> None:
     """The address names the post shown (?post=ID): a reload returns to it, signed in, with its
-    lease renewed; closing the tab cuts the lease to review.decisions.LEAVE_GRACE."""
+    lease renewed; closing the tab cuts the lease to review.decisions.LEAVE_GRACE (a beacon)."""
     page = _sign_in(browser, app, *MODERATOR)
     _idle(page)
     page.keyboard.press("n")
@@ -551,11 +552,11 @@ def test_a_reload_keeps_the_post_and_a_closed_tab_gives_it_back(app: App, browse
     page.close(run_before_unload=True)
     for _ in range(50):
         left = _lease_left(app, post_id)
-        if left is None or left <= 30:
+        if left is None or left <= LEAVE_GRACE.total_seconds():
             break
 
         time.sleep(0.1)
-    assert left is not None and 0 < left <= 30, left
+    assert left is not None and 0 < left <= LEAVE_GRACE.total_seconds(), left
 
 
 SHOWN = """() => {
