@@ -333,6 +333,19 @@ def thumbnail(desk: Desk, post: PostRow | None) -> str | None:
     return data_uri(desk.settings.media_dir, first.thumb_path, blur=blur, grey=prefs.greyscale)
 
 
+def show_post_body(desk: Desk, actor: Actor, post: PostRow, empty: str = "(no text)") -> None:
+    """A post as the read-only views show it (Posts, a linked post on Review): its text (``empty``
+    when it has none), why it was escalated, and its verdict unless hidden from the reader."""
+    with st.container(border=True):
+        st.text(post.text or empty)
+    if post.status == "escalated":
+        show_escalation(desk, actor, post.id)
+    if post.verdict_hidden:
+        st.caption(f"Verdict {HIDDEN_BADGE}.")
+    else:
+        show_verdict(post.verdict)
+
+
 def show_verdict(verdict: VerdictRow | None) -> None:
     with st.container(border=True):
         if verdict is None:

@@ -17,9 +17,8 @@ from pages._common import (
     HIDDEN_BADGE,
     current_actor,
     current_desk,
-    show_escalation,
     show_media,
-    show_verdict,
+    show_post_body,
     user_preferences,
 )
 from review.auth import Permission
@@ -180,13 +179,6 @@ with detail_column:
             if tomb.reason and actor.can(Permission.AUDIT):  # a reason may name who asked: admins only
                 line += f"\nreason: {tomb.reason}"
             st.text(line)
-        with st.container(border=True):
-            st.text(post.text or ("(erased)" if tomb is not None and "text" in tomb.kinds else "(no text)"))
-        if post.status == "escalated":
-            show_escalation(desk, actor, post.id)
-        if post.verdict_hidden:
-            st.caption(f"Verdict {HIDDEN_BADGE}.")
-        else:
-            show_verdict(post.verdict)
+        show_post_body(desk, actor, post, "(erased)" if tomb is not None and "text" in tomb.kinds else "(no text)")
         for i, m in enumerate(post.media, start=1):
             show_media(desk, post.id, i, m)

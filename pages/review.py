@@ -52,6 +52,7 @@ from pages._common import (
     show_history,
     show_ignored,
     show_media,
+    show_post_body,
     show_verdict,
     signed_in,
     user_preferences,
@@ -171,14 +172,7 @@ def show_read_only() -> None:
         st.caption(f"Shown read-only: {seen.status.replace('_', ' ')}.")
         posted = f"{seen.created_at:%Y-%m-%d %H:%M} UTC" if seen.created_at else "—"
         st.text(f"{seen.source} · {seen.external_id} · by {seen.author or '—'} · posted {posted}")
-        with st.container(border=True):
-            st.text(seen.text or "(no text)")
-        if seen.status == "escalated":
-            show_escalation(desk, actor, seen.id)
-        if seen.verdict_hidden:
-            st.caption(f"Verdict {HIDDEN_BADGE}.")
-        else:
-            show_verdict(seen.verdict)
+        show_post_body(desk, actor, seen)
         show_history(desk, actor, seen.id)
 
 
