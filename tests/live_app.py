@@ -76,6 +76,9 @@ def sign_in_here(page, name: str, password: str) -> None:
     """Fill and send the sign-in form shown on ``page``; wait until it is signed in and the
     browser holds the session cookie (the page fetches it just after showing the user, so a
     reload at once would still find none)."""
+    page.get_by_role("textbox", name="Username").wait_for(timeout=30_000)
+    # the app's run done first: a form filled while the page is still being drawn may lose its input
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
     page.get_by_role("textbox", name="Username").fill(name)
     page.get_by_role("textbox", name="Password").fill(password)
     page.keyboard.press("Enter")

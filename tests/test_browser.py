@@ -567,6 +567,23 @@ SHOWN = """() => {
 }"""
 
 
+def _next_post_shown(page, before: int | None) -> int:
+    """The id of the post the Review page shows once another post than ``before`` is on it alone
+    (no element of the last one left) and the app has finished its run."""
+    page.wait_for_function(
+        """(before) => {
+          const live = [...document.querySelectorAll('[data-testid="stMain"] h3')]
+            .filter((h) => h.innerText.startsWith('Post ') && !h.closest('[data-stale="true"]'));
+          return live.length === 1 && live[0].innerText !== 'Post ' + before
+            && !document.querySelector('[data-stale="true"]');
+        }""",
+        arg=before,
+        timeout=30_000,
+    )
+    _idle(page)
+    return int(page.get_by_role("heading", name="Post ").inner_text().split()[-1])
+
+
 def test_no_decision_before_the_picture(app: App, browser) -> None:
     """While a post's image is still on its way (its request held here), Y and a click on
     Confirm decide nothing; once it has loaded, Y confirms."""
@@ -578,10 +595,10 @@ def test_no_decision_before_the_picture(app: App, browser) -> None:
         held.append(route)
 
     page.route("**/media/**", hold)
+    post_id = None
     for _ in range(10):  # the next post that has an image and a verdict to confirm
         page.keyboard.press("n")
-        page.get_by_role("heading", name="Post ").wait_for(timeout=30_000)
-        _idle(page)
+        post_id = _next_post_shown(page, post_id)
         shown = page.evaluate(SHOWN)
         if shown["images"] and shown["confirm"]:
             break
@@ -590,7 +607,6 @@ def test_no_decision_before_the_picture(app: App, browser) -> None:
         page.wait_for_function(PICTURES_LOADED, timeout=15_000)
     else:
         pytest.fail("no post with an image and a usable verdict")
-    post_id = int(page.get_by_role("heading", name="Post ").inner_text().split()[-1])
     assert held and not page.evaluate(PICTURES_LOADED)
     before = len(_events(app))
     page.keyboard.press("y")
