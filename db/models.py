@@ -281,8 +281,11 @@ class Verdict(Base):
     model_id: Mapped[str] = mapped_column(String(255))
     model_revision: Mapped[str | None] = mapped_column(String(64))
     adapter: Mapped[str | None] = mapped_column(String(255))
+    # The weights' precision as the provider ran them ("float32", "bfloat16", "int8-dynamic",
+    # "int8-bnb"); None when it cannot tell (a server's model, the rules) or before 0011.
+    model_precision: Mapped[str | None] = mapped_column(String(32))
     prompt_version: Mapped[str] = mapped_column(String(64))
-    input_hash: Mapped[str] = mapped_column(String(64))  # images + text + model + prompt
+    input_hash: Mapped[str] = mapped_column(String(64))  # images + text + model + precision + prompt
     text_hash: Mapped[str | None] = mapped_column(String(64))  # text + model + prompt (near-duplicate cache)
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
     cached_from_id: Mapped[int | None] = mapped_column(ForeignKey("verdict.id"))  # the verdict reused

@@ -44,6 +44,8 @@ ENV_VARS = {
     "WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
     "SKIP_DEFER_MINUTES": "skip_defer_minutes",
     "READING_MAX_MINUTES": "reading_max_minutes",
+    "MODEL_DTYPE": "model_dtype",
+    "MODEL_QUANTIZE": "model_quantize",
     "SESSION_IDLE_MINUTES": "session_idle_minutes",
     "SESSION_MAX_HOURS": "session_max_hours",
     "SESSION_COOKIE_SECURE": "session_cookie_secure",
@@ -51,6 +53,8 @@ ENV_VARS = {
 
 
 MAX_QA_RATERS = 10
+DTYPES = ("auto", "float32", "bfloat16")  # model_dtype, --dtype
+QUANTIZATIONS = ("none", "int8")  # model_quantize, --quantize
 RETENTION_SETTINGS = ("retain_media_days", "retain_text_days", "retain_raw_output_days")
 MAX_RETENTION_DAYS = 100 * 366
 HEADER_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -78,6 +82,11 @@ class Settings:
     model_base_url: str = ""
     # Pixels per image given to the model (Qwen-VL cost grows with them).
     model_max_pixels: int = 1024 * 28 * 28
+    # The transformers provider's weights: auto is bfloat16 on a GPU and on a CPU with native
+    # bfloat16 (AVX512-BF16 or AMX), else float32; int8 quantizes the language model's linear
+    # layers (a CPU: torch's dynamic int8, computing in float32; a GPU: bitsandbytes).
+    model_dtype: str = "auto"
+    model_quantize: str = "none"
     # Share (0–1) of moderators' decisions drawn for a blind second review by another moderator.
     second_review_share: float = 0.1
     # Whether the second reviewer also works without the model's verdict on screen.
@@ -189,6 +198,9 @@ def _coerce(values: dict[str, object]) -> dict[str, Any]:
     requeue = out.get("requeue_after_reports")
     if isinstance(requeue, int) and requeue < 0:
         raise ConfigError(f"setting requeue_after_reports must be 0 (never) or more, got {requeue}")
+    for name, allowed in (("model_dtype", DTYPES), ("model_quantize", QUANTIZATIONS)):
+        if name in out and out[name] not in allowed:
+            raise ConfigError(f"setting {name} must be one of {', '.join(allowed)}, got {out[name]!r}")
     idle, most = out.get("session_idle_minutes"), out.get("session_max_hours")
     if isinstance(idle, int) and not 1 <= idle <= 7 * 24 * 60:
         raise ConfigError(f"setting session_idle_minutes must be between 1 and {7 * 24 * 60} (a week), got {idle}")

@@ -116,6 +116,7 @@ def conversation_json(post: PostContext, turns: list[Turn], provider: Provider) 
             "provider": provider.name,
             "model_id": provider.model_id,
             "model_revision": provider.model_revision,
+            "model_precision": provider.precision,
             "verdict_shown": json.loads(post.verdict_json) if post.verdict_json else None,
             "turns": [asdict(t) for t in turns],
         },

@@ -146,9 +146,13 @@ class ModelKey:
     model_revision: str | None
     adapter: str | None
     prompt_version: str
+    precision: str | None = None  # the weights' precision, when the provider knows it
 
     def text_hash(self, post: PostInput) -> str:
-        return _hash(self.provider, self.model_id, self.model_revision, self.adapter, self.prompt_version,
+        # an int8 verdict is no cached answer for a float32 run: the precision is part of the key
+        # (when known; the verdicts of providers that cannot tell keep the key they had)
+        model = (self.model_id, self.precision) if self.precision else self.model_id
+        return _hash(self.provider, model, self.model_revision, self.adapter, self.prompt_version,
                      normalise_text(post.text))  # fmt: skip
 
     def input_hash(self, post: PostInput) -> str:
@@ -161,6 +165,7 @@ class ModelKey:
             "provider": self.provider,
             "model_id": self.model_id,
             "model_revision": self.model_revision,
+            "model_precision": self.precision,
             "adapter": self.adapter,
             "prompt_version": self.prompt_version,
             "input_hash": self.input_hash(post),
@@ -350,7 +355,7 @@ class Scorer:
                 # A provider that reads no prompt (the baseline) names its own version.
                 version = self.provider.prompt_version or prompt.version
                 key = ModelKey(self.provider.name, self.provider.model_id, self.provider.model_revision,
-                               self.provider.adapter, version)  # fmt: skip
+                               self.provider.adapter, version, self.provider.precision)  # fmt: skip
                 cached, near = find_cached(session, key, post, self.near_duplicates, self.max_phash_distance)
                 if cached is not None:
                     done.append(copy_of(cached, post, key))

@@ -39,6 +39,10 @@ from tests.own_postgres import PG_BINDIRS, OwnPostgres
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ENV = "REVIEW_TEST_POSTGRES_URL"
+# The model's plumbing tests compare outputs token for token (a shared prefix against the full
+# prompt, a cached answer against a fresh one): float32 on every machine, whatever "auto" would
+# pick on this CPU (bfloat16 rounds the two ways apart). The precision tests choose their own.
+os.environ["MODEL_DTYPE"] = "float32"
 
 
 def _require_postgres() -> str:

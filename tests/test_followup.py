@@ -24,7 +24,7 @@ from tests.conftest import REPO
 
 @pytest.fixture(scope="module")
 def provider(tiny_model_dir: Path) -> TransformersProvider:
-    return TransformersProvider(str(tiny_model_dir), max_pixels=96 * 96, prefix_cache_size=2)
+    return TransformersProvider(str(tiny_model_dir), max_pixels=96 * 96, prefix_cache_size=2, dtype="float32")
 
 
 class VisionCalls:
@@ -47,6 +47,7 @@ class FullPrompt:
 
     name = "transformers"
     model_revision = None
+    precision = None
     adapter = None
 
     def __init__(self, inner: TransformersProvider) -> None:
@@ -108,7 +109,8 @@ def test_the_vision_tower_runs_once_per_conversation(
     # The cache changes the cost, not the answers (greedy decoding, same model) — also against
     # the plain path that runs the whole prompt with no prefix cache at all.
     assert [t.answer for t in cached] == [t.answer for t in uncached]
-    full = FullPrompt(TransformersProvider(provider.model_id, max_pixels=96 * 96, share_system_prefix=False))
+    plain = TransformersProvider(provider.model_id, max_pixels=96 * 96, share_system_prefix=False, dtype="float32")
+    full = FullPrompt(plain)
     reference: list[Turn] = []
     for question in QUESTIONS:
         reference.append(ask(full, post, reference, question, max_new_tokens=12))

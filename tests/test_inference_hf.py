@@ -20,8 +20,8 @@ from review.prompts import RenderedPrompt, moderation_prompt
 @pytest.fixture(scope="module", params=["qwen3_vl", "qwen2_5_vl"])
 def providers(request: pytest.FixtureRequest) -> tuple[TransformersProvider, TransformersProvider]:
     folder = request.getfixturevalue("tiny_model_dir" if request.param == "qwen3_vl" else "tiny_qwen2_5_dir")
-    shared = TransformersProvider(str(folder), max_pixels=96 * 96)
-    plain = TransformersProvider(str(folder), max_pixels=96 * 96, share_system_prefix=False)
+    shared = TransformersProvider(str(folder), max_pixels=96 * 96, dtype="float32")
+    plain = TransformersProvider(str(folder), max_pixels=96 * 96, share_system_prefix=False, dtype="float32")
     return shared, plain
 
 
@@ -79,7 +79,7 @@ def test_the_system_prefix_is_run_once_per_prompt_version(
 def test_qwen2_5_vl_conversations_encode_the_images_once(tiny_qwen2_5_dir: Path) -> None:
     from review.followup import PostContext, ask
 
-    provider = TransformersProvider(str(tiny_qwen2_5_dir), max_pixels=96 * 96)
+    provider = TransformersProvider(str(tiny_qwen2_5_dir), max_pixels=96 * 96, dtype="float32")
     tower = next(m for name, m in provider.model.named_modules() if name.endswith("visual"))
     calls = []
     tower.register_forward_hook(lambda *_: calls.append(1))

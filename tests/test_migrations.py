@@ -139,9 +139,10 @@ def test_post_label_is_backfilled_by_the_rule(db_url: str) -> None:
             session.flush()
             for vid, (pid, parse, category) in enumerate([(1, "ok", "fraud_spam"), (2, "ok", None), (3, "ok", None),
                                                            (4, "failed", None)], start=1):  # fmt: skip
-                session.add(Verdict(id=vid, post_id=pid, provider="p", model_id="m", prompt_version="v",
-                                    input_hash=f"h{vid}", parse_status=parse, violation=category is not None,
-                                    category=category, confidence=0.8, tags=[], parse_notes=[]))  # fmt: skip
+                session.execute(insert(Verdict.__table__).values(  # as at 0005 (no model_precision, from 0011)
+                    id=vid, post_id=pid, provider="p", model_id="m", prompt_version="v", input_hash=f"h{vid}",
+                    parse_status=parse, violation=category is not None, category=category, confidence=0.8, tags=[],
+                    parse_notes=[]))  # fmt: skip
             session.flush()
             events = [
                 (1, "confirm", "fraud_spam", 0, None),

@@ -27,7 +27,7 @@ from tests.conftest import REPO
 
 @pytest.fixture(scope="module")
 def provider(tiny_model_dir: Path) -> TransformersProvider:
-    return TransformersProvider(str(tiny_model_dir), constrained=False, max_pixels=64 * 64)
+    return TransformersProvider(str(tiny_model_dir), constrained=False, max_pixels=64 * 64, dtype="float32")
 
 
 def _posts(desk: Desk, tmp_path: Path, n: int, *, twins: int = 0) -> list[int]:
@@ -168,7 +168,7 @@ def test_ctrl_c_finishes_the_batch_then_stops(sqlite_desk: Desk, tmp_path: Path,
 
 @pytest.fixture(scope="module")
 def constrained(tiny_model_dir: Path) -> TransformersProvider:
-    return TransformersProvider(str(tiny_model_dir), constrained=True, max_pixels=64 * 64)
+    return TransformersProvider(str(tiny_model_dir), constrained=True, max_pixels=64 * 64, dtype="float32")
 
 
 @pytest.mark.parametrize("batch_size", [2, 4])

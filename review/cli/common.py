@@ -14,6 +14,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from review.config import DTYPES, QUANTIZATIONS  # settings' names only: no heavy import
+
 if TYPE_CHECKING:
     from review.config import Settings
     from review.inference.base import Provider
@@ -83,6 +85,17 @@ def model_arguments(parser: argparse.ArgumentParser) -> None:
         help="hub revision (branch, tag or commit) to load; with --provider openai, the revision the server "
         "was started with, recorded on every verdict",
     )
+    precision_arguments(parser)
+
+
+def precision_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dtype and --quantize: the transformers provider's precision (score, ask, demo, evaluate)."""
+    parser.add_argument("--dtype", choices=DTYPES,
+                        help="the weights' dtype (default: MODEL_DTYPE, auto: bfloat16 on a GPU or on a CPU "
+                        "with native bfloat16, else float32)")  # fmt: skip
+    parser.add_argument("--quantize", choices=QUANTIZATIONS,
+                        help="int8: the language model's linear layers in int8 (a CPU: torch's dynamic int8; a GPU: "
+                        "bitsandbytes) (default: MODEL_QUANTIZE, none); recorded on every verdict")  # fmt: skip
 
 
 def make_provider(settings: Settings, args: argparse.Namespace) -> Provider:
@@ -96,5 +109,7 @@ def make_provider(settings: Settings, args: argparse.Namespace) -> Provider:
         base_url=args.base_url,
         adapter=args.adapter,
         revision=args.revision,
+        dtype=args.dtype,
+        quantize=args.quantize,
         on_load=lambda model: print(f"loading {model} …", file=sys.stderr),
     )

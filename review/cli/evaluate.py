@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from review.cli.common import precision_arguments
+
 if TYPE_CHECKING:
     from review.inference.base import Provider
 
@@ -26,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ev.add_argument("--batch-size", type=int, default=4)
     ev.add_argument("--max-new-tokens", type=int, default=768)
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    precision_arguments(ev)
     ev.set_defaults(handler=cmd_evaluate)
 
 
@@ -40,7 +43,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     def make(adapter: str | None) -> Provider:
         return load_provider(desk.settings, name=args.provider, model=args.model, base_url=args.base_url,
-                             adapter=adapter)  # fmt: skip
+                             adapter=adapter, dtype=args.dtype, quantize=args.quantize)  # fmt: skip
 
     bars: dict[str, tqdm] = {}
 

@@ -17,11 +17,14 @@ def load_provider(
     base_url: str | None = None,
     adapter: str | None = None,
     revision: str | None = None,
+    dtype: str | None = None,
+    quantize: str | None = None,
     on_load: Callable[[str], None] | None = None,
 ) -> Provider:
     """The provider ``name`` (default: the settings') for ``model`` (default: the settings'):
     ``transformers`` loads it in this process, ``openai`` talks to a server such as vLLM,
-    ``baseline`` is the offline rules. Raises ModelUnavailable when the model cannot be loaded."""
+    ``baseline`` is the offline rules. ``dtype`` and ``quantize`` (default: the settings') choose
+    the transformers provider's precision. Raises ModelUnavailable when the model cannot be loaded."""
     name = name or settings.provider
     model = model or settings.model
     if name == "baseline":
@@ -35,7 +38,9 @@ def load_provider(
 
         if on_load:
             on_load(model)
-        return TransformersProvider(model, adapter=adapter, revision=revision, max_pixels=settings.model_max_pixels)
+        return TransformersProvider(model, adapter=adapter, revision=revision, max_pixels=settings.model_max_pixels,
+                                    dtype=dtype or settings.model_dtype,
+                                    quantize=quantize or settings.model_quantize)  # fmt: skip
     if name == "openai":
         from review.inference.openai_server import OpenAIProvider
 

@@ -60,6 +60,9 @@ class Provider(Protocol):
     model_id: str
     model_revision: str | None
     adapter: str | None
+    # the weights' precision as run ("float32", "bfloat16", "int8-dynamic", "int8-bnb"); None when
+    # the provider cannot tell (a server's model) or runs no model (the rules)
+    precision: str | None
     # None for providers that answer the rendered prompt; a provider that reads no prompt (the
     # baseline) names the version of what it decides by, recorded on its verdicts instead.
     prompt_version: str | None

@@ -228,6 +228,7 @@ class BaselineProvider:
         self.policy = policy or load_policy()
         self.rules = load_rules(rules_file, self.policy)
         self.model_revision: str | None = f"rules-{self.rules.digest[:12]}"
+        self.precision: str | None = None  # rules, no weights
         # The baseline reads no prompt: its "prompt version" is its rules and policy.
         self.prompt_version: str | None = f"baseline@{self.rules.digest[:12]}"
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from review.config import DTYPES, QUANTIZATIONS
 from review.inference.base import Generation, ModelRequest, ModelUnavailable
 
 DEFAULT_MAX_PIXELS = 1024 * 28 * 28  # ≈ 0.8 MP per image: enough for text in screenshots
@@ -127,6 +128,58 @@ def _images_digest(images: list[Any]) -> str:
     return h.hexdigest()
 
 
+def native_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX): there bfloat16 halves
+    the weights' memory without the slow emulated arithmetic it costs elsewhere."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def load_dtype(dtype: str, quantize: str, cuda: bool) -> Any:
+    """The torch dtype to load the weights in: ``auto`` is bfloat16 on a GPU and on a CPU with
+    native bfloat16, else float32; CPU int8 quantizes float32 weights (torch's dynamic int8
+    layers take float32); a GPU's int8 loads bitsandbytes' layers over bfloat16."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ModelUnavailable(f"unknown dtype {dtype!r}: use {', '.join(DTYPES)}")
+    if quantize not in QUANTIZATIONS:
+        raise ModelUnavailable(f"unknown quantization {quantize!r}: use {', '.join(QUANTIZATIONS)}")
+    if quantize == "int8" and not cuda:
+        if dtype == "bfloat16":
+            raise ModelUnavailable("int8 on a CPU computes in float32: use --dtype auto or float32 with it")
+        return torch.float32
+    if dtype == "auto":
+        return torch.bfloat16 if cuda or native_bfloat16() else torch.float32
+    return getattr(torch, dtype)
+
+
+def _bitsandbytes_int8() -> Any:
+    """The quantization config of 8-bit loading on a GPU (bitsandbytes)."""
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except ImportError:
+        raise ModelUnavailable("int8 on a GPU needs the bitsandbytes package (pip install bitsandbytes)") from None
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def _int8_language_model(model: Any) -> None:
+    """Replace the language model's linear layers by torch's dynamic int8 ones (weights in int8,
+    activations quantized per call): the decoder reads every weight for every token, so that is
+    where int8 saves time and memory; the vision tower runs once per image and keeps float32."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    language = model.get_decoder() if hasattr(model, "get_decoder") else model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization is in maintenance
+        quantize_dynamic(language, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
 class TransformersProvider:
     name = "transformers"
     prompt_version: str | None = None  # verdicts record the rendered prompt's version
@@ -142,6 +195,8 @@ class TransformersProvider:
         constrained: bool = True,
         prefix_cache_size: int = 4,
         share_system_prefix: bool = True,
+        dtype: str = "auto",
+        quantize: str = "none",
     ) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -151,12 +206,15 @@ class TransformersProvider:
         self.max_pixels = max_pixels
         self.constrained = constrained
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        cuda = self.device.startswith("cuda")
+        weights = load_dtype(dtype, quantize, cuda)
         check_loadable(model_id)
         try:
-            pinned = {"revision": revision} if revision else {}
+            pinned: dict[str, Any] = {"revision": revision} if revision else {}
+            if quantize == "int8" and cuda:
+                pinned["quantization_config"] = _bitsandbytes_int8()
             self.processor = AutoProcessor.from_pretrained(model_id, **pinned)
-            model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype, **pinned)
+            model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=weights, **pinned)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelUnavailable(f"cannot load the model {model_id!r}: {first}") from None
@@ -170,7 +228,15 @@ class TransformersProvider:
                 model = PeftModel.from_pretrained(model, adapter)  # type: ignore[assignment]
             except (OSError, ValueError) as exc:
                 raise ModelUnavailable(f"cannot load the adapter {adapter!r}: {exc}") from None
-        self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # @wraps(nn.Module.to) hides self
+        if quantize == "int8" and not cuda:
+            _int8_language_model(model)  # after the adapter: its LoRA layers are quantized with the rest
+        if quantize == "int8" and cuda:  # bitsandbytes placed the weights already
+            self.model = model.eval()
+        else:
+            self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # @wraps(nn.Module.to) hides self
+        self.precision: str | None = (
+            ("int8-bnb" if cuda else "int8-dynamic") if quantize == "int8" else str(weights).removeprefix("torch.")
+        )
         self.processor.tokenizer.padding_side = "left"
         self.model_revision = _revision(model_id, self.model.config) or revision
         tok = self.processor.tokenizer

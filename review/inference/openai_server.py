@@ -88,6 +88,7 @@ class OpenAIProvider:
         # The revision the server was started with (vllm serve --revision) when the operator says
         # so; else the server's own name for what it serves, when that differs from model_id.
         self.model_revision: str | None = revision
+        self.precision: str | None = None  # the server knows; its API does not say
         self._revision_given = revision is not None
         self.adapter: str | None = None
         self.concurrency = max(1, concurrency)
