@@ -148,7 +148,7 @@ def load_dtype(dtype: str, quantize: str, cuda: bool) -> Any:
         raise ModelUnavailable(f"unknown quantization {quantize!r}: use {', '.join(QUANTIZATIONS)}")
     if quantize == "int8" and not cuda:
         if dtype == "bfloat16":
-            raise ModelUnavailable("int8 on a CPU computes in float32: use --dtype auto or float32 with it")
+            raise ModelUnavailable("int8 on a CPU computes in float32: with int8, use --dtype auto or float32")
         return torch.float32
     if dtype == "auto":
         return torch.bfloat16 if cuda or native_bfloat16() else torch.float32
@@ -176,7 +176,9 @@ def _int8_language_model(model: Any) -> None:
 
     language = model.get_decoder() if hasattr(model, "get_decoder") else model
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization is in maintenance
+        # torch.ao.quantization is in maintenance and says so for every layer it quantizes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*", category=UserWarning)
         quantize_dynamic(language, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
