@@ -23,6 +23,10 @@ from review.ingest import ingest_records
 from review.scoring import Scorer
 
 
+def _dynamic_int8(module: torch.nn.Module) -> bool:
+    return type(module).__module__.startswith("torch.ao.nn.quantized.dynamic")
+
+
 def test_auto_picks_bfloat16_where_it_is_native_and_int8_on_a_cpu_computes_in_float32() -> None:
     assert load_dtype("auto", "none", cuda=True) is torch.bfloat16
     assert load_dtype("auto", "none", cuda=False) is (torch.bfloat16 if native_bfloat16() else torch.float32)
@@ -60,9 +64,9 @@ def test_each_precision_loads_answers_and_is_recorded_on_the_verdict(
     assert isinstance(provider, TransformersProvider) and provider.precision == precision
     decoder = provider.model.get_decoder()
     linears = [m for m in decoder.modules() if isinstance(m, torch.nn.Linear)]
-    quantized = [m for m in decoder.modules() if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")]
-    if quantize == "int8":  # the language model's linear layers are int8; the vision tower keeps its own
-        assert quantized and not linears
+    quantized = [m for m in decoder.modules() if _dynamic_int8(m)]
+    if quantize == "int8":  # the language model's linear layers and its head are int8; the vision tower keeps its own
+        assert quantized and not linears and _dynamic_int8(provider.model.lm_head)
         assert any(isinstance(m, torch.nn.Linear) for m in provider.model.model.visual.modules())
     else:
         assert linears and not quantized and linears[0].weight.dtype == getattr(torch, dtype)
@@ -99,3 +103,28 @@ def test_int8_on_a_gpu_needs_bitsandbytes() -> None:
             hf._bitsandbytes_int8()
     else:
         assert hf._bitsandbytes_int8().load_in_8bit
+
+
+def test_a_lora_adapter_runs_on_the_int8_base(sqlite_desk, tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The adapter is loaded first; the layers it adapts are quantized under it, its own small A/B
+    layers stay in float (PEFT reads their weights as tensors: quantized, it failed to answer)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir))
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    provider = TransformersProvider(str(tiny_model_dir), adapter=str(tmp_path / "adapter"), quantize="int8",
+                                    max_pixels=64 * 64)  # fmt: skip
+    modules = dict(provider.model.named_modules())
+    adapted = [n for n in modules if n.endswith("q_proj.base_layer")]
+    assert adapted and all(_dynamic_int8(modules[n]) for n in adapted)
+    assert all(
+        isinstance(m, torch.nn.Linear) for n, m in modules.items() if n.endswith(("lora_A.default", "lora_B.default"))
+    )
+    post = ingest_records(sqlite_desk.sessions, [{"external_id": "a", "text": "a post"}], sqlite_desk.settings)
+    Scorer(sqlite_desk.sessions, sqlite_desk.settings, provider, max_new_tokens=8).run()
+    with sqlite_desk.sessions() as session:
+        verdict = session.scalars(select(Verdict).where(Verdict.post_id == post.post_ids[0])).one()
+    assert verdict.error is None or "dtype" not in verdict.error
+    assert verdict.raw_output and verdict.model_precision == "int8-dynamic" and verdict.adapter
