@@ -220,10 +220,9 @@ class TransformersProvider:
         check_loadable(model_id)
         try:
             pinned: dict[str, Any] = {"revision": revision} if revision else {}
-            if quantize == "int8" and cuda:
-                pinned["quantization_config"] = _bitsandbytes_int8()
+            quantized = {"quantization_config": _bitsandbytes_int8()} if quantize == "int8" and cuda else {}
             self.processor = AutoProcessor.from_pretrained(model_id, **pinned)
-            model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=weights, **pinned)
+            model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=weights, **pinned, **quantized)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelUnavailable(f"cannot load the model {model_id!r}: {first}") from None
@@ -238,7 +237,7 @@ class TransformersProvider:
             except (OSError, ValueError) as exc:
                 raise ModelUnavailable(f"cannot load the adapter {adapter!r}: {exc}") from None
         if quantize == "int8" and not cuda:
-            _int8_language_model(model)  # after the adapter: its LoRA layers are quantized with the rest
+            _int8_language_model(model)  # after the adapter, whose own layers stay in float
         if quantize == "int8" and cuda:  # bitsandbytes placed the weights already
             self.model = model.eval()
         else:
