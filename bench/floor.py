@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from tests.live_app import (  # noqa: E402  (as the browser tests)
     CHROMIUM,
     CHROMIUM_ARGS,
+    CONFIRM_ENABLED,
     PICTURES_LOADED,
     served_app,
     sign_in,
@@ -48,16 +49,12 @@ ARRIVED = """(before) => {
   const main = document.querySelector('[data-testid=stMain]');
   const heading = [...main.querySelectorAll('h3')].find(h => h.innerText.startsWith('Post '));
   if (!heading || heading.innerText === before) return false;
-  const confirm = [...main.querySelectorAll('.st-key-review_confirm button')]
-    .some(b => !b.closest('[data-stale=true]') && !b.disabled);
-  if (confirm && window.benchConfirm === null) window.benchConfirm = performance.now();
+  if ((CONFIRM_ENABLED)() && window.benchConfirm === null) window.benchConfirm = performance.now();
   if (main.querySelector('[data-stale=true]') || window.reviewPicturesLoading()) return false;
   return {ms: performance.now() - window.benchT0, images: window.reviewPictures || 0};
-}"""
+}""".replace("CONFIRM_ENABLED", CONFIRM_ENABLED)  # the browser tests' own check, inlined
 
 
-CONFIRM_ENABLED = """() => [...document.querySelectorAll('.st-key-review_confirm button')]
-  .some(b => !b.closest('[data-stale=true]') && !b.disabled)"""
 DIAGNOSIS = """() => {
   const main = document.querySelector('[data-testid=stMain]');
   return JSON.stringify({headings: [...main.querySelectorAll('h3')].map(h => h.innerText),

@@ -19,11 +19,10 @@ from pages._common import (
     current_desk,
     show_media,
     show_post_body,
-    user_preferences,
+    thumbnail,
 )
 from review.auth import Permission
 from review.browse import PostFilter, count_posts, facet_counts, list_posts
-from review.media import data_uri
 from review.purge import tombstones
 from review.visibility import Viewer
 
@@ -32,7 +31,6 @@ CURSOR = "posts_cursor"
 
 desk = current_desk()
 actor = current_actor()
-prefs = user_preferences()
 
 
 def reset_paging() -> None:
@@ -103,20 +101,9 @@ if not page.rows:
     st.info("No post matches these filters.")
     st.stop()
 
-media_dir = desk.settings.media_dir
 table = pd.DataFrame(
     {
-        "thumbnail": [
-            data_uri(
-                media_dir,
-                r.media[0].thumb_path,
-                blur=r.media[0].blur is not None and prefs.blur_flagged,
-                grey=prefs.greyscale,
-            )
-            if r.media
-            else None
-            for r in page.rows
-        ],
+        "thumbnail": [thumbnail(desk, r) for r in page.rows],
         "text": [
             "(erased)" if r.id in erased and "text" in erased[r.id].kinds else " ".join(r.text.split())[:200]
             for r in page.rows

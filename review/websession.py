@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import SessionEnd, WebSession
-from db.session import writing
+from db.session import rows_changed, writing
 from review import auth  # as a module: review.auth calls end_all, and this reads accounts
 from review.config import Settings
 
@@ -189,14 +189,15 @@ def check(
 
 
 def resume(
-    sessions: sessionmaker[Session], token: str | None, settings: Settings, *, now: datetime | None = None
-) -> Live | Gone:
+    sessions: sessionmaker[Session], token: str | None, settings: Settings, *, touch: bool = True,
+    now: datetime | None = None,
+) -> Live | Gone:  # fmt: skip
     """The session whose cookie a reloaded page or a new tab brought (None or a stranger's
-    string: Gone without a reason)."""
+    string: Gone without a reason); ``touch`` as for :func:`check`."""
     digest = _digest(token)
     if digest is None:
         return Gone()
-    return _looked_up(sessions, WebSession.token_hash == digest, settings, _now(now), touch=True)
+    return _looked_up(sessions, WebSession.token_hash == digest, settings, _now(now), touch)
 
 
 def end(sessions: sessionmaker[Session], session_id: int, *, now: datetime | None = None) -> None:
@@ -220,20 +221,17 @@ def end_all(session: Session, user_id: int, reason: SessionEnd, *, now: datetime
 
 
 def _end(session: Session, which: ColumnElement[bool], reason: SessionEnd, now: datetime) -> int:
-    result = session.execute(
+    return rows_changed(
+        session,
         update(WebSession)
         .where(which, WebSession.ended_at.is_(None))
-        .values(ended_at=now, end_reason=reason, handoff_hash=None, handoff_expires_at=None)
+        .values(ended_at=now, end_reason=reason, handoff_hash=None, handoff_expires_at=None),
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def user_of(
     sessions: sessionmaker[Session], token: str | None, settings: Settings, *, now: datetime | None = None
 ) -> int | None:
     """The account a cookie signs in (for app.py's routes), without counting as activity."""
-    digest = _digest(token)
-    if digest is None:
-        return None
-    found = _looked_up(sessions, WebSession.token_hash == digest, settings, _now(now), touch=False)
+    found = resume(sessions, token, settings, touch=False, now=now)
     return found.actor.id if isinstance(found, Live) else None

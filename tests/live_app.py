@@ -28,6 +28,9 @@ CHROMIUM_ARGS = [
 # In the page: are the pictures of the post on the Review page loaded? The page's own rule
 # (PICTURE_FIRST in pages/review.py), which holds decisions back until then.
 PICTURES_LOADED = "() => typeof window.reviewPicturesLoading === 'function' && !window.reviewPicturesLoading()"
+# In the page: is the Review page's Confirm there (not a leftover of the last post) and usable?
+CONFIRM_ENABLED = """() => [...document.querySelectorAll('.st-key-review_confirm button')]
+  .some((b) => !b.closest('[data-stale="true"]') && !b.disabled)"""
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from tests.conftest import REPO
 from tests.live_app import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    CONFIRM_ENABLED,
     PICTURES_LOADED,
     served_app,
     session_cookie,
@@ -559,14 +560,6 @@ def test_a_reload_keeps_the_post_and_a_closed_tab_gives_it_back(app: App, browse
     assert left is not None and 0 < left <= LEAVE_GRACE.total_seconds(), left
 
 
-SHOWN = """() => {
-  const live = (el) => !el.closest('[data-stale="true"]');
-  const main = document.querySelector('[data-testid="stMain"]');
-  return {images: window.reviewPictures || 0,
-          confirm: [...main.querySelectorAll('.st-key-review_confirm button')].some((b) => live(b) && !b.disabled)};
-}"""
-
-
 def _next_post_shown(page, before: int | None) -> int:
     """The id of the post the Review page shows once another post than ``before`` is on it alone
     (no element of the last one left) and the app has finished its run."""
@@ -599,8 +592,7 @@ def test_no_decision_before_the_picture(app: App, browser) -> None:
     for _ in range(10):  # the next post that has an image and a verdict to confirm
         page.keyboard.press("n")
         post_id = _next_post_shown(page, post_id)
-        shown = page.evaluate(SHOWN)
-        if shown["images"] and shown["confirm"]:
+        if page.evaluate("() => window.reviewPictures || 0") and page.evaluate(CONFIRM_ENABLED):
             break
         while held:
             held.pop().continue_()
