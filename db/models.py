@@ -368,6 +368,8 @@ class ReviewEvent(Base):
 
 
 LABEL_CELLS = ("usable", "human_violation", "model_violation", "human_category", "model_category")
+# What the accuracy slices group on, in the order of their index (ix_post_label_slices).
+LABEL_SLICES = ("model_id", "prompt_version", "provider", "model_precision", "source")
 
 
 class PostLabel(Base):
@@ -397,6 +399,7 @@ class PostLabel(Base):
     prompt_version: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(64))
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    model_precision: Mapped[str | None] = mapped_column(String(32))  # the verdict's, from 0012 (None: not recorded)
 
     # Covering indexes, one per kind of metrics query, each led by what that query groups on, so
     # that SQLite reads the groups in order from the index (no sort) and applies the filters to
@@ -407,9 +410,7 @@ class PostLabel(Base):
             "ix_post_label_cells", *LABEL_CELLS, "confidence", "decided_at", "source", "model_id", "prompt_version"
         ),  # fmt: skip
         Index("ix_post_label_days", "decided_day", *LABEL_CELLS, "decided_at", "source", "model_id", "prompt_version"),
-        Index(
-            "ix_post_label_slices", "model_id", "prompt_version", "provider", "source", *LABEL_CELLS, "decided_at"
-        ),  # fmt: skip
+        Index("ix_post_label_slices", *LABEL_SLICES, *LABEL_CELLS, "decided_at"),
         Index("ix_post_label_raters", "raters"),
     )
 

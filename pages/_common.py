@@ -359,9 +359,7 @@ def show_verdict(verdict: VerdictRow | None) -> None:
             headline = f"{verdict.category} · severity {verdict.severity}" if verdict.violation else "No violation"
             (st.warning if verdict.violation else st.success)(f"{headline} · confidence {verdict.confidence:.2f}")
             st.text(verdict.rationale or "")
-        source = "baseline rules, not a model" if verdict.provider == "baseline" else verdict.provider
-        cached = " · reused from the duplicate cache" if verdict.cache_hit else ""
-        st.caption(f"{source} · {verdict.model_id} · prompt {verdict.prompt_version}{cached}")
+        st.caption(verdict.provenance)
 
 
 def verdict_details(verdict: VerdictRow) -> str:

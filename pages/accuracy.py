@@ -1,9 +1,10 @@
 """Accuracy (leads): the model's verdicts against the moderators' latest labels — violation as a
 yes/no task, categories with a confusion matrix that drills down to posts (thumbnails, blurred as
 on the Queue page; a post opens on Review; the cell lives in the URL, ``?human=…&model=…``, so a
-link opens it), trends, slices by model, prompt, provider and source, calibration and threshold
-advice. Numbers come from review/metrics/accuracy.py (through review/report.py's tables); this
-page only draws them."""
+link opens it), trends, slices by model, prompt, provider, model precision (float32, bfloat16,
+int8; "not recorded" for the rules, a server's model and older verdicts) and source, calibration
+and threshold advice. Numbers come from review/metrics/accuracy.py (through review/report.py's
+tables); this page only draws them."""
 
 from __future__ import annotations
 

@@ -86,10 +86,21 @@ class VerdictRow:
     sentiment: str | None = None
     tags: tuple[str, ...] = ()
     created_at: datetime | None = None
+    model_precision: str | None = None  # float32, bfloat16, int8-dynamic, int8-bnb; None: not recorded
 
     @property
     def usable(self) -> bool:
         return is_usable(self.parse_status)
+
+    @property
+    def provenance(self) -> str:
+        """Where the verdict came from, in one line, e.g. "transformers · Qwen/Qwen3-VL-2B-Instruct ·
+        int8-dynamic · prompt moderation@1a2b3c4d5e6f": the precision only when recorded, so that a
+        lead can tell an int8 verdict from a full-precision one."""
+        source = "baseline rules, not a model" if self.provider == "baseline" else self.provider
+        parts = [source, self.model_id, self.model_precision, f"prompt {self.prompt_version}"]
+        cached = " · reused from the duplicate cache" if self.cache_hit else ""
+        return " · ".join(p for p in parts if p) + cached
 
     @property
     def badge(self) -> str:
@@ -237,6 +248,7 @@ def _current_verdicts(session: Session, post_ids: list[int]) -> dict[int, Verdic
             sentiment=v.sentiment,
             tags=tuple(v.tags or ()),
             created_at=v.created_at,
+            model_precision=v.model_precision,
         )
         for post_id, v in current_verdicts(session, post_ids).items()
     }

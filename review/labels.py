@@ -25,7 +25,8 @@ DECISIONS = (EventAction.CONFIRM.value, EventAction.OVERTURN.value)
 SETTLED = (PostStatus.DECIDED.value, PostStatus.SECOND_REVIEW.value)
 COLUMNS = ("post_id", "event_id", "decided_at", "decided_day", "first_decided_at", "decided_by_id", "raters",
            "human_violation", "human_category", "verdict_id", "usable", "model_violation", "model_category",
-           "confidence", "provider", "model_id", "prompt_version", "source", "ingested_at")  # fmt: skip
+           "confidence", "provider", "model_id", "prompt_version", "model_precision", "source",
+           "ingested_at")  # fmt: skip
 
 
 def utc_day(dialect: str, column: SQLColumnExpression[datetime]) -> ColumnElement[str]:
@@ -114,6 +115,7 @@ def label_rows(dialect: str, post_ids: Collection[int] | None = None) -> Select:
             Verdict.provider,
             Verdict.model_id,
             Verdict.prompt_version,
+            Verdict.model_precision,
             Post.source,
             Post.ingested_at,
         )

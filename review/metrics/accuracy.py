@@ -26,7 +26,7 @@ import numpy as np
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
-from db.models import LABEL_CELLS, Post, PostLabel, ReviewEvent, User
+from db.models import LABEL_CELLS, LABEL_SLICES, Post, PostLabel, ReviewEvent, User
 from review.auth import Actor, Permission, require_live
 from review.errors import ReviewError
 from review.metrics import ratio
@@ -214,15 +214,18 @@ def _micro_f1(confusion: dict[tuple[str, str], int]) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Slices and trends: the same numbers per model, prompt version, provider, source or period
+# Slices and trends: the same numbers per model, prompt version, provider, the precision the
+# model ran in, source or period
 
-GROUPINGS = ("model_id", "prompt_version", "provider", "source")
+GROUPINGS = LABEL_SLICES  # in the order of the slices index, which the GROUP BY reads without a sort
 PERIODS = ("day", "week")
+# The slice of the rows without a value: the precision of the rules, of a server's model and of verdicts before 0011.
+NOT_RECORDED = "not recorded"
 
 
 @dataclass(frozen=True)
 class Slice:
-    key: str  # the model id, source… or the first day of the period (YYYY-MM-DD, UTC)
+    key: str  # the model id, source… (or NOT_RECORDED) or the first day of the period (YYYY-MM-DD, UTC)
     binary: Binary  # without AUC
     macro_f1: float
     category_accuracy: float  # share of posts whose category the model got right (= micro F1)
@@ -237,7 +240,7 @@ def monday(day: str) -> str:
 def breakdown(session: Session, actor: Actor, flt: MetricFilter, by: str) -> list[Slice]:
     """The accuracy numbers per value of ``by``, in key order: a period of the decision time
     (day, week: UTC, a week keyed by its Monday) or a grouping (model_id, prompt_version,
-    provider, source). One GROUP BY, read in order from the days or the slices index."""
+    provider, model_precision, source). One GROUP BY, read in order from the days or the slices index."""
     if by in PERIODS:
         require_live(session, actor, Permission.METRICS)
         grouped = (PostLabel.decided_day, *CELLS)
@@ -251,15 +254,20 @@ def breakdown(session: Session, actor: Actor, flt: MetricFilter, by: str) -> lis
 
 
 def slices(session: Session, actor: Actor, flt: MetricFilter) -> dict[str, list[Slice]]:
-    """The accuracy numbers per model id, prompt version, provider and source, from one GROUP BY."""
+    """The accuracy numbers per model id, prompt version, provider, model precision and source, from
+    one GROUP BY; a value not recorded (a verdict's precision: None) is the slice NOT_RECORDED."""
     require_live(session, actor, Permission.METRICS)
     keys = tuple(getattr(PostLabel, g) for g in GROUPINGS)
     grouped = (*keys, *CELLS)
     rows = session.execute(labelled(flt).add_columns(*grouped, func.count()).group_by(*grouped)).all()
     out = {}
     for i, g in enumerate(GROUPINGS):
-        out[g] = _slices([(str(row[i]), row[len(keys) + 1 :]) for row in rows if row[len(keys)]])
+        out[g] = _slices([(_key(row[i]), row[len(keys) + 1 :]) for row in rows if row[len(keys)]])
     return out
+
+
+def _key(value: object) -> str:
+    return NOT_RECORDED if value is None else str(value)
 
 
 def _slices(keyed: list[tuple[str, Sequence[Any]]]) -> list[Slice]:
