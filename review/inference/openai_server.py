@@ -7,6 +7,12 @@ text that :mod:`review.inference.parsing` tries to read). Requests run with boun
 concurrency; each has a timeout, and connection errors, 429 and 5xx answers are retried with
 exponential backoff by the client. A request that still fails becomes that post's error, never
 the whole batch's.
+
+A server that has just started may accept connections long before it can answer: llama.cpp's
+``llama-server`` answers every request 503 "Loading model" until its weights are in. So the
+provider waits, when it is made, until ``GET /health`` (llama-server, vLLM, ``transformers serve``)
+stops answering 5xx, for a bounded time, rather than spend the batch's retries on a loading
+server. A server without that route (404) counts as ready.
 """
 
 from __future__ import annotations
@@ -17,13 +23,19 @@ import math
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from PIL import Image
 
 from review.inference.base import Generation, ModelRequest, ModelUnavailable
 from review.inference.hf import DEFAULT_MAX_PIXELS
+from review.text import one_line
+
+if TYPE_CHECKING:  # imported when first used, like openai
+    import httpx2
+
+READY_POLL_S = 0.5  # between two GET /health while the server loads
 
 
 def image_data_url(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS, quality: int = 90) -> str:
@@ -62,6 +74,19 @@ def to_openai_messages(
     return out
 
 
+def _error_message(answer: httpx2.Response) -> str:
+    """The message of an error answer: ``error.message`` of an OpenAI-style JSON body (llama-server,
+    vLLM), else the body's text."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return answer.text
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return answer.text
+
+
 class OpenAIProvider:
     name = "openai"
     prompt_version: str | None = None  # verdicts record the rendered prompt's version
@@ -78,6 +103,7 @@ class OpenAIProvider:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         extra_body: dict[str, Any] | None = None,
         revision: str | None = None,
+        ready_timeout_s: float = 120.0,
     ) -> None:
         from openai import OpenAI
 
@@ -95,6 +121,7 @@ class OpenAIProvider:
         self.max_pixels = max_pixels
         self.extra_body = extra_body
         self._check_reachable()
+        self._wait_until_ready(ready_timeout_s)
         self.client = OpenAI(base_url=self.base_url, api_key=api_key, timeout=timeout_s, max_retries=max_retries)
 
     def _check_reachable(self) -> None:
@@ -107,6 +134,30 @@ class OpenAIProvider:
         except OSError as exc:
             reason = exc.strerror or exc
             raise ModelUnavailable(f"the model server at {self.base_url} cannot be reached ({reason})") from None
+
+    def _wait_until_ready(self, timeout_s: float) -> None:
+        """Poll ``GET /health`` (beside ``/v1``) until it answers anything but a 5xx or a dropped
+        connection, for at most ``timeout_s``; then raise ModelUnavailable with the last answer."""
+        import httpx2
+
+        url = self.base_url.removesuffix("/v1") + "/health"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                answer = httpx2.get(url, timeout=min(5.0, max(timeout_s, 0.1)))
+            except httpx2.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if answer.status_code < 500:
+                    return
+                last = f"{answer.status_code} {_error_message(answer)}".rstrip()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ModelUnavailable(
+                    f"the model server at {self.base_url} is not ready after {timeout_s:g} s "
+                    f"(GET {url}: {one_line(last, 200)})"
+                )
+            time.sleep(min(READY_POLL_S, remaining))
 
     def _one(self, request: ModelRequest) -> Generation:
         from openai import OpenAIError
