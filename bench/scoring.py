@@ -18,6 +18,13 @@ the database are the product's own.
   cache on; counts model calls against the posts, and checks every reuse came from the repost's
   own original. This part counts calls, not time, so it runs the tiny model.
 
+- precision: float32, bfloat16 and int8 (``--dtype`` / ``--quantize``), each in a fresh process
+  (peak memory is per process): the worker's posts/s at batch 1 and 8, the weights' bytes as
+  loaded, the process's resident memory after loading and at its peak, every verdict's parse
+  status, and drift: the share of greedy tokens that differ from float32's over the same posts'
+  first 64 answer tokens (unconstrained, batch 1; random weights make this a check of the
+  plumbing, not of quality).
+
 Prints one JSON object; docs/BENCHMARKS.md records a run.
 """
 
@@ -28,6 +35,7 @@ import io
 import json
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +54,7 @@ from review.config import Settings  # noqa: E402
 from review.desk import Desk, open_desk  # noqa: E402
 from review.inference.base import ModelRequest  # noqa: E402
 from review.inference.hf import TransformersProvider  # noqa: E402
+from review.inference.precision import weight_bytes  # noqa: E402
 from review.inference.schema import verdict_json_schema  # noqa: E402
 from review.ingest import ingest_records  # noqa: E402
 from review.inputs import load_inputs  # noqa: E402
@@ -155,6 +164,68 @@ def speed(model_dir: Path, n: int, max_new_tokens: int, parts: set[str]) -> dict
     return out
 
 
+PRECISIONS = {"float32": ("float32", "none"), "bfloat16": ("bfloat16", "none"), "int8": ("auto", "int8")}
+
+
+def memory_mb(field: str) -> int:
+    """VmRSS (resident now) or VmHWM (the process's peak) in MiB."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split(f"{field}:")[1].split()[0]) // 1024
+
+
+def precision_child(model_dir: Path, name: str, n: int, max_new_tokens: int, drift: tuple[int, int]) -> dict:
+    """One precision in this (fresh) process: load, score n posts at batch 1 and 8, greedy tokens."""
+    dtype, quantize = PRECISIONS[name]
+    started = time.perf_counter()
+    model = TransformersProvider(str(model_dir), max_pixels=384 * 384, dtype=dtype, quantize=quantize)
+    out: dict = {"precision": model.precision, "load_s": round(time.perf_counter() - started, 1),
+                 "weights_mb": round(weight_bytes(model.model) / 2**20),
+                 "rss_loaded_mb": memory_mb("VmRSS")}  # fmt: skip
+    schema = verdict_json_schema(load_policy())
+    model.generate([ModelRequest(moderation_prompt("warm-up", 0), [], schema, 8)])  # compile the grammar once
+    runs = {batch: worker_run(model, n, batch, max_new_tokens, seed=1) for batch in (1, 8)}
+    for batch, run in runs.items():
+        out[f"batch{batch}_posts_per_s"] = round(n / run["seconds"], 4)
+    out["statuses"] = sorted({s for run in runs.values() for s in run["statuses"]})
+    out["median_tokens"] = statistics.median(runs[8]["tokens"])
+    posts, length = drift
+    tokens = []
+    for text, images in runs[1]["inputs"][:posts]:
+        request = ModelRequest(moderation_prompt(text, len(images)), images, schema)
+        processed = model._inputs([model._render(request)], images)
+        with torch.inference_mode():
+            ids = model.model.generate(**processed, max_new_tokens=length, min_new_tokens=length, do_sample=False,
+                                       pad_token_id=model.pad_id)  # fmt: skip
+        tokens.append(ids[0, processed["input_ids"].shape[1] :].tolist())
+    out["tokens"] = tokens
+    out["rss_peak_mb"] = memory_mb("VmHWM")
+    return out
+
+
+def precision(model_dir: Path, n: int, max_new_tokens: int, drift: tuple[int, int]) -> dict:
+    """Each precision in its own process, against float32."""
+    out: dict = {"posts": n, "max_new_tokens": max_new_tokens, "torch_threads": torch.get_num_threads(),
+                 "drift": f"{drift[0]} posts x {drift[1]} greedy tokens, unconstrained, against float32"}  # fmt: skip
+    for name in PRECISIONS:
+        child = subprocess.run(
+            [sys.executable, __file__, "--precision-child", name, "--model", str(model_dir), "--posts", str(n),
+             "--max-new-tokens", str(max_new_tokens), "--drift", f"{drift[0]}x{drift[1]}"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        out[name] = json.loads(child.stdout)
+    reference = out["float32"]
+    for name in PRECISIONS:
+        result = out[name]
+        pairs = [(a, b) for mine, theirs in zip(result["tokens"], reference["tokens"], strict=True)
+                 for a, b in zip(mine, theirs, strict=True)]  # fmt: skip
+        result["tokens_differing_from_float32"] = round(sum(a != b for a, b in pairs) / len(pairs), 3)
+        for key in ("batch1_posts_per_s", "batch8_posts_per_s", "weights_mb", "rss_loaded_mb", "rss_peak_mb"):
+            result[f"{key}_vs_float32"] = round(result[key] / reference[key], 2)
+    for name in PRECISIONS:
+        del out[name]["tokens"]
+    return out
+
+
 def repost(image: Image.Image, kind: str) -> Image.Image:
     if kind == "exact":
         return image
@@ -235,14 +306,24 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=16)
     parser.add_argument("--cache-posts", type=int, default=100)
     parser.add_argument("--max-new-tokens", type=int, default=300)
-    parser.add_argument("--only", choices=["overhead", "batching", "cache"])
+    parser.add_argument("--only", choices=["overhead", "batching", "cache", "precision"])
+    parser.add_argument("--drift", default="16x64", help="posts x tokens compared with float32 (precision)")
+    parser.add_argument("--precision-child", choices=sorted(PRECISIONS), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    parts = {args.only} if args.only else {"overhead", "batching", "cache"}
+    drift = tuple(int(part) for part in args.drift.split("x"))
+    if args.precision_child:  # one precision, in a process of its own (see precision)
+        print(json.dumps(precision_child(args.model, args.precision_child, args.posts, args.max_new_tokens, drift)))
+        return
+    parts = {args.only} if args.only else {"overhead", "batching", "cache", "precision"}
     result: dict = {}
     if parts & {"overhead", "batching"}:
         with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
             model_dir = args.model or build_tiny_qwen3_vl(Path(tmp) / "small", size="small")
             result["speed"] = speed(model_dir, args.posts, args.max_new_tokens, parts)
+    if "precision" in parts:
+        with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
+            model_dir = args.model or build_tiny_qwen3_vl(Path(tmp) / "small", size="small")
+            result["precision"] = precision(model_dir, args.posts, args.max_new_tokens, drift)
     if "cache" in parts:
         result["cache"] = cache(args.cache_posts)
     print(json.dumps(result, ensure_ascii=False, indent=2))

@@ -46,6 +46,7 @@ ENV_VARS = {
     "READING_MAX_MINUTES": "reading_max_minutes",
     "MODEL_DTYPE": "model_dtype",
     "MODEL_QUANTIZE": "model_quantize",
+    "MODEL_MAX_MEMORY": "model_max_memory",
     "SESSION_IDLE_MINUTES": "session_idle_minutes",
     "SESSION_MAX_HOURS": "session_max_hours",
     "SESSION_COOKIE_SECURE": "session_cookie_secure",
@@ -87,6 +88,10 @@ class Settings:
     # layers (a CPU: torch's dynamic int8, computing in float32; a GPU: bitsandbytes).
     model_dtype: str = "auto"
     model_quantize: str = "none"
+    # A memory budget for the model's weights and working memory, with its unit ("6GiB", "6GB",
+    # "6000MiB"): the precision asked for if it fits, else int8, else a refusal. Empty: the
+    # memory free when the model loads decides whether to step down to int8 (never a refusal).
+    model_max_memory: str = ""
     # Share (0–1) of moderators' decisions drawn for a blind second review by another moderator.
     second_review_share: float = 0.1
     # Whether the second reviewer also works without the model's verdict on screen.
@@ -201,6 +206,8 @@ def _coerce(values: dict[str, object]) -> dict[str, Any]:
     for name, allowed in (("model_dtype", DTYPES), ("model_quantize", QUANTIZATIONS)):
         if name in out and out[name] not in allowed:
             raise ConfigError(f"setting {name} must be one of {', '.join(allowed)}, got {out[name]!r}")
+    if "model_max_memory" in out:
+        parse_bytes(out["model_max_memory"], "setting model_max_memory")
     idle, most = out.get("session_idle_minutes"), out.get("session_max_hours")
     if isinstance(idle, int) and not 1 <= idle <= 7 * 24 * 60:
         raise ConfigError(f"setting session_idle_minutes must be between 1 and {7 * 24 * 60} (a week), got {idle}")
@@ -214,6 +221,32 @@ def _coerce(values: dict[str, object]) -> dict[str, Any]:
     if isinstance(raters, int) and not 2 <= raters <= MAX_QA_RATERS:
         raise ConfigError(f"setting qa_raters must be between 2 and {MAX_QA_RATERS}, got {raters}")
     return out
+
+
+BYTE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+              "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}  # fmt: skip
+
+
+def parse_bytes(text: str, what: str) -> int | None:
+    """A size with its unit ("6GiB", "6 GB", "512MiB") in bytes; None for an empty text. A bare
+    number is refused: gigabytes and gibibytes differ by 7 %, and the unit is the reader's to say."""
+    cleaned = text.strip().replace(" ", "").replace("_", "")
+    if not cleaned:
+        return None
+    number = cleaned.rstrip("KMGTBkmgtbIi")  # the unit's letters  # noqa: B005
+    unit = cleaned[len(number) :].upper()
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in BYTE_UNITS or not 0 < value < 2**60:
+        raise ConfigError(f"{what} must be a size with its unit, such as 6GiB, 6GB or 512MiB, got {text!r}")
+    return int(value * BYTE_UNITS[unit])
+
+
+def format_bytes(size: int) -> str:
+    """A size for people: GiB (or MiB under one GiB), one decimal."""
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
 def _delays(schedule: str) -> list[float]:

@@ -27,7 +27,7 @@ from db.session import writing
 from review.auth import Actor, Permission, require
 from review.errors import ReviewError
 from review.finetune import TrainExample, read_manifest, read_split
-from review.inference.base import ModelRequest, Provider
+from review.inference.base import ModelRequest, PrecisionChanged, Provider
 from review.inference.parsing import parse
 from review.inference.schema import ModelAnswer, verdict_json_schema
 from review.metrics.accuracy import Accuracy, accuracy_from
@@ -43,6 +43,7 @@ class Evaluation:
     examples: int
     accuracy: Accuracy
     failures: int  # answers that did not parse
+    weights: str | None = None  # the precision the model ran in (float32, bfloat16, int8-…), when known
 
     def summary(self) -> dict[str, Any]:
         """The accuracy page's headline numbers; None where no answer parsed (nothing to score)."""
@@ -51,6 +52,7 @@ class Evaluation:
         return {
             "model": self.model,
             "adapter": self.adapter,
+            "weights": self.weights,
             "examples": self.examples,
             "precision": b.precision if scored else None,
             "recall": b.recall if scored else None,
@@ -85,7 +87,11 @@ def evaluate_provider(
     failures = 0
     for first in range(0, len(examples), batch_size):
         batch = examples[first : first + batch_size]
-        generations = provider.generate([_request(e, policy, max_new_tokens) for e in batch])
+        requests = [_request(e, policy, max_new_tokens) for e in batch]
+        try:
+            generations = provider.generate(requests)
+        except PrecisionChanged:  # out of memory in the first batch: loaded again in int8
+            generations = provider.generate(requests)
         for example, generation in zip(batch, generations, strict=True):
             truth = ModelAnswer.model_validate_json(example.answer)
             said = parse(generation.text, policy).verdict if generation.error is None else None
@@ -97,7 +103,7 @@ def evaluate_provider(
                 rows.append((True, truth.violation, said.violation, truth.category, shown, said.confidence, 1))
         if progress:
             progress(min(first + batch_size, len(examples)), len(examples))
-    return Evaluation(label, adapter, len(examples), accuracy_from(rows), failures)
+    return Evaluation(label, adapter, len(examples), accuracy_from(rows), failures, provider.precision)
 
 
 def evaluate_export(

@@ -44,7 +44,7 @@ from db.models import LIVE_POST, Post, PostStatus, Verdict
 from db.session import lease_rows, outage_reason, retry_transient, rows_changed, worker_name, writing
 from review.config import Settings
 from review.errors import MediaError
-from review.inference.base import Generation, ModelRequest, Provider
+from review.inference.base import Generation, ModelRequest, PrecisionChanged, Provider
 from review.inference.parsing import ParseResult, parse
 from review.inference.schema import verdict_json_schema
 from review.inputs import PostImage, PostInput, load_inputs, normalise_text
@@ -374,7 +374,10 @@ class Scorer:
                 todo.append((post, key, request))
                 twins[key.input_hash(post)] = []
         if todo:
-            generations = self.provider.generate([request for _, _, request in todo])
+            try:
+                generations = self.provider.generate([request for _, _, request in todo])
+            except PrecisionChanged:  # the model was loaded again in int8: the keys name the precision
+                return self.score_batch(post_ids)
             self.stats.model_calls += len(todo)
             for (post, key, _), generation in zip(todo, generations, strict=True):
                 result = None if generation.error else parse(generation.text, self.policy)

@@ -89,13 +89,18 @@ def model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def precision_arguments(parser: argparse.ArgumentParser) -> None:
-    """--dtype and --quantize: the transformers provider's precision (score, ask, demo, evaluate)."""
+    """--dtype, --quantize and --max-memory: the transformers provider's precision (score, ask, demo,
+    evaluate)."""
     parser.add_argument("--dtype", choices=DTYPES,
                         help="the weights' dtype (default: MODEL_DTYPE, auto: bfloat16 on a GPU or on a CPU "
                         "with native bfloat16, else float32)")  # fmt: skip
     parser.add_argument("--quantize", choices=QUANTIZATIONS,
                         help="int8: the language model's linear layers in int8 (a CPU: torch's dynamic int8; a GPU: "
                         "bitsandbytes) (default: MODEL_QUANTIZE, none); recorded on every verdict")  # fmt: skip
+    parser.add_argument("--max-memory", metavar="SIZE",
+                        help="memory for the model, with its unit (6GiB, 6GB): the precision asked for if it fits, "
+                        "else int8, else a refusal (default: MODEL_MAX_MEMORY; none: the free memory decides "
+                        "whether to step down to int8)")  # fmt: skip
 
 
 def make_provider(settings: Settings, args: argparse.Namespace) -> Provider:
@@ -111,5 +116,7 @@ def make_provider(settings: Settings, args: argparse.Namespace) -> Provider:
         revision=args.revision,
         dtype=args.dtype,
         quantize=args.quantize,
+        max_memory=args.max_memory,
         on_load=lambda model: print(f"loading {model} …", file=sys.stderr),
+        notify=lambda line: print(line, file=sys.stderr),
     )

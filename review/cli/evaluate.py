@@ -43,7 +43,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     def make(adapter: str | None) -> Provider:
         return load_provider(desk.settings, name=args.provider, model=args.model, base_url=args.base_url,
-                             adapter=adapter, dtype=args.dtype, quantize=args.quantize)  # fmt: skip
+                             adapter=adapter, dtype=args.dtype, quantize=args.quantize,
+                             max_memory=args.max_memory)  # fmt: skip
 
     bars: dict[str, tqdm] = {}
 
@@ -61,6 +62,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
              "unparsed_answers"]  # fmt: skip
     heads = ["base"] + (["with adapter"] if args.adapter else [])
     print(f"{'':22}" + "".join(f"{h:>16}" for h in heads))
+    print(f"{'weights':22}" + "".join(f"{r['weights'] or '–':>16}" for r in rows))
     for name in names:
         cells = [r[name] for r in rows]
         shown = [("–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)) for v in cells]

@@ -19,12 +19,15 @@ def load_provider(
     revision: str | None = None,
     dtype: str | None = None,
     quantize: str | None = None,
+    max_memory: str | None = None,
     on_load: Callable[[str], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> Provider:
     """The provider ``name`` (default: the settings') for ``model`` (default: the settings'):
     ``transformers`` loads it in this process, ``openai`` talks to a server such as vLLM,
-    ``baseline`` is the offline rules. ``dtype`` and ``quantize`` (default: the settings') choose
-    the transformers provider's precision. Raises ModelUnavailable when the model cannot be loaded."""
+    ``baseline`` is the offline rules. ``dtype``, ``quantize`` and ``max_memory`` (default: the
+    settings') choose the transformers provider's precision; ``notify`` hears a step down to int8.
+    Raises ModelUnavailable when the model cannot be loaded."""
     name = name or settings.provider
     model = model or settings.model
     if name == "baseline":
@@ -40,7 +43,8 @@ def load_provider(
             on_load(model)
         return TransformersProvider(model, adapter=adapter, revision=revision, max_pixels=settings.model_max_pixels,
                                     dtype=dtype or settings.model_dtype,
-                                    quantize=quantize or settings.model_quantize)  # fmt: skip
+                                    quantize=quantize or settings.model_quantize,
+                                    max_memory=max_memory or settings.model_max_memory, notify=notify)  # fmt: skip
     if name == "openai":
         from review.inference.openai_server import OpenAIProvider
 

@@ -22,6 +22,12 @@ class ModelUnavailable(ReviewError):
     """The configured model cannot be loaded or reached (no weights, no server, no network)."""
 
 
+class PrecisionChanged(Exception):
+    """The provider ran out of memory in its first batch and loaded its model again in another
+    precision (int8): nothing was answered, and the caller asks again, so that the answers are
+    recorded with the precision that made them."""
+
+
 @dataclass(frozen=True)
 class PostSignals:
     """What the cheap signals found in a post (the baseline provider decides from these)."""
@@ -69,7 +75,8 @@ class Provider(Protocol):
 
     def generate(self, requests: list[ModelRequest]) -> list[Generation]:
         """One Generation per request, in order. Never raises for one bad request: its
-        Generation carries the error instead."""
+        Generation carries the error instead. May raise :class:`PrecisionChanged` once, for the
+        first batch: ask again."""
         ...
 
     def chat(self, request: ModelRequest) -> Generation:

@@ -21,6 +21,7 @@ time (a lock), since M-RoPE keeps per-call state on the model.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import threading
@@ -32,8 +33,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from review.config import DTYPES, QUANTIZATIONS
-from review.inference.base import Generation, ModelRequest, ModelUnavailable
+from review.config import parse_bytes
+from review.inference.base import Generation, ModelRequest, ModelUnavailable, PrecisionChanged
+from review.inference.precision import (
+    Precision,
+    available_memory,
+    choose,
+    estimate_bytes,
+    from_pretrained_options,
+    is_out_of_memory,
+    quantize_int8,
+    release_memory,
+    resolve,
+)
 
 DEFAULT_MAX_PIXELS = 1024 * 28 * 28  # ≈ 0.8 MP per image: enough for text in screenshots
 MIN_PIXELS = 32 * 32
@@ -128,67 +140,6 @@ def _images_digest(images: list[Any]) -> str:
     return h.hexdigest()
 
 
-def native_bfloat16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX): there bfloat16 halves
-    the weights' memory without the slow emulated arithmetic it costs elsewhere."""
-    import torch
-
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
-def load_dtype(dtype: str, quantize: str, cuda: bool) -> Any:
-    """The torch dtype to load the weights in: ``auto`` is bfloat16 on a GPU and on a CPU with
-    native bfloat16, else float32; CPU int8 quantizes float32 weights (torch's dynamic int8
-    layers take float32); a GPU's int8 loads bitsandbytes' layers over bfloat16."""
-    import torch
-
-    if dtype not in DTYPES:
-        raise ModelUnavailable(f"unknown dtype {dtype!r}: use {', '.join(DTYPES)}")
-    if quantize not in QUANTIZATIONS:
-        raise ModelUnavailable(f"unknown quantization {quantize!r}: use {', '.join(QUANTIZATIONS)}")
-    if quantize == "int8" and not cuda:
-        if dtype == "bfloat16":
-            raise ModelUnavailable("int8 on a CPU computes in float32: with int8, use --dtype auto or float32")
-        return torch.float32
-    if dtype == "auto":
-        return torch.bfloat16 if cuda or native_bfloat16() else torch.float32
-    return getattr(torch, dtype)
-
-
-def _bitsandbytes_int8() -> Any:
-    """The quantization config of 8-bit loading on a GPU (bitsandbytes)."""
-    try:
-        import bitsandbytes  # noqa: F401
-        from transformers import BitsAndBytesConfig
-    except ImportError:
-        raise ModelUnavailable("int8 on a GPU needs the bitsandbytes package (pip install bitsandbytes)") from None
-    return BitsAndBytesConfig(load_in_8bit=True)
-
-
-def _int8_language_model(model: Any) -> None:
-    """Replace the language model's linear layers and its output head by torch's dynamic int8
-    ones (weights in int8, activations quantized per call): every generated token reads all of
-    them, so that is where int8 saves time and memory (the head alone is 40 % of a small model's
-    weights); the vision tower runs once per image and keeps float32. A LoRA adapter's own small
-    A/B layers stay in float (PEFT reads their weights as tensors); the layers they adapt are
-    quantized under them."""
-    import warnings
-
-    import torch
-    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a PEFT wrapper
-    language = base.get_decoder()
-    layers = {name: default_dynamic_qconfig for name, module in language.named_modules()
-              if isinstance(module, torch.nn.Linear) and "lora_" not in name}  # fmt: skip
-    with warnings.catch_warnings():
-        # torch.ao.quantization is in maintenance and says so for every layer it quantizes
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*", category=UserWarning)
-        quantize_dynamic(language, layers, dtype=torch.qint8, inplace=True)
-        quantize_dynamic(base, {"lm_head": default_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
-
-
 class TransformersProvider:
     name = "transformers"
     prompt_version: str | None = None  # verdicts record the rendered prompt's version
@@ -206,57 +157,90 @@ class TransformersProvider:
         share_system_prefix: bool = True,
         dtype: str = "auto",
         quantize: str = "none",
+        max_memory: str | None = None,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.model_id = model_id
         self.adapter = adapter
+        self.revision = revision
         self.max_pixels = max_pixels
         self.constrained = constrained
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        cuda = self.device.startswith("cuda")
-        weights = load_dtype(dtype, quantize, cuda)
+        self.notify = notify or logging.getLogger(__name__).warning
+        self._lock = threading.Lock()
+        self._prefixes: OrderedDict[str, _Prefix] = OrderedDict()  # conversations (chat)
+        self._system_prefixes: OrderedDict[str, _Prefix] = OrderedDict()  # system messages (generate)
+        self.prefix_cache_size = prefix_cache_size
+        self.share_system_prefix = share_system_prefix
+        requested = resolve(dtype, quantize, self.device.startswith("cuda"))
         check_loadable(model_id)
+        budget = parse_bytes(max_memory or "", "--max-memory")
+        chosen, note = choose(requested, lambda p: estimate_bytes(model_id, p, revision), max_memory=budget,
+                              available=None if budget is not None else available_memory(requested.cuda))  # fmt: skip
+        if note:
+            self.notify(note)
+        self._answered = False  # whether a batch has run: only the first may still step down to int8
         try:
-            pinned: dict[str, Any] = {"revision": revision} if revision else {}
-            quantized = {"quantization_config": _bitsandbytes_int8()} if quantize == "int8" and cuda else {}
-            self.processor = AutoProcessor.from_pretrained(model_id, **pinned)
-            model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=weights, **pinned, **quantized)
+            self._load(chosen)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc) or chosen.quantize == "int8":
+                raise
+            self._step_down(chosen, f"out of memory loading the model in {chosen.label}")
+        tok = self.processor.tokenizer
+        self.stop_ids = [i for i in {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id} if i is not None]
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def _load(self, precision: Precision) -> None:
+        """Load the processor and the model (with the adapter) in ``precision``."""
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        pinned: dict[str, Any] = {"revision": self.revision} if self.revision else {}
+        try:
+            self.processor = AutoProcessor.from_pretrained(self.model_id, **pinned)
+            model = AutoModelForImageTextToText.from_pretrained(
+                self.model_id, **pinned, **from_pretrained_options(precision)
+            )
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelUnavailable(f"cannot load the model {model_id!r}: {first}") from None
-        if adapter:
+            raise ModelUnavailable(f"cannot load the model {self.model_id!r}: {first}") from None
+        if self.adapter:
             try:
                 from peft import PeftModel
             except ImportError:
                 raise ModelUnavailable("a LoRA adapter needs the peft package (pip install peft)") from None
             try:
                 # the PEFT wrapper forwards to the model it wraps (typed as another class)
-                model = PeftModel.from_pretrained(model, adapter)  # type: ignore[assignment]
+                model = PeftModel.from_pretrained(model, self.adapter)  # type: ignore[assignment]
             except (OSError, ValueError) as exc:
-                raise ModelUnavailable(f"cannot load the adapter {adapter!r}: {exc}") from None
-        if quantize == "int8" and not cuda:
-            _int8_language_model(model)  # after the adapter, whose own layers stay in float
-        if quantize == "int8" and cuda:  # bitsandbytes placed the weights already
+                raise ModelUnavailable(f"cannot load the adapter {self.adapter!r}: {exc}") from None
+        if precision.label == "int8-dynamic":
+            quantize_int8(model)  # after the adapter, whose own layers stay in float
+        if precision.label == "int8-bnb":  # bitsandbytes placed the weights already
             self.model = model.eval()
         else:
             self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # @wraps(nn.Module.to) hides self
-        self.precision: str | None = (
-            ("int8-bnb" if cuda else "int8-dynamic") if quantize == "int8" else str(weights).removeprefix("torch.")
-        )
+        self.loaded_in = precision
+        self.precision: str | None = precision.label
         self.processor.tokenizer.padding_side = "left"
-        self.model_revision = _revision(model_id, self.model.config) or revision
-        tok = self.processor.tokenizer
-        self.stop_ids = [i for i in {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id} if i is not None]
-        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        self._lock = threading.Lock()
-        self._prefixes: OrderedDict[str, _Prefix] = OrderedDict()  # conversations (chat)
-        self._system_prefixes: OrderedDict[str, _Prefix] = OrderedDict()  # system messages (generate)
-        self.prefix_cache_size = prefix_cache_size
-        self.share_system_prefix = share_system_prefix
+        self.model_revision = _revision(self.model_id, self.model.config) or self.revision
         # The module holding M-RoPE's per-call offset (Qwen3VLModel / Qwen2_5_VLModel), if any.
         self._rope_holder = next((m for m in self.model.modules() if hasattr(m, "rope_deltas")), None)
+
+    def _step_down(self, precision: Precision, why: str) -> None:
+        """Load the model again in int8 after running out of memory in ``precision`` (once)."""
+        self.model = None  # freed before the int8 copy loads
+        self._prefixes.clear()
+        self._system_prefixes.clear()
+        release_memory()
+        self.notify(f"{why}: loading it in {precision.int8().label} instead (recorded on its verdicts)")
+        try:
+            self._load(precision.int8())
+        except (RuntimeError, MemoryError) as exc:
+            if is_out_of_memory(exc):
+                raise ModelUnavailable(f"{why}, and again in {precision.int8().label}") from None
+            raise
 
     def _render(self, request: ModelRequest) -> str:
         """The request's chat as the model reads it, up to the assistant's turn."""
@@ -388,9 +372,15 @@ class TransformersProvider:
                         disable_compile=True,
                     )
             # What the model itself can raise (out of memory, an input it cannot take) is reported
-            # per request as that post's failure; a bug in our code is not caught here.
+            # per request as that post's failure; a bug in our code is not caught here. Out of
+            # memory in the first batch loads the model in int8 and has the caller ask again.
             except (RuntimeError, ValueError, IndexError, torch.OutOfMemoryError) as exc:
+                if not self._answered and is_out_of_memory(exc) and self.loaded_in.quantize != "int8":
+                    why = f"out of memory in the first batch in {self.loaded_in.label}"
+                    self._step_down(self.loaded_in, why)
+                    raise PrecisionChanged(f"{why}: the model was loaded again in {self.precision}") from None
                 return [_failure(exc, started) for _ in requests]
+            self._answered = True
         elapsed_ms = (time.perf_counter() - started) * 1000
         prompt_len = inputs["input_ids"].shape[1]
         return [
@@ -430,7 +420,10 @@ class TransformersProvider:
         text = self._render(request)
         cut = text.rfind(VISION_END)
         if not request.images or cut < 0 or self._rope_holder is None:
-            return self.generate([request])[0]
+            try:
+                return self.generate([request])[0]
+            except PrecisionChanged:  # loaded again in int8: this answer is the int8 model's
+                return self.generate([request])[0]
         cut += len(VISION_END)
         with self._lock:
             started = time.perf_counter()
