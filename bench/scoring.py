@@ -19,7 +19,8 @@ the database are the product's own.
   own original. This part counts calls, not time, so it runs the tiny model.
 
 - precision: float32, bfloat16 and int8 (``--dtype`` / ``--quantize``), each in a fresh process
-  (peak memory is per process): the worker's posts/s at batch 1 and 8, the weights' bytes as
+  (peak memory is per process): the worker's posts/s and answer tokens/s at batch 1 and 8 (the
+  median of ``--rounds`` runs; tokens/s because the precisions' answers differ in length), the weights' bytes as
   loaded, the process's resident memory after loading and at its peak, every verdict's parse
   status, and drift: the share of greedy tokens that differ from float32's over the same posts'
   first 64 answer tokens (unconstrained, batch 1; random weights make this a check of the
@@ -173,7 +174,9 @@ def memory_mb(field: str) -> int:
     return int(status.split(f"{field}:")[1].split()[0]) // 1024
 
 
-def precision_child(model_dir: Path, name: str, n: int, max_new_tokens: int, drift: tuple[int, int]) -> dict:
+def precision_child(
+    model_dir: Path, name: str, n: int, max_new_tokens: int, drift: tuple[int, int], rounds: int
+) -> dict:
     """One precision in this (fresh) process: load, score n posts at batch 1 and 8, greedy tokens."""
     dtype, quantize = PRECISIONS[name]
     started = time.perf_counter()
@@ -183,10 +186,14 @@ def precision_child(model_dir: Path, name: str, n: int, max_new_tokens: int, dri
                  "rss_loaded_mb": memory_mb("VmRSS")}  # fmt: skip
     schema = verdict_json_schema(load_policy())
     model.generate([ModelRequest(moderation_prompt("warm-up", 0), [], schema, 8)])  # compile the grammar once
-    runs = {batch: worker_run(model, n, batch, max_new_tokens, seed=1) for batch in (1, 8)}
-    for batch, run in runs.items():
-        out[f"batch{batch}_posts_per_s"] = round(n / run["seconds"], 4)
-    out["statuses"] = sorted({s for run in runs.values() for s in run["statuses"]})
+    every = {batch: [worker_run(model, n, batch, max_new_tokens, seed=1) for _ in range(rounds)] for batch in (1, 8)}
+    for batch, done in every.items():
+        out[f"batch{batch}_posts_per_s"] = round(statistics.median(n / run["seconds"] for run in done), 4)
+        out[f"batch{batch}_tokens_per_s"] = round(
+            statistics.median(sum(run["tokens"]) / run["seconds"] for run in done), 1
+        )
+    runs = {batch: done[0] for batch, done in every.items()}
+    out["statuses"] = sorted({s for done in every.values() for run in done for s in run["statuses"]})
     out["median_tokens"] = statistics.median(runs[8]["tokens"])
     posts, length = drift
     tokens = []
@@ -202,14 +209,15 @@ def precision_child(model_dir: Path, name: str, n: int, max_new_tokens: int, dri
     return out
 
 
-def precision(model_dir: Path, n: int, max_new_tokens: int, drift: tuple[int, int]) -> dict:
+def precision(model_dir: Path, n: int, max_new_tokens: int, drift: tuple[int, int], rounds: int) -> dict:
     """Each precision in its own process, against float32."""
     out: dict = {"posts": n, "max_new_tokens": max_new_tokens, "torch_threads": torch.get_num_threads(),
+                 "rounds": rounds,
                  "drift": f"{drift[0]} posts x {drift[1]} greedy tokens, unconstrained, against float32"}  # fmt: skip
     for name in PRECISIONS:
         child = subprocess.run(
             [sys.executable, __file__, "--precision-child", name, "--model", str(model_dir), "--posts", str(n),
-             "--max-new-tokens", str(max_new_tokens), "--drift", f"{drift[0]}x{drift[1]}"],
+             "--max-new-tokens", str(max_new_tokens), "--drift", f"{drift[0]}x{drift[1]}", "--rounds", str(rounds)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         out[name] = json.loads(child.stdout)
@@ -219,7 +227,15 @@ def precision(model_dir: Path, n: int, max_new_tokens: int, drift: tuple[int, in
         pairs = [(a, b) for mine, theirs in zip(result["tokens"], reference["tokens"], strict=True)
                  for a, b in zip(mine, theirs, strict=True)]  # fmt: skip
         result["tokens_differing_from_float32"] = round(sum(a != b for a, b in pairs) / len(pairs), 3)
-        for key in ("batch1_posts_per_s", "batch8_posts_per_s", "weights_mb", "rss_loaded_mb", "rss_peak_mb"):
+        for key in (
+            "batch1_posts_per_s",
+            "batch8_posts_per_s",
+            "batch1_tokens_per_s",
+            "batch8_tokens_per_s",
+            "weights_mb",
+            "rss_loaded_mb",
+            "rss_peak_mb",
+        ):
             result[f"{key}_vs_float32"] = round(result[key] / reference[key], 2)
     for name in PRECISIONS:
         del out[name]["tokens"]
@@ -308,11 +324,13 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=300)
     parser.add_argument("--only", choices=["overhead", "batching", "cache", "precision"])
     parser.add_argument("--drift", default="16x64", help="posts x tokens compared with float32 (precision)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per batch size, the median reported (precision)")
     parser.add_argument("--precision-child", choices=sorted(PRECISIONS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     drift = tuple(int(part) for part in args.drift.split("x"))
     if args.precision_child:  # one precision, in a process of its own (see precision)
-        print(json.dumps(precision_child(args.model, args.precision_child, args.posts, args.max_new_tokens, drift)))
+        child = precision_child(args.model, args.precision_child, args.posts, args.max_new_tokens, drift, args.rounds)
+        print(json.dumps(child))
         return
     parts = {args.only} if args.only else {"overhead", "batching", "cache", "precision"}
     result: dict = {}
@@ -323,7 +341,7 @@ def main() -> None:
     if "precision" in parts:
         with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
             model_dir = args.model or build_tiny_qwen3_vl(Path(tmp) / "small", size="small")
-            result["precision"] = precision(model_dir, args.posts, args.max_new_tokens, drift)
+            result["precision"] = precision(model_dir, args.posts, args.max_new_tokens, drift, args.rounds)
     if "cache" in parts:
         result["cache"] = cache(args.cache_posts)
     print(json.dumps(result, ensure_ascii=False, indent=2))

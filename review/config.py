@@ -239,8 +239,9 @@ def parse_bytes(text: str, what: str) -> int | None:
         value = float(number)
     except ValueError:
         value = -1.0
-    if unit not in BYTE_UNITS or not 0 < value < 2**60:
-        raise ConfigError(f"{what} must be a size with its unit, such as 6GiB, 6GB or 512MiB, got {text!r}")
+    if unit not in BYTE_UNITS or not 2**20 <= value * BYTE_UNITS[unit] < 2**60:
+        raise ConfigError(f"{what} must be a size with its unit, such as 6GiB, 6GB or 512MiB (1 MiB at least), "
+                          f"got {text!r}")  # fmt: skip
     return int(value * BYTE_UNITS[unit])
 
 

@@ -29,6 +29,7 @@ from review.errors import ReviewError
 from review.finetune import TrainExample, read_manifest, read_split
 from review.inference.base import ModelRequest, PrecisionChanged, Provider
 from review.inference.parsing import parse
+from review.inference.precision import release_memory
 from review.inference.schema import ModelAnswer, verdict_json_schema
 from review.metrics.accuracy import Accuracy, accuracy_from
 from review.policy import Policy, load_policy
@@ -134,6 +135,7 @@ def evaluate_export(
                               max_new_tokens=max_new_tokens, progress=report)
         )  # fmt: skip
         del provider
+        release_memory()  # the base model's memory back before the adapted one loads (its precision may depend on it)
     if adapter:
         record = {"evaluated_at": datetime.now(UTC).isoformat(), "export": str(export_dir), "split": split,
                   "results": [r.summary() for r in results]}  # fmt: skip

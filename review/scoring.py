@@ -374,10 +374,7 @@ class Scorer:
                 todo.append((post, key, request))
                 twins[key.input_hash(post)] = []
         if todo:
-            try:
-                generations = self.provider.generate([request for _, _, request in todo])
-            except PrecisionChanged:  # the model was loaded again in int8: the keys name the precision
-                return self.score_batch(post_ids)
+            generations = self.provider.generate([request for _, _, request in todo])
             self.stats.model_calls += len(todo)
             for (post, key, _), generation in zip(todo, generations, strict=True):
                 result = None if generation.error else parse(generation.text, self.policy)
@@ -460,7 +457,14 @@ class Scorer:
             return ids
         before = copy.deepcopy(self.stats)
         try:
-            self.score_batch(ids)
+            try:
+                self.score_batch(ids)
+            except PrecisionChanged:
+                # Out of memory in the first batch: the model was loaded again in int8. The batch
+                # again from the start, so that its cache keys and verdicts name the new precision
+                # (and what it counted under the old one is not counted twice).
+                self.stats = copy.deepcopy(before)
+                self.score_batch(ids)
         except BaseException as exc:
             self.stats = before
             if isinstance(exc, Exception) and outage_reason(exc) is not None:

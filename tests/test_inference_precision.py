@@ -6,6 +6,8 @@ garbage: these tests check what runs and what is stored, not what the model says
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,10 +24,11 @@ from review.inference.base import ModelUnavailable
 from review.inference.hf import TransformersProvider
 from review.inference.precision import (
     Precision,
+    _cgroup_headroom,
     available_memory,
     choose,
     estimate_bytes,
-    load_dtype,
+    int8_linear,
     native_bfloat16,
     resolve,
     weight_bytes,
@@ -39,18 +42,24 @@ def _dynamic_int8(module: torch.nn.Module) -> bool:
 
 
 def test_auto_picks_bfloat16_where_it_is_native_and_int8_on_a_cpu_computes_in_float32() -> None:
-    assert load_dtype("auto", "none", cuda=True) is torch.bfloat16
-    assert load_dtype("auto", "none", cuda=False) is (torch.bfloat16 if native_bfloat16() else torch.float32)
-    assert load_dtype("float32", "none", cuda=True) is torch.float32
-    assert load_dtype("bfloat16", "none", cuda=False) is torch.bfloat16
-    assert load_dtype("auto", "int8", cuda=False) is torch.float32  # torch's dynamic int8 takes float32
-    assert load_dtype("auto", "int8", cuda=True) is torch.bfloat16  # bitsandbytes' layers over bfloat16
+    assert resolve("auto", "none", cuda=True) == Precision("bfloat16", "none", cuda=True)
+    assert resolve("auto", "none", cuda=False).dtype == ("bfloat16" if native_bfloat16() else "float32")
+    assert resolve("float32", "none", cuda=True).label == "float32"
+    assert resolve("bfloat16", "none", cuda=False).label == "bfloat16"
+    assert resolve("auto", "int8", cuda=False) == Precision(
+        "float32", "int8", cuda=False
+    )  # torch's int8 computes in float32
+    assert resolve("float32", "int8", cuda=True) == Precision("bfloat16", "int8", cuda=True)  # bitsandbytes over bf16
+    assert (
+        resolve("auto", "int8", cuda=False).label == "int8-dynamic"
+        and resolve("auto", "int8", True).label == "int8-bnb"
+    )
     with pytest.raises(ModelUnavailable, match="int8 on a CPU computes in float32"):
-        load_dtype("bfloat16", "int8", cuda=False)
+        resolve("bfloat16", "int8", cuda=False)
     with pytest.raises(ModelUnavailable, match="unknown dtype 'float16'"):
-        load_dtype("float16", "none", cuda=False)
+        resolve("float16", "none", cuda=False)
     with pytest.raises(ModelUnavailable, match="unknown quantization 'int4'"):
-        load_dtype("auto", "int4", cuda=False)
+        resolve("auto", "int4", cuda=False)
 
 
 def test_the_settings_name_the_precision_and_refuse_others() -> None:
@@ -162,7 +171,7 @@ def test_a_size_names_its_unit() -> None:
     assert parse_bytes("6GiB", "x") == 6 * 2**30 and parse_bytes(" 6 gb ", "x") == 6 * 10**9
     assert parse_bytes("512MiB", "x") == 512 * 2**20 and parse_bytes("1.5GB", "x") == 1_500_000_000
     assert parse_bytes("", "x") is None
-    for bad in ("6", "6XB", "-1GB", "GiB", "0GB", "1e30GB"):
+    for bad in ("6", "6XB", "-1GB", "GiB", "0GB", "1e30GB", "0.5B", "1023KiB"):
         with pytest.raises(ConfigError, match="x must be a size with its unit"):
             parse_bytes(bad, "x")
     with pytest.raises(ConfigError, match="setting model_max_memory must be a size with its unit.*got '8'"):
@@ -181,18 +190,18 @@ def _size(precision: Precision) -> int:
 
 def test_a_budget_loads_what_was_asked_if_it_fits_else_int8_else_refuses() -> None:
     fp32 = resolve("float32", "none", cuda=False)
-    assert choose(fp32, _size, max_memory=11 * GIB, available=1) == (fp32, None)  # 8 GiB + a quarter
+    assert choose(fp32, _size, max_memory=8 * GIB, available=1) == (fp32, None)
     chosen, note = choose(fp32, _size, max_memory=6 * GIB, available=None)
     assert chosen.label == "int8-dynamic" and note == (
-        "float32 needs about 10.0 GiB and the memory budget (--max-memory) is 6.0 GiB: loading in int8-dynamic instead"
+        "float32 needs about 8.0 GiB and the memory budget (--max-memory) is 6.0 GiB: loading in int8-dynamic instead"
     )
-    with pytest.raises(ModelUnavailable, match=r"needs about 3\.8 GiB in int8-dynamic .* budget .* is 3\.0 GiB$"):
-        choose(fp32, _size, max_memory=3 * GIB, available=None)
+    with pytest.raises(ModelUnavailable, match=r"needs about 3\.0 GiB in int8-dynamic .* budget .* is 2\.0 GiB$"):
+        choose(fp32, _size, max_memory=2 * GIB, available=None)
     int8 = resolve("auto", "int8", cuda=False)  # int8 asked for: nothing to step down to
     with pytest.raises(ModelUnavailable, match="in int8-dynamic"):
-        choose(int8, _size, max_memory=3 * GIB, available=None)
+        choose(int8, _size, max_memory=2 * GIB, available=None)
     bf16 = resolve("auto", "none", cuda=True)
-    assert choose(bf16, _size, max_memory=4 * GIB, available=None)[0].label == "int8-bnb"
+    assert choose(bf16, _size, max_memory=3 * GIB, available=None)[0].label == "int8-bnb"
 
 
 def test_without_a_budget_the_free_memory_steps_down_to_int8_but_never_refuses() -> None:
@@ -200,21 +209,36 @@ def test_without_a_budget_the_free_memory_steps_down_to_int8_but_never_refuses()
     assert choose(fp32, _size, max_memory=None, available=None) == (fp32, None)  # cannot tell: as asked
     chosen, note = choose(fp32, _size, max_memory=None, available=6 * GIB)
     assert chosen.label == "int8-dynamic" and note and "the free memory is 6.0 GiB" in note
-    chosen, note = choose(fp32, _size, max_memory=None, available=2 * GIB)
-    assert chosen == fp32 and note and note.endswith("loading in float32 anyway")
-    assert (available_memory(cuda=False) or 0) > 0  # Linux's MemAvailable
+    chosen, note = choose(fp32, _size, max_memory=None, available=2 * GIB)  # nothing fits: the smallest
+    assert chosen.label == "int8-dynamic" and note and note.endswith("loading in int8-dynamic anyway")
+    assert (available_memory("cpu") or 0) > 0  # Linux's MemAvailable
+
+
+def test_a_containers_memory_limit_counts_as_free_memory(tmp_path: Path) -> None:
+    assert _cgroup_headroom(tmp_path) is None  # no cgroup files: no limit known
+    (tmp_path / "memory.max").write_text("max\n")
+    (tmp_path / "memory.current").write_text("1000\n")
+    assert _cgroup_headroom(tmp_path) is None  # v2 without a limit
+    (tmp_path / "memory.max").write_text(f"{8 * GIB}\n")
+    assert _cgroup_headroom(tmp_path) == 8 * GIB - 1000
+    (tmp_path / "memory.max").unlink()
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "memory" / "memory.limit_in_bytes").write_text(f"{4 * GIB}\n")
+    (tmp_path / "memory" / "memory.usage_in_bytes").write_text(f"{5 * GIB}\n")
+    assert _cgroup_headroom(tmp_path) == 0  # v1, over its limit already
 
 
 def test_a_memory_budget_picks_int8_for_the_verdicts_and_refuses_what_cannot_fit(
     sqlite_desk, tiny_model_dir: Path
 ) -> None:
     notes: list[str] = []
-    settings = sqlite_desk.settings.with_overrides(model_max_memory="50MiB")  # float32 ≈ 92 MiB, int8 ≈ 26 MiB
+    # float32 needs ≈ 94 MiB, int8 ≈ 63 MiB (its weights and the embedding table's float32 copy while it converts)
+    settings = sqlite_desk.settings.with_overrides(model_max_memory="80MiB")
     provider = load_provider(settings, name="transformers", model=str(tiny_model_dir), dtype="float32",
                              notify=notes.append)  # fmt: skip
     assert provider.precision == "int8-dynamic"
     assert notes == [f"float32 needs about {notes[0].split('about ')[1].split(' and')[0]} and the memory budget "
-                     "(--max-memory) is 50.0 MiB: loading in int8-dynamic instead"]  # fmt: skip
+                     "(--max-memory) is 80.0 MiB: loading in int8-dynamic instead"]  # fmt: skip
     post = ingest_records(sqlite_desk.sessions, [{"external_id": "a", "text": "a post"}], sqlite_desk.settings)
     Scorer(sqlite_desk.sessions, sqlite_desk.settings, provider, max_new_tokens=8).run()
     with sqlite_desk.sessions() as session:
@@ -254,7 +278,18 @@ def test_out_of_memory_while_loading_loads_int8_once(monkeypatch: pytest.MonkeyP
         TransformersProvider(str(tiny_model_dir), dtype="float32", notify=notes.append)
 
 
-def test_out_of_memory_in_the_first_batch_scores_that_batch_in_int8(sqlite_desk, tiny_model_dir: Path) -> None:
+def test_out_of_memory_in_the_first_batch_scores_that_batch_in_int8(
+    monkeypatch: pytest.MonkeyPatch, sqlite_desk, tiny_model_dir: Path
+) -> None:
+    """The whole batch runs again under int8 keys: a post that was a float32 cache hit the first
+    time is answered by the int8 model (and not counted as a hit), and the float32 model is gone
+    before the int8 one loads."""
+    from transformers import AutoModelForImageTextToText
+
+    first = ingest_records(sqlite_desk.sessions, [{"external_id": "a", "text": "the same post"}], sqlite_desk.settings)
+    full = TransformersProvider(str(tiny_model_dir), dtype="float32", max_pixels=64 * 64)
+    Scorer(sqlite_desk.sessions, sqlite_desk.settings, full, max_new_tokens=8).run()
+    del full
     notes: list[str] = []
     provider = TransformersProvider(str(tiny_model_dir), dtype="float32", notify=notes.append)
 
@@ -262,12 +297,95 @@ def test_out_of_memory_in_the_first_batch_scores_that_batch_in_int8(sqlite_desk,
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     provider.model.register_forward_pre_hook(short_of_memory)  # the float32 model's every call
-    records = [{"external_id": str(i), "text": f"post {i}"} for i in range(3)]
+    old = weakref.ref(provider.model.get_decoder().layers[0].mlp.down_proj.weight)  # the weights, not the wrapper
+    real, gone_at_reload = AutoModelForImageTextToText.from_pretrained, []
+
+    def load(*args: object, **kwargs: object) -> object:
+        gc.collect()
+        gone_at_reload.append(old() is None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", load)
+    records = [{"external_id": "b", "text": "the same post"}, {"external_id": "c", "text": "post c"},
+               {"external_id": "d", "text": "post d"}]  # fmt: skip
     ingest_records(sqlite_desk.sessions, records, sqlite_desk.settings)
-    stats = Scorer(sqlite_desk.sessions, sqlite_desk.settings, provider, batch_size=2, max_new_tokens=8).run()
+    stats = Scorer(sqlite_desk.sessions, sqlite_desk.settings, provider, batch_size=3, max_new_tokens=8).run()
+    assert gone_at_reload == [True]
     with sqlite_desk.sessions() as session:
-        rows = session.execute(select(Verdict.model_precision, Verdict.error, Verdict.raw_output)).all()
-    assert stats.scored == 3 and stats.model_calls == 3  # the failed first call is not counted
-    assert all(precision == "int8-dynamic" and "memory" not in (error or "") and raw for precision, error, raw in rows)
+        rows = session.execute(
+            select(Verdict.model_precision, Verdict.error, Verdict.raw_output, Verdict.cache_hit)
+            .where(Verdict.post_id != first.post_ids[0])
+        ).all()  # fmt: skip
+    assert (stats.scored, stats.model_calls, stats.cache_hits) == (3, 3, 0)
+    assert len(rows) == 3 and all(
+        precision == "int8-dynamic" and "memory" not in (error or "") and raw and not hit
+        for precision, error, raw, hit in rows
+    )
     assert notes == ["out of memory in the first batch in float32: loading it in int8-dynamic instead "
                      "(recorded on its verdicts)"]  # fmt: skip
+
+
+def test_int8_linear_reads_the_weight_in_slices_and_equals_torchs_own_conversion() -> None:
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+    from torch.ao.quantization import default_dynamic_qconfig
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(48, 300).to(torch.bfloat16)  # a checkpoint's dtype; 300 rows in slices of 64
+    whole = torch.nn.Linear(48, 300)
+    whole.load_state_dict({k: v.float() for k, v in layer.state_dict().items()})
+    whole.qconfig = default_dynamic_qconfig
+    reference, sliced = Int8Linear.from_float(whole), int8_linear(layer, rows=64)
+    assert torch.equal(sliced.weight().int_repr(), reference.weight().int_repr())
+    assert sliced.weight().q_scale() == reference.weight().q_scale()
+    x = torch.randn(5, 48)
+    assert torch.equal(sliced(x), reference(x))
+
+
+@pytest.fixture(scope="module")
+def tied_bfloat16_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny model as real Qwen3-VL-2B checkpoints are: one embedding table for input and
+    output, saved in bfloat16."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    target = tmp_path_factory.mktemp("tied-bf16")
+    model = AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir), dtype=torch.bfloat16)
+    model.config.tie_word_embeddings = model.config.get_text_config().tie_word_embeddings = True
+    model.tie_weights()
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+    model.save_pretrained(target)
+    AutoProcessor.from_pretrained(str(tiny_model_dir)).save_pretrained(target)
+    return target
+
+
+def test_int8_from_a_tied_bfloat16_checkpoint_with_an_adapter(
+    sqlite_desk, tmp_path: Path, tied_bfloat16_dir: Path
+) -> None:
+    """int8 converts from the checkpoint's own dtype (bfloat16 here), gives the tied table an int8
+    copy for each use, and an adapter still answers on it; the sizes count a tied table once."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(str(tied_bfloat16_dir))
+    assert base.dtype == torch.bfloat16 and base.lm_head.weight is base.get_input_embeddings().weight
+    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False)).save_pretrained(
+        tmp_path / "adapter"
+    )
+    full = TransformersProvider(str(tied_bfloat16_dir), dtype="float32")
+    assert weight_bytes(full.model) == pytest.approx(estimate_bytes(str(tied_bfloat16_dir), full.loaded_in), rel=0.1)
+    provider = TransformersProvider(str(tied_bfloat16_dir), quantize="int8", adapter=str(tmp_path / "adapter"))
+    model = provider.model.get_base_model()
+    assert _dynamic_int8(model.lm_head) and "quantized" in type(model.get_input_embeddings()).__module__
+    assert {p.dtype for p in provider.model.parameters()} == {torch.float32}  # the rest converted from bfloat16
+    assert weight_bytes(provider.model) == pytest.approx(estimate_bytes(str(tied_bfloat16_dir), provider.loaded_in),
+                                                         rel=0.1)  # fmt: skip
+    post = ingest_records(sqlite_desk.sessions, [{"external_id": "a", "text": "a post"}], sqlite_desk.settings)
+    Scorer(sqlite_desk.sessions, sqlite_desk.settings, provider, max_new_tokens=8).run()
+    with sqlite_desk.sessions() as session:
+        verdict = session.scalars(select(Verdict).where(Verdict.post_id == post.post_ids[0])).one()
+    assert verdict.raw_output and verdict.model_precision == "int8-dynamic" and verdict.adapter
+
+
+def test_a_folder_that_is_not_an_image_text_model_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "qwen3", "vocab_size": 64, "hidden_size": 16}')
+    with pytest.raises(ModelUnavailable, match="^cannot load the model .*: Unrecognized configuration class"):
+        TransformersProvider(str(tmp_path))

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -40,6 +41,7 @@ class LoadingServer:
     server: HTTPServer
     loading: int
     health: int = 200
+    key: str | None = None  # a gateway that answers 401 to a request without this bearer key
     seen: list[tuple[str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -49,7 +51,9 @@ class LoadingServer:
 
     def handle(self, request: Request) -> Response:
         with self.lock:
-            if self.loading > 0:
+            if self.key and request.headers.get("Authorization") != f"Bearer {self.key}":
+                status, body = 401, {"error": {"message": "no key"}}
+            elif self.loading > 0:
                 self.loading -= 1
                 status, body = 503, LOADING
             elif request.path == "/health":
@@ -76,7 +80,7 @@ def start_server() -> Iterator[Callable[..., LoadingServer]]:
     """Call with LoadingServer's fields (less ``server``) to start one; stopped at teardown."""
     servers: list[HTTPServer] = []
 
-    def start(**fields: int) -> LoadingServer:
+    def start(**fields: Any) -> LoadingServer:
         server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
         server.start()
         servers.append(server)
@@ -123,3 +127,11 @@ def test_a_server_without_health_is_ready_at_once(start_server: Callable[..., Lo
     assert server.seen == [("/health", 404)]  # asked once, did not wait
     (generation,) = provider.generate([request()])
     assert generation.error is None and generation.text == ANSWER
+
+
+def test_the_wait_sends_the_key_to_a_guarded_server(start_server: Callable[..., LoadingServer]) -> None:
+    """Behind a gateway that wants the key on every route, a /health asked without it answers 401,
+    which would read as ready while the model still loads."""
+    server = start_server(loading=2, key="secret")
+    OpenAIProvider(server.url, "qwen3-vl-tiny", api_key="secret", ready_timeout_s=30)
+    assert server.seen == [("/health", 503), ("/health", 503), ("/health", 200)]

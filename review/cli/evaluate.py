@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     heads = ["base"] + (["with adapter"] if args.adapter else [])
     print(f"{'':22}" + "".join(f"{h:>16}" for h in heads))
     print(f"{'weights':22}" + "".join(f"{r['weights'] or '–':>16}" for r in rows))
+    if len({r["weights"] for r in rows}) > 1:
+        print("note: the two ran in different precisions (one stepped down to int8 for memory); for a like-for-like "
+              "comparison pass --quantize int8 or a --max-memory both fit in", file=sys.stderr)  # fmt: skip
     for name in names:
         cells = [r[name] for r in rows]
         shown = [("–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)) for v in cells]

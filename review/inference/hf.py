@@ -39,9 +39,9 @@ from review.inference.precision import (
     Precision,
     available_memory,
     choose,
-    estimate_bytes,
     from_pretrained_options,
     is_out_of_memory,
+    needed_bytes,
     quantize_int8,
     release_memory,
     resolve,
@@ -177,17 +177,22 @@ class TransformersProvider:
         requested = resolve(dtype, quantize, self.device.startswith("cuda"))
         check_loadable(model_id)
         budget = parse_bytes(max_memory or "", "--max-memory")
-        chosen, note = choose(requested, lambda p: estimate_bytes(model_id, p, revision), max_memory=budget,
-                              available=None if budget is not None else available_memory(requested.cuda))  # fmt: skip
+        chosen, note = choose(requested, lambda p: needed_bytes(model_id, p, revision), max_memory=budget,
+                              available=None if budget is not None else available_memory(self.device))  # fmt: skip
         if note:
             self.notify(note)
         self._answered = False  # whether a batch has run: only the first may still step down to int8
+        short = None
         try:
             self._load(chosen)
         except (RuntimeError, MemoryError) as exc:
-            if not is_out_of_memory(exc) or chosen.quantize == "int8":
+            if not is_out_of_memory(exc):
                 raise
-            self._step_down(chosen, f"out of memory loading the model in {chosen.label}")
+            short = f"out of memory loading the model in {chosen.label}"
+        if short and chosen.quantize == "int8":
+            raise ModelUnavailable(short)
+        if short:  # outside the except block: its traceback would keep the half-loaded model alive
+            self._step_down(chosen, short)
         tok = self.processor.tokenizer
         self.stop_ids = [i for i in {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id} if i is not None]
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -229,18 +234,24 @@ class TransformersProvider:
         self._rope_holder = next((m for m in self.model.modules() if hasattr(m, "rope_deltas")), None)
 
     def _step_down(self, precision: Precision, why: str) -> None:
-        """Load the model again in int8 after running out of memory in ``precision`` (once)."""
-        self.model = None  # freed before the int8 copy loads
+        """Load the model again in int8 after running out of memory in ``precision`` (once). The
+        full-precision model is dropped first (every reference: the model, the M-RoPE holder
+        inside it, the caches), so that the int8 copy has its memory."""
+        self.model = None
+        self._rope_holder = None
         self._prefixes.clear()
         self._system_prefixes.clear()
         release_memory()
         self.notify(f"{why}: loading it in {precision.int8().label} instead (recorded on its verdicts)")
+        short = False
         try:
             self._load(precision.int8())
         except (RuntimeError, MemoryError) as exc:
-            if is_out_of_memory(exc):
-                raise ModelUnavailable(f"{why}, and again in {precision.int8().label}") from None
-            raise
+            if not is_out_of_memory(exc):
+                raise
+            short = True
+        if short:
+            raise ModelUnavailable(f"{why}, and again in {precision.int8().label}")
 
     def _render(self, request: ModelRequest) -> str:
         """The request's chat as the model reads it, up to the assistant's turn."""
@@ -355,8 +366,13 @@ class TransformersProvider:
         if not requests:
             return []
         with self._lock:
+            if self.model is None:  # a step down to int8 that ran out of memory too
+                raise ModelUnavailable("the model ran out of memory in float and in int8: load it again")
             started = time.perf_counter()
             logits_processors = self._logits_processors(requests)
+            inputs: Any = None
+            past: Any = None
+            short = None
             try:
                 inputs, past = self._batch_inputs(requests)
                 if self._rope_holder is not None:
@@ -375,11 +391,13 @@ class TransformersProvider:
             # per request as that post's failure; a bug in our code is not caught here. Out of
             # memory in the first batch loads the model in int8 and has the caller ask again.
             except (RuntimeError, ValueError, IndexError, torch.OutOfMemoryError) as exc:
-                if not self._answered and is_out_of_memory(exc) and self.loaded_in.quantize != "int8":
-                    why = f"out of memory in the first batch in {self.loaded_in.label}"
-                    self._step_down(self.loaded_in, why)
-                    raise PrecisionChanged(f"{why}: the model was loaded again in {self.precision}") from None
-                return [_failure(exc, started) for _ in requests]
+                if self._answered or not is_out_of_memory(exc) or self.loaded_in.quantize == "int8":
+                    return [_failure(exc, started) for _ in requests]
+                short = f"out of memory in the first batch in {self.loaded_in.label}"
+            if short:  # outside the except block, whose traceback holds the model's frames
+                del inputs, past
+                self._step_down(self.loaded_in, short)
+                raise PrecisionChanged(f"{short}: the model was loaded again in {self.precision}")
             self._answered = True
         elapsed_ms = (time.perf_counter() - started) * 1000
         prompt_len = inputs["input_ids"].shape[1]

@@ -121,7 +121,7 @@ class OpenAIProvider:
         self.max_pixels = max_pixels
         self.extra_body = extra_body
         self._check_reachable()
-        self._wait_until_ready(ready_timeout_s)
+        self._wait_until_ready(ready_timeout_s, api_key)
         self.client = OpenAI(base_url=self.base_url, api_key=api_key, timeout=timeout_s, max_retries=max_retries)
 
     def _check_reachable(self) -> None:
@@ -135,7 +135,7 @@ class OpenAIProvider:
             reason = exc.strerror or exc
             raise ModelUnavailable(f"the model server at {self.base_url} cannot be reached ({reason})") from None
 
-    def _wait_until_ready(self, timeout_s: float) -> None:
+    def _wait_until_ready(self, timeout_s: float, api_key: str) -> None:
         """Poll ``GET /health`` (beside ``/v1``) until it answers anything but a 5xx or a dropped
         connection, for at most ``timeout_s``; then raise ModelUnavailable with the last answer."""
         import httpx2
@@ -144,7 +144,9 @@ class OpenAIProvider:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                answer = httpx2.get(url, timeout=min(5.0, max(timeout_s, 0.1)))
+                # with the key: a gateway that guards /health would otherwise answer 401, read as ready
+                answer = httpx2.get(url, headers={"Authorization": f"Bearer {api_key}"},
+                                    timeout=min(5.0, max(timeout_s, 0.1)))  # fmt: skip
             except httpx2.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
             else:

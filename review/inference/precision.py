@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from review.config import DTYPES, QUANTIZATIONS, format_bytes
@@ -72,18 +74,10 @@ def resolve(dtype: str, quantize: str, cuda: bool) -> Precision:
         raise ModelUnavailable(f"unknown quantization {quantize!r}: use {', '.join(QUANTIZATIONS)}")
     if quantize == "int8" and not cuda and dtype == "bfloat16":
         raise ModelUnavailable("int8 on a CPU computes in float32: with int8, use --dtype auto or float32")
-    if quantize == "int8":
-        return Precision("bfloat16" if cuda else "float32", "int8", cuda)
     if dtype == "auto":
-        return Precision("bfloat16" if cuda or native_bfloat16() else "float32", "none", cuda)
-    return Precision(dtype, "none", cuda)
-
-
-def load_dtype(dtype: str, quantize: str, cuda: bool) -> Any:
-    """The torch dtype of the unquantized weights for ``--dtype`` / ``--quantize`` on this device."""
-    import torch
-
-    return getattr(torch, resolve(dtype, quantize, cuda).dtype)
+        dtype = "bfloat16" if cuda or native_bfloat16() else "float32"
+    asked = Precision(dtype, "none", cuda)
+    return asked.int8() if quantize == "int8" else asked
 
 
 def from_pretrained_options(precision: Precision) -> dict[str, Any]:
@@ -109,8 +103,8 @@ def bitsandbytes_int8() -> Any:
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def int8_targets(model: Any) -> Iterator[tuple[Any, str, Any]]:
-    """(parent, attribute, module) of every module a CPU's int8 replaces: the language model's
+def int8_targets(model: Any) -> Iterator[tuple[Any, str]]:
+    """(parent, attribute) of every module a CPU's int8 replaces: the language model's
     linear layers (not a LoRA adapter's own A/B layers, which PEFT reads as float tensors), its
     output head (the head alone is 40 % of a small model's weights) and its token embedding.
     Every generated token reads all of them; the vision tower runs once per image."""
@@ -123,41 +117,73 @@ def int8_targets(model: Any) -> Iterator[tuple[Any, str, Any]]:
             continue
         for attribute, child in parent.named_children():
             if isinstance(child, torch.nn.Linear) and not attribute.startswith("lora_"):
-                yield parent, attribute, child
-    yield base, "lm_head", base.get_output_embeddings()
-    yield language, "embed_tokens", language.get_input_embeddings()
+                yield parent, attribute
+    yield base, "lm_head"
+    yield language, "embed_tokens"
 
 
 def quantize_int8(model: Any) -> None:
-    """Replace :func:`int8_targets` by torch's int8 modules in place, one at a time (each is
-    converted to float32 just before): dynamic int8 linear layers (int8 weights, activations
-    quantized per call) and an int8 embedding table with a scale per row. The rest of the model
-    ends in float32. The float copies are freed as it goes."""
+    """Replace :func:`int8_targets` by torch's int8 modules in place, one at a time: dynamic int8
+    linear layers (int8 weights, activations quantized per call) and an int8 embedding table with
+    a scale per row. The rest of the model ends in float32. Each float module is dropped once
+    replaced, and a linear layer is read in slices (:func:`int8_linear`), so no layer is whole in
+    float32 beside its int8 copy (the output head was the load's peak)."""
     import torch
     from torch.ao.nn.quantized import Embedding as Int8Embedding
-    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
-    from torch.ao.quantization import default_dynamic_qconfig, float_qparams_weight_only_qconfig
+    from torch.ao.quantization import float_qparams_weight_only_qconfig
 
     with warnings.catch_warnings():
         # torch.ao.quantization is in maintenance and says so for every layer it quantizes
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*", category=UserWarning)
-        for parent, attribute, module in list(int8_targets(model)):
-            module.float()
-            embedding = isinstance(module, torch.nn.Embedding)
-            # from_float reads the module's qconfig attribute (set here, as torch's own convert does)
-            object.__setattr__(
-                module, "qconfig", float_qparams_weight_only_qconfig if embedding else default_dynamic_qconfig
-            )
-            setattr(parent, attribute, (Int8Embedding if embedding else Int8Linear).from_float(module))
+        for parent, attribute in list(int8_targets(model)):
+            module = getattr(parent, attribute)
+            if isinstance(module, torch.nn.Embedding):
+                module.float()
+                # from_float reads the module's qconfig attribute (set here, as torch's own convert does)
+                object.__setattr__(module, "qconfig", float_qparams_weight_only_qconfig)
+                setattr(parent, attribute, Int8Embedding.from_float(module))
+            else:
+                setattr(parent, attribute, int8_linear(module))
+            del module
     model.float()  # the vision tower, norms and adapter layers (int8 modules hold no float parameters)
+    for tensor in [*model.parameters(), *model.buffers()]:
+        # copies of their own: a tensor still mapping the checkpoint keeps the whole file's pages
+        # resident, the replaced layers' included
+        tensor.data = tensor.data.clone()
     release_memory()
 
 
+def int8_linear(module: Any, rows: int = 4096) -> Any:
+    """torch's dynamic int8 linear layer for ``module`` (any float dtype), the same as its
+    ``from_float`` (one symmetric scale for the whole weight, from its minimum and maximum) but
+    reading the weight ``rows`` rows at a time: ``from_float`` holds the whole weight in float32
+    twice over while it quantizes, which for a large vocabulary's output head was the load's peak."""
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+    from torch.ao.quantization import default_dynamic_qconfig
+
+    weight = module.weight.detach()
+    observer = default_dynamic_qconfig.weight()  # min/max over every slice, as over the whole
+    for part in weight.split(rows):
+        observer(part.float())
+    scale, zero = (float(q) for q in observer.calculate_qparams())
+    ints = torch.empty(weight.shape, dtype=torch.int8)
+    for start in range(0, weight.shape[0], rows):
+        part = weight[start : start + rows].float()
+        ints[start : start + rows] = torch.quantize_per_tensor(part, scale, int(zero), torch.qint8).int_repr()
+    layer = Int8Linear(weight.shape[1], weight.shape[0], bias_=module.bias is not None, dtype=torch.qint8)
+    bias = None if module.bias is None else module.bias.detach().float()
+    layer.set_weight_bias(torch._make_per_tensor_quantized_tensor(ints, scale, int(zero)), bias)
+    return layer
+
+
 def weight_bytes(model: Any) -> int:
-    """The bytes the model's weights take as loaded: parameters and buffers, and the int8 tensors
-    (with their scales) of quantized modules."""
+    """The bytes the model's weights take as loaded: parameters and buffers (a tensor shared by two
+    modules, as tied input and output embeddings, once), and the int8 tensors (with their scales)
+    of quantized modules."""
     total = 0
+    seen: set[int] = set()
     for module in model.modules():
         weight = getattr(module, "weight", None)
         if callable(weight) and not list(module.parameters(recurse=False)):  # torch's quantized modules
@@ -169,7 +195,9 @@ def weight_bytes(model: Any) -> int:
             bias = module.bias() if callable(getattr(module, "bias", None)) else None
             total += 0 if bias is None else bias.nelement() * bias.element_size()
         for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
-            total += tensor.nelement() * tensor.element_size()
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor.nelement() * tensor.element_size()
     return total
 
 
@@ -180,28 +208,46 @@ def _per_channel() -> tuple[Any, ...]:
 
 
 def estimate_bytes(model_id: str, precision: Precision, revision: str | None = None) -> int:
-    """About how many bytes the weights of ``model_id`` take in ``precision``, from its config:
-    the model is built on the ``meta`` device, which reads no weights and allocates nothing."""
+    """About how many bytes the weights of ``model_id`` take in ``precision``, from its config."""
+    return _weights(_meta_model(model_id, revision), precision)
+
+
+def needed_bytes(model_id: str, precision: Precision, revision: str | None = None) -> int:
+    """What loading and running ``model_id`` in ``precision`` is taken to need: its weights plus
+    :data:`RUNTIME_MARGIN`, and for a CPU's int8 the float32 copy of the largest module while it
+    is quantized (a large vocabulary's embedding table). The key/value cache of a batch comes on
+    top (it grows with the batch and the prompt)."""
+    model = _meta_model(model_id, revision)
+    needed = _weights(model, precision) * RUNTIME_MARGIN
+    if precision.label == "int8-dynamic":
+        needed += 4 * max(getattr(parent, attribute).weight.nelement() for parent, attribute in int8_targets(model))
+    return int(needed)
+
+
+@functools.lru_cache(maxsize=4)
+def _meta_model(model_id: str, revision: str | None) -> Any:
+    """The model built from its config on the ``meta`` device: its shapes, no weights read and
+    nothing allocated."""
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     pinned = {"revision": revision} if revision else {}
     try:
         config = AutoConfig.from_pretrained(model_id, **pinned)
-    except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"cannot read the config of {model_id!r}: {exc}") from None
-    with torch.device("meta"):
-        model = AutoModelForImageTextToText.from_config(config)
-    return _estimate(model, precision)
+        with torch.device("meta"):
+            return AutoModelForImageTextToText.from_config(config)
+    except (OSError, ValueError, KeyError, ImportError) as exc:  # not a model of this kind, a config it cannot read
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelUnavailable(f"cannot load the model {model_id!r}: {first}") from None
 
 
-def _estimate(model: Any, precision: Precision) -> int:
+def _weights(model: Any, precision: Precision) -> int:
     import torch
 
     params = {id(p): p.nelement() for p in model.parameters()}
     every = sum(params.values())
     if precision.label == "int8-dynamic":
-        targets = [module for _, _, module in int8_targets(model)]
+        targets = [getattr(parent, attribute) for parent, attribute in int8_targets(model)]
         quantized = {id(p) for m in targets for p in m.parameters()}
         rest = sum(n for key, n in params.items() if key not in quantized)
         rows = model.get_input_embeddings().weight.shape[0]  # the int8 table's scale and zero point per row
@@ -215,51 +261,72 @@ def _estimate(model: Any, precision: Precision) -> int:
 
 def choose(
     requested: Precision,
-    estimate: Callable[[Precision], int],
+    needed: Callable[[Precision], int],
     *,
     max_memory: int | None,
     available: int | None,
 ) -> tuple[Precision, str | None]:
     """The precision to load, and a one-line note when it is not the one asked for.
 
-    With a budget (``max_memory``, bytes), the requested precision if its weights (plus
-    :data:`RUNTIME_MARGIN`) fit, else int8 if that fits; a clear refusal when nothing does.
+    With a budget (``max_memory``, bytes), the requested precision if what it needs (see
+    :func:`needed_bytes`) fits, else int8 if that fits; a clear refusal when nothing does.
     Without one, the same against the memory free now (``available``), except that when nothing
-    fits the requested precision is loaded anyway (the free memory is a snapshot, and the
-    system may swap); the note says so."""
+    fits the smallest is loaded anyway (the free memory is a snapshot, and the system may swap);
+    the note says so."""
     candidates = [requested] if requested.quantize == "int8" else [requested, requested.int8()]
     limit = max_memory if max_memory is not None else available
     if limit is None:
         return requested, None
-    needed = {c: int(estimate(c) * RUNTIME_MARGIN) for c in candidates}
+    need = {c: needed(c) for c in candidates}
     where = "the memory budget (--max-memory)" if max_memory is not None else "the free memory"
     for candidate in candidates:
-        if needed[candidate] <= limit:
+        if need[candidate] <= limit:
             if candidate == requested:
                 return candidate, None
-            return candidate, (f"{requested.label} needs about {format_bytes(needed[requested])} and {where} is "
+            return candidate, (f"{requested.label} needs about {format_bytes(need[requested])} and {where} is "
                                f"{format_bytes(limit)}: loading in {candidate.label} instead")  # fmt: skip
     smallest = candidates[-1]
-    message = (f"the model needs about {format_bytes(needed[smallest])} in {smallest.label} (weights and working "
+    message = (f"the model needs about {format_bytes(need[smallest])} in {smallest.label} (weights and working "
                f"memory) and {where} is {format_bytes(limit)}")  # fmt: skip
     if max_memory is not None:
         raise ModelUnavailable(message)
-    return requested, f"{message}: loading in {requested.label} anyway"
+    return smallest, f"{message}: loading in {smallest.label} anyway"
 
 
-def available_memory(cuda: bool) -> int | None:
-    """Bytes free for a model now: the GPU's free memory, or the CPU's MemAvailable (Linux);
-    None where that cannot be read."""
-    if cuda:
+def available_memory(device: str) -> int | None:
+    """Bytes free for a model now: the GPU's free memory; on a CPU, Linux's MemAvailable, or less
+    where the process's cgroup (a container) has a lower limit; None where that cannot be read."""
+    if device.startswith("cuda"):
         import torch
 
-        return int(torch.cuda.mem_get_info()[0])
+        return int(torch.cuda.mem_get_info(device)[0])
+    free = [_meminfo_available(), _cgroup_headroom()]
+    known = [n for n in free if n is not None]
+    return min(known) if known else None
+
+
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     except OSError:
+        return None
+    return None
+
+
+def _cgroup_headroom(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """A container's memory limit less its use: cgroup v2 (memory.max) or v1 (memory.limit_in_bytes)."""
+    for limit, usage in (("memory.max", "memory.current"),
+                         ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):  # fmt: skip
+        try:
+            cap = (root / limit).read_text().strip()
+            used = int((root / usage).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if cap.isdigit() and int(cap) < 2**60:  # "max", or v1's huge number: no limit
+            return max(0, int(cap) - used)
         return None
     return None
 
