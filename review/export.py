@@ -88,6 +88,7 @@ from review.metrics.filters import disagreement, disagrees, label_conditions
 from review.policy import Policy, load_policy
 from review.prompts import ModerationRenderer
 from review.signals.runner import load_media_signals
+from review.text import first_line
 from review.verdicts import is_usable
 
 FORMATS = ("llamafactory", "swift", "qwen", "parquet")
@@ -573,8 +574,7 @@ def load_processor(model: str) -> tuple[Any, str | None]:
     except ModelUnavailable as exc:
         return None, str(exc)
     except (OSError, ValueError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, f"cannot load the processor of {model!r}: {first}"
+        return None, f"cannot load the processor of {model!r}: {first_line(exc)}"
     if getattr(processor, "image_processor", None) is None or not hasattr(processor, "apply_chat_template"):
         return None, f"{model!r} has no image processor and chat template (not a vision-language model)"
     return processor, None

@@ -19,6 +19,13 @@ from typing import Any
 ELLIPSIS = "…"
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none): the part of a
+    library's long error a person needs in a one-line message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def one_line(value: Any, width: int | None = None) -> str:
     """``value`` (``None`` is empty) as one line of text: every character that is not printable
     (newlines, tabs, other controls, zero-width and bidi marks, lone surrogates) escaped as

@@ -38,6 +38,7 @@ from review.inference.base import Generation, ModelRequest, ModelUnavailable, Pr
 from review.inference.precision import (
     Precision,
     available_memory,
+    cannot_load,
     choose,
     from_pretrained_options,
     is_out_of_memory,
@@ -208,8 +209,7 @@ class TransformersProvider:
                 self.model_id, **pinned, **from_pretrained_options(precision)
             )
         except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelUnavailable(f"cannot load the model {self.model_id!r}: {first}") from None
+            raise cannot_load(self.model_id, exc) from None
         if self.adapter:
             try:
                 from peft import PeftModel

@@ -32,6 +32,7 @@ from typing import Any
 
 from review.config import DTYPES, QUANTIZATIONS, format_bytes
 from review.inference.base import ModelUnavailable
+from review.text import first_line
 
 # A budget is compared with the weights plus this share for activations and the key/value cache.
 RUNTIME_MARGIN = 1.25
@@ -237,8 +238,12 @@ def _meta_model(model_id: str, revision: str | None) -> Any:
         with torch.device("meta"):
             return AutoModelForImageTextToText.from_config(config)
     except (OSError, ValueError, KeyError, ImportError) as exc:  # not a model of this kind, a config it cannot read
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelUnavailable(f"cannot load the model {model_id!r}: {first}") from None
+        raise cannot_load(model_id, exc) from None
+
+
+def cannot_load(model_id: str, exc: BaseException) -> ModelUnavailable:
+    """The one-line error of a model that cannot be loaded (or its config read) for ``exc``."""
+    return ModelUnavailable(f"cannot load the model {model_id!r}: {first_line(exc)}")
 
 
 def _weights(model: Any, precision: Precision) -> int:
