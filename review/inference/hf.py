@@ -1,8 +1,9 @@
 """The transformers provider: a Qwen-VL model (Qwen3-VL, Qwen2.5-VL) loaded in this process.
 
 Loads a hub id or a local folder with ``AutoProcessor`` + ``AutoModelForImageTextToText`` (as
-users load the real Qwen3-VL-2B-Instruct), on CUDA in bf16 when there is a GPU and on the CPU
-in fp32 otherwise, optionally with a PEFT LoRA adapter. Batches are padded on the left and
+users load the real Qwen3-VL-2B-Instruct), on CUDA when there is a GPU, in the precision
+:mod:`review.inference.precision` chooses (float32, bfloat16 or int8; stepping down to int8 when
+memory is short), optionally with a PEFT LoRA adapter. Batches are padded on the left and
 generated greedily; with a JSON schema the decoding is constrained to it (see
 :mod:`review.inference.constrained`), so every answer parses unless it runs out of tokens.
 

@@ -34,7 +34,8 @@ from review.config import DTYPES, QUANTIZATIONS, format_bytes
 from review.inference.base import ModelUnavailable
 from review.text import first_line
 
-# A budget is compared with the weights plus this share for activations and the key/value cache.
+# What a precision needs: its weights plus this share (activations, a small batch's cache); the
+# key/value cache of a large batch comes on top.
 RUNTIME_MARGIN = 1.25
 
 
