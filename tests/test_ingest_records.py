@@ -1,7 +1,7 @@
 """review/ingest/records.py: what a record may hold — text length, Unicode stored byte for byte,
-invisible characters in ids, NUL and lone surrogates, NaN and infinity, created_at within range
-(compact dates are dates, not unix seconds), metadata depth and keys — each refused with a reason
-for that record only; ``validate`` on its own keeps unknown fields as metadata.
+invisible characters in ids, NUL and lone surrogates, NaN and infinity, metadata depth and keys —
+each refused with a reason for that record only; created_at within range (compact dates are dates,
+not unix seconds), else left empty with a warning; ``validate`` on its own keeps unknown fields as metadata.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def test_nul_in_image_name_is_rejected_not_fatal(sqlite_desk: Desk, tmp_path: Pa
     assert list(rejections(report)) == ["posts.jsonl:1"]
 
 
-def test_created_at_out_of_range_is_rejected_not_fatal(sqlite_desk: Desk, tmp_path: Path) -> None:
+def test_created_at_out_of_range_is_left_empty_not_fatal(sqlite_desk: Desk, tmp_path: Path) -> None:
     path = write_jsonl(
         tmp_path / "posts.jsonl",
         [{"external_id": "far", "created_at": "9999-12-31T23:00:00-05:00"}, {"external_id": "near"}],
@@ -159,8 +159,9 @@ def test_created_at_out_of_range_is_rejected_not_fatal(sqlite_desk: Desk, tmp_pa
 
     report = ingest_files(sqlite_desk, path)
 
-    assert set(stored_posts(sqlite_desk)) == {"near"}
-    assert list(rejections(report)) == ["posts.jsonl:1"]
+    assert set(stored_posts(sqlite_desk)) == {"far", "near"}
+    assert stored_posts(sqlite_desk)["far"].created_at is None
+    assert report.rejected == [] and report.warnings[0].startswith("posts.jsonl:1: created_at left empty")
 
 
 def test_metadata_nested_too_deeply_is_a_rejection_not_a_crash(sqlite_desk: Desk, tmp_path: Path) -> None:
@@ -197,7 +198,7 @@ def test_metadata_keys_are_bounded(sqlite_desk: Desk, tmp_path: Path) -> None:
     [
         (253402300800, "out of range"),  # the year 10000 in seconds: Pydantic read it as ms (1978)
         ("253402300800", "out of range"),
-        (1700000000000, "looks like milliseconds"),
+        (1e20, "out of range"),  # neither seconds nor milliseconds of a post's time
         (0, "out of range"),  # "unknown" placeholders
         (-1, "out of range"),
         ("1969-12-31", "out of range"),
@@ -205,12 +206,13 @@ def test_metadata_keys_are_bounded(sqlite_desk: Desk, tmp_path: Path) -> None:
         ("10000-01-01", "created_at"),
     ],
 )
-def test_absurd_times_are_rejected_not_reinterpreted(sqlite_desk: Desk, tmp_path: Path, value: Any, why: str) -> None:
+def test_absurd_times_are_left_empty_not_reinterpreted(sqlite_desk: Desk, tmp_path: Path, value: Any, why: str) -> None:
     path = tmp_path / "t.jsonl"
     path.write_bytes(jsonl_bytes({"external_id": "t", "created_at": value}, {"external_id": "ok"}))
     report = ingest_paths(sqlite_desk.sessions, [path], sqlite_desk.settings)
-    assert set(stored_posts(sqlite_desk)) == {"ok"}
-    assert why in rejections(report)["t.jsonl:1"]
+    assert set(stored_posts(sqlite_desk)) == {"t", "ok"} and stored_posts(sqlite_desk)["t"].created_at is None
+    (warning,) = report.warnings
+    assert warning.startswith("t.jsonl:1: created_at left empty") and why in warning
 
 
 def test_sane_times_are_kept(sqlite_desk: Desk, tmp_path: Path) -> None:

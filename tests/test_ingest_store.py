@@ -389,7 +389,7 @@ def test_bad_records_across_chunks_do_not_cost_the_good_ones(desk: Desk, tmp_pat
     total = 2 * CHUNK_SIZE + 50
     rows: list[dict[str, Any] | str] = [{"external_id": f"n{i:04d}", "text": f"post {i}"} for i in range(1, total + 1)]
     rows[CHUNK_SIZE] = {"external_id": "", "text": "first line of the second chunk"}  # line 201
-    rows[249] = {"external_id": "n0250", "created_at": "not a date"}  # line 250
+    rows[249] = {"external_id": "n0250", "images": 7}  # line 250
     rows[299] = dict(rows[9])  # line 300 repeats line 10 exactly
     rows[CHUNK_SIZE * 2 + 9] = "{broken"  # line 410
     path = write_jsonl(tmp_path / "big.jsonl", rows)
@@ -402,7 +402,7 @@ def test_bad_records_across_chunks_do_not_cost_the_good_ones(desk: Desk, tmp_pat
     found = rejections(report)
     assert list(found) == ["big.jsonl:201", "big.jsonl:250", "big.jsonl:410"]
     assert found["big.jsonl:201"].startswith("external_id:") and "at least 1 character" in found["big.jsonl:201"]
-    assert found["big.jsonl:250"].startswith("created_at:")
+    assert found["big.jsonl:250"].startswith("images:")
     assert "malformed JSON" in found["big.jsonl:410"]
     stored = set(stored_posts(desk))
     assert "n0250" not in stored

@@ -43,13 +43,14 @@ def file_progress(label: str, total: int) -> Callable[[int], None]:
 
 
 def print_ingest_report(report: IngestReport, verbose_warnings: bool = True) -> None:
-    """Rejections, warnings and unusual encodings on stderr; the summary line on stdout."""
+    """Rejections, warnings and unusual encodings on stderr, one line per reason however many
+    records share it (with their count and first locations); the summary line on stdout."""
     from review.text import shown
 
-    for rejection in report.rejected:
-        print(f"rejected {rejection}", file=sys.stderr)
+    for rejected in report.grouped_rejections():
+        print(f"rejected {rejected}", file=sys.stderr)
     if verbose_warnings:
-        for warning in report.warnings:
+        for warning in report.grouped_warnings():
             print(f"warning {warning}", file=sys.stderr)
     for path, encoding in report.encodings.items():
         if encoding not in ("utf-8", "utf-8-sig"):

@@ -15,6 +15,33 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Load posts. Each record: external_id, source, text, author, created_at, images, metadata.",
     )
     ingest.add_argument("paths", nargs="+", metavar="PATH", help=".jsonl, .csv, .tsv file or a folder of images")
+    ingest.add_argument(
+        "--format", choices=["csv", "tsv", "jsonl"], help="read the data files as this, whatever their extension"
+    )
+    ingest.add_argument(
+        "--map",
+        metavar="FIELD=COLUMN,…|FILE.toml",
+        help="the columns (CSV) or keys (JSONL) holding the record's fields, e.g. "
+        "external_id=tweetId,text=tweetText,images=imageId(s); or a TOML file with a [map] table of the same. "
+        "A mapped images column may list names separated by commas",
+    )
+    ingest.add_argument(
+        "--image-path",
+        metavar="TEMPLATE",
+        help="the file each image name stands for, {} being the name, relative to the data file: e.g. "
+        "images/{}.jpg, or images/{}.* for the one file of that name whatever its extension",
+    )
+    ingest.add_argument(
+        "--date-format",
+        metavar="STRPTIME",
+        help="the format of created_at, e.g. '%%d.%%m.%%Y %%H:%%M' (default: ISO 8601, RFC 2822/Twitter, "
+        "Unix seconds or milliseconds, YYYY/MM/DD HH:MM)",
+    )
+    ingest.add_argument(
+        "--no-quoting",
+        action="store_true",
+        help="CSV/TSV fields are never quoted: a '\"' is an ordinary character (exports that do not quote)",
+    )
     ingest.add_argument("--source", help="source for records that name none (default: local)")
     ingest.add_argument(
         "--encoding",
@@ -33,8 +60,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from review.desk import open_desk
-    from review.ingest import ingest_paths
+    from review.ingest import ReadOptions, ingest_paths, parse_mapping
 
+    options = ReadOptions(
+        format=args.format,
+        mapping=parse_mapping(args.map) if args.map else {},
+        quoting=not args.no_quoting,
+        image_path=args.image_path,
+    )
     desk = open_desk()
     report = ingest_paths(
         desk.sessions,
@@ -45,6 +78,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         allow_absolute_paths=args.allow_absolute_paths,
         workers=args.workers,
         progress=None if args.quiet else file_progress,
+        options=options,
+        date_format=args.date_format,
     )
     print_ingest_report(report)
     return EXIT_REJECTED if report.rejected else 0

@@ -8,7 +8,12 @@ Guarantees:
 - ``(source, external_id)`` is unique: re-ingesting a post never duplicates it (it counts as
   "already present" and the stored post is left unchanged);
 - a bad record is rejected with its location (``file:line``) and a reason a person can act on,
-  and the good records around it are stored;
+  and the good records around it are stored; in a file, a bad optional field (``author``,
+  ``created_at``) is left empty instead, with a warning kept in the post's metadata
+  (``ingest_warnings``), the offending value shown;
+- files whose names or headers do not say how to read them are read as the operator says
+  (:class:`ReadOptions`: ``--format``, ``--map`` columns to fields, ``--image-path``,
+  ``--no-quoting``), checked before anything is stored;
 - a record is stored whole or not at all: if one of its images is bad, the post is rejected;
 - relative image paths may not leave the input's folder (no ``../`` or symlink escapes);
 - text is read as UTF-8 (with or without BOM) or UTF-16/32 with a BOM unless the operator names
@@ -23,6 +28,7 @@ entry points and the audit row), ``uploads`` (the Ingest page's uploads and zip 
 already-parsed records (the API entry point); :func:`ingest_upload` takes uploaded files.
 """
 
+from review.ingest.readers import ReadOptions, parse_mapping
 from review.ingest.records import IngestReport, PostRecord, Rejection
 from review.ingest.run import Progress, audited_ingest, ingest_paths, ingest_records, read_paths
 from review.ingest.uploads import ingest_upload
@@ -31,10 +37,12 @@ __all__ = [
     "IngestReport",
     "PostRecord",
     "Progress",
+    "ReadOptions",
     "Rejection",
     "audited_ingest",
     "ingest_paths",
     "ingest_records",
     "ingest_upload",
+    "parse_mapping",
     "read_paths",
 ]

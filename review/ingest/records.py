@@ -9,21 +9,24 @@ refused wherever they appear, since no database keeps them.
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import hashlib
 import json
 import math
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from db.models import ReportKind
 from review.config import Settings
+from review.errors import IngestError
 from review.media import StoredImage
 from review.text import one_line
 
@@ -36,6 +39,12 @@ MAX_METADATA_DEPTH = 32  # nesting of objects and lists in metadata
 EARLIEST_CREATED_AT = datetime(1980, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
 RECORD_FIELDS = {"external_id", "source", "text", "author", "created_at", "images", "metadata", "reports"}
+# Optional fields whose bad value costs only the value: the post is stored without it, and why is
+# kept in its metadata under WARNINGS_KEY and reported as a warning.
+SOFT_FIELDS = ("author", "created_at")
+WARNINGS_KEY = "ingest_warnings"
+VALUE_CHARS = 80  # of an offending value shown in a message
+GROUP_SHOWN = 5  # locations named in a group of identical messages
 MAX_REPORT_COUNT = 1_000_000  # one report stands for at most this many
 MAX_REPORTS = 100  # reports in one record
 
@@ -89,23 +98,11 @@ class PostRecord(BaseModel):
 
     @field_validator("created_at", mode="before")
     @classmethod
-    def _created_at(cls, value: Any) -> Any:
+    def _created_at(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
-            value = value.strip()
-            if not value:
-                return None
-            if re.fullmatch(r"\d{8}", value):  # 20261120: a compact date, not Unix seconds
-                value = f"{value[:4]}-{value[4:6]}-{value[6:]}"
-            elif re.fullmatch(r"\d{14}", value):  # 20261120083000: a compact date and time
-                value = f"{value[:4]}-{value[4:6]}-{value[6:8]}T{value[8:10]}:{value[10:12]}:{value[12:]}"
-            elif re.fullmatch(r"[+-]?\d+(\.\d+)?", value):  # a number in a string: Unix seconds
-                return _from_unix_seconds(float(value) if "." in value else int(value))
-            elif re.match(r"^\d{4}/\d{1,2}/\d{1,2}", value):  # 2024/05/01 12:00, common in CN exports
-                date, _, time = value.partition(" ")
-                y, m, d = date.split("/")
-                value = f"{y}-{int(m):02d}-{int(d):02d}" + (f" {time}" if time else "")
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            return _from_unix_seconds(value)
+            return parse_time(value, (info.context or {}).get("date_format"))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _from_unix_time(value)
         return value
 
     @field_validator("created_at")
@@ -139,21 +136,68 @@ _TIME_RANGE = (
 )
 
 
-def _from_unix_seconds(value: int | float) -> datetime:
-    """A number as created_at: Unix time in seconds, never guessed to be milliseconds (Pydantic
-    would read 253402300800, the year 10000 in seconds, as milliseconds: 1978)."""
+DATE_FORMATS = (
+    "ISO 8601, RFC 2822 or Twitter's 'Mon Oct 29 22:34:01 +0000 2012', Unix seconds or milliseconds, YYYY/MM/DD HH:MM"
+)
+_SLASHED = ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d")  # 2024/05/01 12:00, common in CN exports
+
+
+def parse_time(text: str, date_format: str | None = None) -> datetime | None:
+    """A platform time written as text: in ``date_format`` (strptime) when the operator names
+    one, else in any of the DATE_FORMATS (compact ``20261120`` and ``20261120083000`` are dates,
+    not Unix seconds). Empty text is no time; a time without a zone is UTC. A ValueError names
+    the formats tried."""
+    text = text.strip()
+    if not text:
+        return None
+    if date_format:
+        try:
+            return datetime.strptime(text, date_format)
+        except ValueError:
+            raise ValueError(f"not in the --date-format {date_format!r}") from None
+    if re.fullmatch(r"\d{8}|\d{14}", text):
+        try:
+            return datetime.strptime(text, "%Y%m%d%H%M%S" if len(text) == 14 else "%Y%m%d")
+        except ValueError:
+            raise ValueError("not a compact date (YYYYMMDD or YYYYMMDDHHMMSS)") from None
+    if re.fullmatch(r"[+-]?\d+(\.\d+)?", text):
+        return _from_unix_time(float(text) if "." in text else int(text))
+    for slashed in _SLASHED:
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(text, slashed)
+    with contextlib.suppress(ValueError):
+        return datetime.fromisoformat(text)
+    with contextlib.suppress(ValueError, TypeError, IndexError):
+        return email.utils.parsedate_to_datetime(text)  # RFC 2822, and Twitter's order of the same parts
+    raise ValueError(f"not a time in a known format ({DATE_FORMATS}); name its format with --date-format")
+
+
+def check_date_format(date_format: str) -> str:
+    """``--date-format`` checked before anything is read: a strptime format that reads back a
+    time it wrote (an unknown directive, or a format with none, is an IngestError)."""
+    sample = datetime(2012, 10, 29, 22, 34, 1)
+    try:
+        datetime.strptime(sample.strftime(date_format), date_format)
+    except ValueError as exc:
+        raise IngestError(
+            f"--date-format {one_line(date_format, 80)!r} is not a usable strptime format ({exc})"
+        ) from None
+    if "%" not in date_format:
+        raise IngestError(f"--date-format {one_line(date_format, 80)!r} has no %-directive (e.g. %d.%m.%Y %H:%M)")
+    return date_format
+
+
+def _from_unix_time(value: int | float) -> datetime:
+    """A number as created_at: Unix time in seconds, or in milliseconds where only that reading
+    falls in the range of post times (the two ranges do not overlap, so nothing is guessed)."""
     if not math.isfinite(value):
         raise ValueError(f"{value} is not a time")
     earliest, latest = EARLIEST_CREATED_AT.timestamp(), (datetime.now(UTC) + FUTURE_SLACK).timestamp()
     if earliest <= value <= latest:
         return datetime.fromtimestamp(value, UTC)
     if earliest * 1000 <= value <= latest * 1000:
-        when = datetime.fromtimestamp(value / 1000, UTC).isoformat()
-        raise ValueError(
-            f"{value} looks like milliseconds since 1970 ({when}); numbers are read as seconds: "
-            "divide by 1000 or give an ISO 8601 time"
-        )
-    raise ValueError(f"{value} seconds since 1970 is out of range; {_TIME_RANGE}")
+        return datetime.fromtimestamp(value / 1000, UTC)
+    raise ValueError(f"{value} seconds (or milliseconds) since 1970 is out of range; {_TIME_RANGE}")
 
 
 def named(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -224,6 +268,14 @@ class IngestReport:
     def summary(self) -> str:
         return f"{self.added} added, {self.already_present} already present, {len(self.rejected)} rejected"
 
+    def grouped_rejections(self) -> list[MessageGroup]:
+        return group_messages((r.location, r.reason) for r in self.rejected)
+
+    def grouped_warnings(self) -> list[MessageGroup]:
+        """Warnings read as ``location: reason`` (those without a location stand alone)."""
+        pairs = (w.split(": ", 1) if ": " in w else ("", w) for w in self.warnings)
+        return group_messages((location, reason) for location, reason in pairs)
+
 
 @dataclass
 class PreparedRecord:
@@ -237,6 +289,7 @@ class PreparedRecord:
     image_paths: list[Path] = field(default_factory=list)
     stored: list[StoredImage] = field(default_factory=list)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # optional fields left empty, and why
 
 
 def format_validation(exc: ValidationError, within: str = "") -> str:
@@ -253,10 +306,19 @@ def format_validation(exc: ValidationError, within: str = "") -> str:
     return "; ".join(parts)
 
 
-def validate(raw: RawRecord, settings: Settings, default_source: str | None) -> PreparedRecord | str:
+def validate(
+    raw: RawRecord,
+    settings: Settings,
+    default_source: str | None,
+    date_format: str | None = None,
+    soft_fields: bool = False,
+) -> PreparedRecord | str:
     """A parsed record checked against the schema and the limits, or why it is refused. Unknown
-    fields join its metadata; the fingerprint (a hash of its content) tells an exact repeat in
-    the same run from a different post under the same id."""
+    fields join its metadata; with ``soft_fields`` (files, whose author cannot be asked) a bad
+    optional field (SOFT_FIELDS) is left empty with a warning (in ``warnings`` and in the
+    metadata) rather than refusing the post; ``date_format`` (strptime) reads created_at. The
+    fingerprint (a hash of its content) tells an exact repeat in the same run from a different
+    post under the same id."""
     assert raw.data is not None
     data = dict(raw.data)
     extra = {k: data.pop(k) for k in list(data) if k not in RECORD_FIELDS}
@@ -267,10 +329,24 @@ def validate(raw: RawRecord, settings: Settings, default_source: str | None) -> 
         data["metadata"] = {**extra, **meta}
     if not data.get("source"):
         data["source"] = default_source or DEFAULT_SOURCE
+    context = {"date_format": date_format}
+    warnings: list[str] = []
     try:
-        record = PostRecord.model_validate(data)
+        record = PostRecord.model_validate(data, context=context)
     except ValidationError as exc:
-        return format_validation(exc)
+        soft = _soft_problems(exc) if soft_fields else None
+        if soft is None:
+            return format_validation(exc)
+        warnings = list(soft.values())
+        for name in soft:
+            data.pop(name)
+        meta = data.get("metadata") or {}
+        earlier = meta.get(WARNINGS_KEY, [])
+        data["metadata"] = {**meta, WARNINGS_KEY: [*(earlier if isinstance(earlier, list) else [earlier]), *warnings]}
+        try:
+            record = PostRecord.model_validate(data, context=context)
+        except ValidationError as again:
+            return format_validation(again)
     if len(record.text) > settings.max_text_chars:
         return (
             f"text is {len(record.text):,} characters; the limit is {settings.max_text_chars:,} (MAX_TEXT_CHARS). "
@@ -281,7 +357,67 @@ def validate(raw: RawRecord, settings: Settings, default_source: str | None) -> 
         return problem
     canonical = record.model_dump(mode="json")
     fingerprint = hashlib.sha256(json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    return PreparedRecord(raw=raw, record=record, fingerprint=fingerprint)
+    return PreparedRecord(raw=raw, record=record, fingerprint=fingerprint, warnings=warnings)
+
+
+def _soft_problems(exc: ValidationError) -> dict[str, str] | None:
+    """Field → why it is left empty, when every error of ``exc`` is in an optional field
+    (SOFT_FIELDS) and the metadata is a JSON object to note it in; None otherwise."""
+    problems: dict[str, str] = {}
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else ""
+        if name not in SOFT_FIELDS:
+            return None
+        why = err["msg"].removeprefix("Value error, ")
+        problems.setdefault(name, with_value(f"{name} left empty: {why}", err["input"]))
+    return problems
+
+
+def with_value(reason: str, value: Any) -> str:
+    """``reason`` naming the offending value, cut to one short line; messages that differ only
+    in it are grouped (:func:`group_messages`)."""
+    return f"{reason} (value '{one_line(value, VALUE_CHARS)}')"
+
+
+_VALUE = re.compile(r" \(value '(.*)'\)$")
+
+
+@dataclass(frozen=True)
+class MessageGroup:
+    """The records refused or warned about for one reason: where (in input order) and the
+    offending values, where the reason names them (:func:`with_value`)."""
+
+    reason: str  # without the value
+    locations: list[str]
+    values: list[str]  # the distinct values, up to GROUP_SHOWN
+
+    def __str__(self) -> str:
+        values = ""
+        if self.values:
+            shown = ", ".join(f"'{value}'" for value in self.values[:3])
+            values = f" (value {shown})" if len(self.values) == 1 else f" (values {shown} …)"
+        named = [location for location in self.locations if location]
+        if len(self.locations) > 1:
+            rest = len(named) - GROUP_SHOWN
+            where = ", ".join(named[:GROUP_SHOWN]) + (f" and {rest:,} more" if rest > 0 else "")
+            where = f"{len(self.locations):,} records ({where})" if named else f"{len(self.locations):,} times"
+        else:
+            where = named[0] if named else ""
+        return f"{where}: {self.reason}{values}" if where else f"{self.reason}{values}"
+
+
+def group_messages(messages: Iterable[tuple[str, str]]) -> list[MessageGroup]:
+    """(location, reason) pairs grouped by reason, the offending value aside, in the order of
+    each reason's first appearance: one line per reason however many records share it."""
+    groups: dict[str, MessageGroup] = {}
+    for location, reason in messages:
+        match = _VALUE.search(reason)
+        key = reason[: match.start()] if match else reason
+        group = groups.setdefault(key, MessageGroup(key, [], []))
+        group.locations.append(location)
+        if match and len(group.values) < GROUP_SHOWN and match[1] not in group.values:
+            group.values.append(match[1])
+    return list(groups.values())
 
 
 def _metadata_problem(metadata: dict[str, Any]) -> str | None:

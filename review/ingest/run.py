@@ -18,6 +18,8 @@ from review.auth import OPERATOR, Actor, Permission, require_live
 from review.config import Settings
 from review.errors import IngestError
 from review.ingest.readers import (
+    ReadOptions,
+    check_columns,
     check_encoding,
     count_units,
     detect_encoding,
@@ -26,7 +28,7 @@ from review.ingest.readers import (
     read_folder,
     read_jsonl,
 )
-from review.ingest.records import IngestReport, RawRecord
+from review.ingest.records import IngestReport, RawRecord, check_date_format
 from review.ingest.store import Ingestor
 from review.text import one_line, shown
 
@@ -83,13 +85,17 @@ def ingest_paths(
     workers: int = 2,
     progress: Progress | None = None,
     actor: Actor = OPERATOR,
+    options: ReadOptions | None = None,
+    date_format: str | None = None,
 ) -> IngestReport:
     """Ingest files and folders given by an operator.
 
     Every input is checked (exists, known type, readable encoding) before anything is stored,
     so a typo in the last path does not leave the first ones half-reported. Absolute image
     paths inside the inputs are refused unless ``allow_absolute_paths``. ``progress(label,
-    total)`` may return a callback taking the number of records done so far. ``actor`` needs
+    total)`` may return a callback taking the number of records done so far. ``options`` say
+    how data files are read where their names and headers do not (``--format``, ``--map``,
+    ``--image-path``, ``--no-quoting``); ``date_format`` (strptime) reads created_at. ``actor`` needs
     the ingest permission as its account is stored now (the command line's ``OPERATOR`` has
     it); the run is written to the audit log.
     """
@@ -109,10 +115,13 @@ def ingest_paths(
             allow_absolute_paths=allow_absolute_paths,
             workers=workers,
             progress=progress,
+            options=options,
+            date_format=date_format,
         ),
         via="command line" if actor == OPERATOR else "paths",
         source=source,
         encoding=encoding,
+        **_described(options, date_format),
     )
 
 
@@ -163,19 +172,34 @@ def read_paths(
     allow_absolute_paths: bool = False,
     workers: int = 2,
     progress: Progress | None = None,
+    options: ReadOptions | None = None,
+    date_format: str | None = None,
 ) -> IngestReport:
     """:func:`ingest_paths` without the permission check and the audit row (its callers do both)."""
+    options = options or ReadOptions()
     if encoding:
         encoding = check_encoding(encoding)
+    if date_format:
+        check_date_format(date_format)
     plan = []
     for path in paths:
-        kind = input_kind(path)
+        kind = input_kind(path, options.format)
         try:
-            plan.append((path, kind, None if kind == "folder" else encoding or detect_encoding(path)))
+            enc = None if kind == "folder" else encoding or detect_encoding(path)
+            if kind == "csv":
+                assert enc is not None
+                check_columns(path, enc, options)
         except OSError as exc:
             raise IngestError(f"{shown(path)}: cannot be read ({exc.strerror or exc})") from None
+        plan.append((path, kind, enc))
     ingestor = Ingestor(
-        session_factory, settings, default_source=source, allow_absolute_paths=allow_absolute_paths, workers=workers
+        session_factory,
+        settings,
+        default_source=source,
+        allow_absolute_paths=allow_absolute_paths,
+        workers=workers,
+        date_format=date_format,
+        soft_fields=True,
     )
     for path, kind, enc in plan:
         if kind == "folder":
@@ -183,12 +207,25 @@ def read_paths(
         else:
             assert enc is not None
             ingestor.report.encodings[str(path)] = enc
-            records = read_jsonl(path, enc) if kind == "jsonl" else read_csv(path, enc)
+            records = read_jsonl(path, enc, options) if kind == "jsonl" else read_csv(path, enc, options)
         records = _guarded(records, shown(path.name or path))
         if progress:
             records = _tracked(records, path, progress(str(path), count_units(path)))
         ingestor.run(records)
     return ingestor.report
+
+
+def _described(options: ReadOptions | None, date_format: str | None) -> dict[str, Any]:
+    """How the files were read, for the audit row (what the operator named only)."""
+    if options is None:
+        return {"date_format": date_format}
+    return {
+        "format": options.format,
+        "mapping": dict(options.mapping),
+        "quoting": None if options.quoting else "off",
+        "image_path": options.image_path,
+        "date_format": date_format,
+    }
 
 
 def _guarded(records: Iterator[RawRecord], label: str) -> Iterator[RawRecord]:

@@ -138,10 +138,14 @@ class Ingestor:
         workers: int,
         track: bool = False,
         token_id: int | None = None,
+        date_format: str | None = None,
+        soft_fields: bool = False,
     ) -> None:
         self.session_factory = session_factory
         self.settings = settings
         self.default_source = default_source
+        self.date_format = date_format  # strptime format of created_at, when the operator names one
+        self.soft_fields = soft_fields  # a bad optional field: left empty with a warning (files), not a rejection
         self.allow_absolute = allow_absolute_paths
         self.workers = min(max(1, workers), 16)
         self.report = IngestReport()
@@ -206,13 +210,15 @@ class Ingestor:
                 self.reject(order, raw.location, raw.error or "no record")
                 continue
             try:
-                prep = validate(raw, self.settings, self.default_source)
+                prep = validate(raw, self.settings, self.default_source, self.date_format, self.soft_fields)
             except Exception as exc:  # one record's surprise must not cost the chunk
                 prep = unexpected(exc)
             if isinstance(prep, str):
                 self.reject(order, raw.location, prep, _key_of(raw))
                 continue
             prep.order = order
+            for warning in prep.warnings:
+                self.warn(f"{raw.location}: {warning}")
             key = (prep.record.source, prep.record.external_id)
             earlier = self.seen.get(key)
             if earlier is None:
