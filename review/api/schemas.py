@@ -26,8 +26,9 @@ MAX_FEED_LIMIT = 1000
 DEFAULT_FEED_LIMIT = 100
 
 RECORD_FORMAT = f"""A record: `external_id` (required, 1–255 characters), `source` (1–64 characters;
-with `external_id` it names the post), `text`, `author`, `created_at` (ISO 8601 or Unix seconds,
-UTC when no offset is given), `metadata` (a JSON object), `images` (up to 50: each either
+with `external_id` it names the post), `text`, `author`, `created_at` (ISO 8601, RFC 2822, Unix
+seconds or milliseconds, `YYYY/MM/DD HH:MM`; UTC when no offset is given; one that cannot be read
+is refused), `metadata` (a JSON object), `images` (up to 50: each either
 `{{"name": "a.jpg", "data": "<base64>"}}` or, in a multipart request, the name of a file part of
 the request), `reports` (who flagged the post: `{{"kind": "user_report" | "classifier",
 "reason": "...", "count": 1}}`; added when the post is created, not when it was already there).
