@@ -1,4 +1,4 @@
-"""Near-duplicate lookup over 64-bit perceptual hashes: multi-index hashing.
+"""Near duplicates: lookup over 64-bit perceptual hashes by multi-index hashing, and the colour check.
 
 A hash is cut into 4 chunks of 16 bits. If two hashes differ in at most ``r`` bits, then by the
 pigeonhole principle at least one chunk differs in at most ``r // 4`` bits; so a query looks up,
@@ -9,6 +9,11 @@ for all four tables, and a lookup costs a few hundred array slices instead of a 
 
 New hashes go to a small unsorted tail that is scanned directly and merged into the tables when
 it grows past ``tail_limit``.
+
+A perceptual hash sees only brightness structure, so pictures drawn on one template in different
+colours are a few bits apart; :func:`colours_agree` tells them from copies of one picture by their
+colour signatures (:func:`review.media.colour_signature`), and lets a copy through whose colours
+differ by a photo filter (its docstring says which).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import Iterable
 from itertools import combinations
 
 import numpy as np
+
+from review.media import colour_difference
 
 CHUNKS = 4
 CHUNK_BITS = 16
@@ -119,3 +126,72 @@ class MultiIndex:
         first = np.ones(len(all_keys), dtype=bool)
         first[1:] = all_keys[1:] != all_keys[:-1]
         return all_keys[first], all_distances[first]
+
+
+# Colour check (measured by bench/neardup.py on generated photos, filtered copies and template
+# look-alikes, and on the demo's ads; figures in docs/BENCHMARKS.md).
+CLOSE_COLOURS = 20.0  # mean difference (of 255) under which two signatures agree as they are
+FILTER_RESIDUAL = 4.0  # RMS error (of 255) left by the best filter that maps one signature onto the other
+TONED_RESIDUAL = 1.5  # RMS error of a toned picture's chroma as a function of its brightness
+SATURATIONS = np.linspace(0.25, 2.0, 36)  # saturation factors a filter may apply
+GAINS = (0.5, 2.0)  # the gains a filter may apply to a channel (or to the brightness)
+MIN_SPREAD = 8.0  # brightness spread (SD over the cells) below which no filter can be told apart
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _cells(signature: bytes) -> np.ndarray:
+    """A colour signature as its 16 cells' (red, green, blue), floats."""
+    return np.frombuffer(signature, np.uint8).reshape(-1, 3).astype(np.float64)
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares lines ``y ≈ gain · x + offset`` along the cells axis (the second last) of
+    ``x`` and ``y``, not counting clipped targets (0-4 and 251-255: a filter that brightens
+    clips, which no line follows) unless fewer than 8 are left; the gains, and the RMS error of
+    the clipped prediction over all cells."""
+    y = np.broadcast_to(y, x.shape)
+    keep = (y > 4) & (y < 251)
+    keep |= keep.sum(axis=-2, keepdims=True) < 8
+    n = keep.sum(axis=-2, keepdims=True)
+    mean_x, mean_y = (np.where(keep, v, 0).sum(axis=-2, keepdims=True) / n for v in (x, y))
+    sxx = np.where(keep, (x - mean_x) ** 2, 0).sum(axis=-2, keepdims=True)
+    sxy = np.where(keep, (x - mean_x) * (y - mean_y), 0).sum(axis=-2, keepdims=True)
+    gain = np.where(sxx > 1e-9, sxy / np.maximum(sxx, 1e-9), 1.0)  # a flat channel: any gain fits
+    predicted = np.clip(gain * (x - mean_x) + mean_y, 0, 255)
+    return gain.squeeze(-2), np.sqrt(((predicted - y) ** 2).mean(axis=-2))
+
+
+def _filtered(original: np.ndarray, copy: np.ndarray) -> bool:
+    """Whether ``copy`` is ``original`` through a colour filter: a saturation change (one factor
+    for the picture) then a gain and an offset per channel (tints, brightness, contrast, fades,
+    gentle tone curves); or, when the copy is toned (grayscale, sepia, duotone: its colour a
+    function of its brightness), a gain and an offset of the brightness."""
+    luma = original @ LUMA
+    saturated = luma[None, :, None] + SATURATIONS[:, None, None] * (original - luma[:, None])[None]
+    gains, errors = _fit(saturated, copy[None])  # (saturation, channel)
+    plausible = ((gains >= GAINS[0]) & (gains <= GAINS[1])).all(axis=1)
+    if (plausible & (errors.max(axis=1) <= FILTER_RESIDUAL)).any():
+        return True
+    copy_luma = copy @ LUMA
+    chroma = np.stack([copy[:, 0] - copy_luma, copy[:, 2] - copy_luma], axis=1)
+    curve = np.stack([copy_luma**2 / 255, copy_luma, np.ones_like(copy_luma)], axis=1)
+    fitted, *_ = np.linalg.lstsq(curve, chroma, rcond=None)
+    if np.sqrt(((curve @ fitted - chroma) ** 2).mean()) > TONED_RESIDUAL:
+        return False
+    gain, error = _fit(luma[:, None], copy_luma[:, None])
+    return bool(GAINS[0] <= gain[0] <= GAINS[1] and error[0] <= FILTER_RESIDUAL)
+
+
+def colours_agree(a: bytes, b: bytes) -> bool:
+    """Whether two colour signatures may be one picture: their colours are close, or one is the
+    other through a photo filter (:func:`_filtered`, either way round). Pictures drawn on one
+    template in other colours are not: their colours change region by region, not as a filter
+    changes all of a picture's. Flat pictures (one colour, a few words) agree only when close. The
+    4×4 grid is coarse: a template recoloured much as a filter would (a blue ad desaturated beside
+    a grey one) still agrees."""
+    if colour_difference(a, b) <= CLOSE_COLOURS:
+        return True
+    first, second = _cells(a), _cells(b)
+    if min((first @ LUMA).std(), (second @ LUMA).std()) < MIN_SPREAD:
+        return False  # a flat picture: any filter maps it onto any other flat one
+    return _filtered(first, second) or _filtered(second, first)

@@ -26,16 +26,14 @@ from db.models import Media, PostMedia, Signal
 from db.session import rows_changed, writing
 from review.config import Settings
 from review.errors import MediaError
-from review.media import colour_difference, colour_signature, content_phash, corner_phashes, load_normalised
+from review.media import colour_signature, content_phash, corner_phashes, load_normalised
 from review.signals import nsfw, ocr
-from review.signals.neardup import MultiIndex
+from review.signals.neardup import MultiIndex, colours_agree
 
 # A candidate within DUP_RADIUS bits (of 64) of any hash pairing is a near duplicate when its
-# colour signature is within MAX_COLOUR_DIFFERENCE too. Measured on generated reposts and on
-# the demo posts (tests/test_signals_neardup.py): reposts ≤ 8 bits and ≤ 16 colour difference; the
-# demo's same-template ads 2–10 bits apart but ≥ 26 in colour.
+# colours agree too (review.signals.neardup.colours_agree). Measured on generated reposts
+# (tests/test_signals_neardup.py): reposts ≤ 8 bits.
 DUP_RADIUS = 8
-MAX_COLOUR_DIFFERENCE = 20.0
 BATCH = 16
 
 
@@ -95,8 +93,14 @@ class Clusters:
     and corner-to-whole (an earlier image is a corner crop of it); never corner-to-corner, which
     would only add chances of a false match."""
 
-    def __init__(self, rows: Iterable[tuple[int, ImageHashes, int]] = ()) -> None:
-        """``rows``: (media id, hashes, cluster) of the images clustered so far."""
+    def __init__(
+        self,
+        rows: Iterable[tuple[int, ImageHashes, int]] = (),
+        agree: Callable[[bytes, bytes], bool] = colours_agree,
+    ) -> None:
+        """``rows``: (media id, hashes, cluster) of the images clustered so far; ``agree``: the
+        colour check (another one only to measure it against, as bench/neardup.py does)."""
+        self.agree = agree
         self.cluster_of: dict[int, int] = {}
         self.colour_of: dict[int, bytes] = {}
         whole_keys: list[int] = []
@@ -137,7 +141,7 @@ class Clusters:
                 found[key] = min(distance, found.get(key, distance))
         for distance, key in sorted((distance, key) for key, distance in found.items()):
             theirs = self.colour_of.get(key)
-            if not hashes.colour or not theirs or colour_difference(hashes.colour, theirs) <= MAX_COLOUR_DIFFERENCE:
+            if not hashes.colour or not theirs or self.agree(hashes.colour, theirs):
                 return distance, key
         return None
 
