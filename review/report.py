@@ -32,23 +32,29 @@ SECTIONS = ("accuracy", "agreement", "activity")
 SECTION_ALIASES = {"operations": "activity"}
 
 
+def of_decided(acc: Accuracy, value: float) -> float | None:
+    """A rate over the decided posts, or None (shown "n/a") when there are none: 0.000 would read
+    as a model that got everything wrong."""
+    return value if acc.n else None
+
+
 def binary_table(acc: Accuracy) -> pd.DataFrame:
     b = acc.binary
     return pd.DataFrame(
         [
             {
                 "posts": b.n,
-                "precision": b.precision,
-                "recall": b.recall,
-                "f1": b.f1,
-                "accuracy": b.accuracy,
+                "precision": of_decided(acc, b.precision),
+                "recall": of_decided(acc, b.recall),
+                "f1": of_decided(acc, b.f1),
+                "accuracy": of_decided(acc, b.accuracy),
                 "roc_auc": b.auc,
                 "true_positives": b.tp,
                 "false_positives": b.fp,
                 "false_negatives": b.fn,
                 "true_negatives": b.tn,
-                "category_macro_f1": acc.macro_f1,
-                "category_micro_f1": acc.micro_f1,
+                "category_macro_f1": of_decided(acc, acc.macro_f1),
+                "category_micro_f1": of_decided(acc, acc.micro_f1),
                 "expected_calibration_error": acc.ece,
                 "model_failures": acc.model_failures,
             }
@@ -112,7 +118,7 @@ def thresholds_table(acc: Accuracy, target: float) -> pd.DataFrame:
                 "min_confidence": t.confidence if t else None,
                 "precision": t.precision if t else None,
                 "posts": t.posts if t else 0,
-                "share_of_decided": t.share if t else 0.0,
+                "share_of_decided": t.share if t else of_decided(acc, 0.0),
             }
         )
     return pd.DataFrame(rows)

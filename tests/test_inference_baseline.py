@@ -26,7 +26,7 @@ def test_baseline_quotes_the_evidence_and_weighs_it() -> None:
     single = _baseline("这款面霜是最好的")
     assert single.violation and single.confidence < ad.confidence  # more distinct evidence, more confidence
     clean = _baseline("新买的马克杯，颜色很喜欢")
-    assert not clean.violation and clean.category == "none" and clean.confidence <= 0.6
+    assert not clean.violation and clean.category == "none" and 0.5 < clean.confidence <= 0.7  # it is blind
     assert "nothing matched" in clean.rationale
     assert clean.tags == ["baseline"]
     rude = _baseline("You are all idiots, get lost and never come back")

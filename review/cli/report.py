@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING
 from review.cli.common import day, through
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from review.metrics.filters import MetricFilter
 
 
@@ -52,6 +55,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     report.add_argument("--period", choices=["day", "week"], default="week", help="trend buckets (default week)")
     report.add_argument("--target", type=share, default=0.95, help="precision target for the threshold advice")
     report.set_defaults(handler=cmd_report)
+
+
+def text_table(df: pd.DataFrame) -> str:
+    """``df`` as aligned text: numbers to three places, a value that is not defined as "n/a"."""
+
+    def cell(value: object) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "n/a"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    return df.map(cell).to_string(index=False)
 
 
 def metric_filter(args: argparse.Namespace) -> MetricFilter:
@@ -99,6 +113,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         for name, df in tables.items():
             print(f"== {name}")
-            print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(df) else "(no rows)")
+            print(text_table(df) if len(df) else "(no rows)")
             print()
     return 0
