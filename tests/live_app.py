@@ -78,21 +78,23 @@ def sign_in(browser, url: str, name: str, password: str):
 def sign_in_here(page, name: str, password: str) -> None:
     """Fill and send the sign-in form shown on ``page``; wait until it is signed in and the
     browser holds the session cookie (the page fetches it just after showing the user, so a
-    reload at once would still find none)."""
+    reload at once would still find none, and a cookie of an ended session may still be there)."""
     page.get_by_role("textbox", name="Username").wait_for(timeout=30_000)
+    before = [c["value"] for c in page.context.cookies() if c["name"] == "review_session"]
     # the app's run done first: a form filled while the page is still being drawn may lose its input
     page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
     page.get_by_role("textbox", name="Username").fill(name)
     page.get_by_role("textbox", name="Password").fill(password)
     page.keyboard.press("Enter")
     page.get_by_text(f"Signed in as {name}").wait_for(timeout=30_000)
-    session_cookie(page)
+    session_cookie(page, other_than=before[0] if before else None)
 
 
-def session_cookie(page) -> dict:
-    """The app's session cookie in ``page``'s browser, once the sign-in's hand-over has set it."""
+def session_cookie(page, other_than: str | None = None) -> dict:
+    """The app's session cookie in ``page``'s browser, once the sign-in's hand-over has set it
+    (one whose value is not ``other_than``: the cookie of a session that ended)."""
     for _ in range(100):
-        found = [c for c in page.context.cookies() if c["name"] == "review_session"]
+        found = [c for c in page.context.cookies() if c["name"] == "review_session" and c["value"] != other_than]
         if found:
             return found[0]
         page.wait_for_timeout(100)
