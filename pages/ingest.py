@@ -83,8 +83,8 @@ if (report := st.session_state.get(REPORT)) is not None:  # kept over later clic
         st.download_button(f"Download the {len(rejected):,} rejections (CSV)", csvout.to_csv_bytes(rejected),
                            file_name="rejections.csv", mime="text/csv", key="ingest_rejections",
                            icon=":material/download:")  # fmt: skip
-    for warning in report.warnings:
-        st.text(warning)
+    for warning in report.grouped_warnings():  # one line per reason, with its count and first lines
+        st.text(str(warning))
 
 st.subheader("Score")
 with desk.sessions() as session:

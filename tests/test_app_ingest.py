@@ -121,3 +121,15 @@ def test_an_uploads_rejections_are_listed_whole_in_its_own_names(monkeypatch, sq
         assert "Download the 31 rejections (CSV)" in {b.proto.label for b in at.get("download_button")}
         assert "review-upload-" not in repr(at._tree)
         at.run()
+
+
+def test_an_uploads_warnings_are_one_line_per_reason(monkeypatch, sqlite_desk) -> None:
+    """Posts kept with a field left empty: one warning line per reason with the count, not one
+    line per post (an export with 15,000 such dates printed 15,000 lines)."""
+    records = [{"external_id": f"w{i}", "text": "a post", "created_at": "yesterday"} for i in range(3)]
+    at = open_app(monkeypatch, sqlite_desk, "lead", PAGE)
+    at.file_uploader(key="ingest_files").set_value([("posts.jsonl", jsonl_bytes(*records), "application/json")])
+    next(b for b in at.button if b.label == "Ingest").click().run()
+    assert not at.exception
+    lines = [t.value for t in at.text if "created_at" in t.value]
+    assert len(lines) == 1 and "3 records" in lines[0] and "posts.jsonl:1" in lines[0], lines
