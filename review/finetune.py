@@ -137,8 +137,8 @@ def load_base(model_id: str) -> tuple[ProcessorMixin, PreTrainedModel, str]:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from review.inference.base import ModelUnavailable
     from review.inference.hf import check_loadable
+    from review.inference.precision import cannot_load
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     check_loadable(model_id)
@@ -147,7 +147,7 @@ def load_base(model_id: str) -> tuple[ProcessorMixin, PreTrainedModel, str]:
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype)
     except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"cannot load the model {model_id!r}: {str(exc).strip().splitlines()[0]}") from None
+        raise cannot_load(model_id, exc) from None
     return processor, model.to(device), device  # type: ignore[arg-type]  # @wraps(nn.Module.to) hides the bound self
 
 
