@@ -119,6 +119,9 @@ class EventAction(enum.StrEnum):
     SKIP = "skip"
     REOPEN = "reopen"  # undo of a decision
     REQUEUE = "requeue"  # reports on a decided post sent it back to the queue (review/reports.py); no user
+    # ingest --update replaced an undecided post's content (review/ingest/store.py); the note says
+    # what changed and keeps what it replaced; its user: who ran the ingest (None: the command line)
+    UPDATE = "update"
 
 
 def _in(values: type[enum.StrEnum]) -> str:

@@ -34,6 +34,7 @@ from review.desk import Desk, open_desk
 from review.errors import DatabaseUnavailable, MediaError, ReviewError
 from review.media import data_uri, display_jpeg
 from review.policy import NO_VIOLATION, Policy
+from review.text import one_line
 from review.workbench import ReviewState
 
 ACTOR = "actor"  # session_state: the signed-in Actor
@@ -333,11 +334,28 @@ def thumbnail(desk: Desk, post: PostRow | None) -> str | None:
     return data_uri(desk.settings.media_dir, first.thumb_path, blur=blur, grey=prefs.greyscale)
 
 
+def show_missing_images(post: PostRow) -> None:
+    """The images the post's record named that were not found when it was ingested (stored
+    without them: ``ingest --missing-images skip``), so that nobody decides as if it were whole."""
+    if post.missing_images:
+        count = len(post.missing_images)
+        st.warning(
+            f"{'1 image' if count == 1 else f'{count} images'} of this post could not be found when it was "
+            f"ingested: {'it is' if count == 1 else 'they are'} not shown, and the model did not see "
+            f"{'it' if count == 1 else 'them'}. Named in its record:",
+            icon="🖼️",
+        )
+        more = f"\n… and {count - 10} more" if count > 10 else ""
+        st.text("\n".join(one_line(name, 120) for name in post.missing_images[:10]) + more)  # verbatim, untrusted
+
+
 def show_post_body(desk: Desk, actor: Actor, post: PostRow, empty: str = "(no text)") -> None:
     """A post as the read-only views show it (Posts, a linked post on Review): its text (``empty``
-    when it has none), why it was escalated, and its verdict unless hidden from the reader."""
+    when it has none), the images it lacks, why it was escalated, and its verdict unless hidden
+    from the reader."""
     with st.container(border=True):
         st.text(post.text or empty)
+    show_missing_images(post)
     if post.status == "escalated":
         show_escalation(desk, actor, post.id)
     if post.verdict_hidden:

@@ -52,6 +52,7 @@ from pages._common import (
     show_history,
     show_ignored,
     show_media,
+    show_missing_images,
     show_post_body,
     show_verdict,
     signed_in,
@@ -394,6 +395,7 @@ images, side = st.columns([2, 3], gap="medium")
 with images, st.container(key="review_images"):
     if not post.media:
         st.caption("This post has no images.")
+    show_missing_images(post)
     pictures = sum(show_media(desk, post.id, i, m) for i, m in enumerate(post.media, start=1))
     # how many pictures the guard (PICTURE_FIRST) waits for: an <img> is created a moment after
     # its element arrives, so counting the ones loaded would not do

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Media, Post, PostMedia
 from db.session import db_text
+from review.ingest.records import MISSING_IMAGES_KEY
 from review.policy import Policy, load_policy
 from review.signals.nsfw import blur_reason
 from review.signals.runner import load_media_signals
@@ -125,6 +126,7 @@ class PostRow:
     media: list[MediaRow] = field(default_factory=list)
     verdict: VerdictRow | None = None  # None: not scored, or hidden from this viewer (``verdict_hidden``)
     verdict_hidden: bool = False  # the viewer may not see it until the post's second review is done
+    missing_images: list[str] = field(default_factory=list)  # named by its record, not found (ingest skip)
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,13 @@ def list_posts(
     return PostPage(rows=rows, has_newer=has_newer, has_older=has_older)
 
 
+def missing_images(metadata: object) -> list[str]:
+    """The names of the images a post's record named that were not found when it was stored
+    (``ingest --missing-images skip`` keeps them in its metadata)."""
+    names = metadata.get(MISSING_IMAGES_KEY) if isinstance(metadata, dict) else None
+    return [str(name) for name in names] if isinstance(names, list) else []
+
+
 def get_posts(
     session: Session, viewer: Viewer, post_ids: list[int], policy: Policy | None = None, *, reviewing: bool = False
 ) -> dict[int, PostRow]:
@@ -205,6 +214,7 @@ def _rows(
             status=p.status,
             media=media.get(p.id, []),
             verdict=verdicts.get(p.id),
+            missing_images=missing_images(p.meta),
         )
         for p in posts
     ]

@@ -17,5 +17,10 @@ class MediaError(ReviewError):
     """An image could not be accepted (corrupt, unsupported, too large, …)."""
 
 
+class MissingImageError(MediaError):
+    """An image file named by a record is not there (``ingest --missing-images skip`` stores the
+    post without it)."""
+
+
 class IngestError(ReviewError):
     """An input file as a whole cannot be read (missing, undecodable, unknown format)."""

@@ -34,7 +34,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from review.errors import MediaError
+from review.errors import MediaError, MissingImageError
 from review.files import TEMP_PREFIX, written_beside
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def read_image_file(path: Path, max_bytes: int) -> bytes:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise MediaError(f"file not found: {path}") from None
+        raise MissingImageError(f"file not found: {path}") from None
     except OSError as exc:
         raise MediaError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not path.is_file():

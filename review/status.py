@@ -14,8 +14,8 @@ the event as ``to_second_review``) and, for an undo, the status the undone decis
 (``status_before`` of the undone decision, on the reopen's step). "In review" is a live claim
 (``post.claimed_by_id`` and its lease), not a status: claims and releases leave it alone.
 
-Only :mod:`review.events` (moderators' events) and the scoring worker (a stored verdict) write
-``post.status``, both through this table.
+Only :mod:`review.events` (moderators' events, and ingest's content updates) and the scoring
+worker (a stored verdict) write ``post.status``, both through this table.
 """
 
 from __future__ import annotations
@@ -45,10 +45,14 @@ class Step(enum.StrEnum):
     SKIP = "skip"
     REOPEN = "reopen"  # undo: back to the status the undone decision recorded
     REQUEUE = "requeue"  # reports on a decided post sent it back (review/reports.py)
+    UPDATE = "update"  # ingest --update replaced an undecided post's content: it is scored again
 
 
 RESTORED = "restored"  # a table value: the status the undone decision recorded (the step's ``before``)
 
+# where a post's content may still be replaced (ingest --update): nobody has decided on it; a
+# decided, escalated or second-review post keeps what its moderators saw
+UPDATABLE = (PostStatus.UNSCORED, PostStatus.QUEUED)
 _WAITING = (PostStatus.QUEUED, PostStatus.ESCALATED, PostStatus.SECOND_REVIEW)
 _AFTER_A_DECISION = (PostStatus.DECIDED, *_WAITING)  # what a decision (a skip included) can leave
 
@@ -67,6 +71,8 @@ TABLE: dict[tuple[PostStatus, Step], str] = {
     **{(s, Step.REOPEN): RESTORED for s in _AFTER_A_DECISION},
     # enough reports after its decision put a settled post back in the queue
     (PostStatus.DECIDED, Step.REQUEUE): PostStatus.QUEUED,
+    # new content for a post nobody has decided: its verdict was about the old content
+    **{(s, Step.UPDATE): PostStatus.UNSCORED for s in UPDATABLE},
 }
 
 

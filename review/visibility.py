@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Post, PostStatus
+from db.models import EventAction, Post, PostStatus
 from review import labels
 from review.auth import Actor, Permission
 from review.config import Settings
@@ -91,6 +91,11 @@ def sights(session: Session, viewer: Viewer, post_ids: Collection[int], *, revie
         post_id: sight(viewer, status, holder, bool(rated), reviewing=reviewing)
         for post_id, status, holder, rated in rows
     }
+
+
+# Events whose notes are the desk's own record, not a person's reasoning (why reports sent a post
+# back; what an ingest update replaced): read by everyone who reads the post's history.
+PUBLIC_NOTES = (EventAction.REQUEUE, EventAction.UPDATE)
 
 
 def may_read_note(actor: Actor, author_id: int | None) -> bool:

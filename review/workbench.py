@@ -61,7 +61,7 @@ HEARTBEAT_SECONDS = 60  # how often an open Review tab renews the lease of the p
 UNDO_DEPTH = 10  # this session's decisions that Undo reaches back over
 MAX_COUNTED = 100  # near duplicates counted; more reads "100+"
 # the events that put a waiting post where it waits now (else: since it was ingested)
-QUEUED_BY = (EventAction.REQUEUE, EventAction.ESCALATE, EventAction.CONFIRM, EventAction.OVERTURN)
+QUEUED_BY = (EventAction.REQUEUE, EventAction.ESCALATE, EventAction.CONFIRM, EventAction.OVERTURN, EventAction.UPDATE)
 
 NoticeKind = Literal["info", "warning", "error"]
 

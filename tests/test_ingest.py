@@ -7,13 +7,15 @@ import ast
 from tests.conftest import REPO
 
 # Each part of review/ingest/ and the parts it may import: a record flows readers → records →
-# store → run → uploads, and the rules about a record (records) depend on no other part.
+# store (changes: a record for a post stored before) → run → uploads, and the rules about a
+# record (records) depend on no other part.
 LAYERS = {
     "records": set(),
     "readers": {"records"},
-    "store": {"records"},
+    "changes": {"records"},
+    "store": {"records", "changes"},
     "run": {"records", "readers", "store"},
-    "uploads": {"records", "readers", "run"},
+    "uploads": {"records", "readers", "run", "store"},
 }
 
 

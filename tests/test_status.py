@@ -1,14 +1,15 @@
 """Post status as a projection (review/status.py): the transition table on its own, the event
 writer (review/events.py) refusing what the table refuses, and a random walk of real desk
 actions (scoring, claims, releases, decisions, second reviews, bulk decisions, undos, a lead's
-release, a deactivation's) after which every post's stored status equals the table folded over
-its verdicts and events."""
+release, a deactivation's, new content from an ingest --update) after which every post's stored
+status equals the table folded over its verdicts and events."""
 
 from __future__ import annotations
 
 import itertools
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -20,8 +21,10 @@ from review.auth import release_claims_of
 from review.decisions import Label, claim, decide, decide_bulk, force_release, release, undo
 from review.errors import ReviewError
 from review.events import NewEvent
+from review.ingest import StorePolicy, ingest_paths
 from review.reports import add_report
 from review.status import RESTORED, SCORED, TABLE, Move, StatusRefused, Step, move_of, next_status, replay
+from tests.conftest import write_jsonl
 from tests.factories import staff
 
 QUEUED, DECIDED, ESCALATED, SECOND = (PostStatus.QUEUED, PostStatus.DECIDED, PostStatus.ESCALATED,
@@ -72,7 +75,18 @@ def test_undo_restores_what_the_decision_recorded() -> None:
 def test_the_table_names_only_statuses() -> None:
     assert {after for after in TABLE.values()} <= {*PostStatus, RESTORED}
     assert {step for _, step in TABLE} == set(Step)  # every step is allowed somewhere
-    assert not any(status == PostStatus.UNSCORED for status, step in TABLE if step is not Step.SCORED)
+    # only a verdict takes a post out of "unscored"; only new content puts it back
+    assert not any(status == PostStatus.UNSCORED for status, step in TABLE if step not in (Step.SCORED, Step.UPDATE))
+    assert {after for (_, step), after in TABLE.items() if after == PostStatus.UNSCORED} == {PostStatus.UNSCORED}
+    assert {step for (_, step), after in TABLE.items() if after == PostStatus.UNSCORED} == {Step.UPDATE}
+
+
+def test_new_content_sends_an_undecided_post_back_to_the_scorer_and_no_other() -> None:
+    for status in (PostStatus.UNSCORED, QUEUED):
+        assert next_status(status, Move(Step.UPDATE)) == PostStatus.UNSCORED
+    for status in (DECIDED, ESCALATED, SECOND):  # what a moderator decided on stays
+        with pytest.raises(StatusRefused):
+            next_status(status, Move(Step.UPDATE))
 
 
 def test_replay_folds_a_history() -> None:
@@ -139,7 +153,16 @@ def _statuses(desk) -> dict[int, str]:
         return {post_id: status for post_id, status in session.execute(select(Post.id, Post.status))}
 
 
-def test_stored_status_is_the_table_folded_over_the_history(desk) -> None:
+def _new_content(desk, tmp_path: Path, post_ids: list[int], rng: random.Random) -> None:
+    """Ingest --update with new text for some posts (those nobody has decided take it)."""
+    with desk.sessions() as session:
+        keys = session.execute(select(Post.id, Post.external_id).where(Post.id.in_(post_ids))).all()
+    rows = [{"source": "t", "external_id": key, "text": f"edited {rng.random()}"} for _, key in keys]
+    path = write_jsonl(tmp_path / "again.jsonl", rows)
+    ingest_paths(desk.sessions, [path], desk.settings, policy=StorePolicy(update=True))
+
+
+def test_stored_status_is_the_table_folded_over_the_history(desk, tmp_path: Path) -> None:
     people = staff(desk)
     moderators = [people[n] for n in ("ann", "bob", "cid")]
     lead = people["lea"]
@@ -166,7 +189,9 @@ def test_stored_status_is_the_table_folded_over_the_history(desk) -> None:
                     force_release(desk.sessions, lead, rng.choice(held), reason="gone home")
             elif roll < 0.31:  # reports re-queue a decided post once three arrived after its decision
                 add_report(desk.sessions, desk.settings, rng.choice(posts), "user_report", count=rng.randint(1, 2))
-            elif roll < 0.33:
+            elif roll < 0.35:  # the platform sends some posts again with new content
+                _new_content(desk, tmp_path, rng.sample(posts, 3), random.Random(step))
+            elif roll < 0.37:
                 with writing(desk.sessions) as session:
                     release_claims_of(session, rng.choice(moderators).id, by=lead)
             else:

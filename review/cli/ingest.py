@@ -42,6 +42,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="CSV/TSV fields are never quoted: a '\"' is an ordinary character (exports that do not quote)",
     )
+    ingest.add_argument(
+        "--missing-images",
+        choices=["reject", "skip"],
+        default="reject",
+        help="a record naming an image file that is not there: reject it (default), or skip: store the post "
+        "with the images there are and the missing names, which its moderator is shown",
+    )
+    ingest.add_argument(
+        "--update",
+        action="store_true",
+        help="a post stored before whose record now has other text, author, created_at or images takes the new "
+        "content if nobody has decided it (an 'update' event in its history; it is scored again); a decided post "
+        "keeps what its moderator saw. Without --update such differences are only reported",
+    )
     ingest.add_argument("--source", help="source for records that name none (default: local)")
     ingest.add_argument(
         "--encoding",
@@ -60,7 +74,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from review.desk import open_desk
-    from review.ingest import ReadOptions, ingest_paths, parse_mapping
+    from review.ingest import ReadOptions, StorePolicy, ingest_paths, parse_mapping
 
     options = ReadOptions(
         format=args.format,
@@ -80,6 +94,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         progress=None if args.quiet else file_progress,
         options=options,
         date_format=args.date_format,
+        policy=StorePolicy(missing_images=args.missing_images, update=args.update),
     )
     print_ingest_report(report)
     return EXIT_REJECTED if report.rejected else 0

@@ -43,6 +43,9 @@ RECORD_FIELDS = {"external_id", "source", "text", "author", "created_at", "image
 # kept in its metadata under WARNINGS_KEY and reported as a warning.
 SOFT_FIELDS = ("author", "created_at")
 WARNINGS_KEY = "ingest_warnings"
+# The names of a record's images that were not found, kept in its post's metadata when it was
+# stored without them (ingest --missing-images skip); the Review and Posts pages show them.
+MISSING_IMAGES_KEY = "missing_images"
 VALUE_CHARS = 80  # of an offending value shown in a message
 GROUP_SHOWN = 5  # locations named in a group of identical messages
 MAX_REPORT_COUNT = 1_000_000  # one report stands for at most this many
@@ -244,7 +247,7 @@ class RecordOutcome:
     """What became of one record of a run that tracks them (the API answers with these)."""
 
     order: int  # position in the input, from 1
-    status: str  # "created", "already_present" or "rejected"
+    status: str  # "created", "updated", "already_present" or "rejected"
     source: str | None = None
     external_id: str | None = None
     post_id: int | None = None
@@ -254,11 +257,14 @@ class RecordOutcome:
 @dataclass
 class IngestReport:
     added: int = 0
-    already_present: int = 0
+    already_present: int = 0  # stored before and left as they are (those updated are not counted here)
+    updated: int = 0  # stored before with other content, replaced (--update)
+    differing: int = 0  # stored before with other content: those updated and those kept (warnings say why)
     rejected: list[Rejection] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     encodings: dict[str, str] = field(default_factory=dict)  # input file → encoding used
     post_ids: list[int] = field(default_factory=list)  # ids of the posts added
+    updated_ids: list[int] = field(default_factory=list)  # ids of the posts whose content was replaced
     outcomes: list[RecordOutcome] = field(default_factory=list)  # per record, when the run tracks them
 
     @property
@@ -266,7 +272,11 @@ class IngestReport:
         return not self.rejected
 
     def summary(self) -> str:
-        return f"{self.added} added, {self.already_present} already present, {len(self.rejected)} rejected"
+        updated = f"{self.updated} updated, " if self.updated else ""
+        present = f"{self.already_present} already present"
+        if kept := self.differing - self.updated:
+            present += f" ({kept} of them with other content, kept: see the warnings)"
+        return f"{self.added} added, {updated}{present}, {len(self.rejected)} rejected"
 
     def grouped_rejections(self) -> list[MessageGroup]:
         return group_messages((r.location, r.reason) for r in self.rejected)
@@ -288,6 +298,7 @@ class PreparedRecord:
     order: int = 0  # position in the input
     image_paths: list[Path] = field(default_factory=list)
     stored: list[StoredImage] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # images not found, the post stored without them (skip)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # optional fields left empty, and why
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from review import audit
-from review.auth import OPERATOR, Actor, Permission, require_live
+from review.auth import OPERATOR, Actor, Permission, account_id, require_live
 from review.config import Settings
 from review.errors import IngestError
 from review.ingest.readers import (
@@ -29,7 +29,7 @@ from review.ingest.readers import (
     read_jsonl,
 )
 from review.ingest.records import IngestReport, RawRecord, check_date_format
-from review.ingest.store import Ingestor
+from review.ingest.store import Ingestor, StorePolicy
 from review.text import one_line, shown
 
 # progress(label, total) → callback(done): how long inputs report progress (tqdm in the CLI).
@@ -87,6 +87,7 @@ def ingest_paths(
     actor: Actor = OPERATOR,
     options: ReadOptions | None = None,
     date_format: str | None = None,
+    policy: StorePolicy | None = None,
 ) -> IngestReport:
     """Ingest files and folders given by an operator.
 
@@ -95,7 +96,9 @@ def ingest_paths(
     paths inside the inputs are refused unless ``allow_absolute_paths``. ``progress(label,
     total)`` may return a callback taking the number of records done so far. ``options`` say
     how data files are read where their names and headers do not (``--format``, ``--map``,
-    ``--image-path``, ``--no-quoting``); ``date_format`` (strptime) reads created_at. ``actor`` needs
+    ``--image-path``, ``--no-quoting``); ``date_format`` (strptime) reads created_at; ``policy`` says
+    what becomes of records with missing images and of posts stored before with other content
+    (``--missing-images``, ``--update``). ``actor`` needs
     the ingest permission as its account is stored now (the command line's ``OPERATOR`` has
     it); the run is written to the audit log.
     """
@@ -117,11 +120,13 @@ def ingest_paths(
             progress=progress,
             options=options,
             date_format=date_format,
+            policy=policy,
+            by=account_id(actor),
         ),
         via="command line" if actor == OPERATOR else "paths",
         source=source,
         encoding=encoding,
-        **_described(options, date_format),
+        **described(options, date_format, policy),
     )
 
 
@@ -155,6 +160,8 @@ def audited_ingest(
         client=client,
         outcome="done",
         added=report.added,
+        updated=report.updated,
+        differing=report.differing,
         already_present=report.already_present,
         rejected=len(report.rejected),
         **fields,
@@ -174,8 +181,11 @@ def read_paths(
     progress: Progress | None = None,
     options: ReadOptions | None = None,
     date_format: str | None = None,
+    policy: StorePolicy | None = None,
+    by: int | None = None,
 ) -> IngestReport:
-    """:func:`ingest_paths` without the permission check and the audit row (its callers do both)."""
+    """:func:`ingest_paths` without the permission check and the audit row (its callers do both);
+    ``by``: the account whose run it is (None: the command line), on the update events."""
     options = options or ReadOptions()
     if encoding:
         encoding = check_encoding(encoding)
@@ -200,6 +210,8 @@ def read_paths(
         workers=workers,
         date_format=date_format,
         soft_fields=True,
+        policy=policy,
+        by=by,
     )
     for path, kind, enc in plan:
         if kind == "folder":
@@ -215,16 +227,17 @@ def read_paths(
     return ingestor.report
 
 
-def _described(options: ReadOptions | None, date_format: str | None) -> dict[str, Any]:
-    """How the files were read, for the audit row (what the operator named only)."""
-    if options is None:
-        return {"date_format": date_format}
+def described(options: ReadOptions | None, date_format: str | None, policy: StorePolicy | None) -> dict[str, Any]:
+    """How the files were read and stored, for the audit row (what the operator named only)."""
+    options, policy = options or ReadOptions(), policy or StorePolicy()
     return {
         "format": options.format,
         "mapping": dict(options.mapping),
         "quoting": None if options.quoting else "off",
         "image_path": options.image_path,
         "date_format": date_format,
+        "missing_images": None if policy.missing_images == "reject" else policy.missing_images,
+        "update": policy.update,
     }
 
 

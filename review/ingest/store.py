@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -17,8 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import Media, Post, PostMedia, PostReport, PostStatus
 from db.session import writing
 from review.config import Settings
-from review.errors import IngestError, MediaError
+from review.errors import IngestError, MediaError, MissingImageError
+from review.ingest.changes import StoredContent, differences, image_hashes, replace_content, stored_content
 from review.ingest.records import (
+    MISSING_IMAGES_KEY,
     IngestReport,
     PreparedRecord,
     RawRecord,
@@ -27,11 +32,33 @@ from review.ingest.records import (
     named,
     unexpected,
     validate,
+    with_value,
 )
 from review.media import StoredImage, check_image_size, prepare_image, read_image_file, write_image
 from review.text import one_line, shown
 
 CHUNK_SIZE = 200  # records per transaction
+MISSING_IMAGES = ("reject", "skip")  # --missing-images: what becomes of a record with an image file not found
+MISSING_HINT = " (--missing-images skip stores such a post with the images there are)"
+
+
+@dataclass(frozen=True)
+class StorePolicy:
+    """What a run does with records that cannot be stored just as they stand (the operator's
+    choice; the defaults change nothing stored): ``missing_images`` "reject" refuses a record
+    with an image file that is not there, "skip" stores the post with the images that exist and
+    keeps the missing names on it (``metadata.missing_images``, shown to its moderator);
+    ``update`` replaces the content of posts stored before when the record differs and nobody
+    has decided on them (review/ingest/changes.py); without it a difference is only reported."""
+
+    missing_images: str = "reject"
+    update: bool = False
+
+    def __post_init__(self) -> None:
+        if self.missing_images not in MISSING_IMAGES:
+            raise IngestError(
+                f"--missing-images {one_line(self.missing_images, 40)!r}: name one of {', '.join(MISSING_IMAGES)}"
+            )
 
 
 def _resolve_images(prep: PreparedRecord, allow_absolute: bool) -> str | None:
@@ -71,9 +98,11 @@ def _resolve_images(prep: PreparedRecord, allow_absolute: bool) -> str | None:
     return None
 
 
-def _store_images(prep: PreparedRecord, settings: Settings) -> None:
+def _store_images(prep: PreparedRecord, settings: Settings, skip_missing: bool = False) -> None:
     """Runs in a worker thread: validate every image of one record, then store them all (a
-    record with a bad image leaves no file behind)."""
+    record with a bad image leaves no file behind). ``skip_missing``: an image file that is not
+    there is left out and named in ``prep.missing`` (``--missing-images skip``); an image that
+    is there but bad still refuses the record."""
     prepared = []
     attached = prep.raw.attachments
     for i, name in enumerate(prep.record.images):
@@ -86,12 +115,20 @@ def _store_images(prep: PreparedRecord, settings: Settings) -> None:
             prepared.append(
                 prepare_image(data, max_pixels=settings.max_image_pixels, thumbnail_size=settings.thumbnail_size)
             )
+        except MissingImageError as exc:
+            if not skip_missing:
+                prep.error = f"image {name!r}: {exc}{MISSING_HINT}"
+                return
+            prep.missing.append(name)
         except MediaError as exc:
             prep.error = f"image {name!r}: {exc}"
             return
         except Exception as exc:  # a decoder bug must cost one record, not the batch
             prep.error = f"image {name!r}: {unexpected(exc)}"
             return
+    if prep.missing and not prepared and not prep.record.text.strip():
+        prep.error = "none of its images was found and it has no text: there is nothing to review"
+        return
     try:
         prep.stored = [write_image(image, settings.media_dir) for image in prepared]
     except OSError as exc:  # a full disk, a store that is not writable
@@ -140,6 +177,8 @@ class Ingestor:
         token_id: int | None = None,
         date_format: str | None = None,
         soft_fields: bool = False,
+        policy: StorePolicy | None = None,
+        by: int | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.settings = settings
@@ -156,6 +195,8 @@ class Ingestor:
         self.track = track  # keep each record's outcome in the report (the API's answer)
         self.token_id = token_id  # the API token whose batch this is: its records' reports name it
         self.stored_ids: dict[tuple[str, str], int] = {}  # posts this run created, for its repeats
+        self.policy = policy or StorePolicy()
+        self.by = by  # the account whose run this is, on the update events (None: the command line)
 
     def warn(self, message: str) -> None:
         self.report.warnings.append(one_line(message))
@@ -238,30 +279,38 @@ class Ingestor:
         with self.session_factory() as session:
             existing = self._existing_keys(session, [(p.record.source, p.record.external_id) for p in fresh])
         todo = []
+        known: list[tuple[PreparedRecord, int, str | None]] = []  # stored before: (record, post id, image error)
         for prep in fresh:
             key = (prep.record.source, prep.record.external_id)
-            if key in existing:
-                self.present(prep.order, key, existing[key])
-                continue
             try:
                 error = _resolve_images(prep, self.allow_absolute)
             except Exception as exc:
                 error = unexpected(exc)
+            if key in existing:
+                known.append((prep, existing[key], error))
+                continue
             if error:
                 self.reject_prep(prep, error)
                 continue
             todo.append(prep)
+        updates = self._compare(known, pool)
 
-        list(pool.map(lambda p: _store_images(p, self.settings), todo))
+        skip = self.policy.missing_images == "skip"
+        list(pool.map(lambda p: _store_images(p, self.settings, skip), [*todo, *(u.prep for u in updates)]))
 
         ready = []
         for prep in todo:
             if prep.error:
                 self.reject_prep(prep, prep.error)
-            else:
-                ready.append(prep)
+                continue
+            for name in prep.missing:
+                reason = "image not found; the post is stored without it (--missing-images skip)"
+                self.warn(f"{prep.raw.location}: " + with_value(reason, name))
+            ready.append(prep)
         if ready:
             self._store(ready)
+        if updates:
+            self._update(updates)
 
         for order, raw, key, first_location in repeats:
             if key in self.rejected_keys:
@@ -269,6 +318,80 @@ class Ingestor:
             else:
                 self.present(order, key, self.stored_ids.get(key))
                 self.warn(f"{raw.location}: repeats {first_location} exactly; stored once")
+
+    def _compare(self, known: list[tuple[PreparedRecord, int, str | None]], pool: ThreadPoolExecutor) -> list[_Update]:
+        """Records of posts stored before: those with the same content are already present;
+        those that differ are reported, and returned for an update when the policy asks for one
+        and the post may take it (review/ingest/changes.py)."""
+        if not known:
+            return []
+        max_bytes = self.settings.max_image_bytes
+        hashed = list(pool.map(lambda item: item[2] or _image_hashes(item[0], max_bytes), known))
+        with self.session_factory() as session:
+            stored = stored_content(session, [post_id for _, post_id, _ in known])
+        now = datetime.now(UTC)
+        updates = []
+        for (prep, post_id, _), hashes in zip(known, hashed, strict=True):
+            key = (prep.record.source, prep.record.external_id)
+            location = prep.raw.location
+            unreadable = hashes if isinstance(hashes, str) else None
+            content = stored.get(post_id)
+            changed = [] if content is None else differences(prep.record, None if unreadable else hashes, content)
+            if unreadable:
+                self.warn(f"{location}: " + with_value("images not compared with the stored post", unreadable))
+            if content is None or not changed:
+                self.present(prep.order, key, post_id)
+                continue
+            self.report.differing += 1
+            if not self.policy.update:
+                why: str | None = "kept the stored content (--update replaces the content of a post nobody has decided)"
+            else:
+                why = content.kept_because(now) or (unreadable and "not updated, as its images cannot all be read")
+            if why:
+                self.warn(f"{location}: " + with_value(f"differs from the stored post; {why}", ", ".join(changed)))
+                self.present(prep.order, key, post_id)
+                continue
+            updates.append(_Update(prep, content, changed))
+        return updates
+
+    def _update(self, updates: list[_Update]) -> None:
+        """Replace the content of the posts in ``updates``, each in a savepoint of one transaction."""
+        now = datetime.now(UTC)
+        ready = []
+        for item in updates:
+            if item.prep.error:
+                self.reject_prep(item.prep, f"{item.prep.error}; the stored post {item.stored.post_id} was not updated")
+            else:
+                ready.append(item)
+        with writing(self.session_factory) as session:
+            done = [self._update_one(session, item, now) for item in ready]
+        for item, replaced in zip(ready, done, strict=True):
+            key = (item.prep.record.source, item.prep.record.external_id)
+            post_id = item.stored.post_id
+            if replaced:
+                self.report.updated += 1
+                self.report.updated_ids.append(post_id)
+                self._outcome(item.prep.order, "updated", key, post_id=post_id)
+            else:
+                reason = "differs from the stored post; kept, as it was decided, claimed or erased during the ingest"
+                self.warn(f"{item.prep.raw.location}: " + with_value(reason, ", ".join(item.changed)))
+                self.present(item.prep.order, key, post_id)
+
+    def _update_one(self, session: Session, item: _Update, now: datetime) -> bool:
+        prep = item.prep
+        for _attempt in range(3):
+            cache_before = dict(self.media_cache)
+            try:
+                with session.begin_nested():
+                    ids = self._media_ids(session, prep.stored)
+                    media = [(ids[img.sha256], name) for img, name in zip(prep.stored, _kept_names(prep), strict=True)]
+                    return replace_content(
+                        session, item.stored, prep.record, _metadata(prep), media, item.changed,
+                        location=prep.raw.location, by=self.by, now=now,
+                    )  # fmt: skip
+            except IntegrityError:  # an image another process stored meanwhile: found on the next try
+                self.media_cache = cache_before
+        raise IngestError(f"{prep.raw.location}: could not be updated after 3 attempts (concurrent writers)")
 
     @staticmethod
     def _existing_keys(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -312,9 +435,18 @@ class Ingestor:
     def _insert_batch(self, session: Session, ready: list[PreparedRecord]) -> list[Post]:
         # Rows go in sorted by their unique keys, so that concurrent writers take locks in the
         # same order (no deadlocks on Postgres).
-        # Every image of the chunk is looked up in this transaction, those cached from earlier
-        # chunks too: a purge (review/purge.py) may have removed their media rows since.
-        wanted = {img.sha256: img for prep in ready for img in prep.stored}
+        self._media_ids(session, [img for prep in ready for img in prep.stored])
+        ordered = sorted(ready, key=lambda p: (p.record.source, p.record.external_id))
+        posts = {id(prep): self._post_row(prep) for prep in ordered}
+        session.add_all(posts.values())
+        session.flush()
+        return [posts[id(prep)] for prep in ready]
+
+    def _media_ids(self, session: Session, images: list[StoredImage]) -> dict[str, int]:
+        """The media rows of ``images`` (sha256 → id), added where there are none yet. Each is
+        looked up in this transaction, those cached from earlier chunks too: a purge
+        (review/purge.py) may have removed their rows since."""
+        wanted = {img.sha256: img for img in images}
         if wanted:
             for sha in wanted:
                 self.media_cache.pop(sha, None)
@@ -324,11 +456,7 @@ class Ingestor:
             session.add_all(new_media)
             session.flush()
             self.media_cache.update({m.sha256: m.id for m in new_media})
-        ordered = sorted(ready, key=lambda p: (p.record.source, p.record.external_id))
-        posts = {id(prep): self._post_row(prep) for prep in ordered}
-        session.add_all(posts.values())
-        session.flush()
-        return [posts[id(prep)] for prep in ready]
+        return {sha: self.media_cache[sha] for sha in wanted}
 
     def _insert_one(self, session: Session, prep: PreparedRecord) -> Post | None:
         """One record in a savepoint; None when the post is already there. A clash on an image
@@ -353,7 +481,7 @@ class Ingestor:
             text=rec.text,
             author=rec.author,
             created_at=rec.created_at,
-            meta=rec.metadata,
+            meta=_metadata(prep),
             status=PostStatus.UNSCORED,
         )
         if rec.reports:  # a new post: its reports only count (review/reports.py has the rest of the rule)
@@ -370,6 +498,41 @@ class Ingestor:
             ]
         post.media_links = [
             PostMedia(position=i, media_id=self.media_cache[img.sha256], original_name=name[-255:])
-            for i, (img, name) in enumerate(zip(prep.stored, rec.images, strict=True))
+            for i, (img, name) in enumerate(zip(prep.stored, _kept_names(prep), strict=True))
         ]
         return post
+
+
+@dataclass(frozen=True)
+class _Update:
+    """A record that replaces the content of a post stored before: what is stored, what changed."""
+
+    prep: PreparedRecord
+    stored: StoredContent
+    changed: list[str]
+
+
+def _kept_names(prep: PreparedRecord) -> list[str]:
+    """The names of the record's images that were stored (all but those missing, with skip)."""
+    missing = set(prep.missing)
+    return [name for name in prep.record.images if name not in missing]
+
+
+def _metadata(prep: PreparedRecord) -> dict[str, Any]:
+    """The post's metadata as stored: the record's, and the names of the images it lacks."""
+    if not prep.missing:
+        return prep.record.metadata
+    return {**prep.record.metadata, MISSING_IMAGES_KEY: list(prep.missing)}
+
+
+def _image_hashes(prep: PreparedRecord, max_bytes: int) -> list[str] | str:
+    """Runs in a worker thread: the sha256 of each of the record's images (resolved), or why
+    one cannot be read."""
+    attached = prep.raw.attachments
+    blobs = []
+    for i, name in enumerate(prep.record.images):
+        try:
+            blobs.append(attached[name] if attached is not None else read_image_file(prep.image_paths[i], max_bytes))
+        except MediaError as exc:
+            return f"image {name!r}: {exc}"
+    return image_hashes(blobs)

@@ -23,12 +23,13 @@ from pathlib import Path, PurePosixPath
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from review.auth import Actor, Permission, require_live
+from review.auth import Actor, Permission, account_id, require_live
 from review.config import Settings
 from review.errors import IngestError
-from review.ingest.readers import DATA_SUFFIXES
+from review.ingest.readers import DATA_SUFFIXES, ReadOptions
 from review.ingest.records import IngestReport, Rejection
-from review.ingest.run import audited_ingest, read_paths
+from review.ingest.run import audited_ingest, described, read_paths
+from review.ingest.store import StorePolicy
 from review.text import shown
 
 MAX_UPLOAD_BYTES = 2 * 1024**3  # all files of one upload, zip contents included (as their headers declare)
@@ -143,12 +144,17 @@ def ingest_upload(
     source: str | None = None,
     encoding: str | None = None,
     client: str | None = None,
+    options: ReadOptions | None = None,
+    date_format: str | None = None,
+    policy: StorePolicy | None = None,
 ) -> IngestReport:
     """Ingest uploaded files (name, content): .jsonl/.csv/.tsv data files, images, .zip archives.
 
     ``actor`` needs the ingest permission as its account is stored now; the run is written to
     the audit log with the uploaded files' names. ``encoding`` names the text encoding of the
-    data files (default: UTF-8, or UTF-16 with a byte-order mark)."""
+    data files (default: UTF-8, or UTF-16 with a byte-order mark); ``options``, ``date_format`` and
+    ``policy`` are the command line's reading and storing options (:func:`read_paths`); with a
+    format named, ``.txt`` files are data files too."""
     with sessions() as session:
         actor = require_live(session, actor, Permission.INGEST)
 
@@ -164,10 +170,15 @@ def ingest_upload(
                 rejected, archives = _write_upload(root, files, total)
             except OSError as exc:  # names too long for the file system, a full disk
                 raise IngestError(f"the upload could not be unpacked: {exc.strerror or exc}") from None
-            data = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
+            # a named format makes .txt files data too (a tab-separated export named .txt)
+            suffixes = {*DATA_SUFFIXES, ".txt"} if options and options.format else DATA_SUFFIXES
+            data = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
             names = _UploadNames(root, archives)
             try:
-                report = read_paths(sessions, data or [root], settings, source=source, encoding=encoding)
+                report = read_paths(
+                    sessions, data or [root], settings, source=source, encoding=encoding, options=options,
+                    date_format=date_format, policy=policy, by=account_id(actor),
+                )  # fmt: skip
             except IngestError as exc:
                 raise IngestError(names.text(str(exc))) from None
             names.rewrite(report, data)
@@ -175,7 +186,8 @@ def ingest_upload(
         return report
 
     names = [name for name, _ in files]
-    return audited_ingest(sessions, actor, names, run, client=client, via="upload", source=source, encoding=encoding)
+    return audited_ingest(sessions, actor, names, run, client=client, via="upload", source=source, encoding=encoding,
+                          **described(options, date_format, policy))  # fmt: skip
 
 
 class _UploadNames:
