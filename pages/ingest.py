@@ -2,12 +2,14 @@
 demo set, simulate its review history.
 
 Uploads go through review.ingest.ingest_upload (the same checks as `python -m review
-ingest`); every rejected record is listed with why, in the uploaded files' names, with a CSV of
-them. Scoring starts a `python -m review score` worker process with this desk's settings
-(review.worker.start_scoring; one at a time from the app: "Start scoring" is disabled while it
-runs), followed here through its log every 2 s while it runs; when it ends the page counts the
-posts still unscored again. While the demo posts wait in the queue with no decision yet, an admin can simulate ten
-days of moderation on them (review.demo.simulate_history, as `python -m review demo --history`);
+ingest`, and its reading and storing options: format, columns, image files, date format,
+quoting, missing images, update); every rejected record is listed with why, in the uploaded
+files' names, with a CSV of them, and the warnings one line per reason. Scoring starts a
+`python -m review score` worker process with this desk's settings (review.worker.start_scoring;
+one at a time from the app: "Start scoring" is disabled while it runs), followed here through
+its log every 2 s while it runs; when it ends the page counts the posts still unscored again.
+While the demo posts wait in the queue with no decision yet, an admin can simulate ten days of
+moderation on them (review.demo.simulate_history, as `python -m review demo --history`);
 otherwise a collapsed "Demo history" says why not (review.demo.history_refusal).
 """
 
@@ -21,7 +23,8 @@ from review import csvout
 from review.auth import Permission
 from review.demo import history_refusal, simulate_history
 from review.errors import ReviewError
-from review.ingest import ingest_upload
+from review.ingest import ReadOptions, StorePolicy, ingest_upload, parse_mapping
+from review.ingest.readers import FORMATS as FILE_FORMATS
 from review.verdicts import unscored_count
 from review.worker import running_job, start_scoring, started_jobs
 
@@ -29,6 +32,8 @@ BUSY = "ops_busy"  # a worker started here was running at the page's last full r
 REPORT = "ingest_report"  # the last upload's IngestReport, shown until the next upload
 # The first is the default (nothing named); the others are passed on as --encoding would be.
 ENCODINGS = ["UTF-8 / UTF-16 with BOM", "gb18030", "big5", "shift_jis", "euc-kr", "cp1252", "latin-1"]
+FORMATS = ["by the file's extension", *FILE_FORMATS]  # the first: nothing named
+MISSING_CHOICES = {"reject the record": "reject", "store the post without it": "skip"}  # label → --missing-images
 
 desk = current_desk()
 actor = current_actor()
@@ -57,19 +62,64 @@ with st.form("ingest", clear_on_submit=True):
         help="UTF-8 and UTF-16 with a byte-order mark are read by default; name any other encoding: "
         "it is never guessed (a wrong guess stores unreadable text).",
     )  # fmt: skip
+    # the command line's reading and storing options (python -m review ingest --help), same names
+    with st.expander("Exports from other tools: reading and storing options"):
+        first, second = st.columns(2)
+        file_format = first.selectbox(
+            "Format (--format)", FORMATS, key="ingest_format",
+            help="Read the data files as this whatever their extension (a tab-separated export named .txt).",
+        )  # fmt: skip
+        mapping = second.text_input(
+            "Columns (--map)", key="ingest_map", placeholder="external_id=tweetId,text=tweetText,images=imageId(s)",
+            help="The columns (CSV) or keys (JSONL) holding the record's fields, as FIELD=COLUMN pairs separated "
+            "by commas. A mapped images column may list names separated by commas.",
+        )  # fmt: skip
+        image_path = first.text_input(
+            "Image files (--image-path)", key="ingest_image_path", placeholder="images/{}.*",
+            help="The file each image name stands for, {} being the name, relative to the data file; "
+            "{}.* takes the one file of that name whatever its extension.",
+        )  # fmt: skip
+        date_format = second.text_input(
+            "Date format (--date-format)", key="ingest_date_format", placeholder="%d.%m.%Y %H:%M",
+            help="created_at's format (strptime). Without it: ISO 8601, RFC 2822 / Twitter, Unix seconds or "
+            "milliseconds, YYYY/MM/DD HH:MM.",
+        )  # fmt: skip
+        missing = first.selectbox(
+            "An image file that is not there (--missing-images)", list(MISSING_CHOICES), key="ingest_missing",
+            help="Reject the record, or store the post with the images there are: its moderator is shown the "
+            "names of those missing.",
+        )  # fmt: skip
+        no_quoting = second.checkbox(
+            "Fields are never quoted (--no-quoting)", key="ingest_no_quoting",
+            help="For CSV/TSV exports that do not quote: a '\"' is then an ordinary character.",
+        )  # fmt: skip
+        replace = second.checkbox(
+            "Replace changed posts nobody has decided (--update)", key="ingest_update",
+            help="A post stored before whose record now has other text, author, date or images takes the new "
+            "content if nobody has decided it (an 'update' event in its history; it is scored again). A decided "
+            "post keeps what its moderator saw. Without this, such differences are only reported.",
+        )  # fmt: skip
     submitted = st.form_submit_button("Ingest", type="primary", disabled=not actor.can(Permission.INGEST))
 if submitted:
     st.session_state.pop(REPORT, None)
     try:
+        options = ReadOptions(
+            format=None if file_format == FORMATS[0] else file_format,
+            mapping=parse_mapping(mapping) if mapping.strip() else {},
+            quoting=not no_quoting,
+            image_path=image_path.strip() or None,
+        )
         with st.spinner("Ingesting …"):
             st.session_state[REPORT] = ingest_upload(
                 desk.sessions, desk.settings, actor, [(f.name, f.getvalue()) for f in files or []],
                 source=source.strip() or None, encoding=None if encoding == ENCODINGS[0] else encoding,
+                options=options, date_format=date_format.strip() or None,
+                policy=StorePolicy(missing_images=MISSING_CHOICES[missing], update=replace),
             )  # fmt: skip
     except ReviewError as exc:
         show_error("Nothing was ingested.", str(exc))
 if (report := st.session_state.get(REPORT)) is not None:  # kept over later clicks (a download, Start scoring)
-    (st.success if report.ok else st.warning)(f"Last upload: {report.summary()}.")
+    (st.success if report.ok and not report.warnings else st.warning)(f"Last upload: {report.summary()}.")
     if report.rejected:  # every one, in the uploaded files' names (review.ingest.uploads)
         rejected = pd.DataFrame(
             {"where": [r.location for r in report.rejected], "why": [r.reason for r in report.rejected]}

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Media, Post, PostMedia
 from db.session import db_text
-from review.ingest.records import MISSING_IMAGES_KEY
+from review.ingest.records import missing_images
 from review.policy import Policy, load_policy
 from review.signals.nsfw import blur_reason
 from review.signals.runner import load_media_signals
@@ -175,13 +175,6 @@ def list_posts(
         has_newer = bool(rows) and _exists(session, flt, newer_than=rows[0].id)
         has_older = more
     return PostPage(rows=rows, has_newer=has_newer, has_older=has_older)
-
-
-def missing_images(metadata: object) -> list[str]:
-    """The names of the images a post's record named that were not found when it was stored
-    (``ingest --missing-images skip`` keeps them in its metadata)."""
-    names = metadata.get(MISSING_IMAGES_KEY) if isinstance(metadata, dict) else None
-    return [str(name) for name in names] if isinstance(names, list) else []
 
 
 def get_posts(

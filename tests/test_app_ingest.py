@@ -18,7 +18,7 @@ from db.models import ReviewEvent, Verdict
 from review.demo import demo_waiting
 from review.ingest import ingest_records
 from review.worker import running_job
-from tests.conftest import account, jsonl_bytes, open_app, open_page
+from tests.conftest import account, jsonl_bytes, open_app, open_page, review_events, stored_posts
 from tests.factories import demo_world
 
 PAGE = "pages/ingest.py"
@@ -133,3 +133,64 @@ def test_an_uploads_warnings_are_one_line_per_reason(monkeypatch, sqlite_desk) -
     assert not at.exception
     lines = [t.value for t in at.text if "created_at" in t.value]
     assert len(lines) == 1 and "3 records" in lines[0] and "posts.jsonl:1" in lines[0], lines
+
+
+def test_an_export_goes_in_with_the_pages_reading_and_storing_options(monkeypatch, sqlite_desk) -> None:
+    """The command line's options on the page: a tab-separated .txt read as TSV with its columns
+    mapped, image ids naming files, a missing image skipped; then the same export with one text
+    edited replaces that post's content only with "Replace changed posts" ticked."""
+    header = "tweetId\ttweetText\timageId(s)\tuser\n"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        picture = io.BytesIO()
+        Image.new("RGB", (16, 12), (200, 40, 40)).save(picture, format="PNG")
+        zf.writestr("export/images/p1.png", picture.getvalue())
+        zf.writestr("export/tweets.txt", header + '7\t"quoted" shark\tp1,p2\tann\n8\tplain\t\tbob\n')
+    at = open_app(monkeypatch, sqlite_desk, "lead", PAGE)
+
+    def upload(edited: bool = False, update: bool = False) -> None:
+        data = archive.getvalue()
+        if edited:
+            edited_zip = io.BytesIO()
+            with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(edited_zip, "w") as dst:
+                for item in src.infolist():
+                    content = src.read(item)
+                    dst.writestr(item, content.replace(b"plain", b"plain, edited") if item.filename.endswith("txt")
+                                 else content)  # fmt: skip
+            data = edited_zip.getvalue()
+        at.file_uploader(key="ingest_files").set_value([("export.zip", data, "application/zip")])
+        at.selectbox(key="ingest_format").set_value("tsv")
+        at.text_input(key="ingest_map").set_value("external_id=tweetId,text=tweetText,images=imageId(s),author=user")
+        at.text_input(key="ingest_image_path").set_value("images/{}.*")
+        at.checkbox(key="ingest_no_quoting").check()
+        at.selectbox(key="ingest_missing").set_value("store the post without it")
+        if update:
+            at.checkbox(key="ingest_update").check()
+        next(b for b in at.button if b.label == "Ingest").click().run()
+        assert not at.exception
+
+    upload()
+    assert any("2 added, 0 already present, 0 rejected" in w.value for w in at.warning)  # with a warning
+    assert any("image not found; the post is stored without it" in t.value for t in at.text)
+    posts = stored_posts(sqlite_desk)
+    assert (posts["7"].text, posts["7"].author) == ('"quoted" shark', "ann")  # no quoting: the quotes are text
+    assert [m.original_name for m in posts["7"].media_links] == ["images/p1.png"]
+    assert posts["7"].meta["missing_images"] == ["images/p2.*"]
+
+    upload(edited=True)
+    assert any("(1 of them with other content, kept: see the warnings)" in w.value for w in at.warning)
+    assert stored_posts(sqlite_desk)["8"].text == "plain"
+    upload(edited=True, update=True)
+    assert any("0 added, 1 updated, 1 already present, 0 rejected" in s.value for s in at.success)
+    assert stored_posts(sqlite_desk)["8"].text == "plain, edited"
+    (event,) = [e for e in review_events(sqlite_desk) if e.action == "update"]
+    assert event.user_id == account(sqlite_desk, "lead").id
+
+
+def test_a_bad_option_on_the_page_ingests_nothing_and_says_why(monkeypatch, sqlite_desk) -> None:
+    at = open_app(monkeypatch, sqlite_desk, "lead", PAGE)
+    at.file_uploader(key="ingest_files").set_value([("p.jsonl", jsonl_bytes({"external_id": "a"}), "x")])
+    at.text_input(key="ingest_map").set_value("textt=body")
+    next(b for b in at.button if b.label == "Ingest").click().run()
+    assert not at.exception and any("Nothing was ingested." in e.value for e in at.error)
+    assert "textt" in at.code[0].value and stored_posts(sqlite_desk) == {}

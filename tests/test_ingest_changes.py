@@ -306,3 +306,20 @@ def _verdicts_except(desk: Desk, post_id: int) -> None:
 def _current_verdict(desk: Desk, post_id: int) -> int | None:
     with desk.sessions() as session:
         return session.scalar(select(Post.verdict_id).where(Post.id == post_id))
+
+
+def test_with_skip_a_still_missing_image_is_no_change_and_a_found_one_is(desk: Desk, tmp_path: Path) -> None:
+    both = StorePolicy(missing_images="skip", update=True)
+    path = _three_images(tmp_path)
+    ingest_files(desk, path, policy=SKIP)
+    again = ingest_files(desk, path, policy=both)
+    assert (again.already_present, again.differing, again.warnings) == (3, 0, [])  # missing the same way
+
+    make_image(tmp_path / "b.jpg", 2)  # the missing image turns up
+    found = ingest_files(desk, path, policy=both)
+    assert (found.updated, found.differing) == (1, 1)
+    p1 = stored_posts(desk)["p1"]
+    assert [m.original_name for m in p1.media_links] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert MISSING_IMAGES_KEY not in p1.meta
+    (event,) = review_events(desk, EventAction.UPDATE)
+    assert event.note.endswith("; not found then: b.jpg") and "(images changed)" in event.note

@@ -1,9 +1,10 @@
 """A record for a post stored before: does its content differ, and may ``--update`` replace it?
 
 The content compared is what a moderator sees of a post: its text, author, platform time and
-images (their bytes, by sha256, in order; their file names do not count). Metadata and reports
-are not compared. An image of the record that cannot be read (gone since the first ingest, say)
-leaves the images uncompared, and such a record never replaces anything.
+images (their bytes, by sha256, in order; their file names do not count; with ``--missing-images
+skip``, the names of those not found too). Metadata and reports are not compared. An image of
+the record that cannot be read (gone since the first ingest while missing images are refused, or
+a bad file) leaves the images uncompared, and such a record never replaces anything.
 
 :func:`replace_content` is the update itself, in the caller's transaction: on the condition that
 the post is still live, undecided (``review.status.UPDATABLE``) and held by no moderator's live
@@ -26,7 +27,7 @@ from db.models import LIVE_POST, EventAction, Media, Post, PostMedia
 from db.session import rows_changed
 from review import events
 from review.events import NewEvent
-from review.ingest.records import PostRecord
+from review.ingest.records import PostRecord, missing_images
 from review.status import UPDATABLE
 from review.text import one_line
 
@@ -42,6 +43,7 @@ class StoredContent:
     author: str | None
     created_at: datetime | None
     images: tuple[tuple[str, str | None], ...]  # (sha256, the name it came under), in order
+    missing: tuple[str, ...]  # the names of images not found when it was stored (--missing-images skip)
     status: str
     claimed_until: datetime | None  # a moderator's claim (live when after now)
     erased: bool
@@ -72,7 +74,7 @@ def stored_content(session: Session, post_ids: Iterable[int]) -> dict[int, Store
         ):
             images[post_id].append((sha, name))
         for post in session.execute(
-            select(Post.id, Post.text, Post.author, Post.created_at, Post.status, Post.claimed_by_id,
+            select(Post.id, Post.text, Post.author, Post.created_at, Post.meta, Post.status, Post.claimed_by_id,
                    Post.lease_expires_at, Post.purged_at).where(Post.id.in_(part))
         ):  # fmt: skip
             out[post.id] = StoredContent(
@@ -81,6 +83,7 @@ def stored_content(session: Session, post_ids: Iterable[int]) -> dict[int, Store
                 author=post.author,
                 created_at=post.created_at,
                 images=tuple(images[post.id]),
+                missing=tuple(missing_images(post.meta)),
                 status=post.status,
                 claimed_until=post.lease_expires_at if post.claimed_by_id is not None else None,
                 erased=post.purged_at is not None,
@@ -88,14 +91,22 @@ def stored_content(session: Session, post_ids: Iterable[int]) -> dict[int, Store
     return out
 
 
-def image_hashes(blobs: Iterable[bytes]) -> list[str]:
-    return [hashlib.sha256(data).hexdigest() for data in blobs]
+@dataclass(frozen=True)
+class RecordImages:
+    """A record's images as they would be stored: the sha256 of those read, in order, and the
+    names of those not found (skipped with ``--missing-images skip``; none otherwise)."""
+
+    hashes: tuple[str, ...]
+    missing: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, blobs: Iterable[bytes], missing: Iterable[str] = ()) -> RecordImages:
+        return cls(tuple(hashlib.sha256(data).hexdigest() for data in blobs), tuple(missing))
 
 
-def differences(record: PostRecord, hashes: Sequence[str] | None, stored: StoredContent) -> list[str]:
+def differences(record: PostRecord, images: RecordImages | None, stored: StoredContent) -> list[str]:
     """The fields in which ``record`` differs from ``stored``: text, author, created_at, images
-    (``hashes``: the sha256 of the record's images in order; None when they could not all be
-    read, and then not compared)."""
+    (``images``: None when they could not be read, and then not compared)."""
     changed = []
     if record.text != stored.text:
         changed.append("text")
@@ -103,7 +114,9 @@ def differences(record: PostRecord, hashes: Sequence[str] | None, stored: Stored
         changed.append("author")
     if _utc(record.created_at) != _utc(stored.created_at):
         changed.append("created_at")
-    if hashes is not None and tuple(hashes) != tuple(sha for sha, _ in stored.images):
+    if images is not None and (
+        images.hashes != tuple(sha for sha, _ in stored.images) or images.missing != stored.missing
+    ):
         changed.append("images")
     return changed
 
@@ -174,7 +187,8 @@ def update_note(stored: StoredContent, changed: Sequence[str], location: str) ->
         before.append(f"created_at: {stored.created_at.isoformat() if stored.created_at else '(none)'}")
     if "images" in changed:
         names = ", ".join(f"{one_line(name or '?', 120)} ({sha[:12]})" for sha, name in stored.images)
-        before.append(f"images: {names or '(none)'}")
+        missing = ", ".join(one_line(name, 120) for name in stored.missing)
+        before.append(f"images: {names or '(none)'}" + (f"; not found then: {missing}" if missing else ""))
     return f"content replaced by ingest from {one_line(location, 200)} ({', '.join(changed)} changed); before: " + (
         "; ".join(before)
     )

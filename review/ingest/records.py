@@ -491,3 +491,10 @@ def unexpected(exc: BaseException) -> str:
     """The reason for a rejection that no check foresaw: the record is refused, the others go
     on, and the error stays visible as what it is."""
     return f"could not be processed ({type(exc).__name__}: {exc}); this is a bug worth reporting"
+
+
+def missing_images(metadata: object) -> list[str]:
+    """The names of the images a post's record named that were not found when it was stored
+    (``--missing-images skip`` keeps them in its metadata under MISSING_IMAGES_KEY)."""
+    names = metadata.get(MISSING_IMAGES_KEY) if isinstance(metadata, dict) else None
+    return [str(name) for name in names] if isinstance(names, list) else []

@@ -21,7 +21,7 @@ from db.models import Media, Post, PostMedia, PostReport, PostStatus
 from db.session import writing
 from review.config import Settings
 from review.errors import IngestError, MediaError, MissingImageError
-from review.ingest.changes import StoredContent, differences, image_hashes, replace_content, stored_content
+from review.ingest.changes import RecordImages, StoredContent, differences, replace_content, stored_content
 from review.ingest.records import (
     MISSING_IMAGES_KEY,
     IngestReport,
@@ -325,18 +325,19 @@ class Ingestor:
         and the post may take it (review/ingest/changes.py)."""
         if not known:
             return []
-        max_bytes = self.settings.max_image_bytes
-        hashed = list(pool.map(lambda item: item[2] or _image_hashes(item[0], max_bytes), known))
+        max_bytes, skip = self.settings.max_image_bytes, self.policy.missing_images == "skip"
+        read = list(pool.map(lambda item: item[2] or _record_images(item[0], max_bytes, skip), known))
         with self.session_factory() as session:
             stored = stored_content(session, [post_id for _, post_id, _ in known])
         now = datetime.now(UTC)
         updates = []
-        for (prep, post_id, _), hashes in zip(known, hashed, strict=True):
+        for (prep, post_id, _), images in zip(known, read, strict=True):
             key = (prep.record.source, prep.record.external_id)
             location = prep.raw.location
-            unreadable = hashes if isinstance(hashes, str) else None
+            unreadable = images if isinstance(images, str) else None
+            compared = images if isinstance(images, RecordImages) else None
             content = stored.get(post_id)
-            changed = [] if content is None else differences(prep.record, None if unreadable else hashes, content)
+            changed = [] if content is None else differences(prep.record, compared, content)
             if unreadable:
                 self.warn(f"{location}: " + with_value("images not compared with the stored post", unreadable))
             if content is None or not changed:
@@ -525,14 +526,18 @@ def _metadata(prep: PreparedRecord) -> dict[str, Any]:
     return {**prep.record.metadata, MISSING_IMAGES_KEY: list(prep.missing)}
 
 
-def _image_hashes(prep: PreparedRecord, max_bytes: int) -> list[str] | str:
-    """Runs in a worker thread: the sha256 of each of the record's images (resolved), or why
-    one cannot be read."""
+def _record_images(prep: PreparedRecord, max_bytes: int, skip_missing: bool) -> RecordImages | str:
+    """Runs in a worker thread: the record's images (resolved) as they would be stored, to
+    compare with a stored post's, or why one cannot be read."""
     attached = prep.raw.attachments
-    blobs = []
+    blobs, missing = [], []
     for i, name in enumerate(prep.record.images):
         try:
             blobs.append(attached[name] if attached is not None else read_image_file(prep.image_paths[i], max_bytes))
+        except MissingImageError as exc:
+            if not skip_missing:
+                return f"image {name!r}: {exc}"
+            missing.append(name)
         except MediaError as exc:
             return f"image {name!r}: {exc}"
-    return image_hashes(blobs)
+    return RecordImages.of(blobs, missing)
