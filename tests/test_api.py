@@ -170,11 +170,16 @@ def test_a_batch_is_stored_once(api: tuple[Desk, httpx.Client]) -> None:
     again = client.post("/v1/posts", json={"posts": records}).json()
     assert (again["created"], again["already_present"]) == (0, 3)
     assert [r["post_id"] for r in again["results"]] == [r["post_id"] for r in answer["results"]]
+    assert [r["reason"] for r in again["results"]] == [None] * 3
+    edited = client.post("/v1/posts", json={"posts": [records[0] | {"text": "hello, edited"}]}).json()
+    assert edited["already_present"] == 1  # the API changes no stored post, and says the record differs
+    assert edited["results"][0]["reason"].startswith("differs from the stored post; kept the stored content")
+    assert edited["results"][0]["reason"].endswith("(value 'text')")
     assert row_count(desk, Post) == 3
     with desk.sessions() as session:  # each batch is an ingest in the audit log, by its token
         rows = session.scalars(select(AuditEvent).where(AuditEvent.action == "ingest").order_by(AuditEvent.id)).all()
     assert [(r.actor_name, r.details["added"], r.details["already_present"]) for r in rows] == [
-        ("(api token platform)", 3, 0), ("(api token platform)", 0, 3)
+        ("(api token platform)", 3, 0), ("(api token platform)", 0, 3), ("(api token platform)", 0, 1)
     ]  # fmt: skip
 
     read = client.get("/v1/posts/weibo/t1")

@@ -13,9 +13,22 @@ from sqlalchemy import update
 
 from db.models import Post
 from review.decisions import EscalationReasonMissing, decide_bulk, history
+from review.inference.baseline import BaselineProvider
+from review.ingest import StorePolicy, ingest_paths
 from review.policy import RESERVED_KEYS, load_policy
 from review.reports import add_report
-from tests.conftest import account, focus_target, held_post, open_app, picked_labels, post_status, review_events
+from review.scoring import Scorer
+from tests.conftest import (
+    account,
+    focus_target,
+    held_post,
+    make_image,
+    open_app,
+    picked_labels,
+    post_status,
+    review_events,
+    write_jsonl,
+)
 from tests.factories import HOSTILE, queued_posts
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -360,3 +373,18 @@ def test_a_post_reports_sent_back_says_so(desk, monkeypatch, tmp_path: Path) -> 
     back = [i.value for i in bob.info if i.value.startswith("Back in the queue")]
     assert back == [f"Back in the queue: 3 reports after its decision on {decided_at:%Y-%m-%d %H:%M} UTC."]
     assert any(t.value == "Reported 3× — classifier: spam ×2, user report: spam ×1" for t in bob.text)
+
+
+def test_the_moderator_is_told_which_images_were_missing_at_ingest(sqlite_desk, monkeypatch, tmp_path: Path) -> None:
+    """A post stored with --missing-images skip names the images it lacks above the pictures,
+    verbatim (the names come from the platform's file)."""
+    make_image(tmp_path / "there.jpg", 1)
+    path = write_jsonl(tmp_path / "p.jsonl", [{"external_id": "m", "text": "two pictures",
+                                               "images": ["there.jpg", "**gone**.jpg"]}])  # fmt: skip
+    ingest_paths(sqlite_desk.sessions, [path], sqlite_desk.settings, policy=StorePolicy(missing_images="skip"))
+    Scorer(sqlite_desk.sessions, sqlite_desk.settings, BaselineProvider()).run()
+    at = open_app(monkeypatch, sqlite_desk, "moderator", "pages/review.py")
+    at.button(key="review_next").click().run()
+    assert not at.exception
+    assert any(w.value.startswith("1 image of this post could not be found when it was ingested") for w in at.warning)
+    assert any(t.value == "**gone**.jpg" for t in at.text)  # plain text, not markdown

@@ -224,9 +224,10 @@ class Ingestor:
         self.reject(prep.order, prep.raw.location, reason, key)
         self.rejected_keys.add(key)
 
-    def present(self, order: int, key: tuple[str, str], post_id: int | None) -> None:
+    def present(self, order: int, key: tuple[str, str], post_id: int | None, reason: str | None = None) -> None:
+        """An already-present record; ``reason``: why a record with other content changed nothing."""
         self.report.already_present += 1
-        self._outcome(order, "already_present", key, post_id=post_id)
+        self._outcome(order, "already_present", key, post_id=post_id, reason=reason)
 
     def run(self, records: Iterable[RawRecord]) -> None:
         chunk: list[RawRecord] = []
@@ -349,8 +350,9 @@ class Ingestor:
             else:
                 why = content.kept_because(now) or (unreadable and "not updated, as its images cannot all be read")
             if why:
-                self.warn(f"{location}: " + with_value(f"differs from the stored post; {why}", ", ".join(changed)))
-                self.present(prep.order, key, post_id)
+                reason = with_value(f"differs from the stored post; {why}", ", ".join(changed))
+                self.warn(f"{location}: {reason}")
+                self.present(prep.order, key, post_id, reason)
                 continue
             updates.append(_Update(prep, content, changed))
         return updates
@@ -374,9 +376,10 @@ class Ingestor:
                 self.report.updated_ids.append(post_id)
                 self._outcome(item.prep.order, "updated", key, post_id=post_id)
             else:
-                reason = "differs from the stored post; kept, as it was decided, claimed or erased during the ingest"
-                self.warn(f"{item.prep.raw.location}: " + with_value(reason, ", ".join(item.changed)))
-                self.present(item.prep.order, key, post_id)
+                why = "differs from the stored post; kept, as it was decided, claimed or erased during the ingest"
+                reason = with_value(why, ", ".join(item.changed))
+                self.warn(f"{item.prep.raw.location}: {reason}")
+                self.present(item.prep.order, key, post_id, reason)
 
     def _update_one(self, session: Session, item: _Update, now: datetime) -> bool:
         prep = item.prep
