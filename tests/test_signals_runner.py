@@ -87,6 +87,9 @@ def test_runner_stores_signals_and_records_failures(desk: Desk, tmp_path: Path) 
         found = load_media_signals(session, [ad.id, mug.id, repost.id, broken.id])
         kinds = session.execute(select(Signal.kind, func.count()).group_by(Signal.kind)).all()
     assert dict(kinds) == {"ocr": 4, "nsfw": 4, "dup_cluster": 4}
+    with desk.sessions() as session:  # the rule that made the clusters, filtered copies joining
+        rules = set(session.scalars(select(Signal.producer_version).where(Signal.kind == "dup_cluster")))
+    assert rules == {"radius-8;colours-2"}
     text = "".join(found[ad.id].ocr_text.split())
     for words in ("全网最低价", "shop_8888", "100%有效"):
         assert words in text, found[ad.id].ocr_text

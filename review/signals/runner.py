@@ -34,6 +34,10 @@ from review.signals.neardup import MultiIndex, colours_agree
 # colours agree too (review.signals.neardup.colours_agree). Measured on generated reposts
 # (tests/test_signals_neardup.py): reposts ≤ 8 bits.
 DUP_RADIUS = 8
+# The clustering rule as recorded on each dup_cluster signal: the radius, and the colour check's
+# version (2: a photo filter's copy agrees with its original, issue 19), so that clusters made
+# under an earlier rule can be told apart.
+DUP_RULE = f"radius-{DUP_RADIUS};colours-2"
 BATCH = 16
 
 
@@ -242,7 +246,7 @@ def compute_signals(
             cluster, nearest, distance = clusters.assign(media.id, hashes)
             stats.joined += nearest is not None
             rows.append(Signal(media_id=media.id, kind="dup_cluster", producer="phash-multi-index",
-                               producer_version=f"radius-{DUP_RADIUS}",
+                               producer_version=DUP_RULE,
                                value={"cluster": cluster, "nearest": nearest, "distance": distance}))  # fmt: skip
             updates[media.id] = {**hashes.stored(), "dup_cluster": cluster}
         with writing(sessions) as session:
