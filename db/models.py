@@ -254,6 +254,25 @@ class PostMedia(Base):
     __table_args__ = (Index("ix_post_media_media_id", "media_id"),)
 
 
+class ReplacedMedia(Base):
+    """An image link that an ingest update replaced (review/ingest/changes.py), kept with the
+    ``update`` event that replaced it: the post's history names what the post showed before, and
+    erasing the post (review/purge.py) erases these images too."""
+
+    __tablename__ = "replaced_media"
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("review_event.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # as it was in post_media
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="RESTRICT"))
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"))
+    original_name: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        Index("ix_replaced_media_post_id", "post_id"),
+        Index("ix_replaced_media_media_id", "media_id"),
+    )
+
+
 class Signal(Base):
     """A cheap signal about one image: OCR text, NSFW score, duplicate cluster…"""
 

@@ -53,7 +53,7 @@ from review.priority import ESCALATED_PRIORITY, queue_priority
 from review.queue import ANY, QueueFilter, free, in_queue_order, waiting, waiting_statuses, with_verdict
 from review.status import next_status
 from review.verdicts import current_verdict, is_usable
-from review.visibility import PUBLIC_NOTES, blind_for, may_read_note
+from review.visibility import blind_for, may_read_note
 
 DEFAULT_LEASE = timedelta(minutes=10)
 # a closed tab's post is back in the queue after this: longer than the Review page's heartbeat
@@ -679,9 +679,7 @@ def history(session: Session, actor: Actor, post_id: int) -> list[HistoryEntry]:
             violated = f"{event.label_category} · severity {event.label_severity}"
             label = violated if event.label_violation else "no violation"
         label_hidden = blind and label is not None
-        hidden = (
-            bool(event.note) and event.action not in PUBLIC_NOTES and (blind or not may_read_note(actor, event.user_id))
-        )
+        hidden = bool(event.note) and not may_read_note(actor, event.user_id, event.action, blind=blind)
         out.append(
             HistoryEntry(
                 event_id=event.id,
@@ -732,6 +730,6 @@ def escalations(session: Session, actor: Actor, post_ids: Collection[int]) -> di
     )
     out: dict[int, Escalation] = {}
     for post_id, user_id, username, at, note in rows:  # oldest first: the latest one stays
-        hidden = bool(note) and not may_read_note(actor, user_id)
+        hidden = bool(note) and not may_read_note(actor, user_id, EventAction.ESCALATE)
         out[post_id] = Escalation(post_id, username, at, None if hidden else note, hidden)
     return out

@@ -94,7 +94,7 @@ def read_image_file(path: Path, max_bytes: int) -> bytes:
     """Read an image file with clear errors for the usual operator mistakes."""
     try:
         size = path.stat().st_size
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # (a folder on the way is a file)
         raise MissingImageError(f"file not found: {path}") from None
     except OSError as exc:
         raise MediaError(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -2,9 +2,10 @@
 
 What a post's content is, by kind (:class:`Kind`):
 
-- ``media``: the post's images: its ``post_media`` links, and every image no other (not erased)
-  post still shows — its file and thumbnail under ``MEDIA_DIR``, its ``media`` row, its signals
-  (OCR, NSFW, near-duplicate cluster) and its copies in export folders;
+- ``media``: the post's images: its ``post_media`` links and the links an ingest update replaced
+  (``replaced_media``), and every image no other (not erased) post still shows or showed — its
+  file and thumbnail under ``MEDIA_DIR``, its ``media`` row, its signals (OCR, NSFW,
+  near-duplicate cluster) and its copies in export folders;
 - ``text``: the post's text, author and metadata, its post-level signals, the text of its
   verdicts (description, OCR reading, rationale, consistency reason, tags, parse notes, error,
   raw output, and the input hashes that would let a guess at the text be confirmed) and the notes
@@ -63,6 +64,7 @@ from db.models import (
     PostLabel,
     PostMedia,
     PostStatus,
+    ReplacedMedia,
     ReviewEvent,
     Signal,
     Verdict,
@@ -251,8 +253,8 @@ def _has(kind: Kind) -> ColumnElement[bool]:
     """SQL, about the row of ``Post`` in the query: the post still holds something of ``kind``.
     The one rule of what is left; what :func:`_erase_media`, :func:`_erase_text` and
     :func:`_erase_raw` remove makes it false."""
-    if kind is Kind.MEDIA:
-        return exists().where(PostMedia.post_id == Post.id)
+    if kind is Kind.MEDIA:  # its images, and those an ingest update replaced
+        return or_(exists().where(PostMedia.post_id == Post.id), exists().where(ReplacedMedia.post_id == Post.id))
     if kind is Kind.RAW_OUTPUT:
         return exists().where(Verdict.post_id == Post.id, Verdict.raw_output.is_not(None))
     return or_(
@@ -287,24 +289,28 @@ class _Work:
 
 
 def _erase_media(session: Session, ids: list[int], work: _Work) -> None:
-    """Unlink ``ids``' images; an image that no post outside ``ids`` shows goes with its signals.
+    """Unlink ``ids``' images, those an ingest update replaced (``replaced_media``) too; an image
+    that no post outside ``ids`` shows, or showed before an update, goes with its signals.
     Called once for every post losing its images, whatever else it loses: a post that keeps
     its images (due for its text or raw output only) keeps the image too."""
     erasing = set(ids)
     media_ids: set[int] = set()
-    for part in _chunks(ids):
-        media_ids |= set(session.scalars(select(PostMedia.media_id).where(PostMedia.post_id.in_(part))))
+    for link in (PostMedia, ReplacedMedia):
+        for part in _chunks(ids):
+            media_ids |= set(session.scalars(select(link.media_id).where(link.post_id.in_(part))))
     shared: set[int] = set()
-    for part in _chunks(sorted(media_ids)):
-        for media_id, post_id in session.execute(
-            select(PostMedia.media_id, PostMedia.post_id).where(PostMedia.media_id.in_(part))
-        ):
-            if post_id not in erasing:
-                shared.add(media_id)
+    for link in (PostMedia, ReplacedMedia):
+        for part in _chunks(sorted(media_ids)):
+            for media_id, post_id in session.execute(
+                select(link.media_id, link.post_id).where(link.media_id.in_(part))
+            ):  # fmt: skip
+                if post_id not in erasing:
+                    shared.add(media_id)
     lone = sorted(media_ids - shared)
     work.add("media_shared", len(shared))
     for part in _chunks(ids):
         work.add("media_links", rows_changed(session, sql_delete(PostMedia).where(PostMedia.post_id.in_(part))))
+        work.add("media_links", rows_changed(session, sql_delete(ReplacedMedia).where(ReplacedMedia.post_id.in_(part))))
     for part in _chunks(lone):
         for media_id, sha, path, thumb in session.execute(
             select(Media.id, Media.sha256, Media.path, Media.thumb_path).where(Media.id.in_(part))

@@ -24,7 +24,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, Select, SQLColumnExpression, case, func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import LIVE_POST, Post, PostStatus, Verdict
+from db.models import LIVE_POST, EventAction, Post, PostStatus, ReviewEvent, Verdict
 from review.policy import NO_VIOLATION
 
 USABLE = ("ok", "repaired")  # parse statuses whose verdict can be shown, confirmed and reused
@@ -54,20 +54,30 @@ def category_shown_sql(
 
 
 def current_verdict(session: Session, post_id: int) -> Verdict | None:
-    """A post's current verdict (its newest), or None before it was scored."""
-    return session.scalars(
-        select(Verdict).where(Verdict.post_id == post_id).order_by(Verdict.id.desc()).limit(1)
-    ).first()
+    """A post's current verdict (see :func:`current_verdicts`), or None."""
+    return current_verdicts(session, [post_id]).get(post_id)
 
 
 def current_verdicts(session: Session, post_ids: list[int]) -> dict[int, Verdict]:
-    """The current verdicts of many posts in one query, by post id (posts without one are left out)."""
+    """The current verdicts of many posts, by post id: each post's newest verdict, unless an
+    ingest update replaced the post's content after it (the ``update`` event names the newest
+    verdict it superseded): until it is scored again such a post has none. Posts without one are
+    left out."""
     if not post_ids:
         return {}
     newest = (
         select(func.max(Verdict.id)).where(Verdict.post_id.in_(post_ids)).group_by(Verdict.post_id).scalar_subquery()
     )
-    return {v.post_id: v for v in session.scalars(select(Verdict).where(Verdict.id.in_(newest)))}
+    found = {v.post_id: v for v in session.scalars(select(Verdict).where(Verdict.id.in_(newest)))}
+    superseded = session.execute(
+        select(ReviewEvent.post_id, func.max(ReviewEvent.verdict_id))
+        .where(ReviewEvent.post_id.in_(list(found)), ReviewEvent.action == EventAction.UPDATE)
+        .group_by(ReviewEvent.post_id)
+    )
+    for post_id, verdict_id in superseded:
+        if verdict_id is not None and verdict_id >= found[post_id].id:
+            del found[post_id]
+    return found
 
 
 def point_at(session: Session, verdict: Verdict) -> None:

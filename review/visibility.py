@@ -98,10 +98,13 @@ def sights(session: Session, viewer: Viewer, post_ids: Collection[int], *, revie
 PUBLIC_NOTES = (EventAction.REQUEUE, EventAction.UPDATE)
 
 
-def may_read_note(actor: Actor, author_id: int | None) -> bool:
-    """The notes rule: a note (a decision's reason, an escalation's) is read by its author and by
-    the roles that read every note (leads, admins); blind reviewers read none (:func:`sight`)."""
-    return author_id == actor.id or actor.can(Permission.READ_ALL_NOTES)
+def may_read_note(actor: Actor, author_id: int | None, action: str, *, blind: bool = False) -> bool:
+    """The notes rule: the desk's own notes (PUBLIC_NOTES) are read by everyone who reads the
+    post's history; a person's note (a decision's reason, an escalation's) by its author and by
+    the roles that read every note (leads, admins), and by no blind reviewer (:func:`sight`)."""
+    if action in PUBLIC_NOTES:
+        return True
+    return not blind and (author_id == actor.id or actor.can(Permission.READ_ALL_NOTES))
 
 
 def blind_for(session: Session, actor: Actor, post_id: int) -> bool:

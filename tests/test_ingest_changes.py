@@ -12,18 +12,25 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from db.models import EventAction, Post, PostStatus, Verdict
-from db.session import writing
+from db import schema
+from db.models import EventAction, Media, Post, PostStatus, ReplacedMedia, Verdict
+from db.session import make_engine, writing
 from review import scoring
+from review.auth import OPERATOR
 from review.browse import get_posts
 from review.cli import main
+from review.config import Settings
 from review.decisions import claim, decide, history
-from review.desk import Desk
+from review.desk import Desk, open_desk
 from review.errors import IngestError
 from review.inference.baseline import BaselineProvider
 from review.ingest import StorePolicy
 from review.ingest.records import MISSING_IMAGES_KEY
+from review.ingest.store import Ingestor
+from review.purge import purge
+from review.reports import add_report
 from review.scoring import Scorer
+from review.verdicts import current_verdict
 from review.visibility import Viewer
 from tests.conftest import (
     audit_rows,
@@ -32,6 +39,7 @@ from tests.conftest import (
     post_status,
     rejections,
     review_events,
+    row_count,
     stored_posts,
     write_jsonl,
 )
@@ -323,3 +331,127 @@ def test_with_skip_a_still_missing_image_is_no_change_and_a_found_one_is(desk: D
     assert MISSING_IMAGES_KEY not in p1.meta
     (event,) = review_events(desk, EventAction.UPDATE)
     assert event.note.endswith("; not found then: b.jpg") and "(images changed)" in event.note
+
+
+def test_a_decided_post_that_reports_sent_back_keeps_what_its_moderator_saw(desk: Desk, tmp_path: Path) -> None:
+    people = staff(desk)
+    ann = people["ann"]
+    path = _posts(tmp_path, p="as decided")
+    ingest_files(desk, path)
+    _verdicts(desk)
+    (post_id,) = [p.id for p in stored_posts(desk).values()]
+    assert claim(desk.sessions, ann, post_id) is not None
+    decide(desk.sessions, ann, post_id, "confirm")
+    add_report(desk.sessions, desk.settings, post_id, "user_report", count=desk.settings.requeue_after_reports)
+    assert post_status(desk, post_id) == PostStatus.QUEUED  # waiting again, its decision standing
+
+    report = ingest_files(desk, _posts(tmp_path, p="changed since"), policy=UPDATE)
+    assert (report.updated, report.kept) == (0, 1)
+    assert "decided before reports sent it back" in report.warnings[0]
+    assert stored_posts(desk)["p"].text == "as decided"
+    with desk.sessions() as session:  # the requeue's note is the desk's record: a moderator reads it too
+        (requeue,) = [e for e in history(session, people["bob"], post_id) if e.action == EventAction.REQUEUE]
+        assert requeue.note and not requeue.note_hidden
+
+
+def test_the_old_verdict_stops_being_current_and_erasure_follows_replaced_images(desk: Desk, tmp_path: Path) -> None:
+    make_image(tmp_path / "a.jpg", 1)
+    make_image(tmp_path / "b.jpg", 2)
+    ingest_files(
+        desk, write_jsonl(tmp_path / "p.jsonl", [{"external_id": "x", "text": "cheap pills", "images": ["a.jpg"]}])
+    )
+    _verdicts(desk)
+    post_id = stored_posts(desk)["x"].id
+    viewer = Viewer(staff(desk)["lea"])
+    with desk.sessions() as session:
+        old = get_posts(session, viewer, [post_id])[post_id].verdict
+    assert old is not None
+    path = write_jsonl(tmp_path / "p.jsonl", [{"external_id": "x", "text": "hello", "images": ["b.jpg"]}])
+    assert ingest_files(desk, path, policy=UPDATE).updated == 1
+    with desk.sessions() as session:  # the verdict on "cheap pills" is not shown beside "hello"
+        assert get_posts(session, viewer, [post_id])[post_id].verdict is None
+        assert current_verdict(session, post_id) is None
+        (event,) = [e for e in review_events(desk, EventAction.UPDATE)]
+        assert event.verdict_id == session.scalar(select(Verdict.id).where(Verdict.post_id == post_id))
+        assert [r.original_name for r in session.scalars(select(ReplacedMedia))] == ["a.jpg"]
+    _verdicts(desk)
+    with desk.sessions() as session:
+        new = get_posts(session, viewer, [post_id])[post_id].verdict
+    assert new is not None and new.id != old.id
+
+    erased = purge(desk.sessions, OPERATOR, desk.settings, [post_id], reason="user asked")
+    assert erased.counts["media"] == 2  # the image it shows and the one an update replaced
+    assert (row_count(desk, Media), row_count(desk, ReplacedMedia)) == (0, 0)
+
+
+def test_a_post_claimed_after_the_comparison_is_kept_and_gains_no_media(
+    desk: Desk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann = staff(desk)["ann"]
+    make_image(tmp_path / "a.jpg", 1)
+    make_image(tmp_path / "b.jpg", 2)
+    ingest_files(desk, write_jsonl(tmp_path / "p.jsonl", [{"external_id": "x", "text": "t", "images": ["a.jpg"]}]))
+    _verdicts(desk)
+    post_id = stored_posts(desk)["x"].id
+    update_run = Ingestor._update
+
+    def claimed_meanwhile(self: Ingestor, updates: list) -> None:
+        assert claim(desk.sessions, ann, post_id) is not None  # a moderator takes it after the comparison
+        update_run(self, updates)
+
+    monkeypatch.setattr(Ingestor, "_update", claimed_meanwhile)
+    path = write_jsonl(tmp_path / "p.jsonl", [{"external_id": "x", "text": "t2", "images": ["b.jpg"]}])
+    report = ingest_files(desk, path, policy=UPDATE)
+    assert (report.updated, report.kept) == (0, 1) and "a moderator is reviewing" in report.warnings[0]
+    assert row_count(desk, Media) == 1 and stored_posts(desk)["x"].text == "t"  # b.jpg left no row behind
+
+
+def test_an_optional_field_left_empty_is_no_change(desk: Desk, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "p.jsonl", [{"external_id": "d", "text": "t", "created_at": "2024-03-01 10:00"}])
+    ingest_files(desk, path)
+    again = write_jsonl(tmp_path / "p.jsonl", [{"external_id": "d", "text": "t", "created_at": "01.03.2024"}])
+    report = ingest_files(desk, again, policy=UPDATE)  # the date in a format not named: left empty
+    assert (report.differing, report.already_present) == (0, 1)
+    edited = write_jsonl(tmp_path / "p.jsonl", [{"external_id": "d", "text": "t2", "created_at": "01.03.2024"}])
+    assert ingest_files(desk, edited, policy=UPDATE).updated == 1
+    assert stored_posts(desk)["d"].created_at == datetime(2024, 3, 1, 10, tzinfo=UTC)  # the good date stays
+
+
+def test_the_desks_missing_images_key_is_not_a_records(desk: Desk, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "p.jsonl", [
+        {"external_id": "a", "text": "t", "missing_images": ["fake.jpg"]},
+        {"external_id": "b", "text": "t", "metadata": {"missing_images": ["fake.jpg"]}},
+    ])  # fmt: skip
+    report = ingest_files(desk, path)
+    assert report.added == 0 and all("is the desk's own" in why for why in rejections(report).values())
+
+
+def test_an_update_refused_for_a_bad_image_is_counted_once(desk: Desk, tmp_path: Path) -> None:
+    ingest_files(desk, write_jsonl(tmp_path / "p.jsonl", [{"external_id": "x", "text": "t"}]))
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 broken")
+    path = write_jsonl(tmp_path / "p.jsonl", [{"external_id": "x", "text": "t2", "images": ["bad.jpg"]}])
+    report = ingest_files(desk, path, policy=UPDATE)
+    assert report.summary() == "0 added, 0 already present, 1 rejected"
+    assert "the stored post 1 was not updated" in report.rejected[0].reason
+
+
+def test_an_image_under_a_file_counts_as_missing(desk: Desk, tmp_path: Path) -> None:
+    make_image(tmp_path / "a.jpg", 1)
+    path = write_jsonl(tmp_path / "p.jsonl", [{"external_id": "x", "text": "t", "images": ["a.jpg", "a.jpg/b.jpg"]}])
+    report = ingest_files(desk, path, policy=SKIP)
+    assert report.added == 1 and stored_posts(desk)["x"].meta == {MISSING_IMAGES_KEY: ["a.jpg/b.jpg"]}
+
+
+def test_migration_0013_will_not_drop_update_events(db_url: str, tmp_path: Path) -> None:
+    engine = make_engine(db_url)
+    try:
+        schema.upgrade(engine)
+        desk = open_desk(Settings(database_url=db_url, media_dir=tmp_path / "media"))
+        ingest_files(desk, _posts(tmp_path, u="one"))
+        ingest_files(desk, _posts(tmp_path, u="two"), policy=UPDATE)
+        desk.engine.dispose()
+        with pytest.raises(Exception, match="holds 'update' events"):
+            schema.downgrade(engine, "0012")
+        assert schema.current_revision(engine) == schema.head_revision()
+    finally:
+        engine.dispose()

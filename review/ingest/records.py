@@ -259,7 +259,7 @@ class IngestReport:
     added: int = 0
     already_present: int = 0  # stored before and left as they are (those updated are not counted here)
     updated: int = 0  # stored before with other content, replaced (--update)
-    differing: int = 0  # stored before with other content: those updated and those kept (warnings say why)
+    kept: int = 0  # stored before with other content, left as they are (a warning each says why)
     rejected: list[Rejection] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     encodings: dict[str, str] = field(default_factory=dict)  # input file → encoding used
@@ -271,11 +271,16 @@ class IngestReport:
     def ok(self) -> bool:
         return not self.rejected
 
+    @property
+    def differing(self) -> int:
+        """Records of posts stored before with other content: updated, or kept as stored."""
+        return self.updated + self.kept
+
     def summary(self) -> str:
         updated = f"{self.updated} updated, " if self.updated else ""
         present = f"{self.already_present} already present"
-        if kept := self.differing - self.updated:
-            present += f" ({kept} of them with other content, kept: see the warnings)"
+        if self.kept:
+            present += f" ({self.kept} of them with other content, kept: see the warnings)"
         return f"{self.added} added, {updated}{present}, {len(self.rejected)} rejected"
 
     def grouped_rejections(self) -> list[MessageGroup]:
@@ -301,6 +306,7 @@ class PreparedRecord:
     missing: list[str] = field(default_factory=list)  # images not found, the post stored without them (skip)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # optional fields left empty, and why
+    emptied: tuple[str, ...] = ()  # those optional fields (SOFT_FIELDS)
 
 
 def format_validation(exc: ValidationError, within: str = "") -> str:
@@ -342,13 +348,14 @@ def validate(
         data["source"] = default_source or DEFAULT_SOURCE
     context = {"date_format": date_format}
     warnings: list[str] = []
+    emptied: tuple[str, ...] = ()
     try:
         record = PostRecord.model_validate(data, context=context)
     except ValidationError as exc:
         soft = _soft_problems(exc) if soft_fields else None
         if soft is None:
             return format_validation(exc)
-        warnings = list(soft.values())
+        warnings, emptied = list(soft.values()), tuple(soft)
         for name in soft:
             data.pop(name)
         meta = data.get("metadata") or {}
@@ -363,12 +370,17 @@ def validate(
             f"text is {len(record.text):,} characters; the limit is {settings.max_text_chars:,} (MAX_TEXT_CHARS). "
             "Shorten it or raise the limit"
         )
+    if MISSING_IMAGES_KEY in record.metadata:  # the desk's own statement to the moderator
+        return (
+            f"metadata key {MISSING_IMAGES_KEY!r} (a field or column of that name) is the desk's own: the images "
+            "not found at ingest. Rename it in the export"
+        )
     problem = _metadata_problem(record.metadata) or _unstorable_value(record.model_dump())
     if problem:
         return problem
     canonical = record.model_dump(mode="json")
     fingerprint = hashlib.sha256(json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    return PreparedRecord(raw=raw, record=record, fingerprint=fingerprint, warnings=warnings)
+    return PreparedRecord(raw=raw, record=record, fingerprint=fingerprint, warnings=warnings, emptied=emptied)
 
 
 def _soft_problems(exc: ValidationError) -> dict[str, str] | None:

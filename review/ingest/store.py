@@ -21,7 +21,7 @@ from db.models import Media, Post, PostMedia, PostReport, PostStatus
 from db.session import writing
 from review.config import Settings
 from review.errors import IngestError, MediaError, MissingImageError
-from review.ingest.changes import RecordImages, StoredContent, differences, replace_content, stored_content
+from review.ingest.changes import Change, RecordImages, differences, replace_content, stored_content
 from review.ingest.records import (
     MISSING_IMAGES_KEY,
     IngestReport,
@@ -323,74 +323,90 @@ class Ingestor:
     def _compare(self, known: list[tuple[PreparedRecord, int, str | None]], pool: ThreadPoolExecutor) -> list[_Update]:
         """Records of posts stored before: those with the same content are already present;
         those that differ are reported, and returned for an update when the policy asks for one
-        and the post may take it (review/ingest/changes.py)."""
+        and the post may take it (review/ingest/changes.py). An erased post's images are not read."""
         if not known:
             return []
-        max_bytes, skip = self.settings.max_image_bytes, self.policy.missing_images == "skip"
-        read = list(pool.map(lambda item: item[2] or _record_images(item[0], max_bytes, skip), known))
         with self.session_factory() as session:
             stored = stored_content(session, [post_id for _, post_id, _ in known])
+        max_bytes, skip = self.settings.max_image_bytes, self.policy.missing_images == "skip"
+
+        def read(item: tuple[PreparedRecord, int, str | None]) -> RecordImages | str | None:
+            content = stored.get(item[1])
+            if content is None or content.erased:
+                return None
+            return item[2] or _record_images(item[0], max_bytes, skip)
+
         now = datetime.now(UTC)
         updates = []
-        for (prep, post_id, _), images in zip(known, read, strict=True):
+        for (prep, post_id, _), images in zip(known, pool.map(read, known), strict=True):
             key = (prep.record.source, prep.record.external_id)
             location = prep.raw.location
             unreadable = images if isinstance(images, str) else None
             compared = images if isinstance(images, RecordImages) else None
             content = stored.get(post_id)
-            changed = [] if content is None else differences(prep.record, compared, content)
+            changed = [] if content is None else differences(prep.record, compared, content, prep.emptied)
             if unreadable:
                 self.warn(f"{location}: " + with_value("images not compared with the stored post", unreadable))
             if content is None or not changed:
                 self.present(prep.order, key, post_id)
                 continue
-            self.report.differing += 1
+            why = content.kept_because(now) if self.policy.update or content.erased else None
             if not self.policy.update:
-                why: str | None = "kept the stored content (--update replaces the content of a post nobody has decided)"
-            else:
-                why = content.kept_because(now) or (unreadable and "not updated, as its images cannot all be read")
+                why = why or "kept the stored content (--update replaces the content of a post nobody has decided)"
+            why = why or (unreadable and "not updated, as its images cannot all be read")
             if why:
-                reason = with_value(f"differs from the stored post; {why}", ", ".join(changed))
-                self.warn(f"{location}: {reason}")
-                self.present(prep.order, key, post_id, reason)
+                self.keep(prep, post_id, changed, why)
                 continue
-            updates.append(_Update(prep, content, changed))
+            updates.append(_Update(prep, post_id, changed))
         return updates
 
+    def keep(self, prep: PreparedRecord, post_id: int, changed: list[str], why: str) -> None:
+        """A record with other content than its stored post, which keeps its own: a warning, and
+        its outcome says why."""
+        self.report.kept += 1
+        reason = with_value(f"differs from the stored post; {why}", ", ".join(changed))
+        self.warn(f"{prep.raw.location}: {reason}")
+        self.present(prep.order, (prep.record.source, prep.record.external_id), post_id, reason)
+
     def _update(self, updates: list[_Update]) -> None:
-        """Replace the content of the posts in ``updates``, each in a savepoint of one transaction."""
+        """Replace the content of the posts in ``updates`` in one transaction, each in a
+        savepoint, in post id order (concurrent writers lock posts in the same order)."""
         now = datetime.now(UTC)
         ready = []
         for item in updates:
             if item.prep.error:
-                self.reject_prep(item.prep, f"{item.prep.error}; the stored post {item.stored.post_id} was not updated")
+                self.reject_prep(item.prep, f"{item.prep.error}; the stored post {item.post_id} was not updated")
             else:
                 ready.append(item)
+        ready.sort(key=lambda item: item.post_id)
         with writing(self.session_factory) as session:
             done = [self._update_one(session, item, now) for item in ready]
-        for item, replaced in zip(ready, done, strict=True):
+        for item, change in sorted(zip(ready, done, strict=True), key=lambda pair: pair[0].prep.order):
             key = (item.prep.record.source, item.prep.record.external_id)
-            post_id = item.stored.post_id
-            if replaced:
+            if change.replaced:
                 self.report.updated += 1
-                self.report.updated_ids.append(post_id)
-                self._outcome(item.prep.order, "updated", key, post_id=post_id)
-            else:
-                why = "differs from the stored post; kept, as it was decided, claimed or erased during the ingest"
-                reason = with_value(why, ", ".join(item.changed))
-                self.warn(f"{item.prep.raw.location}: {reason}")
-                self.present(item.prep.order, key, post_id, reason)
+                self.report.updated_ids.append(item.post_id)
+                self._outcome(item.prep.order, "updated", key, post_id=item.post_id)
+            elif change.kept:  # the post changed hands (or status) since it was compared
+                self.keep(item.prep, item.post_id, change.changed, change.kept)
+            else:  # another run gave it this content meanwhile
+                self.present(item.prep.order, key, item.post_id)
 
-    def _update_one(self, session: Session, item: _Update, now: datetime) -> bool:
+    def _update_one(self, session: Session, item: _Update, now: datetime) -> Change:
         prep = item.prep
+
+        def media() -> list[tuple[int, str]]:
+            ids = self._media_ids(session, prep.stored)
+            return [(ids[img.sha256], name) for img, name in zip(prep.stored, _kept_names(prep), strict=True)]
+
+        # the images as stored (with skip, those missing now may differ from when they were compared)
+        images = RecordImages(tuple(img.sha256 for img in prep.stored), tuple(prep.missing))
         for _attempt in range(3):
             cache_before = dict(self.media_cache)
             try:
                 with session.begin_nested():
-                    ids = self._media_ids(session, prep.stored)
-                    media = [(ids[img.sha256], name) for img, name in zip(prep.stored, _kept_names(prep), strict=True)]
                     return replace_content(
-                        session, item.stored, prep.record, _metadata(prep), media, item.changed,
+                        session, item.post_id, prep.record, images, _metadata(prep), media, ignore=prep.emptied,
                         location=prep.raw.location, by=self.by, now=now,
                     )  # fmt: skip
             except IntegrityError:  # an image another process stored meanwhile: found on the next try
@@ -509,10 +525,11 @@ class Ingestor:
 
 @dataclass(frozen=True)
 class _Update:
-    """A record that replaces the content of a post stored before: what is stored, what changed."""
+    """A record that differed from its stored post, which may take its content, and what differed
+    then (the update compares again)."""
 
     prep: PreparedRecord
-    stored: StoredContent
+    post_id: int
     changed: list[str]
 
 

@@ -1,5 +1,6 @@
 """The ``update`` event: ingest --update replaced the content of a post nobody had decided
-(review/ingest/changes.py); its note says what changed and keeps what was replaced
+(review/ingest/changes.py); its note says what changed and keeps what was replaced, and
+``replaced_media`` keeps the image links it replaced (erasure follows them)
 
 Revision ID: 0013
 Revises: 0012
@@ -23,6 +24,7 @@ depends_on: str | Sequence[str] | None = None
 OLD_ACTIONS = "action IN ('claim', 'release', 'confirm', 'overturn', 'escalate', 'skip', 'reopen', 'requeue')"
 NEW_ACTIONS = "action IN ('claim', 'release', 'confirm', 'overturn', 'escalate', 'skip', 'reopen', 'requeue', 'update')"
 UNDOES = sa.text("undoes_id IS NOT NULL")
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # as db.models.BigID
 
 
 @contextmanager
@@ -45,10 +47,29 @@ def _check(actions: str) -> None:
 
 def upgrade() -> None:
     _check(NEW_ACTIONS)
+    op.create_table(
+        "replaced_media",
+        sa.Column("event_id", ID, nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("post_id", ID, nullable=False),
+        sa.Column("media_id", ID, nullable=False),
+        sa.Column("original_name", sa.String(255), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["event_id"], ["review_event.id"], name=op.f("fk_replaced_media_event_id_review_event")
+        ),
+        sa.ForeignKeyConstraint(["media_id"], ["media.id"], name=op.f("fk_replaced_media_media_id_media")),
+        sa.ForeignKeyConstraint(
+            ["post_id"], ["post.id"], name=op.f("fk_replaced_media_post_id_post"), ondelete="RESTRICT"
+        ),  # fmt: skip
+        sa.PrimaryKeyConstraint("event_id", "position", name=op.f("pk_replaced_media")),
+    )
+    op.create_index("ix_replaced_media_post_id", "replaced_media", ["post_id"])
+    op.create_index("ix_replaced_media_media_id", "replaced_media", ["media_id"])
 
 
 def downgrade() -> None:
     # an update event cannot be expressed before this revision: refuse rather than lose history
     if op.get_bind().execute(sa.text("SELECT 1 FROM review_event WHERE action = 'update' LIMIT 1")).first():
         raise RuntimeError("review_event holds 'update' events (ingest --update); they cannot be downgraded")
+    op.drop_table("replaced_media")
     _check(OLD_ACTIONS)
