@@ -59,6 +59,7 @@ URL_FILTER = "queue_url"  # the query parameters this page wrote last
 BULK_ROUND = "queue_bulk_round"  # bulk decisions made: part of the table's key
 BULK_CATEGORY = "bulk_category"  # the label picked for a bulk overturn (session state, no preset)
 BULK_SEVERITY = "bulk_severity"
+LISTED_AT = "queue_listed_at"  # when the run that drew the list read it
 BULK_RESULT = "bulk_result"  # (decision, review.decisions.BulkResult) of the last bulk decision, until dismissed
 DONE = {"confirm": "confirmed", "overturn": "overturned", "escalate": "escalated"}
 PAGE_SIZES = (25, 50, 100)
@@ -166,6 +167,10 @@ st.session_state[URL_FILTER] = wanted
 
 cursors = st.session_state.setdefault(CURSORS, [None])
 now = datetime.now(UTC)
+# when the list the lead is choosing from was read: the run before this one drew it (a bulk
+# decision skips posts whose content an ingest update replaced since)
+shown_at = st.session_state.get(LISTED_AT)
+st.session_state[LISTED_AT] = now
 with desk.sessions() as session:
     per_category = category_counts(session, actor, flt, now)
     total = sum(per_category.values())
@@ -319,8 +324,9 @@ if bulk_allowed:
             try:
                 overturn_label = label if decision == "overturn" else None
                 decided = decide_bulk(
-                    desk.sessions, actor, targets, Decision(decision), label=overturn_label, note=note, policy=policy
-                )
+                    desk.sessions, actor, targets, Decision(decision), label=overturn_label, note=note, policy=policy,
+                    shown_at=shown_at,
+                )  # fmt: skip
             except ReviewError as exc:
                 show_error("Nothing was decided.", str(exc))
             else:

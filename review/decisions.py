@@ -424,11 +424,13 @@ def decide_bulk(
     note: str | None = None,
     policy: Policy | None = None,
     now: datetime | None = None,
+    shown_at: datetime | None = None,
 ) -> BulkResult:
     """One decision (confirm, overturn or escalate) for many waiting posts, in one transaction:
     an event per post, all with one ``bulk_id``. A post someone else is reviewing, one that is
-    no longer waiting for ``actor`` (decided, in its blind second review) or, for confirm, one
-    without a usable verdict, is skipped with the reason. An escalation needs ``note``: its
+    no longer waiting for ``actor`` (decided, in its blind second review), one whose content an
+    ingest update replaced after ``shown_at`` (when the list the lead chose from was read) or,
+    for confirm, one without a usable verdict, is skipped with the reason. An escalation needs ``note``: its
     reason. Bulk decisions are not drawn for second review: the share is measured on one-by-one
     decisions."""
     require(actor, Permission.BULK)
@@ -466,6 +468,10 @@ def decide_bulk(
             )
         }
         erased = set(session.scalars(select(Post.id).where(Post.id.in_(ids), ~LIVE_POST)))
+        changed: set[int] = set()
+        if shown_at is not None:
+            replaced = (ReviewEvent.action == EventAction.UPDATE, ReviewEvent.created_at > shown_at)
+            changed = set(session.scalars(select(ReviewEvent.post_id).where(ReviewEvent.post_id.in_(ids), *replaced)))
         for post_id in ids:
             row = found.get(post_id)
             if row is None:
@@ -476,6 +482,9 @@ def decide_bulk(
                 continue
             if row.status not in statuses:
                 skipped[post_id] = f"not waiting for you (status {row.status})"
+                continue
+            if post_id in changed:
+                skipped[post_id] = "its content was replaced (an ingest update) after the list was shown: look again"
                 continue
             live = row.lease_expires_at is not None and row.lease_expires_at > now
             if live and row.claimed_by_id != actor.id:

@@ -20,7 +20,7 @@ from review.auth import OPERATOR
 from review.browse import get_posts
 from review.cli import main
 from review.config import Settings
-from review.decisions import claim, decide, history
+from review.decisions import claim, decide, decide_bulk, history
 from review.desk import Desk, open_desk
 from review.errors import IngestError
 from review.inference.baseline import BaselineProvider
@@ -455,3 +455,16 @@ def test_migration_0013_will_not_drop_update_events(db_url: str, tmp_path: Path)
         assert schema.current_revision(engine) == schema.head_revision()
     finally:
         engine.dispose()
+
+
+def test_a_bulk_decision_skips_posts_replaced_after_the_list_was_shown(desk: Desk, tmp_path: Path) -> None:
+    lea = staff(desk)["lea"]
+    ingest_files(desk, _posts(tmp_path, a="one", b="two"))
+    _verdicts(desk)
+    shown_at = datetime.now(UTC)  # the lead reads the queue …
+    ingest_files(desk, _posts(tmp_path, a="one, replaced", b="two"), policy=UPDATE)  # … a platform resends a
+    _verdicts(desk)  # … and it is scored again before the lead clicks
+    ids = {k: p.id for k, p in stored_posts(desk).items()}
+    result = decide_bulk(desk.sessions, lea, [ids["a"], ids["b"]], "confirm", shown_at=shown_at)
+    assert result.decided == [ids["b"]]
+    assert result.skipped[ids["a"]].startswith("its content was replaced (an ingest update) after the list was shown")
