@@ -332,6 +332,11 @@ def test_with_skip_a_still_missing_image_is_no_change_and_a_found_one_is(desk: D
     (event,) = review_events(desk, EventAction.UPDATE)
     assert event.note.endswith("; not found then: b.jpg") and "(images changed)" in event.note
 
+    edited = write_jsonl(tmp_path / "p2.jsonl", [{"external_id": "p2", "text": "whole?", "images": ["a.jpg", "z.jpg"]}])
+    again = ingest_files(desk, edited, policy=both)  # an update stored without an image says so too
+    assert again.updated == 1 and [g.values for g in again.grouped_warnings()] == [["z.jpg"]]
+    assert stored_posts(desk)["p2"].meta == {MISSING_IMAGES_KEY: ["z.jpg"]}
+
 
 def test_a_decided_post_that_reports_sent_back_keeps_what_its_moderator_saw(desk: Desk, tmp_path: Path) -> None:
     people = staff(desk)

@@ -304,9 +304,7 @@ class Ingestor:
             if prep.error:
                 self.reject_prep(prep, prep.error)
                 continue
-            for name in prep.missing:
-                reason = "image not found; the post is stored without it (--missing-images skip)"
-                self.warn(f"{prep.raw.location}: " + with_value(reason, name))
+            self.warn_missing(prep)
             ready.append(prep)
         if ready:
             self._store(ready)
@@ -360,6 +358,12 @@ class Ingestor:
             updates.append(_Update(prep, post_id, changed))
         return updates
 
+    def warn_missing(self, prep: PreparedRecord) -> None:
+        """A warning for each image of a stored record that was not found (``--missing-images skip``)."""
+        for name in prep.missing:
+            reason = "image not found; the post is stored without it (--missing-images skip)"
+            self.warn(f"{prep.raw.location}: " + with_value(reason, name))
+
     def keep(self, prep: PreparedRecord, post_id: int, changed: list[str], why: str) -> None:
         """A record with other content than its stored post, which keeps its own: a warning, and
         its outcome says why."""
@@ -384,6 +388,7 @@ class Ingestor:
         for item, change in sorted(zip(ready, done, strict=True), key=lambda pair: pair[0].prep.order):
             key = (item.prep.record.source, item.prep.record.external_id)
             if change.replaced:
+                self.warn_missing(item.prep)
                 self.report.updated += 1
                 self.report.updated_ids.append(item.post_id)
                 self._outcome(item.prep.order, "updated", key, post_id=item.post_id)
