@@ -343,7 +343,7 @@ def show_missing_images(post: PostRow) -> None:
             f"{'1 image' if count == 1 else f'{count} images'} of this post could not be found when it was "
             f"ingested: {'it is' if count == 1 else 'they are'} not shown, and the model did not see "
             f"{'it' if count == 1 else 'them'}. Named in its record:",
-            icon="🖼️",
+            icon=":material/hide_image:",
         )
         more = f"\n… and {count - 10} more" if count > 10 else ""
         st.text("\n".join(one_line(name, 120) for name in post.missing_images[:10]) + more)  # verbatim, untrusted
