@@ -430,9 +430,9 @@ def decide_bulk(
     an event per post, all with one ``bulk_id``. A post someone else is reviewing, one that is
     no longer waiting for ``actor`` (decided, in its blind second review), one whose content an
     ingest update replaced after ``shown_at`` (when the list the lead chose from was read) or,
-    for confirm, one without a usable verdict, is skipped with the reason. An escalation needs ``note``: its
-    reason. Bulk decisions are not drawn for second review: the share is measured on one-by-one
-    decisions."""
+    for confirm, one without a usable verdict, is skipped with the reason. An escalation needs
+    ``note``: its reason. Bulk decisions are not drawn for second review: the share is measured
+    on one-by-one decisions."""
     require(actor, Permission.BULK)
     try:
         decision = Decision(decision)

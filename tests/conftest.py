@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +98,8 @@ def _desk(url: str, media_dir: Path, migrated: Path | None = None) -> Iterator[D
     settings = Settings(database_url=url, media_dir=media_dir)
     target = make_url(url)
     if migrated is not None and target.get_backend_name() == "sqlite" and target.database:
-        with sqlite3.connect(migrated) as source, sqlite3.connect(target.database) as copy:
+        with closing(sqlite3.connect(migrated)) as source, closing(sqlite3.connect(target.database)) as copy:
             source.backup(copy)
-        source.close()
-        copy.close()
     else:
         engine = make_engine(url)
         schema.upgrade(engine)

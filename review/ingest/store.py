@@ -348,10 +348,10 @@ class Ingestor:
             if content is None or not changed:
                 self.present(prep.order, key, post_id)
                 continue
-            why = content.kept_because(now) if self.policy.update or content.erased else None
-            if not self.policy.update:
-                why = why or "kept the stored content (--update replaces the content of a post nobody has decided)"
-            why = why or (unreadable and "not updated, as its images cannot all be read")
+            if self.policy.update or content.erased:  # an erased post says so, whatever the policy
+                why = content.kept_because(now) or (unreadable and "not updated, as its images cannot all be read")
+            else:
+                why = "kept the stored content (--update replaces the content of a post nobody has decided)"
             if why:
                 self.keep(prep, post_id, changed, why)
                 continue
